@@ -1,0 +1,48 @@
+"""AlexNet Playground: the Gradio app. It only lays out tabs and wires them to the playground package.
+
+Run ``python app.py`` (or ``make run``); host and port come from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import gradio as gr
+
+from playground.config import get_limits
+from ui import conv_lab
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+HEADER = """
+# AlexNet Playground
+See what a convolutional network does by touching one: slide hand-made kernels over your own photo.
+"""
+
+
+def build_demo() -> gr.Blocks:
+    """Build the whole app (no server is started)."""
+    with gr.Blocks(title="AlexNet Playground") as demo:
+        gr.Markdown(HEADER)
+        with gr.Tabs():
+            with gr.Tab("Convolution lab", id="lab"):
+                conv_lab.build_tab(demo)
+    return demo
+
+
+def launch(demo: gr.Blocks, **kwargs):
+    """Start the server with the app's limits, queue and stylesheet."""
+    limits = get_limits()
+    demo.queue(
+        max_size=limits.queue_max_size,
+        default_concurrency_limit=int(os.environ.get("PLAYGROUND_CONCURRENCY", "2")),
+    )
+    return demo.launch(
+        max_file_size=limits.max_upload_bytes,
+        css_paths=[ASSETS / "style.css"],
+        **kwargs,
+    )
+
+
+if __name__ == "__main__":
+    launch(build_demo())

@@ -1,0 +1,1 @@
+"""AlexNet Playground's compute core: images, kernels, rendering. Importable without Gradio."""

@@ -1,0 +1,131 @@
+"""Turning signed numbers into pictures a learner can read, with the scale that says what colours mean.
+
+Rendering is kept apart from computation: functions here take arrays and return PIL images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import matplotlib
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+DIVERGING = "RdBu_r"  # blue = negative, white = zero, red = positive
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    """What the colours of a rendered response mean."""
+
+    low: float  # value drawn at the low end of the colour bar
+    high: float  # value drawn at the high end
+    kind: str  # "diverging" (signed, 0 in the middle), "sequential" (0 at the low end), "signed_rgb"
+    min_value: float  # the actual extremes of the data, shown next to the bar
+    max_value: float
+
+
+@functools.cache
+def _lut(name: str) -> np.ndarray:
+    return (matplotlib.colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
+
+
+def _to_index(t: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(t * 255.0), 0, 255).astype(np.uint8)
+
+
+def render_response(values: np.ndarray) -> tuple[Image.Image, Scale]:
+    """Render convolution output (H, W) or (H, W, 3) without losing its sign or range.
+
+    One channel with both signs goes on a diverging map, symmetric about zero; one channel that is never
+    negative goes on a gray ramp from 0 to its maximum. Colour output keeps its colours: never-negative
+    results are scaled by their maximum; signed ones put zero at mid-gray, so each channel brightens
+    where it is positive and darkens where it is negative.
+    """
+    values = np.asarray(values, dtype=np.float32)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        finite = values[np.isfinite(values)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        values = np.nan_to_num(values, nan=0.0, posinf=high, neginf=low)
+    signed = low < 0
+    if signed:
+        bound = max(abs(low), abs(high))
+        offset, gain = 127.5, 127.5 / bound  # zero lands in the middle of the map
+        scale = Scale(-bound, bound, "diverging" if values.ndim == 2 else "signed_rgb", low, high)
+    else:
+        bound = high or 1.0
+        offset, gain = 0.0, 255.0 / bound
+        scale = Scale(0.0, bound, "sequential", low, high)
+    # torch: one fused pass on all cores, several times faster than numpy on a megapixel.
+    index = torch.from_numpy(values).mul(gain).add_(offset).round_().clamp_(0, 255).to(torch.uint8).numpy()
+    if values.ndim == 2:
+        rgb = _lut(DIVERGING)[index] if signed else np.repeat(index[:, :, None], 3, axis=2)
+    else:
+        rgb = index
+    return Image.fromarray(np.ascontiguousarray(rgb)), scale
+
+
+@functools.cache
+def _font(size: int) -> ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def _bar_colours(kind: str, n: int) -> np.ndarray:
+    t = np.linspace(0.0, 1.0, n)
+    if kind == "diverging":
+        return _lut(DIVERGING)[_to_index(t)]
+    return np.repeat(_to_index(t)[:, None], 3, axis=1)  # gray ramp (also signed RGB: mid-gray is 0)
+
+
+def colorbar(scale: Scale, *, width: int = 360, height: int = 14) -> Image.Image:
+    """A horizontal colour bar labelled with the values at its ends (and zero, when signed)."""
+    pad, label_h = 28, 18
+    image = Image.new("RGB", (width + 2 * pad, height + label_h + 4), "white")
+    bar = np.repeat(_bar_colours(scale.kind, width)[None], height, axis=0)
+    image.paste(Image.fromarray(np.ascontiguousarray(bar)), (pad, 0))
+    draw = ImageDraw.Draw(image)
+    font = _font(12)
+    ticks = [(0.0, scale.low), (1.0, scale.high)]
+    if scale.kind != "sequential":
+        ticks.insert(1, (0.5, 0.0))
+    for frac, value in ticks:
+        x = pad + frac * (width - 1)
+        draw.line([(x, height), (x, height + 3)], fill="black")
+        draw.text((x, height + 3), format_number(value), fill="black", font=font, anchor="ma")
+    return image
+
+
+def kernel_heatmap(weights: np.ndarray, *, cell: int = 0) -> Image.Image:
+    """The kernel as coloured cells (blue negative, red positive) with each weight written in its cell."""
+    weights = np.asarray(weights, dtype=np.float64)
+    kh, kw = weights.shape
+    cell = cell or max(30, min(72, 440 // max(kh, kw)))
+    bound = float(np.abs(weights).max()) or 1.0
+    colours = _lut(DIVERGING)[_to_index((weights / bound + 1.0) * 0.5)]
+    image = Image.new("RGB", (kw * cell + 1, kh * cell + 1), "white")
+    draw = ImageDraw.Draw(image)
+    font = _font(max(9, cell // 3 - (2 if max(kh, kw) > 7 else 0)))
+    for i in range(kh):
+        for j in range(kw):
+            box = (j * cell, i * cell, (j + 1) * cell, (i + 1) * cell)
+            colour = tuple(int(c) for c in colours[i, j])
+            draw.rectangle(box, fill=colour, outline=(120, 120, 120))
+            text_colour = "white" if sum(colour) < 300 else "black"
+            centre = (box[0] + cell / 2, box[1] + cell / 2)
+            draw.text(centre, format_number(weights[i, j]), fill=text_colour, font=font, anchor="mm")
+    return image
+
+
+def format_number(value: float) -> str:
+    """Short, exact-looking numbers for labels: 3, -0.5, 0.111, 1.02e+03 never; 1020 instead."""
+    value = float(value)
+    if value == 0:
+        return "0"
+    if abs(value - round(value)) < 1e-6 and abs(value) < 1e7:
+        return f"{int(round(value))}"
+    if abs(value) >= 100:
+        return f"{value:.1f}"
+    return f"{value:.3g}"

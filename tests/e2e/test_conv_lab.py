@@ -1,0 +1,70 @@
+"""The Convolution lab in a real browser: what a learner clicks, and what they see."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+TIMEOUT = 30_000
+
+
+def _choose_kernel(page, label: str) -> None:
+    page.locator("#lab-kernel input").click()
+    page.get_by_role("option", name=label, exact=True).click()
+
+
+def _result_src(page) -> str:
+    return page.locator("#lab-result img").get_attribute("src")
+
+
+def _wait_for_new_result(page, before: str) -> str:
+    page.wait_for_function(
+        "before => document.querySelector('#lab-result img')?.getAttribute('src') !== before", arg=before, timeout=TIMEOUT
+    )
+    return _result_src(page)
+
+
+def test_coffee_cup_with_sobel_x(page, screenshot):
+    page.locator("#lab-result img").wait_for(timeout=TIMEOUT)  # the first result appears on load
+    page.get_by_role("button", name="coffee cup").click()
+    before = _result_src(page)
+    _choose_kernel(page, "laplacian")
+    page.locator("#lab-description").get_by_text("Second derivative").wait_for(timeout=TIMEOUT)
+    laplacian_src = _wait_for_new_result(page, before)
+
+    _choose_kernel(page, "sobel x")
+    page.locator("#lab-description").get_by_text("brighter to the right").wait_for(timeout=TIMEOUT)
+    _wait_for_new_result(page, laplacian_src)
+    page.locator("#lab-arithmetic").get_by_text("598 × 398").wait_for(timeout=TIMEOUT)
+    assert page.locator("#lab-editor textarea").input_value() == "-1 0 1\n-2 0 2\n-1 0 1"
+
+    # Click a pixel of the result: its arithmetic appears.
+    page.locator("#lab-result img").click(position={"x": 150, "y": 100})
+    page.locator("#lab-explanation").get_by_text("sum of the 9 products").wait_for(timeout=TIMEOUT)
+    screenshot("conv_lab_sobel_x")
+
+
+def test_custom_kernel_and_a_bad_one(page, screenshot):
+    page.locator("#lab-result img").wait_for(timeout=TIMEOUT)
+    editor = page.locator("#lab-editor textarea")
+    editor.fill("1 1 1 1 1\n1 1 1 1 1\n1 1 -24 1 1\n1 1 1 1 1\n1 1 1 1 1")
+    editor.dispatch_event("input")
+    page.get_by_role("button", name="Apply this kernel").click()
+    page.locator("#lab-arithmetic").get_by_text("596 × 396").wait_for(timeout=TIMEOUT)  # a 5 × 5 kernel
+
+    editor.fill("1 2 3\n4 five 6")
+    page.get_by_role("button", name="Apply this kernel").click()
+    page.get_by_text("Row 2: 'five' is not a number").first.wait_for(timeout=TIMEOUT)
+    screenshot("conv_lab_bad_kernel")
+
+
+def test_a_text_file_posing_as_png_gets_a_message_and_the_app_keeps_working(page, tmp_path, screenshot):
+    page.locator("#lab-result img").wait_for(timeout=TIMEOUT)
+    fake = tmp_path / "holiday.png"
+    fake.write_text("this is not a picture")
+    page.locator("#lab-input button[aria-label='Remove Image']").click()
+    page.locator("#lab-input input[type=file]").set_input_files(str(fake))
+    page.get_by_text("not an image we can read").first.wait_for(timeout=TIMEOUT)
+    screenshot("conv_lab_bad_file")
+    page.get_by_role("button", name="rocket").click()
+    page.locator("#lab-arithmetic").get_by_text("638 × 425").wait_for(timeout=TIMEOUT)

@@ -1,0 +1,113 @@
+"""The Gradio app: it builds, and over real HTTP /apply_kernel works, refuses bad files and keeps serving."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import gradio as gr
+import numpy as np
+import pytest
+from PIL import Image
+
+import app
+from playground.kernels import output_size
+from ui import conv_lab
+from ui.common import example_paths
+
+
+def test_build_demo_builds_blocks_with_named_endpoints():
+    demo = app.build_demo()
+    assert isinstance(demo, gr.Blocks)
+    names = {dep.get("api_name") for dep in demo.config["dependencies"]}
+    assert {"apply_kernel", "describe_kernel", "explain_pixel", "preset_gallery"} <= names
+    assert None not in names  # every event has an api_name
+
+
+def test_apply_kernel_handler_with_only_an_image():
+    image, colorbar, kernel_image, arithmetic = conv_lab.apply_kernel(example_paths()[0])
+    assert image.size == (598, 398)  # the 600 × 400 coffee cup, 3 × 3 Sobel, no padding
+    assert "598" in arithmetic and "398" in arithmetic
+    assert kernel_image.size[0] == kernel_image.size[1]
+
+
+def test_handler_turns_core_errors_into_gradio_errors(tmp_path):
+    with pytest.raises(gr.Error, match="not a number"):
+        conv_lab.apply_kernel(example_paths()[0], "custom", "1 2 x")
+    with pytest.raises(gr.Error, match="Stride"):
+        conv_lab.apply_kernel(example_paths()[0], stride=99)
+    with pytest.raises(gr.Error, match="Upload a photo"):
+        conv_lab.all_presets(None)
+    assert conv_lab.apply_kernel(None)[:3] == (None, None, None)  # a cleared photo clears the result
+
+
+def test_describe_kernel_fills_the_editor():
+    text, editor = conv_lab.describe_kernel("laplacian")
+    assert "Second derivative" in text and editor == "0 1 0\n1 -4 1\n0 1 0"
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.http
+def test_http_apply_kernel_and_hostile_files(app_url, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    client = Client(app_url, verbose=False)
+    coffee = example_paths()[0]
+
+    # Only the image: every other input has a default.
+    result, colorbar, kernel_image, arithmetic = client.predict(handle_file(coffee), api_name="/apply_kernel")
+    assert Image.open(result).size == (598, 398)
+    assert "**598**" in arithmetic
+
+    # Every option given.
+    custom = "1 2 1\n2 4 2\n1 2 1"
+    result, *_ = client.predict(
+        handle_file(coffee), "custom", custom, "rgb", 2, 3, 2, "max", 3, 2, api_name="/apply_kernel"
+    )
+    width = output_size(output_size(600, 3, 2, 3, 2), 3, 2)
+    height = output_size(output_size(400, 3, 2, 3, 2), 3, 2)
+    assert Image.open(result).size == (width, height)
+
+    # Hostile and broken files: a clear message each, and the server keeps serving.
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    truncated = tmp_path / "cut.png"
+    noisy = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    truncated.write_bytes(_png_bytes(noisy)[:-200])
+    bomb = tmp_path / "bomb.png"
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", 60_000, 60_000, 8, 2, 0, 0, 0)
+    idat = b"IDAT" + zlib.compress(b"\0" * 4096)
+    bomb.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr))
+        + struct.pack(">I", len(idat) - 4) + idat + struct.pack(">I", zlib.crc32(idat))
+    )
+    for path, message in ((text, "not an image we can read"), (truncated, "damaged or incomplete"), (bomb, "limit")):
+        with pytest.raises(AppError, match=message):
+            client.predict(handle_file(str(path)), api_name="/apply_kernel")
+    with pytest.raises(AppError, match="largest allowed"):
+        client.predict(handle_file(coffee), "custom", "\n".join(["1 " * 12] * 12), api_name="/apply_kernel")
+
+    result, *_ = client.predict(handle_file(coffee), "laplacian", api_name="/apply_kernel")
+    assert Image.open(result).size == (598, 398)
+
+
+@pytest.mark.http
+def test_http_explain_pixel_and_gallery(app_url):
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False)
+    coffee = example_paths()[0]
+    explanation = client.predict(
+        handle_file(coffee), "sobel_x", "", "gray", 1, 0, 1, "none", 2, 2, 10, 20, api_name="/explain_pixel"
+    )
+    assert "sum of the 9 products" in explanation and "rows 20–22, columns 10–12" in explanation
+    gallery = client.predict(handle_file(coffee), "gray", api_name="/preset_gallery")
+    assert [item["caption"] for item in gallery][:3] == ["identity", "box_blur", "gaussian_blur"]

@@ -1,0 +1,256 @@
+import numpy as np
+import pytest
+import scipy.signal
+import torch
+import torch.nn.functional as F
+
+from playground import kernels as K
+
+REQUIRED = [
+    "identity", "box_blur", "gaussian_blur", "sharpen", "emboss", "sobel_x", "sobel_y", "prewitt_x",
+    "prewitt_y", "scharr_x", "scharr_y", "laplacian", "vertical_edge", "horizontal_edge",
+    "light_from_above", "light_from_below", "light_from_left", "light_from_right", "outline_center",
+    "outline_periphery",
+]
+GEOMETRIES = [  # (stride, padding, dilation)
+    (1, 0, 1), (1, 1, 1), (2, 0, 1), (2, 3, 1), (1, 0, 2), (3, 2, 2), (4, 5, 3),
+]
+
+
+def reference(image: np.ndarray, kernel: np.ndarray, stride: int, padding: int, dilation: int) -> np.ndarray:
+    """scipy's cross-correlation on an explicitly zero-padded image with an explicitly dilated kernel."""
+    kh, kw = kernel.shape
+    dilated = np.zeros((dilation * (kh - 1) + 1, dilation * (kw - 1) + 1))
+    dilated[::dilation, ::dilation] = kernel
+    channels = image[..., None] if image.ndim == 2 else image
+    out = []
+    for c in range(channels.shape[2]):
+        padded = np.pad(channels[:, :, c].astype(np.float64), padding)
+        full = scipy.signal.correlate2d(padded, dilated, mode="valid")
+        out.append(full[::stride, ::stride])
+    out = np.stack(out, axis=2)
+    return out[:, :, 0] if image.ndim == 2 else out
+
+
+@pytest.fixture(scope="module")
+def photo():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=(37, 45, 3)).astype(np.float32)
+
+
+def test_registry_has_every_required_kernel():
+    assert set(REQUIRED) <= set(K.KERNELS)
+
+
+@pytest.mark.parametrize("name", list(K.KERNELS))
+def test_kernel_is_a_read_only_2d_float_grid_with_a_one_line_description(name):
+    kernel = K.KERNELS[name]
+    assert kernel.weights.ndim == 2 and kernel.weights.dtype == np.float32
+    assert 1 <= max(kernel.weights.shape) <= 11
+    assert not kernel.weights.flags.writeable
+    assert kernel.description and "\n" not in kernel.description
+
+
+def test_no_two_presets_are_the_same_array():
+    items = list(K.KERNELS.items())
+    for i, (a, ka) in enumerate(items):
+        for b, kb in items[i + 1 :]:
+            assert not (ka.weights.shape == kb.weights.shape and np.array_equal(ka.weights, kb.weights)), (a, b)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+@pytest.mark.parametrize("name", list(K.KERNELS))
+def test_convolve_matches_scipy_for_every_preset(name, geometry, photo):
+    stride, padding, dilation = geometry
+    weights = K.KERNELS[name].weights
+    got = K.convolve(photo, name, stride=stride, padding=padding, dilation=dilation)
+    want = reference(photo, weights.astype(np.float64), stride, padding, dilation)
+    assert got.shape == want.shape
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (4, 3), (1, 5), (6, 2), (11, 11)], ids=str)
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+def test_convolve_odd_and_even_kernels_gray_and_colour(shape, geometry, photo):
+    stride, padding, dilation = geometry
+    rng = np.random.default_rng(sum(shape))
+    kernel = rng.normal(size=shape).astype(np.float32)
+    gray = photo[:, :, 1]
+    if photo.shape[0] + 2 * padding < dilation * (shape[0] - 1) + 1:
+        pytest.skip("kernel does not fit")
+    for image in (gray, photo):
+        got = K.convolve(image, kernel, stride=stride, padding=padding, dilation=dilation)
+        want = reference(image, kernel.astype(np.float64), stride, padding, dilation)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+def test_convolve_is_what_torch_conv2d_computes(geometry, photo):
+    stride, padding, dilation = geometry
+    kernel = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
+    x = torch.from_numpy(photo).permute(2, 0, 1)[:, None]  # each channel as its own image
+    want = F.conv2d(x, torch.from_numpy(kernel)[None, None], stride=stride, padding=padding, dilation=dilation)
+    got = K.convolve(photo, kernel, stride=stride, padding=padding, dilation=dilation)
+    np.testing.assert_allclose(got, want[:, 0].permute(1, 2, 0).numpy(), rtol=1e-5, atol=1e-3)
+
+
+def test_convolve_does_not_clip_or_flip():
+    image = np.zeros((5, 5), np.float32)
+    image[2, 2] = 255
+    kernel = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], np.float32)
+    out = K.convolve(image, kernel, padding=1)
+    # Cross-correlation: an impulse reproduces the kernel rotated by 180 degrees.
+    np.testing.assert_array_equal(out[1:4, 1:4], kernel[::-1, ::-1] * 255)
+    assert out.max() == 9 * 255  # far above 255: not clipped
+    assert K.convolve(image, -kernel, padding=1).min() == -9 * 255  # negatives kept
+
+
+def test_convolve_accepts_pil_images():
+    from PIL import Image
+
+    rgb = Image.new("RGB", (8, 6), (10, 20, 30))
+    out = K.convolve(rgb, "box_blur")
+    assert out.shape == (4, 6, 3)
+    np.testing.assert_allclose(out[0, 0], [10, 20, 30], rtol=1e-5)
+    assert K.convolve(rgb.convert("L"), "identity").shape == (4, 6)
+
+
+@pytest.mark.parametrize("n", [1, 7, 32, 227])
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 11])
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+def test_output_size_matches_actual_shapes(n, k, geometry):
+    stride, padding, dilation = geometry
+    if n + 2 * padding < dilation * (k - 1) + 1:
+        with pytest.raises(ValueError, match="padding"):
+            K.output_size(n, k, stride, padding, dilation)
+        return
+    expected = K.output_size(n, k, stride, padding, dilation)
+    torch_shape = F.conv2d(torch.zeros(1, 1, n, n), torch.zeros(1, 1, k, k), stride=stride, padding=padding, dilation=dilation).shape
+    assert torch_shape[-1] == expected
+    assert K.convolve(np.zeros((n, n), np.float32), np.ones((k, k)), stride=stride, padding=padding, dilation=dilation).shape == (expected, expected)
+
+
+def test_output_size_known_alexnet_numbers():
+    assert K.output_size(224, 11, stride=4, padding=2) == 55
+    assert K.output_size(227, 11, stride=4) == 55
+    assert K.output_size(55, 3, stride=2) == 27
+
+
+@pytest.mark.parametrize("bad", [dict(stride=0), dict(padding=-1), dict(dilation=0), dict(stride=1.5)])
+def test_output_size_rejects_bad_geometry(bad):
+    args = dict(stride=1, padding=0, dilation=1) | bad
+    with pytest.raises(ValueError):
+        K.output_size(10, 3, **args)
+
+
+def test_parse_kernel_accepts_the_usual_ways_of_typing_a_grid():
+    np.testing.assert_array_equal(K.parse_kernel("-1 0 1\n-2 0 2\n-1 0 1"), K.KERNELS["sobel_x"].weights)
+    np.testing.assert_array_equal(K.parse_kernel("[[1, 2], [3, 4]]".replace("], [", "];[")), [[1, 2], [3, 4]])
+    np.testing.assert_allclose(K.parse_kernel("1/9 1/9 1/9; 1/9 1/9 1/9; 1/9 1/9 1/9"), K.KERNELS["box_blur"].weights)
+    assert K.parse_kernel("  5  ").shape == (1, 1)
+    assert K.parse_kernel("1,2,3,4").shape == (1, 4)
+    assert K.parse_kernel("\n".join(["1 " * 11] * 11)).shape == (11, 11)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "empty"),
+        ("   \n  ", "empty"),
+        ("1 2 3\n4 5", "same number"),
+        ("1 x 3", "'x' is not a number"),
+        ("1 2\n3 1/0", "not a number"),
+        ("1 nan", "not a usable weight"),
+        ("inf 1", "not a usable weight"),
+        ("1e9", "not a usable weight"),
+        ("\n".join(["1 " * 12] * 3), "largest allowed is 11×11"),
+        ("\n".join(["1"] * 12), "largest allowed is 11×11"),
+    ],
+)
+def test_parse_kernel_errors_say_what_is_wrong(text, message):
+    with pytest.raises(ValueError, match=message):
+        K.parse_kernel(text)
+
+
+def test_format_kernel_round_trips_through_parse_kernel():
+    for kernel in K.KERNELS.values():
+        np.testing.assert_allclose(K.parse_kernel(K.format_kernel(kernel.weights)), kernel.weights, rtol=1e-5)
+
+
+def _pool_reference(x, kind, size, stride):
+    out_h, out_w = (x.shape[0] - size) // stride + 1, (x.shape[1] - size) // stride + 1
+    out = np.empty((out_h, out_w) + x.shape[2:], np.float64)
+    for i in range(out_h):
+        for j in range(out_w):
+            window = x[i * stride : i * stride + size, j * stride : j * stride + size]
+            out[i, j] = window.max(axis=(0, 1)) if kind == "max" else window.mean(axis=(0, 1))
+    return out
+
+
+@pytest.mark.parametrize("kind", K.POOLING)
+@pytest.mark.parametrize("size, stride", [(2, 2), (3, 2), (3, 1), (4, 3)])
+def test_pool_matches_a_loop(kind, size, stride, photo):
+    signed = photo - 128
+    for x in (signed[:, :, 0], signed):
+        got = K.pool(x, kind, size, stride)
+        np.testing.assert_allclose(got, _pool_reference(x, kind, size, stride), rtol=1e-5, atol=1e-4)
+        assert got.shape[:2] == (K.output_size(x.shape[0], size, stride), K.output_size(x.shape[1], size, stride))
+
+
+def test_pool_rejects_unknown_kind():
+    with pytest.raises(ValueError, match="Pooling"):
+        K.pool(np.zeros((4, 4)), "median", 2)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+def test_explain_pixel_sum_is_the_output_value(geometry, photo):
+    stride, padding, dilation = geometry
+    gray = photo[:, :, 0]
+    kernel = K.KERNELS["sobel_x"].weights
+    out = K.convolve(gray, kernel, stride=stride, padding=padding, dilation=dilation)
+    for row, col in [(0, 0), (out.shape[0] - 1, out.shape[1] - 1), (out.shape[0] // 2, out.shape[1] // 3)]:
+        px = K.explain_pixel(gray, kernel, row, col, stride=stride, padding=padding, dilation=dilation)
+        assert px.value == pytest.approx(float(out[row, col]), rel=1e-5, abs=1e-3)
+        np.testing.assert_allclose(px.products, px.patch * kernel)
+        assert px.rows[0] == row * stride - padding and px.cols[-1] == col * stride - padding + 2 * dilation
+        for (i, j), value in np.ndenumerate(px.patch):
+            r, c = px.rows[i], px.cols[j]
+            inside = 0 <= r < gray.shape[0] and 0 <= c < gray.shape[1]
+            assert value == (gray[r, c] if inside else 0.0)
+
+
+def test_explain_pixel_rejects_pixels_outside_the_output(photo):
+    with pytest.raises(ValueError, match="outside"):
+        K.explain_pixel(photo[:, :, 0], "sobel_x", 100, 0)
+
+
+def _bright_square():
+    image = np.zeros((20, 20), np.float32)
+    image[6:14, 6:14] = 200.0
+    return image
+
+
+@pytest.mark.parametrize(
+    "name, lit, shadow",
+    [
+        # The flashlight picture: light comes from where the positive weights are, so it falls on the
+        # opposite edges of a bright object.
+        ("light_from_above", (13, 10), (6, 10)),  # bottom edge lit, top edge in shadow
+        ("light_from_below", (6, 10), (13, 10)),
+        ("light_from_left", (10, 13), (10, 6)),
+        ("light_from_right", (10, 6), (10, 13)),
+    ],
+)
+def test_flashlight_kernels_light_the_opposite_edges(name, lit, shadow):
+    out = K.convolve(_bright_square(), name, padding=1)
+    inside = out[10, 10]  # the flat middle keeps its brightness (centre weight 1)
+    assert out[lit] > inside > out[shadow]
+
+
+def test_outline_kernels_light_edges_from_inside_or_outside():
+    image = _bright_square()
+    centre = K.convolve(image, "outline_center", padding=1)
+    periphery = K.convolve(image, "outline_periphery", padding=1)
+    assert centre[6, 10] > 0 and centre[10, 10] == 0 and centre[5, 10] < 0  # inner rim lit, flat area dark
+    assert periphery[5, 10] > 0 and periphery[6, 10] < 0  # outer rim lit

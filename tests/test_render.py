@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from playground import render
+
+
+def test_signed_gray_goes_on_a_symmetric_diverging_map():
+    values = np.array([[-50.0, 0.0, 100.0]], np.float32)
+    image, scale = render.render_response(values)
+    assert scale.kind == "diverging" and (scale.low, scale.high) == (-100.0, 100.0)
+    assert (scale.min_value, scale.max_value) == (-50.0, 100.0)
+    pixels = np.asarray(image)
+    lut = render._lut(render.DIVERGING)
+    np.testing.assert_array_equal(pixels[0, 1], lut[128])  # zero: the middle of the map
+    np.testing.assert_array_equal(pixels[0, 2], lut[255])  # the largest magnitude: the red end
+    np.testing.assert_array_equal(pixels[0, 0], lut[64])  # -50 of ±100: a quarter of the way up
+    assert pixels[0, 2, 0] > pixels[0, 2, 2]  # positive is red
+    assert pixels[0, 0, 2] > pixels[0, 0, 0]  # negative is blue
+
+
+def test_never_negative_output_goes_on_a_gray_ramp_without_clipping():
+    values = np.array([[0.0, 255.0, 510.0]], np.float32)  # a kernel summing to 2 doubles the brightness
+    image, scale = render.render_response(values)
+    assert scale.kind == "sequential" and scale.high == 510.0
+    np.testing.assert_array_equal(np.asarray(image)[0, :, 0], [0, 128, 255])
+
+
+def test_signed_colour_puts_zero_at_mid_gray():
+    values = np.zeros((1, 2, 3), np.float32)
+    values[0, 1] = (10.0, -10.0, 5.0)
+    image, scale = render.render_response(values)
+    assert scale.kind == "signed_rgb"
+    pixels = np.asarray(image)
+    np.testing.assert_array_equal(pixels[0, 0], [128, 128, 128])
+    np.testing.assert_array_equal(pixels[0, 1], [255, 0, 191])
+
+
+def test_non_finite_values_do_not_break_rendering():
+    image, scale = render.render_response(np.array([[np.nan, 1.0, np.inf, -2.0]], np.float32))
+    assert np.isfinite([scale.low, scale.high]).all() and image.size == (4, 1)
+
+
+def test_colorbar_and_kernel_heatmap_sizes():
+    bar = render.colorbar(render.Scale(-3, 3, "diverging", -3, 2))
+    assert bar.width > 300 and bar.height < 60
+    assert render.kernel_heatmap(np.eye(3)).size == render.kernel_heatmap(np.eye(3)).size
+    small, big = render.kernel_heatmap(np.eye(3)), render.kernel_heatmap(np.eye(11))
+    assert small.width == small.height and big.width >= small.width
+
+
+@pytest.mark.parametrize(
+    "value, text", [(0, "0"), (3.0, "3"), (-1020.0, "-1020"), (0.1111111, "0.111"), (123.456, "123.5"), (-0.5, "-0.5")]
+)
+def test_format_number(value, text):
+    assert render.format_number(value) == text

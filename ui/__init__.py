@@ -1,0 +1,1 @@
+"""Gradio tabs: thin layout and wiring over the playground package."""

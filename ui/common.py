@@ -1,0 +1,86 @@
+"""Pieces every tab shares: the photo input, example photos, and turning core errors into messages."""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from playground.images import load_image
+
+# scikit-image ships these photos, so the repository carries none. The coffee cup comes first.
+EXAMPLE_PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "camera")
+
+
+class PhotoInput(gr.Image):
+    """A ``gr.Image`` that hands the uploaded file's path to our own intake untouched.
+
+    Plain ``gr.Image`` opens uploads with Pillow before our code runs, so a broken or hostile file fails
+    inside Gradio with a message that names a server path. Here the file goes straight to
+    :func:`playground.images.load_image`, which checks it and explains what is wrong.
+    """
+
+    is_template = True  # rendered by the frontend as a normal image component
+    # No __init__ override: Gradio reads a component's settings from its constructor's signature.
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        if payload.path:  # Gradio has already checked that this is a file it received
+            return payload.path
+        try:
+            return super().preprocess(payload)  # data: URLs
+        except Exception:
+            raise gr.Error("That image could not be read. Please try another file.") from None
+
+
+def photo_input(**kwargs) -> PhotoInput:
+    """The photo upload every tab uses: upload, webcam or clipboard, handed over as a file path."""
+    kwargs.setdefault("sources", ["upload", "webcam", "clipboard"])
+    return PhotoInput(type="filepath", image_mode=None, **kwargs)
+
+
+def open_photo(path) -> Image.Image:
+    """Load a photo for interactive work, or tell the user (through ``gr.Error``) why not."""
+    if path is None:
+        raise gr.Error("Upload a photo, use the webcam, or click one of the examples first.")
+    try:
+        return load_image(path)
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
+
+
+def user_errors(fn):
+    """Show the core's ``ValueError`` messages to the user as ``gr.Error``; the server keeps serving."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ValueError as error:
+            raise gr.Error(str(error)) from None
+
+    return wrapper
+
+
+@functools.cache
+def example_paths() -> tuple[str, ...]:
+    """Write the scikit-image sample photos to PNG files once per process and return their paths."""
+    from skimage import data
+
+    folder = Path(tempfile.gettempdir()) / "alexnet-playground-examples"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in EXAMPLE_PHOTOS:
+        path = folder / f"{name}.png"
+        if not path.exists():
+            pixels = np.asarray(getattr(data, name)())
+            with tempfile.NamedTemporaryFile(dir=folder, suffix=".png", delete=False) as handle:
+                Image.fromarray(pixels).save(handle, format="PNG")
+            Path(handle.name).replace(path)  # atomic: another process never reads half a file
+        paths.append(str(path))
+    return tuple(paths)
