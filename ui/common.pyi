@@ -84,3 +84,30 @@ def example_paths() -> tuple[str, ...]:
             Path(handle.name).replace(path)  # atomic: another process never reads half a file
         paths.append(str(path))
     return tuple(paths)
+class ResultImage(gr.Image):
+    """An output image sent as an exact PNG saved at the fastest compression level.
+
+    Gradio's default PNG encoding spends ~190 ms on a 1-megapixel result; level 1 takes ~55 ms for a
+    file ~20% larger, and the pixels stay exact (lossy WebP would smear small, pixelated results).
+    """
+
+    is_template = True
+
+    def postprocess(self, value):
+        if not isinstance(value, Image.Image):
+            return super().postprocess(value)
+        buffer = io.BytesIO()
+        value.save(buffer, format="PNG", compress_level=1)
+        data = buffer.getvalue()
+        folder = Path(self.GRADIO_CACHE) / hashlib.sha256(data).hexdigest()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "image.png"
+        path.write_bytes(data)
+        return ImageData(path=str(path), orig_name=path.name)
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+    

@@ -8,7 +8,7 @@ from playground import kernels as K
 from playground.config import get_limits
 from playground.lab import COLOR_MODES, CUSTOM, POOLING_CHOICES, LabSettings, explain_click, preset_gallery, run_lab
 from playground.render import format_number
-from ui.common import example_paths, open_photo, photo_input, user_errors
+from ui.common import example_paths, open_photo, photo_input, result_image, user_errors
 
 INTRO = """
 A **kernel** is a small grid of weights. Slide it over the photo; at every position multiply the
@@ -151,17 +151,10 @@ def build_tab(demo: gr.Blocks) -> None:
                 pool_size = gr.Slider(1, limits.max_pool_size, value=2, step=1, label="Pool size")
                 pool_stride = gr.Slider(1, limits.max_pool_size, value=2, step=1, label="Pool stride")
         with gr.Column(scale=3, min_width=360):
-            result = gr.Image(
-                label="Result: click a pixel to see how it was computed",
-                interactive=False,
-                format="png",
-                elem_id="lab-result",
-            )
-            colorbar = gr.Image(
-                label="Colour scale", interactive=False, height=70, format="png", buttons=[], elem_id="lab-colorbar"
-            )
+            result = result_image(label="Result: click a pixel to see how it was computed", elem_id="lab-result")
+            colorbar = result_image(label="Colour scale", height=70, buttons=[], elem_id="lab-colorbar")
             with gr.Row():
-                kernel_image = gr.Image(label="The kernel", interactive=False, format="png", height=260, elem_id="lab-kernel-image")
+                kernel_image = result_image(label="The kernel", height=260, elem_id="lab-kernel-image")
                 arithmetic = gr.Markdown(label="Output size arithmetic", elem_id="lab-arithmetic")
             with gr.Row():
                 x = gr.Number(value=None, label="Column (x)", precision=0, minimum=0)
@@ -176,7 +169,9 @@ def build_tab(demo: gr.Blocks) -> None:
     controls = [image, kernel, custom, color, stride, padding, dilation, pooling, pool_size, pool_stride]
     outputs = [result, colorbar, kernel_image, arithmetic]
     kernel.change(describe_kernel, inputs=kernel, outputs=[description, custom], api_name="describe_kernel")
-    custom.input(switch_to_custom, outputs=kernel, api_name="switch_to_custom", show_progress="hidden")
+    custom.input(
+        switch_to_custom, outputs=kernel, api_name="switch_to_custom", api_visibility="undocumented", show_progress="hidden"
+    )
     gr.on(
         triggers=[
             demo.load,
@@ -203,8 +198,15 @@ def build_tab(demo: gr.Blocks) -> None:
         outputs=outputs + [kernel],
         api_name="apply_custom_kernel",
     )
-    result.select(pick_pixel, outputs=[x, y], api_name="pick_pixel", show_progress="hidden").then(
-        explain_pixel, inputs=controls + [x, y], outputs=explanation, api_name="explain_pixel_after_click"
+    # UI glue (a click fills x and y, then explains): same work as /explain_pixel, so kept out of the API docs.
+    result.select(
+        pick_pixel, outputs=[x, y], api_name="pick_pixel", api_visibility="undocumented", show_progress="hidden"
+    ).then(
+        explain_pixel,
+        inputs=controls + [x, y],
+        outputs=explanation,
+        api_name="explain_pixel_after_click",
+        api_visibility="undocumented",
     )
     explain_button.click(explain_pixel, inputs=controls + [x, y], outputs=explanation, api_name="explain_pixel")
     gallery_button.click(all_presets, inputs=[image, color], outputs=gallery, api_name="preset_gallery")

@@ -1,0 +1,1 @@
+"""Speed measurements. ``python -m bench`` runs them all and prints the figures the README carries."""

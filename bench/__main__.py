@@ -1,0 +1,21 @@
+"""Run every benchmark: ``python -m bench`` (``--no-http`` skips the round trips through a server)."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import conv_lab
+from bench.common import machine
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--no-http", action="store_true", help="skip timings that start a local server")
+    args = parser.parse_args()
+    print(f"Machine: {machine()}", flush=True)
+    print("\n## Convolution lab", flush=True)
+    conv_lab.run(http=not args.no_http)
+
+
+if __name__ == "__main__":
+    main()
