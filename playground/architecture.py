@@ -1,0 +1,128 @@
+"""A layer-by-layer account of a network: shapes, parameters, multiply-adds, memory, receptive fields.
+
+Parameters and multiply-adds come from the formulas a learner would write by hand, not from torch's
+own count, so the tests can hold the two against each other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from playground.hooks import leaf_modules, temporary_hooks
+
+BYTES_PER_VALUE = 4  # float32 activations
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerRow:
+    name: str  # torchvision-style dotted name, e.g. "features.0"
+    kind: str  # the module's class, e.g. "Conv2d"
+    output_shape: tuple[int, ...]  # without the batch dimension
+    params: int  # by formula
+    params_formula: str  # e.g. "64 × 3 × 11 × 11 + 64"
+    macs: int  # multiply-adds for one image
+    activation_bytes: int  # output size in memory (float32)
+    receptive_field: int | None  # input pixels one output value sees (per side); None once flattened
+    stride: int | None  # input pixels between neighbouring outputs (the "jump"); None once flattened
+
+
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def _params(module: nn.Module) -> tuple[int, str]:
+    if isinstance(module, nn.Conv2d):
+        kh, kw = module.kernel_size
+        fan_in = module.in_channels // module.groups
+        weights = module.out_channels * fan_in * kh * kw
+        bias = module.out_channels if module.bias is not None else 0
+        groups = f" (in {module.in_channels} / {module.groups} groups)" if module.groups > 1 else ""
+        return weights + bias, f"{module.out_channels} × {fan_in} × {kh} × {kw} + {bias}{groups}"
+    if isinstance(module, nn.Linear):
+        bias = module.out_features if module.bias is not None else 0
+        return module.in_features * module.out_features + bias, f"{module.in_features} × {module.out_features} + {bias}"
+    return 0, "0"
+
+
+def _macs(module: nn.Module, output: torch.Tensor) -> int:
+    if isinstance(module, nn.Conv2d):
+        kh, kw = module.kernel_size
+        return output[0].numel() * (module.in_channels // module.groups) * kh * kw
+    if isinstance(module, nn.Linear):
+        return module.in_features * module.out_features
+    return 0
+
+
+def _window(module: nn.Module, input_hw: tuple[int, int], output_hw: tuple[int, int]) -> tuple[int, int, int] | None:
+    """(kernel, stride, dilation) along the height for layers that slide a window; None if none."""
+    if isinstance(module, nn.Conv2d):
+        return module.kernel_size[0], module.stride[0], module.dilation[0]
+    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+        return _pair(module.kernel_size)[0], _pair(module.stride or module.kernel_size)[0], _pair(getattr(module, "dilation", 1))[0]
+    if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+        size_in, size_out = input_hw[0], output_hw[0]
+        if size_in % size_out == 0:  # PyTorch's windows are then regular: kernel = stride = in / out
+            step = size_in // size_out
+            return step, step, 1
+        return None
+    return (1, 1, 1)  # pointwise layers (ReLU, LRN, dropout) keep the geometry
+
+
+def trace(model: nn.Module, input_size: tuple[int, int, int] = (3, 224, 224)) -> list[LayerRow]:
+    """Run one zero image through ``model`` and describe every leaf layer in the order it ran."""
+    records: list[tuple[str, nn.Module, tuple, torch.Tensor]] = []
+
+    def hook(name):
+        def record(module, inputs, output):
+            records.append((name, module, tuple(inputs[0].shape), output.detach()))
+
+        return record
+
+    with temporary_hooks(model, {name: hook(name) for name, _ in leaf_modules(model)}), torch.no_grad():
+        model(torch.zeros((1, *input_size)))
+
+    rows = []
+    rf, jump = 1, 1  # receptive field and jump of the current feature map, in input pixels
+    flattened = False
+    for name, module, in_shape, output in records:
+        params, formula = _params(module)
+        if output.dim() != 4:
+            flattened = True  # after flattening, every value sees the whole image
+        if not flattened:
+            window = _window(module, tuple(in_shape[2:]), tuple(output.shape[2:]))
+            if window is None:
+                flattened = True
+            else:
+                k, s, d = window
+                rf, jump = rf + (k - 1) * d * jump, jump * s
+        rows.append(
+            LayerRow(
+                name=name,
+                kind=type(module).__name__,
+                output_shape=tuple(output.shape[1:]),
+                params=params,
+                params_formula=formula,
+                macs=_macs(module, output),
+                activation_bytes=output[0].numel() * BYTES_PER_VALUE,
+                receptive_field=None if flattened else rf,
+                stride=None if flattened else jump,
+            )
+        )
+    return rows
+
+
+def totals(rows: list[LayerRow]) -> dict[str, int]:
+    """Sums over a trace: parameters, multiply-adds and activation memory."""
+    return {
+        "params": sum(r.params for r in rows),
+        "macs": sum(r.macs for r in rows),
+        "activation_bytes": sum(r.activation_bytes for r in rows),
+    }
+
+
+def params_by_layer(rows: list[LayerRow]) -> list[tuple[str, int]]:
+    """(layer, parameters) for the layers that have any: where the parameters live."""
+    return [(f"{r.name} {r.kind}", r.params) for r in rows if r.params]

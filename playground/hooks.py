@@ -1,0 +1,52 @@
+"""Forward hooks that are always removed, and a lock so two users never share one model's hooks."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import weakref
+from typing import Callable, Iterator
+
+from torch import nn
+
+_locks: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """One lock per model: hooks are registered on the module itself, so two threads capturing from the
+    same shared model at once would see each other's activations."""
+    with _locks_guard:
+        lock = _locks.get(model)
+        if lock is None:
+            lock = _locks[model] = threading.RLock()
+        return lock
+
+
+def leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(dotted name, module) for every module without children, in registration order."""
+    return [(name, module) for name, module in model.named_modules() if name and not any(module.children())]
+
+
+@contextlib.contextmanager
+def temporary_hooks(model: nn.Module, hooks: dict[str, Callable]) -> Iterator[nn.Module]:
+    """Register forward hooks by layer name for the duration of the block, in eval mode.
+
+    The hooks are removed and the train/eval mode restored however the block exits.
+    """
+    modules = dict(model.named_modules())
+    unknown = sorted(set(hooks) - set(modules))
+    if unknown:
+        raise ValueError(f"Unknown layer(s) {', '.join(unknown)}.")
+    with model_lock(model):
+        was_training = model.training
+        handles = []
+        try:
+            model.eval()
+            for name, fn in hooks.items():
+                handles.append(modules[name].register_forward_hook(fn))
+            yield model
+        finally:
+            for handle in handles:
+                handle.remove()
+            model.train(was_training)

@@ -1,0 +1,386 @@
+"""The three AlexNets, and loading their weights safely.
+
+All variants share torchvision's layout and layer names (``features.0`` … ``classifier.6``), so weights,
+hooks and the UI's layer names work the same on each:
+
+- ``alexnet``: torchvision's single-GPU AlexNet, 64-192-384-256-256 filters (the ImageNet weights).
+- ``alexnet2012``: the 2012 paper's net, 96-256-384-384-256 filters, local response normalisation
+  after the first two convolutions, conv2/4/5 split into two groups as on the paper's two GPUs.
+- ``alexnet_compact``: the lecture's halved net, 48-128-192-192-128 filters and 2048-unit layers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import urllib.request
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.models import AlexNet_Weights
+
+IMAGENET_WEIGHTS = AlexNet_Weights.IMAGENET1K_V1
+WEIGHTS_ENV = "PLAYGROUND_ALEXNET_WEIGHTS"  # a local copy of torchvision's alexnet-owt-7be5be79.pth
+OFFLINE_ENV = "PLAYGROUND_OFFLINE"  # "1": never try to download
+DOWNLOAD_TIMEOUT_S = 15
+
+
+def _alexnet(num_classes: int) -> nn.Module:
+    return torchvision.models.alexnet(weights=None, num_classes=num_classes)
+
+
+class _AlexNetLayout(nn.Module):
+    """features -> avgpool (6 x 6) -> flatten -> classifier, as torchvision's AlexNet is laid out."""
+
+    def __init__(self, features: nn.Sequential, classifier: nn.Sequential):
+        super().__init__()
+        self.features = features
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))  # a no-op at 224 x 224; lets other sizes through
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)  # (B, C, 6, 6) at 224 x 224
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)  # (B, C * 36)
+        return self.classifier(x)
+
+
+def _alexnet2012(num_classes: int) -> nn.Module:
+    # The paper: b = a / (k + alpha * sum of a^2 over n neighbouring channels)^beta with k=2, n=5,
+    # alpha=1e-4, beta=0.75. torch's LocalResponseNorm divides alpha by n, so it gets alpha * n.
+    def lrn():
+        return nn.LocalResponseNorm(size=5, alpha=1e-4 * 5, beta=0.75, k=2.0)
+
+    features = nn.Sequential(
+        nn.Conv2d(3, 96, kernel_size=11, stride=4, padding=2),  # 0: (96, 55, 55)
+        nn.ReLU(inplace=True),
+        lrn(),
+        nn.MaxPool2d(kernel_size=3, stride=2),  # 3: overlapping pooling -> (96, 27, 27)
+        nn.Conv2d(96, 256, kernel_size=5, padding=2, groups=2),  # 4: each GPU sees its own 48 maps
+        nn.ReLU(inplace=True),
+        lrn(),
+        nn.MaxPool2d(kernel_size=3, stride=2),  # 7: (256, 13, 13)
+        nn.Conv2d(256, 384, kernel_size=3, padding=1),  # 8: the one layer that talks across GPUs
+        nn.ReLU(inplace=True),
+        nn.Conv2d(384, 384, kernel_size=3, padding=1, groups=2),  # 10
+        nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1, groups=2),  # 12
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),  # 14: (256, 6, 6)
+    )
+    classifier = nn.Sequential(
+        nn.Dropout(p=0.5),
+        nn.Linear(256 * 6 * 6, 4096),
+        nn.ReLU(inplace=True),
+        nn.Dropout(p=0.5),
+        nn.Linear(4096, 4096),
+        nn.ReLU(inplace=True),
+        nn.Linear(4096, num_classes),
+    )
+    return _AlexNetLayout(features, classifier)
+
+
+def _alexnet_compact(num_classes: int) -> nn.Module:
+    # The lecture's halved net, layer for layer in its order (Linear, ReLU, Dropout in the head).
+    features = nn.Sequential(
+        nn.Conv2d(3, 48, kernel_size=11, stride=4, padding=2),  # (48, 55, 55)
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),  # (48, 27, 27)
+        nn.Conv2d(48, 128, kernel_size=5, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),  # (128, 13, 13)
+        nn.Conv2d(128, 192, kernel_size=3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(192, 192, kernel_size=3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(192, 128, kernel_size=3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),  # (128, 6, 6)
+    )
+    classifier = nn.Sequential(
+        nn.Linear(128 * 6 * 6, 2048),
+        nn.ReLU(inplace=True),
+        nn.Dropout(p=0.5),
+        nn.Linear(2048, 2048),
+        nn.ReLU(inplace=True),
+        nn.Dropout(p=0.5),
+        nn.Linear(2048, num_classes),
+    )
+    return _AlexNetLayout(features, classifier)
+
+
+# Name -> builder(num_classes). The UI's model chooser and the parametrised tests read this dict.
+MODELS = {
+    "alexnet": _alexnet,
+    "alexnet2012": _alexnet2012,
+    "alexnet_compact": _alexnet_compact,
+}
+DESCRIPTIONS = {
+    "alexnet": "torchvision's AlexNet (64-192-384-256-256 filters, 4096-4096 head): the one with ImageNet weights",
+    "alexnet2012": "the 2012 paper's AlexNet (96-256-384-384-256, LRN, two-GPU groups, 4096-4096 head)",
+    "alexnet_compact": "the lecture's compact AlexNet (48-128-192-192-128 filters, 2048-2048 head)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """Where a model's weights came from, in words a learner understands."""
+
+    name: str  # the variant
+    source: str  # "imagenet", "untrained" or "file"
+    description: str  # one sentence for the UI
+    classes: tuple[str, ...]  # names of the outputs, in order
+    notice: str = ""  # set when the weights are not what was asked for, with how to fix it
+
+    @property
+    def pretrained(self) -> bool:
+        return self.source in ("imagenet", "file")
+
+
+def build(name: str, *, num_classes: int = 1000) -> nn.Module:
+    """A freshly initialised variant.
+
+    Raises:
+        ValueError: unknown name or a class count outside 1-100,000.
+    """
+    if name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}; choose one of: {', '.join(MODELS)}.")
+    if not isinstance(num_classes, int) or not 1 <= num_classes <= 100_000:
+        raise ValueError(f"num_classes must be a whole number from 1 to 100,000, got {num_classes!r}.")
+    return MODELS[name](num_classes)
+
+
+def imagenet_classes() -> tuple[str, ...]:
+    return tuple(IMAGENET_WEIGHTS.meta["categories"])
+
+
+def _generic_classes(n: int) -> tuple[str, ...]:
+    return imagenet_classes() if n == 1000 else tuple(f"class {i}" for i in range(n))
+
+
+def load(name: str = "alexnet", weights: str | os.PathLike | None = "imagenet") -> tuple[nn.Module, ModelInfo]:
+    """Build a variant and give it weights; the model comes back in eval mode.
+
+    Args:
+        name: a key of :data:`MODELS`.
+        weights: ``"imagenet"`` (torchvision's IMAGENET1K_V1: local cache, then the file named by
+            ``PLAYGROUND_ALEXNET_WEIGHTS``, then a download unless ``PLAYGROUND_OFFLINE=1``),
+            ``None`` for an untrained model, or a path to a ``.safetensors`` / ``.pt`` / ``.pth`` file.
+
+    Returns:
+        ``(model, info)``. When ImageNet weights cannot be had, the model is untrained and
+        ``info.notice`` says so and how to get them.
+
+    Raises:
+        ValueError: unknown variant, ImageNet weights asked for a variant that has none, or a weights
+            file that is not a valid checkpoint for the variant (it is never executed).
+    """
+    if weights is None:
+        model = build(name)
+        return model.eval(), ModelInfo(name, "untrained", "untrained: random weights, as before any training", imagenet_classes())
+    if isinstance(weights, str) and weights == "imagenet":
+        if name != "alexnet":
+            raise ValueError(f"ImageNet weights are published for 'alexnet' only, not {name!r}.")
+        return _load_imagenet()
+    path = Path(weights)
+    model, classes = load_checkpoint(name, path)
+    info = ModelInfo(name, "file", f"weights from your file {path.name} ({len(classes)} classes)", classes)
+    return model.eval(), info
+
+
+_download_lock = threading.Lock()
+
+
+def imagenet_weights_path() -> Path:
+    """Where torchvision caches the ImageNet weights (``$TORCH_HOME/hub/checkpoints/...``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(IMAGENET_WEIGHTS.url)
+
+
+def how_to_get_imagenet_weights() -> str:
+    return (
+        "To get them: start the app once on a machine that is online (they download automatically, 233 MB); "
+        f"or copy torchvision's file {imagenet_weights_path().name} into {imagenet_weights_path().parent}; "
+        f"or set {WEIGHTS_ENV}=/path/to/{imagenet_weights_path().name}."
+    )
+
+
+def _load_imagenet() -> tuple[nn.Module, ModelInfo]:
+    classes = imagenet_classes()
+    model = build("alexnet")
+    problem = ""
+    for source in (_from_cache, _from_env, _download):
+        try:
+            state = source()
+        except (OSError, ValueError, RuntimeError) as error:
+            problem = str(error)
+            continue
+        if state is not None:
+            model.load_state_dict(state)
+            return model.eval(), ModelInfo("alexnet", "imagenet", "pretrained on ImageNet (torchvision IMAGENET1K_V1)", classes)
+    notice = (
+        "The pretrained ImageNet weights are not available here, so this AlexNet is untrained: its filters "
+        "are random noise and its predictions are guesses. " + how_to_get_imagenet_weights()
+    )
+    if problem:
+        notice += f" (Last problem: {problem})"
+    return model.eval(), ModelInfo("alexnet", "untrained", "untrained: ImageNet weights unavailable", classes, notice)
+
+
+def _from_cache():
+    path = imagenet_weights_path()
+    return _validated_state("alexnet", _read_state(path))[0] if path.is_file() else None
+
+
+def _from_env():
+    value = os.environ.get(WEIGHTS_ENV)
+    if not value:
+        return None
+    path = Path(value)
+    if not path.is_file():
+        raise ValueError(f"{WEIGHTS_ENV} points to {value}, which is not a file")
+    return _validated_state("alexnet", _read_state(path))[0]
+
+
+def _download():
+    if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
+        return None
+    target = imagenet_weights_path()
+    with _download_lock:
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            digest = hashlib.sha256()
+            with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as handle:
+                try:
+                    with urllib.request.urlopen(IMAGENET_WEIGHTS.url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+                        while chunk := response.read(1 << 20):
+                            digest.update(chunk)
+                            handle.write(chunk)
+                except OSError as error:
+                    os.unlink(handle.name)
+                    raise OSError(f"the download failed ({error})") from None
+            # torchvision names its files with the first hex digits of their SHA-256.
+            if not target.stem.split("-")[-1] == digest.hexdigest()[: len(target.stem.split("-")[-1])]:
+                os.unlink(handle.name)
+                raise ValueError("the downloaded file did not match its checksum")
+            os.replace(handle.name, target)
+    return _from_cache()
+
+
+# --- user checkpoints --------------------------------------------------------------------------------
+
+
+def load_checkpoint(name: str, path: Path) -> tuple[nn.Module, tuple[str, ...]]:
+    """Load a user's weights file for variant ``name``; nothing in the file is ever executed.
+
+    Raises:
+        ValueError: wrong extension, unreadable file, wrong keys or shapes, or non-finite values.
+    """
+    state, metadata = _read_state(path)
+    state, num_classes = _validated_state(name, (state, metadata))
+    classes = metadata.get("classes")
+    if classes is None:
+        classes = _generic_classes(num_classes)
+    model = build(name, num_classes=num_classes)
+    model.load_state_dict(state)
+    return model, tuple(classes)
+
+
+def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as handle:
+                metadata = handle.metadata() or {}
+                state = {key: handle.get_tensor(key) for key in handle.keys()}
+        except (SafetensorError, OSError, ValueError) as error:
+            raise ValueError(f"{path.name} is not a readable safetensors file ({error}).") from None
+        return state, _parse_metadata(metadata)
+    if suffix in (".pt", ".pth"):
+        try:
+            # weights_only=True: only tensors and plain containers are rebuilt; a pickle that would run
+            # code is refused instead of executed.
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises many kinds for corrupt or hostile pickles
+            raise ValueError(
+                f"{path.name} could not be loaded as plain weights; only tensors are accepted, never code "
+                f"({type(error).__name__})."
+            ) from None
+        metadata = {}
+        if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+            metadata = {key: value for key, value in obj.items() if key != "state_dict"}
+            obj = obj["state_dict"]
+        if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+            raise ValueError(f"{path.name} does not hold a dictionary of weight tensors.")
+        classes = metadata.get("classes")
+        return obj, {"classes": classes} if classes is not None else {}
+    raise ValueError(f"Checkpoints must be .safetensors, .pt or .pth files, not {path.suffix or 'no extension'}.")
+
+
+def _parse_metadata(metadata: dict[str, str]) -> dict:
+    """safetensors metadata is str -> str; class names are stored as a JSON list under "classes"."""
+    parsed = {}
+    if "classes" in metadata:
+        try:
+            classes = json.loads(metadata["classes"])
+        except json.JSONDecodeError:
+            raise ValueError("The checkpoint's class names are not valid JSON.") from None
+        parsed["classes"] = classes
+    for key in ("variant", "config", "metrics"):
+        if key in metadata:
+            parsed[key] = metadata[key]
+    return parsed
+
+
+def _validated_state(name: str, state_and_metadata) -> tuple[dict[str, torch.Tensor], int]:
+    """Check keys, shapes and values against variant ``name``; the class count comes from the file."""
+    state, metadata = state_and_metadata
+    reference = build(name, num_classes=1).state_dict()
+    head = [key for key in reference if key.startswith("classifier.")][-2:]  # final weight and bias
+    missing = sorted(set(reference) - set(state))
+    unexpected = sorted(set(state) - set(reference))
+    if missing or unexpected:
+        details = []
+        if missing:
+            details.append(f"missing {', '.join(missing[:4])}{' …' if len(missing) > 4 else ''}")
+        if unexpected:
+            details.append(f"unexpected {', '.join(unexpected[:4])}{' …' if len(unexpected) > 4 else ''}")
+        raise ValueError(f"These weights do not fit {name}: {'; '.join(details)}.")
+    num_classes = int(state[head[0]].shape[0]) if state[head[0]].ndim == 2 else -1
+    if not 1 <= num_classes <= 100_000:
+        raise ValueError(f"The final layer of these weights has an impossible shape {tuple(state[head[0]].shape)}.")
+    for key, expected in reference.items():
+        shape = tuple(expected.shape)
+        if key in head:
+            shape = (num_classes,) + shape[1:]
+        tensor = state[key]
+        if tuple(tensor.shape) != shape:
+            raise ValueError(f"These weights do not fit {name}: {key} has shape {tuple(tensor.shape)}, expected {shape}.")
+        if not tensor.is_floating_point():
+            raise ValueError(f"{key} holds {tensor.dtype} values; weights must be floating point.")
+        if not torch.isfinite(tensor).all():
+            raise ValueError(f"{key} contains NaN or infinite values, so these weights cannot be used.")
+    classes = metadata.get("classes")
+    if classes is not None and (
+        not isinstance(classes, list) or len(classes) != num_classes or not all(isinstance(c, str) for c in classes)
+    ):
+        raise ValueError(f"The checkpoint lists {len(classes) if isinstance(classes, list) else 'no valid'} class names for {num_classes} outputs.")
+    return {key: state[key].float() for key in reference}, num_classes
+
+
+def save_checkpoint(model: nn.Module, path: str | os.PathLike, *, variant: str, classes, extra: dict | None = None) -> Path:
+    """Write ``model``'s weights as safetensors with the class names and variant in the metadata."""
+    from safetensors.torch import save_file
+
+    metadata = {"classes": json.dumps(list(classes)), "variant": variant}
+    metadata.update({key: json.dumps(value) for key, value in (extra or {}).items()})
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    save_file(state, str(path), metadata=metadata)
+    return Path(path)

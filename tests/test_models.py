@@ -1,0 +1,248 @@
+import json
+import os
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from playground import models
+from playground.models import MODELS, build, load, save_checkpoint
+
+
+def _conv(out_c, in_c, k, groups=1):
+    return out_c * (in_c // groups) * k * k + out_c
+
+
+def _linear(i, o):
+    return i * o + o
+
+
+# Counted by hand from each architecture's description, independently of the code that builds it.
+HAND_COUNTS = {
+    "alexnet": _conv(64, 3, 11) + _conv(192, 64, 5) + _conv(384, 192, 3) + _conv(256, 384, 3) + _conv(256, 256, 3)
+    + _linear(9216, 4096) + _linear(4096, 4096) + _linear(4096, 1000),
+    "alexnet2012": _conv(96, 3, 11) + _conv(256, 96, 5, 2) + _conv(384, 256, 3) + _conv(384, 384, 3, 2)
+    + _conv(256, 384, 3, 2) + _linear(9216, 4096) + _linear(4096, 4096) + _linear(4096, 1000),
+    "alexnet_compact": _conv(48, 3, 11) + _conv(128, 48, 5) + _conv(192, 128, 3) + _conv(192, 192, 3)
+    + _conv(128, 192, 3) + _linear(4608, 2048) + _linear(2048, 2048) + _linear(2048, 1000),
+}
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path):
+    """No test here may reach the network, and none sees a real weights cache."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setenv(models.OFFLINE_ENV, "1")
+    monkeypatch.delenv(models.WEIGHTS_ENV, raising=False)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a test tried to use the network")
+
+    monkeypatch.setattr(models.urllib.request, "urlopen", no_network)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_parameter_counts_match_torch_and_the_hand_count(name):
+    model = build(name)
+    assert sum(p.numel() for p in model.parameters()) == HAND_COUNTS[name]
+
+
+def test_known_totals():
+    assert HAND_COUNTS["alexnet"] == 61_100_840  # torchvision's documented figure
+    assert HAND_COUNTS["alexnet"] == models.IMAGENET_WEIGHTS.meta["num_params"]
+    assert 60_000_000 < HAND_COUNTS["alexnet2012"] < 61_000_000  # "60 million parameters"
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_variant_classifies_224_images_with_torchvision_layer_names(name):
+    model = build(name, num_classes=10).eval()
+    assert model(torch.randn(2, 3, 224, 224)).shape == (2, 10)
+    names = dict(model.named_modules())
+    assert isinstance(names["features.0"], torch.nn.Conv2d) and names["features.0"].kernel_size == (11, 11)
+    assert isinstance(names["classifier.6"], torch.nn.Linear) and names["classifier.6"].out_features == 10
+
+
+def test_alexnet2012_has_the_papers_pieces():
+    model = build("alexnet2012")
+    convs = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [96, 256, 384, 384, 256]
+    assert [c.groups for c in convs] == [1, 2, 1, 2, 2]
+    lrns = [i for i, m in enumerate(model.features) if isinstance(m, torch.nn.LocalResponseNorm)]
+    assert lrns == [2, 6]  # after conv1 and conv2 (and their ReLUs)
+    pools = [m for m in model.features if isinstance(m, torch.nn.MaxPool2d)]
+    assert all(p.kernel_size == 3 and p.stride == 2 for p in pools)  # overlapping pooling
+    assert sum(isinstance(m, torch.nn.Dropout) for m in model.classifier) == 2
+
+
+def test_lrn_follows_the_papers_formula():
+    lrn = build("alexnet2012").features[2]
+    a = torch.rand(1, 96, 4, 4) * 10
+    squares = torch.nn.functional.pad(a**2, (0, 0, 0, 0, 2, 2))  # n = 5 neighbouring channels
+    window = sum(squares[:, i : i + 96] for i in range(5))
+    expected = a / (2 + 1e-4 * window) ** 0.75  # k = 2, alpha = 1e-4, beta = 0.75
+    torch.testing.assert_close(lrn(a), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_names_and_bad_class_counts():
+    with pytest.raises(ValueError, match="Unknown model 'vgg'"):
+        build("vgg")
+    with pytest.raises(ValueError, match="num_classes"):
+        build("alexnet", num_classes=0)
+
+
+# --- weights -------------------------------------------------------------------------------------
+
+
+def test_offline_fallback_is_untrained_and_says_how_to_fix_it():
+    model, info = load("alexnet", "imagenet")
+    assert info.source == "untrained" and not info.pretrained
+    assert "untrained" in info.notice and models.WEIGHTS_ENV in info.notice and "online" in info.notice
+    assert len(info.classes) == 1000 and info.classes[0] == "tench"
+    assert not model.training
+
+
+def test_imagenet_weights_come_from_the_torch_hub_cache():
+    reference = build("alexnet")
+    path = models.imagenet_weights_path()
+    path.parent.mkdir(parents=True)
+    torch.save(reference.state_dict(), path)
+    model, info = load("alexnet", "imagenet")
+    assert info.source == "imagenet" and info.notice == ""
+    torch.testing.assert_close(model.features[0].weight, reference.features[0].weight)
+
+
+def test_imagenet_weights_from_the_environment_variable(tmp_path, monkeypatch):
+    reference = build("alexnet")
+    path = tmp_path / "alexnet.pth"
+    torch.save(reference.state_dict(), path)
+    monkeypatch.setenv(models.WEIGHTS_ENV, str(path))
+    model, info = load("alexnet", "imagenet")
+    assert info.source == "imagenet"
+    torch.testing.assert_close(model.classifier[6].bias, reference.classifier[6].bias)
+
+
+def test_broken_environment_file_falls_back_with_the_reason(tmp_path, monkeypatch):
+    monkeypatch.setenv(models.WEIGHTS_ENV, str(tmp_path / "missing.pth"))
+    _, info = load("alexnet", "imagenet")
+    assert info.source == "untrained" and "not a file" in info.notice
+
+
+def test_imagenet_weights_only_exist_for_alexnet():
+    with pytest.raises(ValueError, match="only"):
+        load("alexnet_compact", "imagenet")
+    model, info = load("alexnet_compact", None)
+    assert info.source == "untrained"
+
+
+def _trained(name="alexnet_compact", classes=("cat", "dog", "cup")):
+    torch.manual_seed(0)
+    return build(name, num_classes=len(classes)).eval(), list(classes)
+
+
+def test_safetensors_round_trip_keeps_predictions_and_class_names(tmp_path):
+    model, classes = _trained()
+    path = save_checkpoint(model, tmp_path / "mine.safetensors", variant="alexnet_compact", classes=classes)
+    loaded, info = load("alexnet_compact", path)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    assert info.source == "file" and info.classes == tuple(classes) and "mine.safetensors" in info.description
+
+
+def test_pt_files_plain_or_with_class_names(tmp_path):
+    model, classes = _trained()
+    plain = tmp_path / "plain.pt"
+    torch.save(model.state_dict(), plain)
+    _, info = load("alexnet_compact", plain)
+    assert info.classes == ("class 0", "class 1", "class 2")
+    wrapped = tmp_path / "wrapped.pth"
+    torch.save({"state_dict": model.state_dict(), "classes": classes}, wrapped)
+    _, info = load("alexnet_compact", wrapped)
+    assert info.classes == tuple(classes)
+
+
+def test_wrong_keys_are_refused(tmp_path):
+    model, _ = _trained()
+    state = model.state_dict()
+    state["features.99.weight"] = state.pop("features.0.weight")
+    path = tmp_path / "renamed.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(ValueError, match="missing features.0.weight; unexpected features.99.weight"):
+        load("alexnet_compact", path)
+
+
+def test_weights_of_another_variant_are_refused(tmp_path):
+    model, classes = _trained("alexnet")
+    path = save_checkpoint(model, tmp_path / "big.safetensors", variant="alexnet", classes=classes)
+    with pytest.raises(ValueError, match="do not fit alexnet_compact"):
+        load("alexnet_compact", path)
+
+
+def test_wrong_shapes_are_refused(tmp_path):
+    model, _ = _trained()
+    state = model.state_dict()
+    state["features.3.weight"] = torch.zeros(128, 48, 3, 3)
+    path = tmp_path / "shape.pt"
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"features.3.weight has shape \(128, 48, 3, 3\)"):
+        load("alexnet_compact", path)
+
+
+def test_nan_weights_are_refused(tmp_path):
+    model, _ = _trained()
+    state = model.state_dict()
+    state["classifier.3.bias"][5] = float("nan")
+    path = tmp_path / "nan.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(ValueError, match="classifier.3.bias contains NaN"):
+        load("alexnet_compact", path)
+
+
+def test_class_names_must_match_the_outputs(tmp_path):
+    model, _ = _trained()
+    path = tmp_path / "names.safetensors"
+    save_file(model.state_dict(), str(path), metadata={"classes": json.dumps(["a", "b"])})
+    with pytest.raises(ValueError, match="2 class names for 3 outputs"):
+        load("alexnet_compact", path)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_truncated_files_are_refused(tmp_path, suffix):
+    model, classes = _trained()
+    path = tmp_path / f"whole{suffix}"
+    if suffix == ".pt":
+        torch.save(model.state_dict(), path)
+    else:
+        save_checkpoint(model, path, variant="alexnet_compact", classes=classes)
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError):
+        load("alexnet_compact", cut)
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_that_would_run_code_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as handle:
+        pickle.dump({"features.0.weight": _Exploit(marker)}, handle)
+    torch.save({"state_dict": _Exploit(marker)}, tmp_path / "evil2.pth")
+    for candidate in (path, tmp_path / "evil2.pth"):
+        with pytest.raises(ValueError, match="never code"):
+            load("alexnet_compact", candidate)
+    assert not marker.exists()
+
+
+def test_other_file_types_are_refused(tmp_path):
+    path = tmp_path / "weights.pkl"
+    path.write_bytes(b"whatever")
+    with pytest.raises(ValueError, match=r"\.safetensors, \.pt or \.pth"):
+        load("alexnet_compact", path)
