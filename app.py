@@ -6,17 +6,19 @@ Run ``python app.py`` (or ``make run``); host and port come from GRADIO_SERVER_N
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import gradio as gr
 
 from playground.config import get_limits
-from ui import conv_lab
+from ui import activations_tab, architecture_tab, conv_lab, filters_tab, model_panel
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 HEADER = """
 # AlexNet Playground
-See what a convolutional network does by touching one: slide hand-made kernels over your own photo.
+See what a convolutional network does by touching one: slide hand-made kernels over your photo, then
+look inside AlexNet: its layers, the filters it learned, and what every layer sees.
 """
 
 
@@ -24,9 +26,16 @@ def build_demo() -> gr.Blocks:
     """Build the whole app (no server is started)."""
     with gr.Blocks(title="AlexNet Playground") as demo:
         gr.Markdown(HEADER)
+        chooser = model_panel.build_panel(demo)
         with gr.Tabs():
             with gr.Tab("Convolution lab", id="lab"):
                 conv_lab.build_tab(demo)
+            with gr.Tab("Architecture", id="architecture"):
+                architecture_tab.build_tab(demo, chooser)
+            with gr.Tab("Filters", id="filters"):
+                filters_tab.build_tab(demo, chooser)
+            with gr.Tab("Activations & predictions", id="activations"):
+                activations_tab.build_tab(demo, chooser)
     return demo
 
 
@@ -44,5 +53,11 @@ def launch(demo: gr.Blocks, **kwargs):
     )
 
 
+def warm_up() -> None:
+    """Load the pretrained model in the background so the first visitor does not wait for it."""
+    threading.Thread(target=model_panel.STORE.get, args=(model_panel.DEFAULT_MODEL, None), daemon=True).start()
+
+
 if __name__ == "__main__":
+    warm_up()
     launch(build_demo())

@@ -124,5 +124,17 @@ def totals(rows: list[LayerRow]) -> dict[str, int]:
 
 
 def params_by_layer(rows: list[LayerRow]) -> list[tuple[str, int]]:
-    """(layer, parameters) for the layers that have any: where the parameters live."""
-    return [(f"{r.name} {r.kind}", r.params) for r in rows if r.params]
+    """(label, parameters) for the layers that have any, labelled as the paper does: "1 conv1 (features.0)",
+    …, "8 fc8 (classifier.6)". The leading number keeps the order when a chart sorts the labels."""
+    out, convs, step = [], 0, 0
+    for r in rows:
+        if not r.params:
+            continue
+        step += 1
+        if r.kind == "Conv2d":
+            convs += 1
+            short = f"conv{convs}"
+        else:
+            short = f"fc{step}"
+        out.append((f"{step} {short} ({r.name})", r.params))
+    return out

@@ -291,6 +291,35 @@ def load_checkpoint(name: str, path: Path) -> tuple[nn.Module, tuple[str, ...]]:
     return model, tuple(classes)
 
 
+def load_user_checkpoint(path: str | os.PathLike, variant: str | None = None) -> tuple[nn.Module, ModelInfo]:
+    """Load a user's checkpoint, working out which variant it fits when ``variant`` is None.
+
+    The variant named in a safetensors file's metadata is tried first, then every variant in turn.
+
+    Raises:
+        ValueError: the file fits no variant (the message says why it did not fit the first one tried).
+    """
+    path = Path(path)
+    if variant is not None:
+        return load(variant, path)
+    state, metadata = _read_state(path)
+    named = metadata.get("variant")
+    candidates = ([named] if named in MODELS else []) + [name for name in MODELS if name != named]
+    first_error = None
+    for name in candidates:
+        try:
+            state_ok, num_classes = _validated_state(name, (state, metadata))
+        except ValueError as error:
+            first_error = first_error or error
+            continue
+        model = build(name, num_classes=num_classes)
+        model.load_state_dict(state_ok)
+        classes = tuple(metadata.get("classes") or _generic_classes(num_classes))
+        info = ModelInfo(name, "file", f"{name} with weights from {path.name} ({num_classes} classes)", classes)
+        return model.eval(), info
+    raise ValueError(f"These weights fit none of the AlexNet variants. {first_error}")
+
+
 def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     suffix = path.suffix.lower()
     if suffix == ".safetensors":

@@ -73,8 +73,9 @@ def test_grouped_convolutions_count_half_the_weights():
 
 def test_where_the_parameters_live():
     parts = dict(params_by_layer(trace(build("alexnet"))))
-    assert parts["classifier.1 Linear"] == 37_752_832  # fc6 alone holds most of the network
-    assert parts["classifier.1 Linear"] / sum(parts.values()) > 0.6
+    assert list(parts)[0] == "1 conv1 (features.0)" and list(parts)[-1] == "8 fc8 (classifier.6)"
+    assert parts["6 fc6 (classifier.1)"] == 37_752_832  # fc6 alone holds most of the network
+    assert parts["6 fc6 (classifier.1)"] / sum(parts.values()) > 0.6
 
 
 def test_trace_leaves_no_hooks_and_keeps_the_mode():

@@ -246,3 +246,21 @@ def test_other_file_types_are_refused(tmp_path):
     path.write_bytes(b"whatever")
     with pytest.raises(ValueError, match=r"\.safetensors, \.pt or \.pth"):
         load("alexnet_compact", path)
+
+
+def test_user_checkpoints_find_their_variant(tmp_path):
+    model, classes = _trained("alexnet2012", ("a", "b"))
+    with_metadata = save_checkpoint(model, tmp_path / "m.safetensors", variant="alexnet2012", classes=classes)
+    loaded, info = models.load_user_checkpoint(with_metadata)
+    assert info.name == "alexnet2012" and info.classes == ("a", "b")
+    plain = tmp_path / "plain.pt"
+    torch.save(model.state_dict(), plain)
+    loaded, info = models.load_user_checkpoint(plain)
+    assert info.name == "alexnet2012" and len(info.classes) == 2
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    junk = tmp_path / "junk.safetensors"
+    save_file({"w": torch.zeros(3)}, str(junk))
+    with pytest.raises(ValueError, match="fit none of the AlexNet variants"):
+        models.load_user_checkpoint(junk)

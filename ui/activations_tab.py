@@ -1,0 +1,128 @@
+"""Tab 4, Activations & predictions: every layer's feature maps, the top-5, and a live webcam."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from playground import activations as A
+from playground.images import load_image
+from ui.common import example_paths, open_photo, photo_input, result_image
+from ui.model_panel import get_model, notice_markdown
+
+DEFAULT_LAYER = "features.1"  # the ReLU after conv1: sparse maps of edges and colour blobs
+
+
+def _layer(model, layer):
+    names = A.layer_names(model)
+    if layer not in names:
+        layer = DEFAULT_LAYER if DEFAULT_LAYER in names else names[0]
+    return layer
+
+
+def layers(model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Request = None):
+    """The chosen model's layers for the layer chooser."""
+    model, _ = get_model(model_key, request)
+    modules = dict(model.named_modules())
+    choices = [(f"{name} · {type(modules[name]).__name__}", name) for name in A.layer_names(model)]
+    return gr.update(choices=choices, value=_layer(model, layer))
+
+
+def activations(model_key="alexnet", image=None, layer=DEFAULT_LAYER, channel=None, request: gr.Request = None):
+    """The input as the network sees it, the layer's most active channels, one channel over the photo."""
+    model, info = get_model(model_key, request)
+    x = A.preprocess(open_photo(image))
+    _, acts = A.forward_with_activations(model, x)
+    layer = _layer(model, layer)
+    activation = acts[layer]
+    grid = A.channel_grid(activation, k=16)
+    chosen = grid.channels[0] if channel is None or channel < 0 else int(channel)
+    view = A.network_view(x)
+    try:
+        over = A.overlay(activation, chosen, view)
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
+    maps = A.as_maps(activation)
+    shape = " × ".join(map(str, activation.shape[1:]))
+    caption = (
+        f"**{layer}** ({shape}): the {len(grid.channels)} most active of {maps.shape[0]} channels, strongest first "
+        f"(channels {', '.join(map(str, grid.channels))}). Each tile has its own colour scale (magma: dark = low). "
+        f"{A.sparsity(activation):.0%} of this layer's values are exactly zero. Showing channel **{chosen}** over the photo."
+    )
+    stats = pd.DataFrame(
+        [[s.name, s.kind, " × ".join(map(str, s.shape)), f"{s.mean:.3f}", f"{s.max:.3f}", f"{s.sparsity:.0%}"] for s in A.layer_stats(model, acts)],
+        columns=["layer", "type", "shape", "mean", "max", "zeros"],
+    )
+    notice = notice_markdown(info, "these maps come from random filters, not learned features")
+    return view, grid.image, over, caption + ("\n\n" + notice if notice else ""), stats
+
+
+def predict(model_key="alexnet", image=None, request: gr.Request = None):
+    """Top-5 classes with their probabilities, and where the class names and weights come from."""
+    model, info = get_model(model_key, request)
+    top = A.predict(model, A.preprocess(open_photo(image)), info.classes)
+    return dict(top), notice_markdown(info, "these predictions are guesses") or f"Weights: {info.description}."
+
+
+def webcam_frame(frame, model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Request = None):
+    """One webcam frame through the network: the chosen layer's most active channels."""
+    if frame is None:
+        return None
+    model, _ = get_model(model_key, request)
+    try:
+        image = load_image(frame)
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
+    layer = _layer(model, layer)
+    activation = A.capture(model, A.preprocess(image), [layer])[layer]
+    return A.channel_grid(activation, k=16, tile_px=64).image
+
+
+def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            image = photo_input(label="Photo", value=example_paths()[0], height=240, elem_id="act-photo")
+            gr.Examples([[p] for p in example_paths()], inputs=[image], label="Examples")
+            layer = gr.Dropdown(choices=[DEFAULT_LAYER], value=DEFAULT_LAYER, label="Layer", elem_id="act-layer")
+            channel = gr.Number(value=-1, precision=0, minimum=-1, label="Channel to zoom (-1: the most active)")
+            top5 = gr.Label(num_top_classes=5, label="Top-5 predictions", elem_id="act-top5")
+            top5_note = gr.Markdown(elem_id="act-top5-note")
+        with gr.Column(scale=2):
+            with gr.Row():
+                view = result_image(label="What the network sees (resized, centre-cropped 224 × 224)", elem_id="act-view")
+                overlay = result_image(label="Zoomed channel over the photo", elem_id="act-overlay")
+            grid = result_image(label="Most active channels", elem_id="act-grid")
+            caption = gr.Markdown(elem_id="act-caption")
+    with gr.Accordion("Every layer at a glance", open=False):
+        stats = gr.Dataframe(label="Per-layer statistics for this photo", interactive=False, elem_id="act-stats")
+    with gr.Accordion("Live webcam: the chosen layer, frame by frame", open=False):
+        with gr.Row():
+            webcam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Webcam", elem_id="act-webcam")
+            live = result_image(label="Feature maps, live", elem_id="act-live")
+
+    gr.on([demo.load, chooser.change], layers, inputs=[chooser, layer], outputs=layer, api_name="layers")
+    gr.on(
+        [demo.load, chooser.change, image.change, layer.change, channel.submit],
+        activations,
+        inputs=[chooser, image, layer, channel],
+        outputs=[view, grid, overlay, caption, stats],
+        api_name="activations",
+        trigger_mode="always_last",
+    )
+    gr.on(
+        [demo.load, chooser.change, image.change],
+        predict,
+        inputs=[chooser, image],
+        outputs=[top5, top5_note],
+        api_name="predict",
+        trigger_mode="always_last",
+    )
+    webcam.stream(
+        webcam_frame,
+        inputs=[webcam, chooser, layer],
+        outputs=live,
+        stream_every=0.1,
+        time_limit=120,
+        concurrency_limit=4,
+        api_name="webcam_frame",
+    )

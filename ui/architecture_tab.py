@@ -1,0 +1,62 @@
+"""Tab 2, Architecture: every layer's shape, parameters, multiply-adds, memory and receptive field."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from playground.architecture import params_by_layer, totals, trace
+from ui.model_panel import get_model
+
+COLUMNS = ["layer", "type", "output shape", "parameters", "= formula", "multiply-adds", "activations (KB)", "receptive field", "stride"]
+
+EXPLAIN = """
+**How to read it.** A convolution with *C_out* filters of size *k × k* over *C_in* input channels has
+*C_out × C_in × k × k* weights plus *C_out* biases (with *g* groups each filter sees only *C_in / g*
+channels). A fully connected layer from *n* to *m* units has *n × m + m*. ReLU, pooling, LRN and dropout
+have no parameters. **Multiply-adds** are what one image costs: each output value of a convolution
+takes *C_in / g × k × k* of them. The **receptive field** is how many input pixels (per side) one
+value can see, and the **stride** how far apart, in input pixels, neighbouring values look: both grow
+layer by layer, which is how deep layers come to see whole objects. Once the maps are flattened into
+the fully connected layers, every value sees the whole image.
+"""
+
+
+def _shape(shape) -> str:
+    return " × ".join(str(s) for s in shape)
+
+
+def architecture(model_key="alexnet", request: gr.Request = None):
+    """The layer table, where the parameters live, and the totals for the chosen model."""
+    model, info = get_model(model_key, request)
+    rows = trace(model)
+    table = pd.DataFrame(
+        [
+            [
+                r.name, r.kind, _shape(r.output_shape), f"{r.params:,}", r.params_formula if r.params else "",
+                f"{r.macs:,}", f"{r.activation_bytes / 1024:,.1f}",
+                "whole image" if r.receptive_field is None else f"{r.receptive_field} × {r.receptive_field}",
+                "" if r.stride is None else str(r.stride),
+            ]
+            for r in rows
+        ],
+        columns=COLUMNS,
+    )
+    chart = pd.DataFrame(params_by_layer(rows), columns=["layer", "parameters"])
+    sums = totals(rows)
+    biggest, biggest_params = max(params_by_layer(rows), key=lambda item: item[1])
+    summary = (
+        f"**{info.name}**: {sums['params']:,} parameters ({sums['params'] * 4 / 1024**2:,.0f} MB as float32), "
+        f"{sums['macs'] / 1e9:.2f} billion multiply-adds per 224 × 224 image, "
+        f"{sums['activation_bytes'] / 1024**2:.1f} MB of activations. "
+        f"The largest layer, {biggest}, holds {biggest_params / sums['params']:.0%} of all parameters."
+    )
+    return table, chart, summary
+
+
+def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
+    summary = gr.Markdown(elem_id="arch-summary")
+    table = gr.Dataframe(headers=COLUMNS, label="Layer by layer (input 3 × 224 × 224)", interactive=False, max_height=640, elem_id="arch-table")
+    chart = gr.BarPlot(x="layer", y="parameters", label="Where the parameters live", sort=None, height=320, x_label_angle=-30, elem_id="arch-chart")
+    gr.Markdown(EXPLAIN)
+    gr.on([demo.load, chooser.change], architecture, inputs=chooser, outputs=[table, chart, summary], api_name="architecture")

@@ -1,0 +1,92 @@
+"""The model chooser above the tabs: the variants, this session's own models, and checkpoint upload."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from playground import models
+from playground.store import ModelStore
+
+# One per process: the shared variants are read-only, each session's own models are keyed by session.
+STORE = ModelStore()
+DEFAULT_MODEL = "alexnet"
+
+
+def session_of(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or ""
+
+
+def get_model(key, request: gr.Request | None = None):
+    """(model, info) for a chooser key, or a ``gr.Error`` the user can act on."""
+    try:
+        return STORE.get(key or DEFAULT_MODEL, session_of(request))
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
+
+
+def notice_markdown(info, view: str = "") -> str:
+    """A visible warning when the weights are not trained, empty otherwise.
+
+    With ``view`` (e.g. "these filters"), a short line for one view that points to the full note.
+    """
+    if not info.notice:
+        return ""
+    if view:
+        return (
+            f"<div class='notice'>⚠️ {info.name} is untrained here, so {view}. "
+            "The note beside the model chooser says how to get trained weights.</div>"
+        )
+    return f"<div class='notice'>⚠️ {info.notice}</div>"
+
+
+def describe_model(key, request: gr.Request = None) -> str:
+    """What the chosen model is and where its weights came from."""
+    _, info = get_model(key, request)
+    return f"**{info.name}**: {info.description}." + ("\n\n" + notice_markdown(info) if info.notice else "")
+
+
+def refresh_choices(key=DEFAULT_MODEL, request: gr.Request = None):
+    """This session's chooser: the variants and the models it has loaded or trained."""
+    choices = STORE.choices(session_of(request))
+    keys = [value for _, value in choices]
+    return gr.update(choices=choices, value=key if key in keys else DEFAULT_MODEL)
+
+
+def load_checkpoint(file, variant="auto", request: gr.Request = None):
+    """Load an uploaded .safetensors / .pt / .pth checkpoint into this session's model chooser."""
+    if file is None:
+        raise gr.Error("Choose a .safetensors, .pt or .pth file first.")
+    try:
+        model, info = models.load_user_checkpoint(file, None if variant in (None, "auto") else variant)
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
+    key = STORE.add(session_of(request), model, info)
+    return refresh_choices(key, request), describe_model(key, request)
+
+
+def forget_session(request: gr.Request):
+    """The browser tab closed: free this session's models."""
+    STORE.drop_session(session_of(request))
+
+
+def build_panel(demo: gr.Blocks) -> gr.Dropdown:
+    """The chooser row; returns the dropdown every model tab takes as an input."""
+    with gr.Row(equal_height=True):
+        chooser = gr.Dropdown(
+            choices=STORE.choices(None),
+            value=DEFAULT_MODEL,
+            label="Model (used by the Architecture, Filters and Activations tabs)",
+            scale=2,
+            elem_id="model-chooser",
+        )
+        status = gr.Markdown(elem_id="model-status")
+    with gr.Accordion("Load a checkpoint of your own (.safetensors, or .pt/.pth holding only weights)", open=False):
+        with gr.Row():
+            upload = gr.File(file_types=[".safetensors", ".pt", ".pth"], label="Checkpoint", elem_id="checkpoint-file")
+            variant = gr.Dropdown(["auto"] + list(models.MODELS), value="auto", label="Variant")
+            load_button = gr.Button("Load checkpoint")
+    gr.on([demo.load, chooser.change], describe_model, inputs=chooser, outputs=status, api_name="model_info")
+    demo.load(refresh_choices, inputs=chooser, outputs=chooser, api_name="model_choices", api_visibility="undocumented")
+    load_button.click(load_checkpoint, inputs=[upload, variant], outputs=[chooser, status], api_name="load_checkpoint")
+    demo.unload(forget_session)
+    return chooser
