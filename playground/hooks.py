@@ -32,7 +32,9 @@ def leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def temporary_hooks(model: nn.Module, hooks: dict[str, Callable]) -> Iterator[nn.Module]:
     """Register forward hooks by layer name for the duration of the block, in eval mode.
 
-    The hooks are removed and the train/eval mode restored however the block exits.
+    The hooks are removed and the train/eval mode restored however the block exits. They fire only for
+    forward passes made by the thread that registered them: another user's forward pass through the
+    same shared model, at the same moment, must not land in this caller's records.
     """
     modules = dict(model.named_modules())
     unknown = sorted(set(hooks) - set(modules))
@@ -43,10 +45,20 @@ def temporary_hooks(model: nn.Module, hooks: dict[str, Callable]) -> Iterator[nn
         handles = []
         try:
             model.eval()
+            owner = threading.get_ident()
             for name, fn in hooks.items():
-                handles.append(modules[name].register_forward_hook(fn))
+                handles.append(modules[name].register_forward_hook(_only_in_thread(fn, owner)))
             yield model
         finally:
             for handle in handles:
                 handle.remove()
             model.train(was_training)
+
+
+def _only_in_thread(fn: Callable, owner: int) -> Callable:
+    def hook(module, inputs, output):
+        if threading.get_ident() == owner:
+            return fn(module, inputs, output)
+        return None
+
+    return hook

@@ -14,6 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ["PLAYGROUND_OFFLINE"] = "1"  # in-process tests must not download weights either
 
 
 def _free_port() -> int:
@@ -27,7 +28,14 @@ def app_url(tmp_path_factory):
     """Start ``python app.py`` exactly as ``make run`` does, on a free local port."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("server") / "app.log"
-    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False")
+    env = dict(
+        os.environ,
+        GRADIO_SERVER_NAME="127.0.0.1",
+        GRADIO_SERVER_PORT=str(port),
+        GRADIO_ANALYTICS_ENABLED="False",
+        PLAYGROUND_OFFLINE="1",  # never download weights in tests ...
+        TORCH_HOME=str(tmp_path_factory.mktemp("torch-home")),  # ... nor find a real cached copy
+    )
     with open(log_path, "w") as log:
         process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"

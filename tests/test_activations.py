@@ -91,3 +91,30 @@ def test_predict_returns_sorted_probabilities(photo):
     with torch.no_grad():
         probabilities = torch.softmax(model(A.preprocess(photo))[0], 0)
     assert top[0] == (classes[int(probabilities.argmax())], pytest.approx(float(probabilities.max())))
+
+
+def test_another_threads_forward_pass_does_not_leak_into_a_capture(photo):
+    import threading
+
+    model = build("alexnet_compact").eval()
+    x = A.preprocess(photo)
+    other = torch.zeros_like(x)
+    started, stop = threading.Event(), threading.Event()
+
+    def hammer():
+        started.set()
+        with torch.no_grad():
+            while not stop.is_set():
+                model(other)  # another user, no hooks of its own
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    started.wait()
+    try:
+        for _ in range(20):
+            acts = A.capture(model, x)
+            with torch.no_grad():
+                torch.testing.assert_close(acts["features.0"], model.features[0](x))
+    finally:
+        stop.set()
+        thread.join()

@@ -13,11 +13,13 @@ from ui.model_panel import get_model, notice_markdown
 DEFAULT_LAYER = "features.1"  # the ReLU after conv1: sparse maps of edges and colour blobs
 
 
-def _layer(model, layer):
+def _layer(model, layer) -> tuple[str, str]:
+    """The layer to show and, when the asked-for one does not exist in this model, a note saying so."""
     names = A.layer_names(model)
-    if layer not in names:
-        layer = DEFAULT_LAYER if DEFAULT_LAYER in names else names[0]
-    return layer
+    if layer in names:
+        return layer, ""
+    fallback = DEFAULT_LAYER if DEFAULT_LAYER in names else names[0]
+    return fallback, f"This model has no layer {layer!r}; showing {fallback}. " if layer else ""
 
 
 def layers(model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Request = None):
@@ -25,7 +27,7 @@ def layers(model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Request = None)
     model, _ = get_model(model_key, request)
     modules = dict(model.named_modules())
     choices = [(f"{name} · {type(modules[name]).__name__}", name) for name in A.layer_names(model)]
-    return gr.update(choices=choices, value=_layer(model, layer))
+    return gr.update(choices=choices, value=_layer(model, layer)[0])
 
 
 def activations(model_key="alexnet", image=None, layer=DEFAULT_LAYER, channel=None, request: gr.Request = None):
@@ -33,7 +35,7 @@ def activations(model_key="alexnet", image=None, layer=DEFAULT_LAYER, channel=No
     model, info = get_model(model_key, request)
     x = A.preprocess(open_photo(image))
     _, acts = A.forward_with_activations(model, x)
-    layer = _layer(model, layer)
+    layer, note = _layer(model, layer)
     activation = acts[layer]
     grid = A.channel_grid(activation, k=16)
     chosen = grid.channels[0] if channel is None or channel < 0 else int(channel)
@@ -44,7 +46,7 @@ def activations(model_key="alexnet", image=None, layer=DEFAULT_LAYER, channel=No
         raise gr.Error(str(error)) from None
     maps = A.as_maps(activation)
     shape = " × ".join(map(str, activation.shape[1:]))
-    caption = (
+    caption = note + (
         f"**{layer}** ({shape}): the {len(grid.channels)} most active of {maps.shape[0]} channels, strongest first "
         f"(channels {', '.join(map(str, grid.channels))}). Each tile has its own colour scale (magma: dark = low). "
         f"{A.sparsity(activation):.0%} of this layer's values are exactly zero. Showing channel **{chosen}** over the photo."
@@ -73,7 +75,7 @@ def webcam_frame(frame, model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Re
         image = load_image(frame)
     except ValueError as error:
         raise gr.Error(str(error)) from None
-    layer = _layer(model, layer)
+    layer, _ = _layer(model, layer)
     activation = A.capture(model, A.preprocess(image), [layer])[layer]
     return A.channel_grid(activation, k=16, tile_px=64).image
 
@@ -83,7 +85,7 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         with gr.Column(scale=1, min_width=280):
             image = photo_input(label="Photo", value=example_paths()[0], height=240, elem_id="act-photo")
             gr.Examples([[p] for p in example_paths()], inputs=[image], label="Examples")
-            layer = gr.Dropdown(choices=[DEFAULT_LAYER], value=DEFAULT_LAYER, label="Layer", elem_id="act-layer")
+            layer = gr.Dropdown(choices=[DEFAULT_LAYER], value=DEFAULT_LAYER, label="Layer", allow_custom_value=True, elem_id="act-layer")
             channel = gr.Number(value=-1, precision=0, minimum=-1, label="Channel to zoom (-1: the most active)")
             top5 = gr.Label(num_top_classes=5, label="Top-5 predictions", elem_id="act-top5")
             top5_note = gr.Markdown(elem_id="act-top5-note")

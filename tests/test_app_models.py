@@ -1,0 +1,116 @@
+"""The model tabs over real HTTP: one gradio_client call per endpoint, checkpoints and sessions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from playground.models import build, save_checkpoint
+from ui.common import example_paths
+
+pytestmark = pytest.mark.http
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False)
+
+
+def _file(path):
+    from gradio_client import handle_file
+
+    return handle_file(path)
+
+
+def test_model_info_says_the_weights_are_untrained_offline(client):
+    text = client.predict("alexnet", api_name="/model_info")
+    assert "untrained" in text and "PLAYGROUND_ALEXNET_WEIGHTS" in text
+
+
+def test_architecture_endpoint(client):
+    table, chart, summary = client.predict("alexnet_compact", api_name="/architecture")
+    rows = {row[0]: row for row in table["data"]}
+    assert rows["features.0"][2] == "48 × 55 × 55" and rows["features.0"][3] == "17,472"
+    assert "16,630,440 parameters" in summary
+    assert [row[0] for row in chart["data"]][0] == "1 conv1 (features.0)"
+
+
+def test_filters_endpoint(client):
+    grid, caption, table, deeper, classic, learned, difference, comparison = client.predict(
+        "alexnet2012", _file(example_paths()[0]), "laplacian", 2, api_name="/filters"
+    )
+    assert Image.open(grid).width > 500 and "96 filters of 3 × 11 × 11" in caption
+    assert len(table["data"]) == 20 and table["data"][0][0] == "identity"
+    assert len(deeper) == 4  # conv2 … conv5
+    assert Image.open(classic).size == Image.open(learned).size == Image.open(difference).size
+    assert "laplacian" in comparison and "untrained" in caption
+
+
+def test_layers_activations_and_predict_endpoints(client):
+    update = client.predict("alexnet", "features.1", api_name="/layers")
+    assert update["value"] == "features.1" and update["choices"][-1] == ["classifier.6 · Linear", "classifier.6"]
+    view, grid, overlay, caption, stats = client.predict(
+        "alexnet", _file(example_paths()[1]), "features.4", 7, api_name="/activations"
+    )
+    assert Image.open(view).size == (224, 224) and Image.open(overlay).size == (224, 224)
+    assert "features.4" in caption and "channel **7**" in caption
+    assert [row[0] for row in stats["data"]][:3] == ["features.0", "features.1", "features.2"]
+    top, note = client.predict("alexnet", _file(example_paths()[0]), api_name="/predict")
+    assert len(top["confidences"]) == 5 and "guesses" in note
+
+
+def test_a_bad_channel_gets_a_message_and_a_missing_layer_a_note(client):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="channels 0 to 63"):
+        client.predict("alexnet", _file(example_paths()[0]), "features.1", 64, api_name="/activations")
+    *_, caption, _ = client.predict("alexnet_compact", _file(example_paths()[0]), "features.14", -1, api_name="/activations")
+    assert "no layer 'features.14'; showing features.1" in caption
+
+
+def test_checkpoints_belong_to_the_session_that_loaded_them(app_url, tmp_path):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    torch.manual_seed(0)
+    model = build("alexnet_compact", num_classes=3)
+    path = save_checkpoint(model, tmp_path / "flowers.safetensors", variant="alexnet_compact", classes=["daisy", "rose", "tulip"])
+    alice, bob = Client(app_url, verbose=False), Client(app_url, verbose=False)
+    update, status = alice.predict(_file(str(path)), "auto", api_name="/load_checkpoint")
+    chooser = update["value"]
+    assert chooser.startswith("mine:") and chooser in [value for _, value in update["choices"]]
+    assert "flowers.safetensors" in status
+    top, _ = alice.predict(chooser, _file(example_paths()[0]), api_name="/predict")
+    assert {c["label"] for c in top["confidences"]} == {"daisy", "rose", "tulip"}
+    # Bob's session never had it: Gradio's per-session choices refuse it, and so would our store.
+    with pytest.raises(AppError, match="not in the list of choices|not available in this session"):
+        bob.predict(chooser, api_name="/architecture")
+    assert "flowers" not in str(bob.predict("alexnet", api_name="/model_choices"))
+
+
+def test_hostile_checkpoints_are_refused_over_http(client, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(b"\x80\x04\x95" + b"cos\nsystem\n(S'touch /tmp/pwned-by-test'\ntR." )
+    with pytest.raises(AppError, match="never code|not a readable|could not be loaded"):
+        client.predict(_file(str(evil)), "auto", api_name="/load_checkpoint")
+    text = tmp_path / "weights.safetensors"
+    text.write_text("nope")
+    with pytest.raises(AppError, match="safetensors"):
+        client.predict(_file(str(text)), "auto", api_name="/load_checkpoint")
+
+
+def test_webcam_frame_handler():
+    # gradio_client cannot drive a streaming input, so the handler the stream calls is tested directly.
+    import numpy as np
+
+    from ui.activations_tab import webcam_frame
+
+    frame = np.asarray(Image.open(example_paths()[3]))
+    grid = webcam_frame(frame, "alexnet_compact", "features.4")
+    assert grid.mode == "RGB" and grid.width > 200
+    assert webcam_frame(None) is None
