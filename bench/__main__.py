@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import conv_lab
+from bench import conv_lab, model_tabs
 from bench.common import machine
 
 
@@ -15,6 +15,8 @@ def main() -> None:
     print(f"Machine: {machine()}", flush=True)
     print("\n## Convolution lab", flush=True)
     conv_lab.run(http=not args.no_http)
+    print("\n## AlexNet inside (architecture, filters, activations, predictions, webcam)", flush=True)
+    model_tabs.run()
 
 
 if __name__ == "__main__":

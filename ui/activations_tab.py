@@ -88,13 +88,13 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
             layer = gr.Dropdown(choices=[DEFAULT_LAYER], value=DEFAULT_LAYER, label="Layer", allow_custom_value=True, elem_id="act-layer")
             channel = gr.Number(value=-1, precision=0, minimum=-1, label="Channel to zoom (-1: the most active)")
             top5 = gr.Label(num_top_classes=5, label="Top-5 predictions", elem_id="act-top5")
-            top5_note = gr.Markdown(elem_id="act-top5-note")
+            top5_note = gr.Markdown(label="About the weights", elem_id="act-top5-note")
         with gr.Column(scale=2):
             with gr.Row():
                 view = result_image(label="What the network sees (resized, centre-cropped 224 × 224)", elem_id="act-view")
                 overlay = result_image(label="Zoomed channel over the photo", elem_id="act-overlay")
             grid = result_image(label="Most active channels", elem_id="act-grid")
-            caption = gr.Markdown(elem_id="act-caption")
+            caption = gr.Markdown(label="About this layer", elem_id="act-caption")
     with gr.Accordion("Every layer at a glance", open=False):
         stats = gr.Dataframe(label="Per-layer statistics for this photo", interactive=False, elem_id="act-stats")
     with gr.Accordion("Live webcam: the chosen layer, frame by frame", open=False):

@@ -55,7 +55,7 @@ def architecture(model_key="alexnet", request: gr.Request = None):
 
 
 def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
-    summary = gr.Markdown(elem_id="arch-summary")
+    summary = gr.Markdown(label="Summary", elem_id="arch-summary")
     table = gr.Dataframe(headers=COLUMNS, label="Layer by layer (input 3 × 224 × 224)", interactive=False, max_height=640, elem_id="arch-table")
     chart = gr.BarPlot(x="layer", y="parameters", label="Where the parameters live", sort=None, height=320, x_label_angle=-30, elem_id="arch-chart")
     gr.Markdown(EXPLAIN)

@@ -62,7 +62,7 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
     with gr.Row():
         with gr.Column(scale=3):
             grid = result_image(label="conv1: the first layer's filters", elem_id="filters-grid")
-            caption = gr.Markdown(elem_id="filters-caption")
+            caption = gr.Markdown(label="About these filters", elem_id="filters-caption")
         with gr.Column(scale=2):
             table = gr.Dataframe(label="Classic kernels and the learned filters most like them", interactive=False, max_height=560, elem_id="filters-matches")
     gr.Markdown(HOW)
@@ -78,7 +78,7 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
                 classic = result_image(label="Classic kernel", elem_id="filters-classic")
                 learned = result_image(label="Learned filter", elem_id="filters-learned")
                 difference = result_image(label="Difference", elem_id="filters-difference")
-            comparison = gr.Markdown(elem_id="filters-comparison")
+            comparison = gr.Markdown(label="Comparison", elem_id="filters-comparison")
     with gr.Accordion("Deeper layers in summary (the first 32 filters of each, averaged over their inputs)", open=False):
         deeper = gr.Gallery(label="conv2 … conv5", columns=1, height="auto", elem_id="filters-deeper")
     gr.on(

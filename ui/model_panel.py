@@ -79,7 +79,7 @@ def build_panel(demo: gr.Blocks) -> gr.Dropdown:
             scale=2,
             elem_id="model-chooser",
         )
-        status = gr.Markdown(elem_id="model-status")
+        status = gr.Markdown(label="Model status", elem_id="model-status")
     with gr.Accordion("Load a checkpoint of your own (.safetensors, or .pt/.pth holding only weights)", open=False):
         with gr.Row():
             upload = gr.File(file_types=[".safetensors", ".pt", ".pth"], label="Checkpoint", elem_id="checkpoint-file")
