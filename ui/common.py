@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import io
 import os
 import tempfile
@@ -99,7 +100,21 @@ def _decoded(path: str, size: int, mtime_ns: int) -> Image.Image:
 
 
 def user_errors(fn):
-    """Show the core's ``ValueError`` messages to the user as ``gr.Error``; the server keeps serving."""
+    """Show the core's ``ValueError`` messages to the user as ``gr.Error``; the server keeps serving.
+
+    Works for plain functions and for generators (streamed results), which Gradio must still see as
+    generator functions.
+    """
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def streaming(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except ValueError as error:
+                raise gr.Error(str(error)) from None
+
+        return streaming
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):

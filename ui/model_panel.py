@@ -75,7 +75,7 @@ def build_panel(demo: gr.Blocks) -> gr.Dropdown:
         chooser = gr.Dropdown(
             choices=STORE.choices(None),
             value=DEFAULT_MODEL,
-            label="Model (used by the Architecture, Filters and Activations tabs)",
+            label="Model (used by every tab after the Convolution lab)",
             scale=2,
             elem_id="model-chooser",
         )

