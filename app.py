@@ -24,7 +24,8 @@ look inside AlexNet: its layers, the filters it learned, what every layer sees, 
 
 def build_demo() -> gr.Blocks:
     """Build the whole app (no server is started)."""
-    with gr.Blocks(title="AlexNet Playground") as demo:
+    # Uploads and results older than two hours are deleted every hour: the cache cannot fill the disk.
+    with gr.Blocks(title="AlexNet Playground", delete_cache=(3600, 7200)) as demo:
         gr.Markdown(HEADER)
         chooser = model_panel.build_panel(demo)
         with gr.Tabs():

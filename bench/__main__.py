@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import conv_lab, model_tabs
+from bench import conv_lab, explain, model_tabs
 from bench.common import machine
 
 
@@ -17,6 +17,8 @@ def main() -> None:
     conv_lab.run(http=not args.no_http)
     print("\n## AlexNet inside (architecture, filters, activations, predictions, webcam)", flush=True)
     model_tabs.run()
+    print("\n## Explain (Captum attributions, 224 x 224, alexnet)", flush=True)
+    explain.run()
 
 
 if __name__ == "__main__":

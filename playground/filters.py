@@ -103,10 +103,15 @@ def _is_flat(weights: np.ndarray) -> bool:
 
 
 def classic_template(weights: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    """A classic kernel stretched (bilinear) to a learned filter's size, zero-mean and unit length
-    (flat kernels keep their mean: removing it would leave nothing)."""
+    """A classic kernel blown up to a learned filter's size, zero-mean and unit length (flat kernels keep
+    their mean: removing it would leave nothing).
+
+    The blow-up is nearest-neighbour: each weight becomes a block, as in pixel art. Bilinear stretching
+    would round every centre-heavy kernel (identity, Gaussian, sharpen, Laplacian) into the same smooth
+    bump and give them all the same matches.
+    """
     t = torch.tensor(np.asarray(weights, dtype=np.float32))[None, None]
-    t = F.interpolate(t, size=size, mode="bilinear", align_corners=True) if t.shape[-2:] != size else t
+    t = F.interpolate(t, size=size, mode="nearest") if t.shape[-2:] != size else t
     return _standardise(t[0, 0], centre=not _is_flat(weights))
 
 
@@ -119,8 +124,8 @@ def learned_shapes(model: nn.Module, *, centre: bool = True) -> torch.Tensor:
 def match_classic(model: nn.Module, top_k: int = 3) -> dict[str, list[Match]]:
     """For every kernel in :data:`playground.kernels.KERNELS`, the conv1 filters shaped most like it.
 
-    Shapes are compared fairly: the classic kernel is stretched to the filter's size, the filter's colour
-    channels are averaged, both are made zero-mean (brightness offsets do not count) and unit length
+    Shapes are compared fairly: the classic kernel is blown up to the filter's size (each weight a block),
+    the filter's colour channels are averaged, both are made zero-mean (brightness offsets do not count) and unit length
     (strength does not count), and the similarity is their correlation. Both polarities count: a filter
     that is the kernel upside down in sign scores -1 and ranks as high as a +1 match. A flat kernel (box
     blur) keeps its mean, since nothing else describes it.

@@ -67,7 +67,9 @@ def shrink_to_working_size(image: Image.Image, max_pixels: int) -> Image.Image:
         return image
     scale = (max_pixels / (width * height)) ** 0.5
     size = (max(1, int(width * scale)), max(1, int(height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    small = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    small.info["original_size"] = image.info.get("original_size", image.size)  # so the UI can say so
+    return small
 
 
 def _check_size(width: int, height: int, limits: Limits) -> None:
@@ -96,6 +98,7 @@ def _decode(handle, limits: Limits, working_size: bool) -> Image.Image:
     except Exception:
         raise ValueError(f"This file is not an image we can read. Please upload a {accepted} file.") from None
     _check_size(*image.size, limits)
+    original = image.size
     try:
         image.seek(0)  # animations: the first frame
         if working_size and image.format in ("JPEG", "MPO"):
@@ -105,8 +108,12 @@ def _decode(handle, limits: Limits, working_size: bool) -> Image.Image:
             if scale < 1:
                 image.draft("RGB", (int(image.width * scale) + 1, int(image.height * scale) + 1))
         image.load()
-        image = ImageOps.exif_transpose(image)
-        return _to_rgb(image)
+        decoded = image.size
+        upright = ImageOps.exif_transpose(image)
+        rgb = _to_rgb(upright)
+        if decoded != original:  # the JPEG decoder already shrank it: remember the real size, upright
+            rgb.info["original_size"] = original if upright.size == decoded else original[::-1]
+        return rgb
     except ValueError:
         raise
     except Exception:

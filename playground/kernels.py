@@ -147,6 +147,8 @@ def parse_kernel(text: str) -> np.ndarray:
     if not isinstance(text, str) or not text.strip():
         raise ValueError("The kernel is empty: type rows of numbers, one row per line, e.g. `-1 0 1`.")
     lines = [line for line in re.split(r"[\n;]+", text.strip().strip("[]")) if line.strip(" \t,[]")]
+    if not lines:
+        raise ValueError("The kernel is empty: type rows of numbers, one row per line, e.g. `-1 0 1`.")
     rows = []
     for row_number, line in enumerate(lines, start=1):
         tokens = [t for t in re.split(r"[\s,]+", line.strip(" \t[],")) if t]
@@ -272,8 +274,13 @@ def pool(x: np.ndarray, kind: str, size: int, stride: int | None = None) -> np.n
     if int(size) != size or size < 1:
         raise ValueError(f"The pooling size must be a whole number of at least 1, got {size}.")
     values = np.asarray(x, dtype=np.float32)
-    for axis in (0, 1):
-        output_size(values.shape[axis], size, stride)
+    if int(stride) != stride or stride < 1:
+        raise ValueError(f"The pooling stride must be a whole number of at least 1, got {stride}.")
+    if size > min(values.shape[:2]):
+        raise ValueError(
+            f"The {size}×{size} pooling window is larger than the {values.shape[1]}×{values.shape[0]} result it "
+            "pools; use a smaller pool size."
+        )
     t = torch.from_numpy(np.ascontiguousarray(values))
     t = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
     pooled = (F.max_pool2d if kind == "max" else F.avg_pool2d)(t, kernel_size=size, stride=stride)

@@ -135,7 +135,7 @@ def explain_click(result: LabResult, x: int, y: int) -> str:
         raise ValueError(f"Pixel ({x}, {y}) is outside the {out_w}×{out_h} result.")
     channels = ["gray"] if result.input_values.ndim == 2 else ["red", "green", "blue"]
     parts = []
-    row, col = y, x
+    winners = [(y, x)] * len(channels)
     if s.pooling != "none":
         r0, c0 = y * s.pool_stride, x * s.pool_stride
         window = result.conv[r0 : r0 + s.pool_size, c0 : c0 + s.pool_size]
@@ -143,18 +143,19 @@ def explain_click(result: LabResult, x: int, y: int) -> str:
             f"<p>Result pixel (row {y}, column {x}) is the <b>{s.pooling}</b> of a {s.pool_size}×{s.pool_size} "
             f"window of the convolution output, rows {r0}–{r0 + s.pool_size - 1}, columns {c0}–{c0 + s.pool_size - 1}.</p>"
         )
+        winners = []
         for index, name in enumerate(channels):
             w = window if window.ndim == 2 else window[:, :, index]
             pooled = result.output[y, x] if result.output.ndim == 2 else result.output[y, x, index]
             op = "max" if s.pooling == "max" else "mean"
             parts.append(f"<p>{name}: {op} of {_table(w)} = <b>{render.format_number(pooled)}</b></p>")
-        # Follow one convolution output inside the window: the winner for max, the first for average.
-        first = window if window.ndim == 2 else window[:, :, 0]
-        dr, dc = np.unravel_index(int(np.argmax(first)), first.shape) if s.pooling == "max" else (0, 0)
-        row, col = r0 + int(dr), c0 + int(dc)
-        parts.append(f"<p>Here is how convolution output (row {row}, column {col}) was computed:</p>")
+            # Follow one convolution output inside the window: this channel's winner for max, the first for mean.
+            dr, dc = np.unravel_index(int(np.argmax(w)), w.shape) if s.pooling == "max" else (0, 0)
+            winners.append((r0 + int(dr), c0 + int(dc)))
+        parts.append("<p>Here is how the followed convolution output was computed:</p>")
     for index, name in enumerate(channels):
         values = result.input_values if result.input_values.ndim == 2 else result.input_values[:, :, index]
+        row, col = winners[index]
         px = K.explain_pixel(values, result.weights, row, col, stride=s.stride, padding=s.padding, dilation=s.dilation)
         parts.append(_arithmetic_html(px, name, s))
     return "\n".join(parts)

@@ -18,6 +18,7 @@ import os
 import tempfile
 import threading
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import torch
@@ -309,9 +310,11 @@ def load_user_checkpoint(path: str | os.PathLike, variant: str | None = None) ->
     for name in candidates:
         try:
             state_ok, num_classes = _validated_state(name, (state, metadata))
-        except ValueError as error:
+        except _KeyMismatch as error:
             first_error = first_error or error
             continue
+        except ValueError as error:  # the names fit this variant, the values do not: that is the news
+            raise ValueError(f"These weights have {name}'s layout but cannot be used: {error}") from None
         model = build(name, num_classes=num_classes)
         model.load_state_dict(state_ok)
         classes = tuple(metadata.get("classes") or _generic_classes(num_classes))
@@ -333,6 +336,7 @@ def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             raise ValueError(f"{path.name} is not a readable safetensors file ({error}).") from None
         return state, _parse_metadata(metadata)
     if suffix in (".pt", ".pth"):
+        _check_zip_container(path)
         try:
             # weights_only=True: only tensors and plain containers are rebuilt; a pickle that would run
             # code is refused instead of executed.
@@ -348,9 +352,33 @@ def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             obj = obj["state_dict"]
         if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
             raise ValueError(f"{path.name} does not hold a dictionary of weight tensors.")
+        if not all(isinstance(k, str) for k in obj):
+            raise ValueError(f"{path.name} names its weights with something other than text.")
         classes = metadata.get("classes")
         return obj, {"classes": classes} if classes is not None else {}
     raise ValueError(f"Checkpoints must be .safetensors, .pt or .pth files, not {path.suffix or 'no extension'}.")
+
+
+MAX_CHECKPOINT_EXPANSION = 2  # a checkpoint's contents may be at most this many times the file's size
+
+
+def _check_zip_container(path: Path) -> None:
+    """Refuse a zip-format .pt whose entries are compressed or would expand far beyond the file.
+
+    torch.save writes uncompressed (stored) entries, so its files never expand; a hand-made file with
+    deflated entries could turn a few hundred kilobytes into many gigabytes inside torch.load.
+    """
+    if not zipfile.is_zipfile(path):
+        return  # the legacy format: tensors are stored raw, so the file's size bounds them
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise ValueError(f"{path.name} is a damaged checkpoint archive.") from None
+    if any(entry.compress_type != zipfile.ZIP_STORED for entry in entries):
+        raise ValueError(f"{path.name} has compressed entries; torch.save never writes those, so it is refused.")
+    if sum(entry.file_size for entry in entries) > MAX_CHECKPOINT_EXPANSION * max(path.stat().st_size, 1):
+        raise ValueError(f"{path.name} claims to hold far more data than its size; it is refused.")
 
 
 def _parse_metadata(metadata: dict[str, str]) -> dict:
@@ -368,11 +396,18 @@ def _parse_metadata(metadata: dict[str, str]) -> dict:
     return parsed
 
 
+class _KeyMismatch(ValueError):
+    """The weights' names belong to another variant (as opposed to right names with bad values)."""
+
+
 def _validated_state(name: str, state_and_metadata) -> tuple[dict[str, torch.Tensor], int]:
     """Check keys, shapes and values against variant ``name``; the class count comes from the file."""
     state, metadata = state_and_metadata
-    reference = build(name, num_classes=1).state_dict()
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        reference = build(name, num_classes=1).state_dict()
     head = [key for key in reference if key.startswith("classifier.")][-2:]  # final weight and bias
+    if not all(isinstance(key, str) for key in state):
+        raise ValueError("These weights are named with something other than text.")
     missing = sorted(set(reference) - set(state))
     unexpected = sorted(set(state) - set(reference))
     if missing or unexpected:
@@ -381,7 +416,7 @@ def _validated_state(name: str, state_and_metadata) -> tuple[dict[str, torch.Ten
             details.append(f"missing {', '.join(missing[:4])}{' …' if len(missing) > 4 else ''}")
         if unexpected:
             details.append(f"unexpected {', '.join(unexpected[:4])}{' …' if len(unexpected) > 4 else ''}")
-        raise ValueError(f"These weights do not fit {name}: {'; '.join(details)}.")
+        raise _KeyMismatch(f"These weights do not fit {name}: {'; '.join(details)}.")
     num_classes = int(state[head[0]].shape[0]) if state[head[0]].ndim == 2 else -1
     if not 1 <= num_classes <= 100_000:
         raise ValueError(f"The final layer of these weights has an impossible shape {tuple(state[head[0]].shape)}.")
@@ -390,6 +425,8 @@ def _validated_state(name: str, state_and_metadata) -> tuple[dict[str, torch.Ten
         if key in head:
             shape = (num_classes,) + shape[1:]
         tensor = state[key]
+        if tensor.layout != torch.strided:
+            raise ValueError(f"{key} is stored in a {tensor.layout} layout; weights must be plain dense tensors.")
         if tuple(tensor.shape) != shape:
             raise ValueError(f"These weights do not fit {name}: {key} has shape {tuple(tensor.shape)}, expected {shape}.")
         if not tensor.is_floating_point():

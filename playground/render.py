@@ -124,7 +124,9 @@ def format_number(value: float) -> str:
     value = float(value)
     if value == 0:
         return "0"
-    if abs(value - round(value)) < 1e-6 and abs(value) < 1e7:
+    if abs(value) < 1e-3:
+        return f"{value:.2g}"  # tiny but not zero: never shown as 0
+    if abs(value - round(value)) < 1e-6 * max(1.0, abs(value)) and abs(value) < 1e7:
         return f"{int(round(value))}"
     if abs(value) >= 100:
         return f"{value:.1f}"

@@ -29,9 +29,12 @@ def _load_shared(name: str) -> tuple[nn.Module, ModelInfo]:
 
 
 class ModelStore:
-    def __init__(self, loader: Callable[[str], tuple[nn.Module, ModelInfo]] = _load_shared, *, per_session: int = 3):
+    def __init__(
+        self, loader: Callable[[str], tuple[nn.Module, ModelInfo]] = _load_shared, *, per_session: int = 3, total: int = 16
+    ):
         self._loader = loader
         self._per_session = per_session
+        self._total = total  # all sessions together: a bound on the memory users' models can take
         self._shared: dict[str, tuple[nn.Module, ModelInfo]] = {}
         self._sessions: dict[str, dict[str, tuple[nn.Module, ModelInfo]]] = {}
         self._lock = threading.Lock()
@@ -72,6 +75,12 @@ class ModelStore:
         if not session:
             raise ValueError("A session is needed to keep a model of your own.")
         with self._lock:
+            held = sum(len(models_) for models_ in self._sessions.values())
+            if held >= self._total and len(self._sessions.get(session, {})) < self._per_session:
+                raise ValueError(
+                    "The server is holding as many models as it can right now. Try again in a while, or "
+                    "replace one of your own (each session keeps its most recent three)."
+                )
             own = self._sessions.setdefault(session, {})
             key = f"{SESSION_PREFIX}{len(own)}:{info.description}"
             while key in own:

@@ -111,3 +111,39 @@ def test_http_explain_pixel_and_gallery(app_url):
     assert "sum of the 9 products" in explanation and "rows 20–22, columns 10–12" in explanation
     gallery = client.predict(handle_file(coffee), "gray", api_name="/preset_gallery")
     assert [item["caption"] for item in gallery][:3] == ["identity", "box_blur", "gaussian_blur"]
+
+
+def _raw_call(url: str, api: str, data: list) -> str:
+    """Call an endpoint the way a hand-written client can: plain JSON, no gradio_client."""
+    import httpx
+
+    response = httpx.post(f"{url}gradio_api/call/{api}", json={"data": data}, timeout=60)
+    event = response.json()["event_id"]
+    return httpx.get(f"{url}gradio_api/call/{api}/{event}", timeout=120).text
+
+
+@pytest.mark.http
+def test_a_client_cannot_name_server_files(app_url, tmp_path):
+    secret = tmp_path / "secret.png"
+    Image.new("RGB", (20, 30), (200, 10, 10)).save(secret)
+    defaults = ["identity", "", "gray", 1, 0, 1, "none", 2, 2]
+    for payload in ({"path": str(secret)}, {"path": "/etc/passwd"}, {"path": "/nonexistent.png"}, {"path": "../../etc/hosts"}):
+        answer = _raw_call(app_url, "apply_kernel", [payload] + defaults)
+        assert "event: error" in answer and "could not be found on the server" in answer, answer[-300:]
+        assert "598" not in answer and "30" not in answer.split("data:")[-1]  # nothing about the file leaks
+    # Uploads still work.
+    from gradio_client import Client, handle_file
+
+    result, *_ = Client(app_url, verbose=False).predict(handle_file(str(secret)), "identity", api_name="/apply_kernel")
+    assert Image.open(result).size == (18, 28)
+
+
+@pytest.mark.http
+def test_a_data_url_bomb_meets_the_same_limits(app_url):
+    import base64
+
+    buffer = io.BytesIO()
+    Image.new("L", (12_000, 12_000)).save(buffer, "PNG", optimize=True)  # 144 MP in ~140 KB
+    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    answer = _raw_call(app_url, "apply_kernel", [{"url": url}, "sobel_x", "", "gray", 1, 0, 1, "none", 2, 2])
+    assert "event: error" in answer and "too large" in answer, answer[-300:]

@@ -151,7 +151,12 @@ def test_large_photos_are_shrunk_to_the_working_size(tmp_path):
     path = _save(tmp_path, big, "big.jpg")
     small = load_image(path)
     assert small.width * small.height <= 1_000_000 and abs(small.width / small.height - 4 / 3) < 0.01
+    assert small.info["original_size"] == (2000, 1500)  # the UI says the photo was shrunk, and from what
     assert load_image(path, working_size=False).size == (2000, 1500)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a portrait phone photo stored sideways
+    rotated = load_image(_save(tmp_path, big, "phone.jpg", exif=exif))
+    assert rotated.info["original_size"] == (1500, 2000) and rotated.height > rotated.width
     assert load_image(big).width * load_image(big).height <= 1_000_000
 
 

@@ -157,6 +157,7 @@ def test_parse_kernel_accepts_the_usual_ways_of_typing_a_grid():
     "text, message",
     [
         ("", "empty"),
+        ("[]", "empty"),
         ("   \n  ", "empty"),
         ("1 2 3\n4 5", "same number"),
         ("1 x 3", "'x' is not a number"),

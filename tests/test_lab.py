@@ -81,7 +81,7 @@ def test_explain_click_through_max_pooling_follows_the_winner(photo):
     html = explain_click(result, 1, 1)
     window = result.conv[2:4, 2:4]
     r, c = np.unravel_index(np.argmax(window), window.shape)
-    assert f"convolution output (row {2 + r}, column {2 + c})" in html
+    assert f"output (row {2 + r}, column {2 + c}) sees" in html
 
 
 def test_explain_click_in_colour_explains_each_channel(photo):
@@ -92,3 +92,19 @@ def test_explain_click_in_colour_explains_each_channel(photo):
 def test_preset_gallery_has_every_preset(photo):
     items = preset_gallery(photo)
     assert [caption for _, caption in items] == list(K.KERNELS)
+
+
+def test_colour_max_pooling_follows_each_channels_own_winner():
+    values = np.zeros((6, 6, 3), np.uint8)
+    values[2, 2] = (200, 0, 0)  # red wins top-left of the first window ...
+    values[1, 2] = (0, 200, 0)  # ... green wins top-right (identity: conv output = input shifted by 1)
+    photo = Image.fromarray(values)
+    result = run_lab(photo, LabSettings(kernel="identity", color="rgb", pooling="max", pool_size=2, pool_stride=2))
+    html = explain_click(result, 0, 0)
+    assert "<b>red</b>: output (row 1, column 1)" in html
+    assert "<b>green</b>: output (row 0, column 1)" in html
+
+
+def test_pooling_larger_than_the_result_is_explained_as_pooling():
+    with pytest.raises(ValueError, match="pooling window is larger"):
+        K.pool(np.zeros((3, 3)), "max", 4)

@@ -264,3 +264,32 @@ def test_user_checkpoints_find_their_variant(tmp_path):
     save_file({"w": torch.zeros(3)}, str(junk))
     with pytest.raises(ValueError, match="fit none of the AlexNet variants"):
         models.load_user_checkpoint(junk)
+
+
+def test_a_compressed_pt_that_would_expand_hugely_is_refused_before_loading(tmp_path):
+    import zipfile
+
+    plain = tmp_path / "plain.pt"
+    torch.save({"features.0.weight": torch.zeros(2_000_000)}, plain)  # 8 MB of zeros
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as target:
+        for entry in source.infolist():
+            target.writestr(entry.filename, source.read(entry.filename))
+    assert bomb.stat().st_size < plain.stat().st_size / 50
+    with pytest.raises(ValueError, match="compressed entries"):
+        load("alexnet_compact", bomb)
+
+
+def test_odd_keys_and_layouts_are_refused_with_a_message(tmp_path):
+    model, _ = _trained()
+    state = model.state_dict()
+    int_keys = tmp_path / "ints.pt"
+    torch.save({0: state["features.0.weight"], "features.0.bias": state["features.0.bias"]}, int_keys)
+    with pytest.raises(ValueError, match="other than text"):
+        models.load_user_checkpoint(int_keys)
+    sparse = dict(state)
+    sparse["features.0.bias"] = sparse["features.0.bias"].to_sparse()
+    path = tmp_path / "sparse.pt"
+    torch.save(sparse, path)
+    with pytest.raises(ValueError, match="alexnet_compact's layout but cannot be used: .*sparse"):
+        models.load_user_checkpoint(path)

@@ -53,3 +53,9 @@ def test_colorbar_and_kernel_heatmap_sizes():
 )
 def test_format_number(value, text):
     assert render.format_number(value) == text
+
+
+def test_tiny_numbers_are_not_shown_as_zero():
+    assert render.format_number(4e-7) == "4e-07"
+    assert render.format_number(-0.0005) == "-0.0005"
+    assert render.format_number(1020.0000001) == "1020"

@@ -42,3 +42,15 @@ def test_each_session_keeps_a_bounded_number_of_models():
     keys = [store.add("s", build("alexnet_compact", num_classes=2), ModelInfo("alexnet_compact", "file", f"m{i}", ("x", "y"))) for i in range(3)]
     own = [k for _, k in store.choices("s") if k.startswith("mine:")]
     assert own == keys[1:]
+
+
+def test_all_sessions_together_hold_a_bounded_number_of_models():
+    store = ModelStore(_fake_loader([]), per_session=2, total=3)
+    info = ModelInfo("alexnet_compact", "file", "m", ("x", "y"))
+    for session in ("a", "a", "b"):
+        store.add(session, build("alexnet_compact", num_classes=2), info)
+    with pytest.raises(ValueError, match="as many models as it can"):
+        store.add("c", build("alexnet_compact", num_classes=2), info)
+    store.add("a", build("alexnet_compact", num_classes=2), info)  # replacing one's own oldest is fine
+    store.drop_session("b")
+    store.add("c", build("alexnet_compact", num_classes=2), info)

@@ -6,7 +6,6 @@ import gradio as gr
 import pandas as pd
 
 from playground import activations as A
-from playground.images import load_image
 from ui.common import example_paths, open_photo, photo_input, result_image
 from ui.model_panel import get_model, notice_markdown
 
@@ -40,10 +39,10 @@ def activations(model_key="alexnet", image=None, layer=DEFAULT_LAYER, channel=No
     grid = A.channel_grid(activation, k=16)
     chosen = grid.channels[0] if channel is None or channel < 0 else int(channel)
     view = A.network_view(x)
-    try:
-        over = A.overlay(activation, chosen, view)
-    except ValueError as error:
-        raise gr.Error(str(error)) from None
+    if not 0 <= chosen < A.as_maps(activation).shape[0]:  # a number left over from a wider layer
+        note += f"This layer has no channel {chosen}; showing the most active one. "
+        chosen = grid.channels[0]
+    over = A.overlay(activation, chosen, view)
     maps = A.as_maps(activation)
     shape = " × ".join(map(str, activation.shape[1:]))
     caption = note + (
@@ -71,10 +70,7 @@ def webcam_frame(frame, model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Re
     if frame is None:
         return None
     model, _ = get_model(model_key, request)
-    try:
-        image = load_image(frame)
-    except ValueError as error:
-        raise gr.Error(str(error)) from None
+    image = open_photo(frame)
     layer, _ = _layer(model, layer)
     activation = A.capture(model, A.preprocess(image), [layer])[layer]
     return A.channel_grid(activation, k=16, tile_px=64).image
@@ -99,7 +95,7 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         stats = gr.Dataframe(label="Per-layer statistics for this photo", interactive=False, elem_id="act-stats")
     with gr.Accordion("Live webcam: the chosen layer, frame by frame", open=False):
         with gr.Row():
-            webcam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Webcam", elem_id="act-webcam")
+            webcam = photo_input(sources=["webcam"], streaming=True, label="Webcam", elem_id="act-webcam")
             live = result_image(label="Feature maps, live", elem_id="act-live")
 
     gr.on([demo.load, chooser.change], layers, inputs=[chooser, layer], outputs=layer, api_name="layers")

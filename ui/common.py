@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hashlib
 import inspect
@@ -13,20 +15,52 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 from gradio.data_classes import ImageData
+from gradio.utils import get_upload_folder
 from PIL import Image
 
+from playground.config import get_limits
 from playground.images import load_image
 
 # scikit-image ships these photos, so the repository carries none. The coffee cup comes first.
 EXAMPLE_PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "camera")
+EXAMPLES_DIR = Path(tempfile.gettempdir()) / "alexnet-playground-examples"
+
+
+UNREADABLE = "That image could not be found on the server. Please upload it again."
+
+
+def uploaded_path(path) -> str:
+    """``path`` if it is a file Gradio stored for an upload (or an example it cached), else ``gr.Error``.
+
+    Gradio checks a payload's path only when the payload says it is a FileData; a hand-written API call
+    can leave that out and name any file on the server. So every path is checked here, and a path
+    outside the upload folder gets the same message as a missing one: nothing is revealed either way.
+    """
+    real = os.path.realpath(str(path))
+    roots = (os.path.realpath(get_upload_folder()), os.path.realpath(EXAMPLES_DIR))
+    if not any(os.path.commonpath([root, real]) == root for root in roots) or not os.path.isfile(real):
+        raise gr.Error(UNREADABLE)
+    return real
+
+
+def _decode_data_url(url: str) -> bytes:
+    """The bytes of a ``data:`` URL, size-checked before decoding; the image itself is not opened here."""
+    header, _, body = url.partition(",")
+    if ";base64" not in header or len(body) > get_limits().max_upload_bytes * 4 // 3 + 4:
+        raise gr.Error("That image is too large or not in a form we accept. Please upload a file.")
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise gr.Error("That image could not be read. Please try another file.") from None
 
 
 class PhotoInput(gr.Image):
-    """A ``gr.Image`` that hands the uploaded file's path to our own intake untouched.
+    """A ``gr.Image`` that hands uploads to our own intake untouched.
 
-    Plain ``gr.Image`` opens uploads with Pillow before our code runs, so a broken or hostile file fails
-    inside Gradio with a message that names a server path. Here the file goes straight to
-    :func:`playground.images.load_image`, which checks it and explains what is wrong.
+    Plain ``gr.Image`` opens uploads with Pillow before our code runs, so a broken or hostile file (or a
+    data: URL holding a decompression bomb) is decoded inside Gradio, before our size limits apply. Here
+    the handler receives either the path of the uploaded file (checked to be an upload) or the raw bytes
+    of a data: URL, and :func:`playground.images.load_image` checks and decodes them.
     """
 
     is_template = True  # rendered by the frontend as a normal image component
@@ -35,12 +69,26 @@ class PhotoInput(gr.Image):
     def preprocess(self, payload):
         if payload is None:
             return None
-        if payload.path:  # Gradio has already checked that this is a file it received
-            return payload.path
-        try:
-            return super().preprocess(payload)  # data: URLs
-        except Exception:
-            raise gr.Error("That image could not be read. Please try another file.") from None
+        if payload.path:
+            return uploaded_path(payload.path)
+        if payload.url and payload.url.startswith("data:"):
+            return _decode_data_url(payload.url)
+        raise gr.Error("Please upload the image as a file.")
+
+
+class SafeImageEditor(gr.ImageEditor):
+    """``gr.ImageEditor`` that refuses payload paths outside the upload folder before Gradio opens them."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        if payload is not None:
+            for item in [payload.background, payload.composite, *(payload.layers or [])]:
+                if item is not None and getattr(item, "path", None):
+                    uploaded_path(item.path)
+                if item is not None and getattr(item, "url", None) and str(item.url).startswith("data:"):
+                    raise gr.Error("Please paint on the photo in the editor.")
+        return super().preprocess(payload)
 
 
 class ResultImage(gr.Image):
@@ -62,6 +110,7 @@ class ResultImage(gr.Image):
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "image.png"
         path.write_bytes(data)
+        self.temp_files.add(str(path))  # so the app's delete_cache clears old results too
         return ImageData(path=str(path), orig_name=path.name)
 
 
@@ -76,16 +125,21 @@ def photo_input(**kwargs) -> PhotoInput:
     return PhotoInput(type="filepath", image_mode=None, **kwargs)
 
 
-def open_photo(path) -> Image.Image:
-    """Load a photo for interactive work, or tell the user (through ``gr.Error``) why not."""
-    if path is None:
+def open_photo(source) -> Image.Image:
+    """Load a photo (an upload's path, or the bytes of a data: URL) for interactive work, or tell the
+    user through ``gr.Error`` why not."""
+    if source is None:
         raise gr.Error("Upload a photo, use the webcam, or click one of the examples first.")
     try:
+        if isinstance(source, (bytes, bytearray)):
+            return load_image(source)
+        path = uploaded_path(source)
         stat = os.stat(path)
-        return _decoded(str(path), stat.st_size, stat.st_mtime_ns)
-    except (ValueError, OSError) as error:
-        message = str(error) if isinstance(error, ValueError) else "The photo could not be found; please upload it again."
-        raise gr.Error(message) from None
+        return _decoded(path, stat.st_size, stat.st_mtime_ns)
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
+    except OSError:
+        raise gr.Error(UNREADABLE) from None
 
 
 @functools.lru_cache(maxsize=16)
@@ -131,7 +185,7 @@ def example_paths() -> tuple[str, ...]:
     """Write the scikit-image sample photos to PNG files once per process and return their paths."""
     from skimage import data
 
-    folder = Path(tempfile.gettempdir()) / "alexnet-playground-examples"
+    folder = EXAMPLES_DIR
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in EXAMPLE_PHOTOS:

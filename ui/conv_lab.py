@@ -54,12 +54,17 @@ def apply_kernel(
     if image is None:  # the photo was cleared: clear the results rather than complain
         return None, None, None, "Upload a photo, use the webcam, or click an example to begin."
     settings = _settings(kernel, custom_kernel, color, stride, padding, dilation, pooling, pool_size, pool_stride)
-    result = run_lab(open_photo(image), settings)
+    photo = open_photo(image)
+    result = run_lab(photo, settings)
+    shrunk = ""
+    if "original_size" in photo.info:
+        width, height = photo.info["original_size"]
+        shrunk = f"\n\nYour photo is {width} × {height}; the lab works on a copy shrunk to {photo.width} × {photo.height} (1 megapixel)."
     values = (
         f"\n\nResult values run from **{format_number(result.scale.min_value)}** to "
         f"**{format_number(result.scale.max_value)}** (nothing is clipped; the colour bar shows the scale)."
     )
-    return result.image, result.colorbar, result.kernel_image, result.arithmetic + values
+    return result.image, result.colorbar, result.kernel_image, result.arithmetic + shrunk + values
 
 
 def apply_custom_kernel(image, custom_kernel, color, stride, padding, dilation, pooling, pool_size, pool_stride):
@@ -76,6 +81,19 @@ def explain_pixel(image, kernel, custom_kernel, color, stride, padding, dilation
     settings = _settings(kernel, custom_kernel, color, stride, padding, dilation, pooling, pool_size, pool_stride)
     result = run_lab(open_photo(image), settings)
     return explain_click(result, int(x), int(y))
+
+
+def remember_settings(kernel, custom_kernel, color, stride, padding, dilation, pooling, pool_size, pool_stride):
+    """After a successful apply: keep the settings that made the picture (a click is explained with
+    these, not with whatever the controls show now) and clear the old explanation."""
+    return [kernel, custom_kernel, color, stride, padding, dilation, pooling, pool_size, pool_stride], ""
+
+
+def explain_applied(image, applied, x, y):
+    """The arithmetic behind a clicked pixel of the picture on screen."""
+    if not applied:
+        raise gr.Error("Apply a kernel first.")
+    return explain_pixel(image, *applied, x, y)
 
 
 def pick_pixel(evt: gr.SelectData):
@@ -168,11 +186,12 @@ def build_tab(demo: gr.Blocks) -> None:
 
     controls = [image, kernel, custom, color, stride, padding, dilation, pooling, pool_size, pool_stride]
     outputs = [result, colorbar, kernel_image, arithmetic]
+    applied = gr.State([])  # the settings behind the picture on screen (a short list: cheap to copy)
     kernel.change(describe_kernel, inputs=kernel, outputs=[description, custom], api_name="describe_kernel")
     custom.input(
         switch_to_custom, outputs=kernel, api_name="switch_to_custom", api_visibility="undocumented", show_progress="hidden"
     )
-    gr.on(
+    applying = gr.on(
         triggers=[
             demo.load,
             image.change,
@@ -191,19 +210,24 @@ def build_tab(demo: gr.Blocks) -> None:
         api_name="apply_kernel",
         trigger_mode="always_last",
     )
-    gr.on(
+    applying_custom = gr.on(
         triggers=[apply_button.click, custom.submit],
         fn=apply_custom_kernel,
         inputs=[image, custom, color, stride, padding, dilation, pooling, pool_size, pool_stride],
         outputs=outputs + [kernel],
         api_name="apply_custom_kernel",
     )
+    for event in (applying, applying_custom):
+        event.success(
+            remember_settings, inputs=controls[1:], outputs=[applied, explanation],
+            api_name="remember_settings", api_visibility="private", show_progress="hidden",
+        )
     # UI glue (a click fills x and y, then explains): same work as /explain_pixel, so kept out of the API docs.
     result.select(
         pick_pixel, outputs=[x, y], api_name="pick_pixel", api_visibility="undocumented", show_progress="hidden"
     ).then(
-        explain_pixel,
-        inputs=controls + [x, y],
+        explain_applied,
+        inputs=[image, applied, x, y],
         outputs=explanation,
         api_name="explain_pixel_after_click",
         api_visibility="undocumented",

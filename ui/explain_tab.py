@@ -11,7 +11,7 @@ from playground.attribution_views import SIGNS, VIEWS, attribution_image
 from playground.attributions import METHODS, agreement_matrix, attribute, conv_layer_names, cover, sanity_check
 from playground.config import get_limits
 from playground.models import imagenet_classes
-from ui.common import example_paths, open_photo, photo_input, result_image, user_errors
+from ui.common import SafeImageEditor, example_paths, open_photo, photo_input, result_image, user_errors
 from ui.model_panel import get_model, notice_markdown
 
 TOP1 = "top-1 prediction"
@@ -202,7 +202,7 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         gr.Markdown("Paint over a region with the brush, then press the button: the covered pixels are set to the "
                     "ImageNet mean colour (what the network reads as zero).")
         with gr.Row():
-            editor = gr.ImageEditor(
+            editor = SafeImageEditor(
                 type="numpy", sources=[], transforms=[], layers=False, label="Paint to cover",
                 brush=gr.Brush(colors=["#ff00ff"], default_size=36, color_mode="fixed"), elem_id="occlude-editor",
             )

@@ -12,13 +12,16 @@ from ui.common import example_paths, open_photo, photo_input, result_image
 from ui.model_panel import get_model, notice_markdown
 
 HOW = """
-**How the match is made.** Each classic kernel is stretched to the learned filters' size (11 × 11);
+**How the match is made.** Each classic kernel is blown up to the learned filters' size (11 × 11, each
+weight becoming a block of pixels);
 each learned filter's R, G and B weights are averaged (what it does to a gray image). Both are made
 zero-mean, so brightness offsets do not count, and unit length, so strength does not count; the
 similarity is their correlation, from −1 to 1. Both polarities count: −0.9 means the same shape with
 the signs flipped (it lights the opposite edges). A box blur, flat everywhere, keeps its mean.
 Colour-opponent filters (red against green, say) average to almost nothing and match no classic kernel:
-classic kernels are colour-blind.
+classic kernels are colour-blind. Some classic kernels share a shape once blown up and centred
+(identity and the outline kernels are the same shape; Sobel, Prewitt and Scharr are close), so they
+share matches too.
 """
 
 
