@@ -21,6 +21,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
 import torchvision
 from torch import nn
@@ -122,6 +123,25 @@ MODELS = {
     "alexnet2012": _alexnet2012,
     "alexnet_compact": _alexnet_compact,
 }
+def _linear_baseline(num_classes: int, input_shape=(3, 64, 64)) -> nn.Module:
+    """The lecture's first model: flatten the pixels, one linear layer, softmax (in the loss)."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(input_shape)), num_classes))
+
+
+def _mlp_baseline(num_classes: int, input_shape=(3, 64, 64), hidden: int = 512) -> nn.Module:
+    """The lecture's second: one hidden layer with ReLU and dropout."""
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(int(np.prod(input_shape)), hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(p=0.5),
+        nn.Linear(hidden, num_classes),
+    )
+
+
+# The course's baselines before convolution; they take any input shape, which their checkpoints record.
+BASELINES = {"linear": _linear_baseline, "mlp": _mlp_baseline}
+
 DESCRIPTIONS = {
     "alexnet": "torchvision's AlexNet (64-192-384-256-256 filters, 4096-4096 head): the one with ImageNet weights",
     "alexnet2012": "the 2012 paper's AlexNet (96-256-384-384-256, LRN, two-GPU groups, 4096-4096 head)",
@@ -144,16 +164,18 @@ class ModelInfo:
         return self.source in ("imagenet", "file")
 
 
-def build(name: str, *, num_classes: int = 1000) -> nn.Module:
-    """A freshly initialised variant.
+def build(name: str, *, num_classes: int = 1000, input_shape: tuple[int, int, int] = (3, 64, 64)) -> nn.Module:
+    """A freshly initialised AlexNet variant, or a baseline (``linear``, ``mlp``) for ``input_shape``.
 
     Raises:
         ValueError: unknown name or a class count outside 1-100,000.
     """
-    if name not in MODELS:
-        raise ValueError(f"Unknown model {name!r}; choose one of: {', '.join(MODELS)}.")
+    if name not in MODELS and name not in BASELINES:
+        raise ValueError(f"Unknown model {name!r}; choose one of: {', '.join([*MODELS, *BASELINES])}.")
     if not isinstance(num_classes, int) or not 1 <= num_classes <= 100_000:
         raise ValueError(f"num_classes must be a whole number from 1 to 100,000, got {num_classes!r}.")
+    if name in BASELINES:
+        return BASELINES[name](num_classes, tuple(int(d) for d in input_shape))
     return MODELS[name](num_classes)
 
 
@@ -305,6 +327,8 @@ def load_user_checkpoint(path: str | os.PathLike, variant: str | None = None) ->
         return load(variant, path)
     state, metadata = _read_state(path)
     named = metadata.get("variant")
+    if named in BASELINES:
+        return _load_baseline(path, named, state, metadata)
     candidates = ([named] if named in MODELS else []) + [name for name in MODELS if name != named]
     first_error = None
     for name in candidates:
@@ -321,6 +345,27 @@ def load_user_checkpoint(path: str | os.PathLike, variant: str | None = None) ->
         info = ModelInfo(name, "file", f"{name} with weights from {path.name} ({num_classes} classes)", classes)
         return model.eval(), info
     raise ValueError(f"These weights fit none of the AlexNet variants. {first_error}")
+
+
+def _load_baseline(path: Path, name: str, state, metadata) -> tuple[nn.Module, ModelInfo]:
+    try:
+        input_shape = tuple(int(d) for d in json.loads(metadata.get("input_shape", "null")))
+        assert len(input_shape) == 3 and all(0 < d <= 4096 for d in input_shape)
+    except (TypeError, ValueError, AssertionError):
+        raise ValueError(f"{path.name} is a {name} baseline without a valid input shape in its metadata.") from None
+    weights = state.get("1.weight")
+    num_classes = int(state[max((k for k in state if k.endswith(".weight")), key=lambda k: int(k.split(".")[0]))].shape[0]) if weights is not None else 0
+    if not 1 <= num_classes <= 100_000:
+        raise ValueError(f"{path.name} does not hold {name} weights.")
+    model = build(name, num_classes=num_classes, input_shape=input_shape)
+    reference = model.state_dict()
+    if set(reference) != set(state) or any(tuple(state[k].shape) != tuple(v.shape) for k, v in reference.items()):
+        raise ValueError(f"These weights do not fit the {name} baseline for inputs {input_shape}.")
+    if not all(torch.isfinite(t).all() for t in state.values()):
+        raise ValueError("These weights contain NaN or infinite values, so they cannot be used.")
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    classes = tuple(metadata.get("classes") or _generic_classes(num_classes))
+    return model.eval(), ModelInfo(name, "file", f"{name} baseline from {path.name} ({num_classes} classes)", classes)
 
 
 def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -390,7 +435,7 @@ def _parse_metadata(metadata: dict[str, str]) -> dict:
         except json.JSONDecodeError:
             raise ValueError("The checkpoint's class names are not valid JSON.") from None
         parsed["classes"] = classes
-    for key in ("variant", "config", "metrics"):
+    for key in ("variant", "config", "metrics", "input_shape"):
         if key in metadata:
             parsed[key] = metadata[key]
     return parsed

@@ -1,0 +1,216 @@
+import gc
+import json
+import os
+import socket
+import subprocess
+import sys
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from playground import data, models, training
+from playground.training import FinetuneConfig, FinetuneResult, Progress, finetune, plan_for, prepare_batch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("PLAYGROUND_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+
+
+@pytest.fixture(scope="module")
+def stripes():
+    return data.synthetic(per_class=40, size=64)
+
+
+def _run(config, dataset):
+    records = list(finetune(config, dataset))
+    assert isinstance(records[-1], FinetuneResult) and all(isinstance(r, Progress) for r in records[:-1])
+    return records[:-1], records[-1]
+
+
+def _accuracy(model, dataset, indices, size):
+    with torch.no_grad():
+        logits = model(prepare_batch(dataset.images[indices], size, train=False))
+    return float((logits.argmax(1) == dataset.labels[indices]).float().mean())
+
+
+def test_head_only_training_beats_an_untrained_model():
+    # Head-only on a random backbone: only the last layer learns, from random conv features, so it needs
+    # more images than full training; it still leaves chance (20 %) far behind.
+    stripes = data.synthetic(per_class=100, size=64)
+    config = FinetuneConfig(model="alexnet_compact", mode="head", pretrained=False, image_size=64, epochs=30, batch_size=32)
+    progress, result = _run(config, stripes)
+    _, val_idx = data.stratified_split(stripes.labels, config.val_fraction, config.seed)
+    torch.manual_seed(config.seed)
+    untrained = models.build("alexnet_compact", num_classes=5).eval()
+    assert _accuracy(untrained, stripes, val_idx, 64) < 0.35  # five classes: chance is 20 %
+    assert result.val_accuracy >= 0.4
+    # The folded head gives the rebuilt network exactly the accuracy the engine reported.
+    assert _accuracy(result.model(), stripes, val_idx, 64) == pytest.approx(result.val_accuracy)
+    assert progress[0].message.startswith("Computing the frozen backbone")
+    assert progress[-1].step == progress[-1].total_steps and progress[-1].images_per_second > 0
+    assert len(result.history) == 30 and result.history[-1]["val_accuracy"] == pytest.approx(result.val_accuracy)
+    assert result.confusion.sum() == len(val_idx) and len(result.per_class_accuracy) == 5
+
+
+def test_full_training_learns_from_scratch(stripes):
+    config = FinetuneConfig(model="alexnet_compact", mode="full", image_size=64, epochs=12,  # asks for pretrained: none exist
+                            batch_size=32, lr=1e-4, crop=False, seed=0)
+    _, result = _run(config, stripes)
+    assert result.val_accuracy >= 0.45
+    assert "no pretrained weights" in result.notice
+    wrong = result.confusion.sum() - np.trace(result.confusion)
+    assert len(result.misclassified) == wrong
+    if result.misclassified:
+        index, truth, predicted, confidence = result.misclassified[0]
+        assert truth != predicted and stripes.labels[index] == truth and 0 < confidence <= 1
+
+
+@pytest.mark.parametrize("baseline", ["linear", "mlp"])
+def test_baselines_train_save_and_load(baseline, stripes, tmp_path):
+    config = FinetuneConfig(model=baseline, mode="full", image_size=32, epochs=2, batch_size=32)
+    _, result = _run(config, stripes)
+    path = tmp_path / "m.safetensors"
+    result.save(path)
+    model, info = models.load_user_checkpoint(path)
+    x = prepare_batch(stripes.images[:6], 32, train=False)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), result.model()(x))
+    assert info.name == baseline and info.classes == stripes.classes
+
+
+def test_checkpoint_round_trip_gives_the_same_predictions(stripes, tmp_path):
+    config = FinetuneConfig(model="alexnet_compact", mode="full", pretrained=False, image_size=64, epochs=1, batch_size=32)
+    _, result = _run(config, stripes)
+    path = tmp_path / "model.safetensors"
+    result.save(path)
+    loaded, info = models.load("alexnet_compact", path)
+    assert info.classes == stripes.classes
+    x = prepare_batch(stripes.images[:8], 64, train=False)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), result.model()(x))
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    assert json.loads(metadata["config"])["model"] == "alexnet_compact" and "val_accuracy" in json.loads(metadata["metrics"])
+
+
+def test_pretrained_alexnet_falls_back_with_a_notice(stripes):
+    config = FinetuneConfig(model="alexnet", mode="head", image_size=64, epochs=1)
+    _, result = _run(config, stripes)
+    assert "ImageNet weights are unavailable" in result.notice
+    assert result.state_dict["classifier.6.weight"].shape == (5, 4096)
+
+
+def test_cancelling_stops_within_a_step_and_frees_the_model(stripes, monkeypatch):
+    made = []
+    original = training._make_model
+
+    def spy(config, num_classes):
+        model, notice = original(config, num_classes)
+        made.append(weakref.ref(model))
+        return model, notice
+
+    monkeypatch.setattr(training, "_make_model", spy)
+    run = finetune(FinetuneConfig(model="alexnet_compact", mode="full", pretrained=False, image_size=64, epochs=50), stripes)
+    records = [next(run) for _ in range(3)]
+    assert [r.step for r in records] == [1, 2, 3]
+    run.close()  # what the UI's Stop button and a closed browser do
+    with pytest.raises(StopIteration):
+        next(run)
+    gc.collect()
+    assert made and made[0]() is None  # nothing holds the model any more
+
+
+def test_the_time_cap_stops_the_run_and_says_so(stripes):
+    config = FinetuneConfig(model="alexnet_compact", mode="full", pretrained=False, image_size=64, epochs=50, max_seconds=0.0)
+    progress, result = _run(config, stripes)
+    assert progress[-1].step == 1 and result.stopped_early and "time cap" in result.notice and len(result.history) == 1
+
+
+def test_out_of_memory_is_reported_and_the_process_survives(stripes, monkeypatch):
+    def explode(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(training, "prepare_batch", explode)
+    with pytest.raises(ValueError, match="ran out of memory with batch size 16"):
+        list(finetune(FinetuneConfig(model="alexnet_compact", mode="full", pretrained=False, image_size=64), stripes))
+
+
+def test_bad_configurations_are_refused(stripes):
+    for bad in (dict(model="vgg"), dict(epochs=0), dict(lr=5.0), dict(mode="half"), dict(image_size=8)):
+        with pytest.raises(ValueError):
+            list(finetune(FinetuneConfig(**bad), stripes))
+
+
+def test_the_fast_path_is_for_gpus_only():
+    config = FinetuneConfig()
+    cpu = plan_for(torch.device("cpu"), config, 10_000)
+    assert not (cpu.autocast or cpu.channels_last or cpu.compile)
+    gpu = plan_for(torch.device("cuda"), config, 10_000)
+    assert gpu.autocast and gpu.channels_last and gpu.compile
+    assert not plan_for(torch.device("cuda"), config, 50).compile  # too short to repay compiling
+    assert not plan_for(torch.device("cuda"), FinetuneConfig(compile="no"), 10_000).compile
+
+
+def test_prepare_batch_augments_each_image_on_its_own():
+    images = torch.arange(64, dtype=torch.uint8).repeat(4, 3, 64, 1)  # a horizontal ramp, four copies
+    generator = torch.Generator().manual_seed(0)
+    batch = prepare_batch(images, 32, train=True, generator=generator)
+    assert batch.shape == (4, 3, 32, 32) and batch.dtype == torch.float32
+    assert len({tuple(batch[i, 0, 0, :3].tolist()) for i in range(4)}) > 1  # different crops or flips
+    plain = prepare_batch(images, 64, train=False)
+    expected = (images.float() / 255 - training.MEAN) / training.STD
+    torch.testing.assert_close(plain, expected)
+    resized = prepare_batch(images, 32, train=False)
+    torch.testing.assert_close(resized, (F.interpolate(images.float() / 255, size=32, mode="bilinear", antialias=True) - training.MEAN) / training.STD)
+    gray = prepare_batch(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), 28, train=True, color_jitter=True)
+    assert gray.shape == (2, 3, 28, 28) and torch.isfinite(gray).all()
+    again = prepare_batch(images, 32, train=True, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(again, batch)  # seeded: reproducible
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _env(tmp_path):
+    return dict(os.environ, PLAYGROUND_OFFLINE="1", TORCH_HOME=str(tmp_path / "torch-home"), PYTHONPATH=str(ROOT))
+
+
+def test_the_command_line_end_to_end(tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "playground.train", "--data", "synthetic", "--model", "alexnet_compact", "--mode", "full",
+               "--image-size", "64", "--epochs", "2", "--batch-size", "32", "--out", str(out)]
+    done = subprocess.run(command, cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"val_accuracy", "history", "classes"} <= set(metrics) and len(metrics["history"]) == 2
+    model, info = models.load_user_checkpoint(out / "model.safetensors")
+    assert info.classes == data.SYNTHETIC_CLASSES and "validation accuracy" in done.stderr
+
+    bad = subprocess.run([sys.executable, "-m", "playground.train", "--data", str(tmp_path / "missing.zip"), "--out", str(out)],
+                         cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "error: " in bad.stderr and "neither a dataset name" in bad.stderr
+
+
+def test_torchrun_with_two_cpu_processes(tmp_path):
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+               "-m", "playground.train", "--data", "synthetic", "--model", "alexnet_compact", "--mode", "full",
+               "--image-size", "64", "--epochs", "2", "--batch-size", "16", "--device", "cpu", "--out", str(out)]
+    done = subprocess.run(command, cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["history"]) == 2
+    models.load_user_checkpoint(out / "model.safetensors")
