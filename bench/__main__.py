@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import conv_lab, explain, model_tabs
+from bench import conv_lab, explain, model_tabs, training
 from bench.common import machine
 
 
@@ -19,6 +19,8 @@ def main() -> None:
     model_tabs.run()
     print("\n## Explain (Captum attributions, 224 x 224, alexnet)", flush=True)
     explain.run()
+    print("\n## Fine-tuning", flush=True)
+    training.run()
 
 
 if __name__ == "__main__":
