@@ -38,7 +38,12 @@ def _upscale(grid: torch.Tensor, tile_px: int, kernel: int) -> Image.Image:
 def conv1_grid(model: nn.Module, *, tile_px: int = 56) -> Image.Image:
     """The first layer's filters as RGB tiles, each stretched to its own full range, nearest-neighbour
     enlarged so every weight is a visible square."""
-    weights = first_conv(model).weight.detach().float().cpu()  # (C, 3, k, k)
+    return filter_grid(first_conv(model).weight, tile_px=tile_px)
+
+
+def filter_grid(weights: torch.Tensor, *, tile_px: int = 56) -> Image.Image:
+    """(C, 3 or 1, k, k) filter weights as a grid of RGB tiles (see :func:`conv1_grid`)."""
+    weights = weights.detach().float().cpu()  # (C, 3, k, k)
     if weights.shape[1] != 3:
         weights = weights.mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
     per_row = 16 if weights.shape[0] > 64 else 8

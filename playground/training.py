@@ -91,6 +91,7 @@ class FinetuneResult:
     images_per_second: float
     notice: str = ""  # e.g. "ImageNet weights unavailable: trained from scratch"
     stopped_early: bool = False
+    initial_first_conv: torch.Tensor | None = None  # the first layer's weights before training (CPU)
 
     def model(self) -> nn.Module:
         """The trained network, rebuilt on the CPU in eval mode."""
@@ -246,6 +247,8 @@ def finetune(config: FinetuneConfig, dataset: ImageDataset) -> Iterator[Progress
         images = dataset.images.to(device)  # the decoded dataset lives on the device, as uint8
         labels = dataset.labels.to(device)
         model, notice = _make_model(config, num_classes)
+        convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+        state["initial_first_conv"] = convs[0].weight.detach().cpu().clone() if convs else None
         head_only = config.mode == "head" and config.model not in models.BASELINES
         steps_per_epoch = math.ceil(math.ceil(len(train_idx) / world) / config.batch_size)
         plan = plan_for(device, config, steps_per_epoch * config.epochs)
@@ -376,10 +379,12 @@ def _train(config, forward, trainable, optimizer, inputs, labels, train_idx, val
     cpu_state = {key: value.detach().float().cpu().clone() for key, value in trained.state_dict().items()}
     variant = config.model
     input_shape = (3, config.image_size, config.image_size)
+    initial_first_conv = state.get("initial_first_conv")
     state.clear()
     yield FinetuneResult(
         cpu_state, variant, input_shape, dataset.classes, config, history, float(np.trace(confusion) / max(confusion.sum(), 1)),
         confusion, per_class, misclassified, seconds, seen * world / max(seconds, 1e-9), notice.strip(), stopped_early,
+        initial_first_conv,
     )
 
 

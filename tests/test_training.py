@@ -214,3 +214,21 @@ def test_torchrun_with_two_cpu_processes(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["history"]) == 2
     models.load_user_checkpoint(out / "model.safetensors")
+
+
+def test_bundle_with_onnx_predicts_what_torch_predicts(stripes, tmp_path):
+    import onnxruntime
+
+    from playground.export import write_bundle
+
+    config = FinetuneConfig(model="alexnet_compact", mode="full", pretrained=False, image_size=64, epochs=1, batch_size=32)
+    _, result = _run(config, stripes)
+    assert result.initial_first_conv.shape == (48, 3, 11, 11)
+    assert not torch.equal(result.initial_first_conv, result.state_dict["features.0.weight"])  # conv1 learned
+    weights, description, onnx_path = write_bundle(result, tmp_path)
+    assert json.loads(description.read_text())["classes"] == list(stripes.classes)
+    x = prepare_batch(stripes.images[:4], 64, train=False)
+    session = onnxruntime.InferenceSession(str(onnx_path))
+    (logits,) = session.run(None, {"image": x.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(logits, result.model()(x).numpy(), rtol=1e-4, atol=1e-4)
