@@ -12,13 +12,14 @@ from pathlib import Path
 import gradio as gr
 
 from playground.config import get_limits
-from ui import activations_tab, architecture_tab, conv_lab, explain_tab, filters_tab, model_panel
+from ui import activations_tab, architecture_tab, conv_lab, explain_tab, filters_tab, model_panel, train_tab
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 HEADER = """
 # AlexNet Playground
 See what a convolutional network does by touching one: slide hand-made kernels over your photo, then
-look inside AlexNet: its layers, the filters it learned, what every layer sees, and why it chose a class.
+look inside AlexNet: its layers, the filters it learned, what every layer sees, and why it chose a class;
+then fine-tune it on your own photos.
 """
 
 
@@ -39,6 +40,8 @@ def build_demo() -> gr.Blocks:
                 activations_tab.build_tab(demo, chooser)
             with gr.Tab("Explain", id="explain"):
                 explain_tab.build_tab(demo, chooser)
+            with gr.Tab("Train", id="train"):
+                train_tab.build_tab(demo, chooser)
     return demo
 
 

@@ -243,6 +243,7 @@ def finetune(config: FinetuneConfig, dataset: ImageDataset) -> Iterator[Progress
         raise ValueError("Too few images to train and validate on: use at least a few images per class.")
     num_classes = len(dataset.classes)
     state = {}
+    started = time.perf_counter()  # the run's clock includes computing head-only features
     try:
         images = dataset.images.to(device)  # the decoded dataset lives on the device, as uint8
         labels = dataset.labels.to(device)
@@ -274,7 +275,7 @@ def finetune(config: FinetuneConfig, dataset: ImageDataset) -> Iterator[Progress
         if world > 1:
             forward = torch.nn.parallel.DistributedDataParallel(forward)
         optimizer = _optimizer(config, trainable.parameters())
-        yield from _train(config, forward, trainable, optimizer, inputs, labels, train_idx, val_idx, head_only, plan, device, rank, world, notice, dataset, model, state)
+        yield from _train(config, forward, trainable, optimizer, inputs, labels, train_idx, val_idx, head_only, plan, device, rank, world, notice, dataset, model, state, started)
     except torch.cuda.OutOfMemoryError:
         state.clear()
         gc.collect()
@@ -326,7 +327,7 @@ def _predict(forward, inputs, labels, val_idx, config, head_only, plan, device):
     return torch.cat(predictions).cpu(), torch.cat(confidences).cpu()
 
 
-def _train(config, forward, trainable, optimizer, inputs, labels, train_idx, val_idx, head_only, plan, device, rank, world, notice, dataset, model, state):
+def _train(config, forward, trainable, optimizer, inputs, labels, train_idx, val_idx, head_only, plan, device, rank, world, notice, dataset, model, state, started):
     generator = torch.Generator().manual_seed(config.seed)
     steps_per_epoch = math.ceil(math.ceil(len(train_idx) / world) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
@@ -363,7 +364,7 @@ def _train(config, forward, trainable, optimizer, inputs, labels, train_idx, val
         if stopped_early:
             notice = (notice + " " if notice else "") + f"Stopped at the {config.max_seconds:g} s time cap after epoch {epoch}."
             break
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - started
     predicted, confidence = _predict(forward, inputs, labels, val_idx, config, head_only, plan, device)
     truth = dataset.labels[val_idx]
     k = len(dataset.classes)

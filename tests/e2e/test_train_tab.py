@@ -1,0 +1,33 @@
+"""The Train tab in a real browser: upload a zip, train one short epoch, see curves and the confusion
+matrix, then find the new model in the Filters tab."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_app_train import make_zip
+
+pytestmark = pytest.mark.e2e
+TIMEOUT = 180_000
+
+
+def test_upload_train_and_use_the_model(page, screenshot, tmp_path):
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#train-zip input[type=file]").set_input_files(str(make_zip(tmp_path / "colours.zip")))
+    page.locator("#train-zip").get_by_text("colours.zip").wait_for(timeout=TIMEOUT)
+    epochs = page.locator("#train-epochs input[type=number]")
+    epochs.fill("1")
+    epochs.press("Enter")
+    page.locator("#train-button").click()
+    page.locator("#train-status").get_by_text("Done").wait_for(timeout=TIMEOUT)
+    page.locator("#train-confusion").get_by_text("true \\ predicted").wait_for(timeout=TIMEOUT)
+    page.locator("#train-loss canvas, #train-loss svg").first.wait_for(timeout=TIMEOUT)
+    page.locator("#train-report").get_by_text("3 classes, 18 images").wait_for(timeout=TIMEOUT)
+    page.locator("#train-downloads").get_by_text(".onnx").wait_for(timeout=TIMEOUT)
+    screenshot("train_done")
+
+    page.locator("#train-confusion").get_by_text("true \\ predicted").click()  # the header cell: nothing happens
+    page.get_by_role("tab", name="Filters").click()
+    page.locator("#model-status").get_by_text("trained here on colours").wait_for(timeout=TIMEOUT)
+    page.locator("#filters-caption").get_by_text("64 filters").wait_for(timeout=TIMEOUT)
+    screenshot("train_model_in_filters")
