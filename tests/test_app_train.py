@@ -90,3 +90,34 @@ def test_builtin_synthetic_dataset_and_an_unavailable_one(app_url):
     assert "Done" in status and "synthetic" in report
     with pytest.raises(AppError, match="online"):
         client.predict(None, "five-flowers", api_name="/train")
+
+
+class _Request:
+    def __init__(self, session):
+        self.session_hash = session
+
+
+@pytest.mark.parametrize("how", ["stop button", "browser closed"])
+def test_one_job_per_session_and_stopping_mid_run(tmp_path, monkeypatch, how):
+    import gradio as gr
+
+    from ui import train_tab
+
+    monkeypatch.setattr(train_tab, "uploaded_path", lambda path: str(path))  # a local file stands in for an upload
+    request = _Request(f"session-{how}")
+    run = train_tab.train(make_zip(tmp_path / "z.zip", per_class=8), "your zip", "alexnet_compact", "full", True, 50, 4, request=request)
+    first = next(run)
+    assert "<p>" in first[0]
+    with pytest.raises(gr.Error, match="already have a training job"):
+        next(train_tab.train(make_zip(tmp_path / "y.zip"), request=request))
+    if how == "stop button":
+        train_tab.request_stop(request)
+    else:
+        train_tab.forget(request)  # what demo.unload does
+    rest = list(run)
+    assert "Stopped" in rest[-1][0] and len(rest) <= 2  # within a step
+    assert request.session_hash not in train_tab.JOBS.running and request.session_hash not in train_tab.JOBS.runs
+    # A new job can start afterwards.
+    again = train_tab.train(make_zip(tmp_path / "w.zip"), "your zip", "alexnet_compact", "head", True, 1, request=request)
+    assert "Done" in list(again)[-1][0]
+    train_tab.forget(request)
