@@ -57,3 +57,11 @@ def app_url(tmp_path_factory):
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    """A gradio_client session against the running app (one per test module)."""
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False)

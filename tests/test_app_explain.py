@@ -10,13 +10,6 @@ from ui.common import example_paths
 pytestmark = pytest.mark.http
 
 
-@pytest.fixture(scope="module")
-def client(app_url):
-    from gradio_client import Client
-
-    return Client(app_url, verbose=False)
-
-
 def _file(path):
     from gradio_client import handle_file
 

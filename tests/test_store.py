@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from playground.models import ModelInfo, build
 from playground.store import ModelStore

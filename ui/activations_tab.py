@@ -6,7 +6,7 @@ import gradio as gr
 import pandas as pd
 
 from playground import activations as A
-from ui.common import example_paths, open_photo, photo_input, result_image
+from ui.common import open_photo, photo_input, photo_with_examples, result_image
 from ui.model_panel import get_model, notice_markdown
 
 DEFAULT_LAYER = "features.1"  # the ReLU after conv1: sparse maps of edges and colour blobs
@@ -79,8 +79,7 @@ def webcam_frame(frame, model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Re
 def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            image = photo_input(label="Photo", value=example_paths()[0], height=240, elem_id="act-photo")
-            gr.Examples([[p] for p in example_paths()], inputs=[image], label="Examples")
+            image = photo_with_examples("act-photo", height=240)
             layer = gr.Dropdown(choices=[DEFAULT_LAYER], value=DEFAULT_LAYER, label="Layer", allow_custom_value=True, elem_id="act-layer")
             channel = gr.Number(value=-1, precision=0, minimum=-1, label="Channel to zoom (-1: the most active)")
             top5 = gr.Label(num_top_classes=5, label="Top-5 predictions", elem_id="act-top5")

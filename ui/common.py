@@ -125,6 +125,13 @@ def photo_input(**kwargs) -> PhotoInput:
     return PhotoInput(type="filepath", image_mode=None, **kwargs)
 
 
+def photo_with_examples(elem_id: str, height: int = 220) -> PhotoInput:
+    """A photo input starting on the coffee cup, with the example photos under it."""
+    image = photo_input(label="Photo", value=example_paths()[0], height=height, elem_id=elem_id)
+    gr.Examples([[path] for path in example_paths()], inputs=[image], label="Examples")
+    return image
+
+
 def open_photo(source) -> Image.Image:
     """Load a photo (an upload's path, or the bytes of a data: URL) for interactive work, or tell the
     user through ``gr.Error`` why not."""

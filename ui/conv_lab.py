@@ -6,7 +6,7 @@ import gradio as gr
 
 from playground import kernels as K
 from playground.config import get_limits
-from playground.lab import COLOR_MODES, CUSTOM, POOLING_CHOICES, LabSettings, explain_click, preset_gallery, run_lab
+from playground.lab import CUSTOM, POOLING_CHOICES, LabSettings, explain_click, preset_gallery, run_lab
 from playground.render import format_number
 from ui.common import example_paths, open_photo, photo_input, result_image, user_errors
 

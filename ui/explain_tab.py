@@ -11,7 +11,7 @@ from playground.attribution_views import SIGNS, VIEWS, attribution_image
 from playground.attributions import METHODS, agreement_matrix, attribute, conv_layer_names, cover, sanity_check
 from playground.config import get_limits
 from playground.models import imagenet_classes
-from ui.common import SafeImageEditor, example_paths, open_photo, photo_input, result_image, user_errors
+from ui.common import SafeImageEditor, open_photo, photo_with_examples, result_image, user_errors
 from ui.model_panel import get_model, notice_markdown
 
 TOP1 = "top-1 prediction"
@@ -166,8 +166,7 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
     limits = get_limits()
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            image = photo_input(label="Photo", value=example_paths()[0], height=220, elem_id="explain-photo")
-            gr.Examples([[p] for p in example_paths()], inputs=[image], label="Examples")
+            image = photo_with_examples("explain-photo")
             target = gr.Dropdown(
                 [TOP1] + list(imagenet_classes()), value=TOP1, label="Explain the class", allow_custom_value=True, elem_id="explain-target"
             )

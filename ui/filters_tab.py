@@ -8,7 +8,7 @@ import pandas as pd
 from playground import kernels as K
 from playground.activations import preprocess
 from playground.filters import conv1_grid, deeper_summary, first_conv, match_classic, side_by_side
-from ui.common import example_paths, open_photo, photo_input, result_image
+from ui.common import open_photo, photo_with_examples, result_image
 from ui.model_panel import get_model, notice_markdown
 
 HOW = """
@@ -72,8 +72,7 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
     gr.Markdown("### Classic and learned, on your photo")
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
-            image = photo_input(label="Photo", value=example_paths()[0], height=220, elem_id="filters-photo")
-            gr.Examples([[p] for p in example_paths()], inputs=[image], label="Examples")
+            image = photo_with_examples("filters-photo")
             kernel = gr.Dropdown([(k.replace("_", " "), k) for k in K.KERNELS], value="sobel_x", label="Classic kernel")
             rank = gr.Radio([1, 2, 3], value=1, label="Learned match (1 = most similar)")
         with gr.Column(scale=3):
