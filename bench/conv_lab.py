@@ -30,7 +30,11 @@ def run(http: bool = True) -> None:
         _decoded.cache_clear()  # a new upload: the photo is decoded too
         return apply_kernel(photo)
 
-    with tempfile.TemporaryDirectory() as folder:
+    from gradio.utils import get_upload_folder
+
+    # Inside Gradio's upload folder, where the app accepts photos from (as if it had been uploaded).
+    os.makedirs(get_upload_folder(), exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=get_upload_folder()) as folder:
         photo = one_megapixel_photo(folder)
         # Exactly what the endpoint runs: decode the upload, convolve, render, explain the sizes.
         report("/apply_kernel work, 1 MP, defaults, new upload (decode)", median_ms(first_call), BUDGET_MS)

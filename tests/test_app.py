@@ -147,3 +147,9 @@ def test_a_data_url_bomb_meets_the_same_limits(app_url):
     url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
     answer = _raw_call(app_url, "apply_kernel", [{"url": url}, "sobel_x", "", "gray", 1, 0, 1, "none", 2, 2])
     assert "event: error" in answer and "too large" in answer, answer[-300:]
+
+
+def test_messages_reach_the_user_without_extra_quotes():
+    with pytest.raises(gr.Error) as caught:
+        conv_lab.apply_kernel("/etc/hostname")
+    assert caught.value.message == "That image could not be found on the server. Please upload it again."

@@ -143,6 +143,8 @@ def open_photo(source) -> Image.Image:
         path = uploaded_path(source)
         stat = os.stat(path)
         return _decoded(path, stat.st_size, stat.st_mtime_ns)
+    except gr.Error:
+        raise  # already worded for the user (gr.Error is a ValueError too)
     except ValueError as error:
         raise gr.Error(str(error)) from None
     except OSError:
@@ -172,6 +174,8 @@ def user_errors(fn):
         def streaming(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
+            except gr.Error:
+                raise  # already a message for the user (gr.Error is itself a ValueError)
             except ValueError as error:
                 raise gr.Error(str(error)) from None
 
@@ -181,6 +185,8 @@ def user_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except gr.Error:
+            raise
         except ValueError as error:
             raise gr.Error(str(error)) from None
 

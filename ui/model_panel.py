@@ -6,6 +6,7 @@ import gradio as gr
 
 from playground import models
 from playground.store import ModelStore
+from ui.common import uploaded_path
 
 # One per process: the shared variants are read-only, each session's own models are keyed by session.
 STORE = ModelStore()
@@ -20,6 +21,8 @@ def get_model(key, request: gr.Request | None = None):
     """(model, info) for a chooser key, or a ``gr.Error`` the user can act on."""
     try:
         return STORE.get(key or DEFAULT_MODEL, session_of(request))
+    except gr.Error:
+        raise  # already worded for the user (gr.Error is a ValueError too)
     except ValueError as error:
         raise gr.Error(str(error)) from None
 
@@ -57,7 +60,9 @@ def load_checkpoint(file, variant="auto", request: gr.Request = None):
     if file is None:
         raise gr.Error("Choose a .safetensors, .pt or .pth file first.")
     try:
-        model, info = models.load_user_checkpoint(file, None if variant in (None, "auto") else variant)
+        model, info = models.load_user_checkpoint(uploaded_path(file), None if variant in (None, "auto") else variant)
+    except gr.Error:
+        raise  # already worded for the user (gr.Error is a ValueError too)
     except ValueError as error:
         raise gr.Error(str(error)) from None
     key = STORE.add(session_of(request), model, info)

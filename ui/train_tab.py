@@ -137,6 +137,8 @@ def train(
                 flip=bool(flip), color_jitter=bool(color_jitter), max_seconds=MAX_SECONDS,
             )
             config.validate()
+        except gr.Error:
+            raise  # already worded for the user (gr.Error is a ValueError too)
         except ValueError as error:
             raise gr.Error(str(error)) from None
         report = chosen.report.summary() if chosen.report else f"{chosen.name}: {len(chosen)} images, {len(chosen.classes)} classes."
@@ -160,6 +162,8 @@ def train(
                         yield _progress_html(record), report, loss, accuracy, skip, skip, skip, skip, skip
                     continue
                 yield _finish(record, chosen, session, report, points, request)
+        except gr.Error:
+            raise  # already worded for the user (gr.Error is a ValueError too)
         except ValueError as error:  # the engine's messages (e.g. out of GPU memory)
             raise gr.Error(str(error)) from None
         finally:
