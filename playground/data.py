@@ -13,9 +13,12 @@ import gzip
 import os
 import shutil
 import stat
+import struct
 import tarfile
+import tempfile
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -93,8 +96,34 @@ def _ignored(parts: list[str]) -> bool:
     return parts[0] == "__MACOSX" or any(part.startswith(".") for part in parts)
 
 
+def _check_directory(source, limits: Limits) -> None:
+    """Refuse an archive whose end-of-directory record announces too many members or an oversized
+    directory, before ``zipfile`` reads the directory into memory."""
+    handle = open(source, "rb") if isinstance(source, (str, os.PathLike)) else source
+    try:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - 65_557))  # the record (22 bytes) plus the longest possible comment
+        tail = handle.read()
+        handle.seek(0)
+    finally:
+        if handle is not source:
+            handle.close()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + 22 > len(tail):
+        raise ValueError("This file is not a readable zip archive.")
+    entries, directory_size = struct.unpack("<H", tail[at + 10 : at + 12])[0], struct.unpack("<I", tail[at + 12 : at + 16])[0]
+    if entries == 0xFFFF or directory_size == 0xFFFFFFFF:  # a ZIP64 archive: far beyond our member limit
+        raise ValueError(f"The archive is enormous (ZIP64); the limit is {limits.max_zip_members:,} members.")
+    if entries > limits.max_zip_members or directory_size > limits.max_zip_members * 1024:
+        raise ValueError(f"The archive has {entries:,} members; the limit is {limits.max_zip_members:,}.")
+
+
 def _check_member(info: zipfile.ZipInfo) -> None:
     name = info.filename
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        # bzip2 and LZMA members decompress without any size bound in zipfile: refuse them.
+        raise ValueError(f"The archive member {name!r} uses a compression method we do not accept; please zip it again (deflate).")
     if "\\" in name:
         raise ValueError(f"The archive has a member with a backslash in its name ({name!r}); please zip the folders again.")
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
@@ -111,7 +140,9 @@ def _check_member(info: zipfile.ZipInfo) -> None:
         )
 
 
-def read_zip(source, *, limits: Limits | None = None, size: int = STORE_SIZE, name: str = "your zip") -> ImageDataset:
+def read_zip(
+    source, *, limits: Limits | None = None, size: int = STORE_SIZE, name: str = "your zip", should_stop: Callable[[], bool] | None = None
+) -> ImageDataset:
     """Read a zip of class folders (``class/file.jpg``, or all under one top folder) into a dataset.
 
     The whole archive is refused, with the problem named, if any member has an absolute, backslash or
@@ -124,8 +155,9 @@ def read_zip(source, *, limits: Limits | None = None, size: int = STORE_SIZE, na
     """
     limits = limits or get_limits()
     try:
+        _check_directory(source, limits)
         archive = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except (zipfile.BadZipFile, OSError, EOFError, struct.error):
         raise ValueError("This file is not a readable zip archive.") from None
     with archive:
         members = archive.infolist()
@@ -161,8 +193,14 @@ def read_zip(source, *, limits: Limits | None = None, size: int = STORE_SIZE, na
             if not filename.lower().endswith(IMAGE_EXTENSIONS):
                 skipped.append((info.filename, "not an image file"))
                 continue
-            with archive.open(info) as handle:
-                data = handle.read(info.file_size + 1)  # never more than the header promised
+            if should_stop is not None and should_stop():
+                raise ValueError("Stopped while reading the archive.")
+            try:
+                with archive.open(info) as handle:
+                    data = handle.read(info.file_size + 1)  # never more than the header promised
+            except (zipfile.BadZipFile, NotImplementedError, zlib.error, EOFError, OSError, RuntimeError) as error:
+                skipped.append((info.filename, f"damaged inside the archive ({type(error).__name__})"))
+                continue
             try:
                 items.append((label, _to_tensor(load_image(data, limits=limits), size)))
             except ValueError as error:
@@ -227,9 +265,9 @@ def fashion_mnist(*, train: bool = True, limit: int | None = None) -> ImageDatas
     if not all((raw / name).is_file() for name in _FASHION_FILES) and all((debian / f"{n}.gz").is_file() for n in _FASHION_FILES):
         raw.mkdir(parents=True, exist_ok=True)
         for name in _FASHION_FILES:  # Debian re-gzipped them, so torchvision's checksums differ: unpack ourselves
-            with gzip.open(debian / f"{name}.gz") as source, open(raw / f"{name}.part", "wb") as target:
+            with gzip.open(debian / f"{name}.gz") as source, tempfile.NamedTemporaryFile(dir=raw, delete=False) as target:
                 shutil.copyfileobj(source, target)
-            os.replace(raw / f"{name}.part", raw / name)
+            os.replace(target.name, raw / name)  # atomic: two sessions at once never see half a file
     try:
         data = FashionMNIST(str(root), train=train, download=not _offline())
     except (RuntimeError, OSError) as error:
@@ -296,7 +334,7 @@ def five_flowers(*, limit: int | None = None, size: int = STORE_SIZE, progress: 
 
 def _download(url: str, target: Path, progress: Callable[[int, int], None] | None) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(target.suffix + ".part")
+    partial = Path(tempfile.mkstemp(dir=target.parent, suffix=".part")[1])  # one per download: no two writers
     try:
         with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as handle:
             total, done = int(response.headers.get("Content-Length", 0)), 0

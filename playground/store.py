@@ -38,6 +38,7 @@ class ModelStore:
         self._shared: dict[str, tuple[nn.Module, ModelInfo]] = {}
         self._sessions: dict[str, dict[str, tuple[nn.Module, ModelInfo]]] = {}
         self._lock = threading.Lock()
+        self._added = 0  # a counter: which model arrived first
         self._load_locks = {name: threading.Lock() for name in models.MODELS}
 
     def choices(self, session: str | None) -> list[tuple[str, str]]:
@@ -45,7 +46,7 @@ class ModelStore:
         shared = [(f"{name}: {models.DESCRIPTIONS[name]}", name) for name in models.MODELS]
         with self._lock:
             own = list(self._sessions.get(session or "", {}).items())
-        return shared + [(f"yours: {info.description}", key) for key, (_, info) in own]
+        return shared + [(f"yours: {info.description}", key) for key, (_, info, _) in own]
 
     def get(self, key: str, session: str | None) -> tuple[nn.Module, ModelInfo]:
         """The model behind a chooser key.
@@ -59,7 +60,7 @@ class ModelStore:
             entry = self._sessions.get(session or "", {}).get(key)
         if entry is None:
             raise ValueError("That model is not available in this session (it may have been closed). Choose another.")
-        return entry
+        return entry[:2]
 
     def _shared_model(self, name: str) -> tuple[nn.Module, ModelInfo]:
         with self._load_locks[name]:  # one load per variant, even when many users arrive at once
@@ -75,20 +76,30 @@ class ModelStore:
         if not session:
             raise ValueError("A session is needed to keep a model of your own.")
         with self._lock:
-            held = sum(len(models_) for models_ in self._sessions.values())
-            if held >= self._total and len(self._sessions.get(session, {})) < self._per_session:
-                raise ValueError(
-                    "The server is holding as many models as it can right now. Try again in a while, or "
-                    "replace one of your own (each session keeps its most recent three)."
-                )
             own = self._sessions.setdefault(session, {})
+            # Sessions without a browser (API calls) never end, so the total is bounded by evicting the
+            # oldest model of any session rather than by refusing everyone once it is reached.
+            while sum(len(m) for m in self._sessions.values()) >= self._total and len(own) < self._per_session:
+                self._evict_oldest()
             key = f"{SESSION_PREFIX}{len(own)}:{info.description}"
             while key in own:
                 key += "+"
-            own[key] = (model.eval(), info)
+            self._added += 1
+            own[key] = (model.eval(), info, self._added)
             while len(own) > self._per_session:
                 own.pop(next(iter(own)))
             return key
+
+    def _evict_oldest(self) -> None:
+        oldest = min(
+            ((added, name, key) for name, held in self._sessions.items() for key, (_, _, added) in held.items()),
+            default=None,
+        )
+        if oldest is not None:
+            _, name, key = oldest
+            del self._sessions[name][key]
+            if not self._sessions[name]:
+                del self._sessions[name]
 
     def drop_session(self, session: str) -> None:
         """Forget every model of a session that has ended."""

@@ -213,7 +213,9 @@ class Plan:
 def plan_for(device: torch.device, config: FinetuneConfig, total_steps: int) -> Plan:
     gpu = device.type == "cuda"
     compile_it = config.compile == "yes" or (config.compile == "auto" and gpu and total_steps >= 200)
-    return Plan(autocast=gpu, channels_last=gpu, compile=compile_it)
+    # bf16 needs Ampere or newer to be fast (a T4 would run it slower than fp32).
+    bf16 = gpu and torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
+    return Plan(autocast=bf16, channels_last=gpu, compile=compile_it)
 
 
 def _optimizer(config: FinetuneConfig, parameters) -> torch.optim.Optimizer:
@@ -259,8 +261,16 @@ def finetune(config: FinetuneConfig, dataset: ImageDataset) -> Iterator[Progress
         state.update(images=images, labels=labels, model=model)
         if head_only:
             backbone, head = _split_head(model)
-            yield Progress(0, 0, 0, config.epochs, 0.0, 0.0, None, 0.0, 0.0, "Computing the frozen backbone's features once…")
-            features = _features(backbone, images, config, plan)  # (N, 4096): augmentation cannot apply here
+            # The frozen backbone's features, once: augmentation cannot apply to them. In chunks, so that a
+            # stop (closing this generator) or the time cap takes effect within one chunk.
+            chunks = []
+            for chunk in _features(backbone, images, config, plan):
+                chunks.append(chunk)
+                done = min(len(images), 64 * len(chunks))
+                yield Progress(0, 0, 0, config.epochs, 0.0, 0.0, None, 0.0, 0.0, f"Computing the frozen backbone's features once: {done} of {len(images)} images…")
+                if config.max_seconds is not None and time.perf_counter() - started > config.max_seconds:
+                    raise ValueError(f"The {config.max_seconds:g} s time cap was reached while computing features; use fewer images.")
+            features = torch.cat(chunks)
             # Train on standardised features (a random backbone's are ~1e-3 in size, a trained one's are not
             # centred), then fold the scaling back into the layer so the network takes raw features again.
             mean = features[train_idx.to(device)].mean(dim=0)
@@ -291,16 +301,15 @@ def finetune(config: FinetuneConfig, dataset: ImageDataset) -> Iterator[Progress
             torch.cuda.empty_cache()
 
 
-def _features(backbone: nn.Module, images: torch.Tensor, config: FinetuneConfig, plan: Plan) -> torch.Tensor:
+def _features(backbone: nn.Module, images: torch.Tensor, config: FinetuneConfig, plan: Plan) -> Iterator[torch.Tensor]:
+    """The backbone's output for every image, 64 at a time."""
     backbone.eval()
-    out = []
-    with torch.no_grad(), torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=plan.autocast):
-        for start in range(0, len(images), 64):
+    for start in range(0, len(images), 64):
+        with torch.no_grad(), torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=plan.autocast):
             x = prepare_batch(images[start : start + 64], config.image_size, train=False)
             if plan.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            out.append(backbone(x).float())
-    return torch.cat(out)
+            yield backbone(x).float()
 
 
 def _batches(order: torch.Tensor, batch_size: int):
@@ -328,18 +337,24 @@ def _predict(forward, inputs, labels, val_idx, config, head_only, plan, device):
 
 
 def _train(config, forward, trainable, optimizer, inputs, labels, train_idx, val_idx, head_only, plan, device, rank, world, notice, dataset, model, state, started):
-    generator = torch.Generator().manual_seed(config.seed)
-    steps_per_epoch = math.ceil(math.ceil(len(train_idx) / world) / config.batch_size)
+    augment = torch.Generator().manual_seed(config.seed + 7919 * rank)  # each rank its own crops and flips
+    per_rank = len(train_idx) // world  # every rank takes the same number of steps, or DDP waits forever
+    steps_per_epoch = math.ceil(per_rank / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     history, val_accuracy, step, seen = [], None, 0, 0
-    start = time.perf_counter()
     stopped_early = False
+    loss_sum, correct, count, synced = torch.zeros((), device=device), torch.zeros((), device=device), 0, (0.0, 0.0)
+    last_sync = 0.0
     for epoch in range(1, config.epochs + 1):
         forward.train()
-        epoch_start, loss_sum, correct, count = time.perf_counter(), 0.0, 0, 0
-        order = train_idx[torch.randperm(len(train_idx), generator=generator)][rank::world]  # the same permutation on every rank
+        epoch_start, count = time.perf_counter(), 0
+        loss_sum.zero_()
+        correct.zero_()
+        # The same permutation on every rank (seeded by the epoch), cut into equal disjoint shards.
+        shuffle = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        order = train_idx[torch.randperm(len(train_idx), generator=shuffle)][: per_rank * world][rank::world]
         for index in _batches(order.to(device), config.batch_size):
-            x = _inputs(inputs, index, config, head_only, plan, True, generator)
+            x = _inputs(inputs, index, config, head_only, plan, True, augment)
             y = labels[index]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=plan.autocast):
                 logits = forward(x)
@@ -349,23 +364,27 @@ def _train(config, forward, trainable, optimizer, inputs, labels, train_idx, val
             optimizer.step()
             step += 1
             seen += len(index)
-            loss_sum += float(loss.detach()) * len(index)
-            correct += int((logits.argmax(dim=1) == y).sum())
             count += len(index)
-            elapsed = time.perf_counter() - start
-            rate = seen / max(elapsed, 1e-9)
-            yield Progress(step, total_steps, epoch, config.epochs, loss_sum / count, correct / count, val_accuracy, rate * world, (total_steps - step) * elapsed / step)
-            if config.max_seconds is not None and elapsed > config.max_seconds:
+            # Running sums stay on the device; reading them forces a GPU sync, so do it twice a second.
+            loss_sum += loss.detach() * len(index)
+            correct += (logits.argmax(dim=1) == y).sum()
+            now = time.perf_counter()
+            elapsed = now - started
+            if now - last_sync > 0.5 or step % steps_per_epoch == 0:
+                synced, last_sync = (float(loss_sum) / count, float(correct) / count), now
+            yield Progress(step, total_steps, epoch, config.epochs, synced[0], synced[1], val_accuracy,
+                           seen * world / max(elapsed, 1e-9), (total_steps - step) * elapsed / step)
+            if _all_agree(config.max_seconds is not None and elapsed > config.max_seconds, device, world):
                 stopped_early = True
                 break
-        predicted, _ = _predict(forward, inputs, labels, val_idx, config, head_only, plan, device)
+        predicted, confidence = _predict(forward, inputs, labels, val_idx, config, head_only, plan, device)
         val_accuracy = float((predicted == labels[val_idx.to(device)].cpu()).float().mean())
-        history.append({"epoch": epoch, "loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1), "val_accuracy": val_accuracy, "seconds": time.perf_counter() - epoch_start})
+        history.append({"epoch": epoch, "loss": float(loss_sum) / max(count, 1), "accuracy": float(correct) / max(count, 1),
+                        "val_accuracy": val_accuracy, "seconds": time.perf_counter() - epoch_start})
         if stopped_early:
             notice = (notice + " " if notice else "") + f"Stopped at the {config.max_seconds:g} s time cap after epoch {epoch}."
             break
     seconds = time.perf_counter() - started
-    predicted, confidence = _predict(forward, inputs, labels, val_idx, config, head_only, plan, device)
     truth = dataset.labels[val_idx]
     k = len(dataset.classes)
     confusion = np.zeros((k, k), dtype=np.int64)
@@ -387,6 +406,15 @@ def _train(config, forward, trainable, optimizer, inputs, labels, train_idx, val
         confusion, per_class, misclassified, seconds, seen * world / max(seconds, 1e-9), notice.strip(), stopped_early,
         initial_first_conv,
     )
+
+
+def _all_agree(flag: bool, device: torch.device, world: int) -> bool:
+    """True when any rank says so (under torchrun every rank must stop at the same step)."""
+    if world == 1:
+        return flag
+    value = torch.tensor(float(flag), device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value)
 
 
 def _fold(layer: nn.Linear, mean: torch.Tensor, scale: torch.Tensor) -> None:

@@ -121,3 +121,35 @@ def test_one_job_per_session_and_stopping_mid_run(tmp_path, monkeypatch, how):
     again = train_tab.train(make_zip(tmp_path / "w.zip"), "your zip", "alexnet_compact", "head", True, 1, request=request)
     assert "Done" in list(again)[-1][0]
     train_tab.forget(request)
+
+
+def test_choosing_a_confusion_cell_shows_those_mistakes(tmp_path):
+    import gradio as gr
+    import pandas as pd
+
+    from playground import data
+    from playground.training import FinetuneConfig, FinetuneResult, finetune
+    from ui import train_tab
+
+    stripes = data.synthetic(per_class=10, size=32)
+    config = FinetuneConfig(model="alexnet_compact", mode="head", pretrained=False, image_size=64, epochs=1)
+    result = [r for r in finetune(config, stripes) if isinstance(r, FinetuneResult)][0]
+    assert result.misclassified  # one epoch on random features: plenty of mistakes
+    request = _Request("cell-session")
+    thumbnails = {i: Image.new("RGB", (8, 8)) for i, *_ in result.misclassified}
+    train_tab.JOBS.keep(request.session_hash, train_tab.Run(result, thumbnails, str(tmp_path / "run")))
+    index, truth, guess, _ = result.misclassified[0]
+    table = train_tab._confusion_table(result)
+
+    class Click:
+        index = [truth, guess + 1]
+
+    true_name, predicted_name = train_tab.pick_cell(table, Click())
+    assert (true_name, predicted_name) == (stripes.classes[truth], stripes.classes[guess])
+    items, note = train_tab.misclassified(true_name, predicted_name, request)
+    expected = sum(1 for _, t, g, _ in result.misclassified if (t, g) == (truth, guess))
+    assert len(items) == expected == int(result.confusion[truth, guess]) and f"{expected} validation image" in note
+    with pytest.raises(gr.Error):
+        train_tab.misclassified("nope", predicted_name, request)
+    train_tab.forget(request)
+    assert isinstance(table, pd.DataFrame)

@@ -204,3 +204,36 @@ def test_local_folders(tmp_path):
             Image.new("RGB", (20, 20), (i * 50, 0, 0)).save(tmp_path / "set" / label / f"{i}.png")
     dataset = data.open_dataset(str(tmp_path / "set"))
     assert dataset.classes == ("a", "b") and len(dataset) == 6
+
+
+def test_compression_methods_without_a_size_bound_are_refused(tmp_path):
+    path = tmp_path / "bz.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_BZIP2) as archive:
+        for name, content in _good().items():
+            archive.writestr(name, content)
+    with pytest.raises(ValueError, match="compression method"):
+        data.read_zip(path)
+
+
+def test_the_member_count_is_checked_before_the_directory_is_read(tmp_path, monkeypatch):
+    path = _zip(tmp_path / "f.zip", {f"cat/{i}.jpg": b"x" for i in range(30)})
+    opened = []
+    monkeypatch.setattr(data.zipfile, "ZipFile", lambda *a, **k: opened.append(a) or (_ for _ in ()).throw(AssertionError))
+    with pytest.raises(ValueError, match="30 members; the limit is 10"):
+        data.read_zip(path, limits=Limits(max_zip_members=10))
+    assert not opened
+
+
+def test_a_damaged_member_is_skipped_not_fatal(tmp_path):
+    path = _zip(tmp_path / "f.zip", {**_good(), "cat/extra.jpg": _jpeg()}, compression=zipfile.ZIP_STORED)
+    raw = bytearray(path.read_bytes())
+    at = raw.find(b"cat/extra.jpg") + len("cat/extra.jpg") + 200  # inside that member's data
+    raw[at] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    dataset = data.read_zip(path, size=16)
+    assert len(dataset) == 8 and "damaged inside the archive" in dict(dataset.report.skipped)["cat/extra.jpg"]
+
+
+def test_reading_can_be_stopped(tmp_path):
+    with pytest.raises(ValueError, match="Stopped"):
+        data.read_zip(_zip(tmp_path / "f.zip", _good()), should_stop=lambda: True)

@@ -46,10 +46,8 @@ def test_each_session_keeps_a_bounded_number_of_models():
 def test_all_sessions_together_hold_a_bounded_number_of_models():
     store = ModelStore(_fake_loader([]), per_session=2, total=3)
     info = ModelInfo("alexnet_compact", "file", "m", ("x", "y"))
-    for session in ("a", "a", "b"):
-        store.add(session, build("alexnet_compact", num_classes=2), info)
-    with pytest.raises(ValueError, match="as many models as it can"):
-        store.add("c", build("alexnet_compact", num_classes=2), info)
-    store.add("a", build("alexnet_compact", num_classes=2), info)  # replacing one's own oldest is fine
-    store.drop_session("b")
-    store.add("c", build("alexnet_compact", num_classes=2), info)
+    keys = [store.add(session, build("alexnet_compact", num_classes=2), info) for session in ("a", "a", "b")]
+    newest = store.add("c", build("alexnet_compact", num_classes=2), info)  # full: the oldest model goes
+    with pytest.raises(ValueError):
+        store.get(keys[0], "a")
+    assert store.get(keys[1], "a") and store.get(keys[2], "b") and store.get(newest, "c")

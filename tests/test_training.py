@@ -151,12 +151,16 @@ def test_bad_configurations_are_refused(stripes):
             list(finetune(FinetuneConfig(**bad), stripes))
 
 
-def test_the_fast_path_is_for_gpus_only():
+def test_the_fast_path_is_for_gpus_only(monkeypatch):
     config = FinetuneConfig()
     cpu = plan_for(torch.device("cpu"), config, 10_000)
     assert not (cpu.autocast or cpu.channels_last or cpu.compile)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))  # an H100
     gpu = plan_for(torch.device("cuda"), config, 10_000)
     assert gpu.autocast and gpu.channels_last and gpu.compile
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # a T4: no fast bf16
+    assert not plan_for(torch.device("cuda"), config, 10_000).autocast
     assert not plan_for(torch.device("cuda"), config, 50).compile  # too short to repay compiling
     assert not plan_for(torch.device("cuda"), FinetuneConfig(compile="no"), 10_000).compile
 
@@ -204,11 +208,18 @@ def test_the_command_line_end_to_end(tmp_path):
     assert bad.returncode == 2 and "error: " in bad.stderr and "neither a dataset name" in bad.stderr
 
 
-def test_torchrun_with_two_cpu_processes(tmp_path):
+@pytest.mark.parametrize("source", ["synthetic", "nine training images"])
+def test_torchrun_with_two_cpu_processes(tmp_path, source):
+    if source == "synthetic":
+        spec, batch = "synthetic", "16"
+    else:  # 9 training images, batch 4: shards of 5 and 4 would give the ranks 2 and 1 steps and hang DDP
+        from tests.test_app_train import make_zip
+
+        spec, batch = str(make_zip(tmp_path / "small.zip", per_class=4)), "4"
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-               "-m", "playground.train", "--data", "synthetic", "--model", "alexnet_compact", "--mode", "full",
-               "--image-size", "64", "--epochs", "2", "--batch-size", "16", "--device", "cpu", "--out", str(out)]
+               "-m", "playground.train", "--data", spec, "--model", "alexnet_compact", "--mode", "full",
+               "--image-size", "64", "--epochs", "2", "--batch-size", batch, "--device", "cpu", "--out", str(out)]
     done = subprocess.run(command, cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())

@@ -27,6 +27,8 @@ ZIP = "your zip"
 DATASET_CHOICES = [ZIP, "synthetic", "fashion-mnist", "five-flowers", "cifar10"]
 MODEL_CHOICES = [*models.MODELS, *models.BASELINES]
 MAX_SECONDS = float(os.environ.get("PLAYGROUND_TRAIN_MAX_SECONDS", "900"))  # per job, wall clock
+MAX_THUMBNAILS = 500  # misclassified validation images kept for browsing
+MAX_RUNS = 16  # finished runs kept across sessions (API callers never close a tab)
 HELP = """
 Upload a **zip of class folders** (`daisy/1.jpg`, `rose/7.jpg`, …, or all inside one top folder) or pick a
 dataset, then press **Train**. The defaults are the course's recipe: ImageNet-pretrained AlexNet, a new
@@ -71,9 +73,11 @@ class Jobs:
 
     def keep(self, session: str, run: Run) -> None:
         with self._lock:
-            old = self.runs.get(session)
+            dropped = [self.runs.pop(session)] if session in self.runs else []
             self.runs[session] = run
-        if old:
+            while len(self.runs) > MAX_RUNS:  # the oldest run of any session goes first
+                dropped.append(self.runs.pop(next(iter(self.runs))))
+        for old in dropped:
             shutil.rmtree(old.folder, ignore_errors=True)
 
     def forget(self, session: str) -> None:
@@ -87,11 +91,12 @@ class Jobs:
 JOBS = Jobs()
 
 
-def _dataset(choice, zip_file, limit):
+def _dataset(choice, zip_file, limit, should_stop):
     if choice in (None, "", ZIP):
         if zip_file is None:
             raise gr.Error("Upload a zip of class folders, or choose one of the built-in datasets.")
-        return data.read_zip(uploaded_path(zip_file), name=os.path.splitext(os.path.basename(str(zip_file)))[0])
+        name = os.path.splitext(os.path.basename(str(zip_file)))[0]
+        return data.read_zip(uploaded_path(zip_file), name=name, should_stop=should_stop)
     if choice not in data.DATASETS:
         raise gr.Error(f"Unknown dataset {choice!r}.")
     return data.open_dataset(choice, limit=int(limit) if limit else None)
@@ -127,10 +132,11 @@ def train(
     """Fine-tune and stream progress; at the end, the results and the model in this session's chooser."""
     session = session_of(request)
     stop = JOBS.claim(session)
+    deadline = time.monotonic() + MAX_SECONDS  # the cap covers reading the data too
     skip = gr.skip()
     try:
         try:
-            chosen = _dataset(dataset, zip_file, limit)
+            chosen = _dataset(dataset, zip_file, limit, lambda: stop.is_set() or time.monotonic() > deadline)
             config = FinetuneConfig(
                 model=model, pretrained=bool(pretrained), mode=mode, optimizer=optimizer, lr=float(lr), epochs=int(epochs),
                 batch_size=int(batch_size), image_size=64 if model in models.BASELINES else 224, crop=bool(crop),
@@ -161,6 +167,8 @@ def train(
                         loss, accuracy = _curves(points)
                         yield _progress_html(record), report, loss, accuracy, skip, skip, skip, skip, skip
                     continue
+                if stop.is_set():  # the session ended while the last epoch ran: keep nothing
+                    return
                 yield _finish(record, chosen, session, report, points, request)
         except gr.Error:
             raise  # already worded for the user (gr.Error is a ValueError too)
@@ -174,13 +182,14 @@ def train(
 
 def _finish(result: FinetuneResult, dataset, session, report, points, request):
     thumbnails = {}
-    for index, *_ in result.misclassified[:200]:
+    for index, *_ in result.misclassified[:MAX_THUMBNAILS]:
         pixels = dataset.images[index]
         pixels = pixels.expand(3, -1, -1) if pixels.shape[0] == 1 else pixels
         thumbnails[index] = Image.fromarray(pixels.permute(1, 2, 0).numpy()).resize((112, 112))
     folder = tempfile.mkdtemp(prefix="alexnet-playground-run-")
     files = [str(p) for p in write_bundle(result, folder, stem=f"{result.variant}-{dataset.name}".replace(" ", "_").replace("/", "_"))]
-    JOBS.keep(session, Run(result, thumbnails, folder))
+    # The weights now live in the files and in the chooser; the run record needs only the numbers.
+    JOBS.keep(session, Run(dataclasses.replace(result, state_dict={}), thumbnails, folder))
     summary = (
         f"<p><b>Done</b>: validation accuracy <b>{result.val_accuracy:.1%}</b> after {len(result.history)} epoch(s) in "
         f"{result.seconds:.1f} s ({result.images_per_second:,.0f} images/s).</p>"
@@ -226,9 +235,11 @@ def misclassified(true_class, predicted_class, request: gr.Request = None):
     if true_class not in classes or predicted_class not in classes:
         raise gr.Error("Choose a true and a predicted class from your dataset.")
     t, p = classes.index(true_class), classes.index(predicted_class)
-    items = [(run.thumbnails[i], f"{true_class} → {predicted_class} ({confidence:.0%})")
-             for i, truth, guess, confidence in run.result.misclassified if truth == t and guess == p and i in run.thumbnails]
-    note = f"{len(items)} validation image(s) of **{true_class}** taken for **{predicted_class}**." if t != p else "The diagonal holds the correct answers; pick a cell off it."
+    cell = [(i, confidence) for i, truth, guess, confidence in run.result.misclassified if truth == t and guess == p]
+    items = [(run.thumbnails[i], f"{true_class} → {predicted_class} ({confidence:.0%})") for i, confidence in cell if i in run.thumbnails]
+    shown = f" (showing the {len(items)} most confident)" if len(items) < len(cell) else ""
+    note = (f"{len(cell)} validation image(s) of **{true_class}** taken for **{predicted_class}**{shown}." if t != p
+            else "The diagonal holds the correct answers; pick a cell off it.")
     return items, note
 
 
