@@ -285,7 +285,7 @@ def finetune(config: FinetuneConfig, dataset: ImageDataset) -> Iterator[Progress
         if world > 1:
             forward = torch.nn.parallel.DistributedDataParallel(forward)
         optimizer = _optimizer(config, trainable.parameters())
-        yield from _train(config, forward, trainable, optimizer, inputs, labels, train_idx, val_idx, head_only, plan, device, rank, world, notice, dataset, model, state, started)
+        yield from _train(config, forward, optimizer, inputs, labels, train_idx, val_idx, head_only, plan, device, rank, world, notice, dataset, model, state, started)
     except torch.cuda.OutOfMemoryError:
         state.clear()
         gc.collect()
@@ -336,7 +336,7 @@ def _predict(forward, inputs, labels, val_idx, config, head_only, plan, device):
     return torch.cat(predictions).cpu(), torch.cat(confidences).cpu()
 
 
-def _train(config, forward, trainable, optimizer, inputs, labels, train_idx, val_idx, head_only, plan, device, rank, world, notice, dataset, model, state, started):
+def _train(config, forward, optimizer, inputs, labels, train_idx, val_idx, head_only, plan, device, rank, world, notice, dataset, model, state, started):
     augment = torch.Generator().manual_seed(config.seed + 7919 * rank)  # each rank its own crops and flips
     per_rank = len(train_idx) // world  # every rank takes the same number of steps, or DDP waits forever
     steps_per_epoch = math.ceil(per_rank / config.batch_size)

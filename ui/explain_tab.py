@@ -127,27 +127,20 @@ def occlude(model_key="alexnet", image=None, edited=None, request: gr.Request = 
     """Top-5 before and after covering the painted region with the ImageNet mean colour."""
     model, info = get_model(model_key, request)
     photo = open_photo(image)
-    layers = (edited or {}).get("layers") or []
-    mask = np.zeros((photo.height, photo.width), bool)
-    for layer in layers:
-        layer = np.asarray(layer)
-        if layer.ndim == 3 and layer.shape[2] == 4:  # brush strokes: wherever the layer is not transparent
-            mask |= _resized(layer[:, :, 3] > 0, photo.size)
+    layers = [np.asarray(layer) for layer in (edited or {}).get("layers") or []]
+    strokes = [layer[:, :, 3] > 0 for layer in layers if layer.ndim == 3 and layer.shape[2] == 4]  # painted = not transparent
+    strokes = [paint for paint in strokes if paint.shape == strokes[0].shape]  # the editor's layers share its canvas
+    mask = np.logical_or.reduce(strokes) if strokes else np.zeros((1, 1), bool)
     if not mask.any():
         raise ValueError("Paint over part of the photo first (the brush in the editor), then press the button.")
-    covered, fraction = cover(photo, mask)
+    covered, fraction = cover(photo, mask)  # resizes the canvas-sized mask to the photo
     before = A.predict(model, A.preprocess(photo), info.classes)
-    after = A.predict(model, A.preprocess(covered), info.classes)
+    ranked = A.predict(model, A.preprocess(covered), info.classes, k=len(info.classes))
+    after = ranked[:5]
     name, p_before = before[0]
-    p_after = dict(A.predict(model, A.preprocess(covered), info.classes, k=len(info.classes))).get(name, 0.0)
+    p_after = dict(ranked)[name]
     summary = f"Covering {fraction:.0%} of the photo moves **{name}** from {p_before:.1%} to **{p_after:.1%}**."
     return dict(before), dict(after), covered, summary
-
-
-def _resized(mask: np.ndarray, size) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.Resampling.NEAREST)) > 127
 
 
 def targets(model_key="alexnet", request: gr.Request = None):
