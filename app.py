@@ -5,14 +5,13 @@ Run ``python app.py`` (or ``make run``); host and port come from GRADIO_SERVER_N
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
 import gradio as gr
 
 from playground.config import get_limits
-from ui import activations_tab, architecture_tab, conv_lab, explain_tab, filters_tab, model_panel, train_tab
+from ui import activations_tab, architecture_tab, conv_lab_tab, explain_tab, filters_tab, model_panel, train_tab
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 HEADER = """
@@ -25,13 +24,14 @@ then fine-tune it on your own photos.
 
 def build_demo() -> gr.Blocks:
     """Build the whole app (no server is started)."""
-    # Uploads and results older than two hours are deleted every hour: the cache cannot fill the disk.
-    with gr.Blocks(title="AlexNet Playground", delete_cache=(3600, 7200)) as demo:
+    limits = get_limits()
+    # Old uploads and results are swept regularly, so the cache cannot fill the disk.
+    with gr.Blocks(title="AlexNet Playground", delete_cache=(limits.cache_sweep_seconds, limits.cache_max_age_seconds)) as demo:
         gr.Markdown(HEADER)
         chooser = model_panel.build_panel(demo)
         with gr.Tabs():
             with gr.Tab("Convolution lab", id="lab"):
-                conv_lab.build_tab(demo)
+                conv_lab_tab.build_tab(demo)
             with gr.Tab("Architecture", id="architecture"):
                 architecture_tab.build_tab(demo, chooser)
             with gr.Tab("Filters", id="filters"):
@@ -50,7 +50,7 @@ def launch(demo: gr.Blocks, **kwargs):
     limits = get_limits()
     demo.queue(
         max_size=limits.queue_max_size,
-        default_concurrency_limit=int(os.environ.get("PLAYGROUND_CONCURRENCY", "2")),
+        default_concurrency_limit=limits.concurrency,
     )
     return demo.launch(
         max_file_size=limits.max_upload_bytes,

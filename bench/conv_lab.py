@@ -9,6 +9,8 @@ from PIL import Image
 from skimage import data
 
 from bench.common import median_ms, report
+from playground.images import forget_decoded_photos, load_photo_file
+from playground.lab import LabSettings, run_lab
 
 BUDGET_MS = 50.0
 
@@ -22,32 +24,28 @@ def one_megapixel_photo(folder: str) -> str:
 
 
 def run(http: bool = True) -> None:
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from ui.common import _decoded
-    from ui.conv_lab import apply_kernel
+    def work(**settings):
+        # What the endpoint runs: the (cached) decode of the upload, convolve, render, explain the sizes.
+        return run_lab(load_photo_file(photo), LabSettings(**settings))
 
     def first_call():
-        _decoded.cache_clear()  # a new upload: the photo is decoded too
-        return apply_kernel(photo)
+        forget_decoded_photos()  # a new upload: the photo is decoded too
+        return work()
 
-    from gradio.utils import get_upload_folder
-
-    # Inside Gradio's upload folder, where the app accepts photos from (as if it had been uploaded).
-    os.makedirs(get_upload_folder(), exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=get_upload_folder()) as folder:
+    with tempfile.TemporaryDirectory() as folder:
         photo = one_megapixel_photo(folder)
-        # Exactly what the endpoint runs: decode the upload, convolve, render, explain the sizes.
         report("/apply_kernel work, 1 MP, defaults, new upload (decode)", median_ms(first_call), BUDGET_MS)
-        report("/apply_kernel work, 1 MP, defaults, same photo (gray, Sobel x)", median_ms(lambda: apply_kernel(photo)), BUDGET_MS)
-        report("/apply_kernel work, 1 MP, colour, Gaussian 5x5", median_ms(lambda: apply_kernel(photo, "gaussian_blur", "", "rgb")))
+        report("/apply_kernel work, 1 MP, defaults, same photo (gray, Sobel x)", median_ms(work), BUDGET_MS)
+        report("/apply_kernel work, 1 MP, colour, Gaussian 5x5", median_ms(lambda: work(kernel="gaussian_blur", color="rgb")))
         dense = "\n".join([" ".join(["1/121"] * 11)] * 11)
-        report("/apply_kernel work, 1 MP, colour, dense 11x11", median_ms(lambda: apply_kernel(photo, "custom", dense, "rgb"), repeat=10))
+        report("/apply_kernel work, 1 MP, colour, dense 11x11", median_ms(lambda: work(kernel="custom", custom_kernel=dense, color="rgb"), repeat=10))
         if http:
             _http(photo)
 
 
 def _http(photo: str) -> None:
     """The whole round trip a user waits for: upload, queue, work, PNG encoding, download."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import app
     from gradio_client import Client, handle_file
 

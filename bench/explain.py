@@ -9,8 +9,8 @@ from skimage import data
 from bench.common import median_ms, report
 from playground import activations as A
 from playground.attributions import METHODS, attribute, explainable_copy, sanity_check
-from playground.models import load
-from ui.explain_tab import BLACK
+from playground.checkpoints import load
+from playground.models import BLACK
 
 
 def run() -> None:

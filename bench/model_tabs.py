@@ -12,7 +12,7 @@ from playground import activations as A
 from playground import filters as F
 from playground.architecture import trace
 from playground.images import load_image
-from playground.models import load
+from playground.checkpoints import load
 
 
 def run() -> None:

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from bench.common import report
-from playground import data
-from playground.training import FinetuneConfig, FinetuneResult, finetune
+from playground import uploads
+from playground.finetune import FinetuneConfig, FinetuneResult, finetune
 
 FLOWERS = Path(os.environ.get("PLAYGROUND_BENCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "flowers5"))
 
@@ -72,7 +72,7 @@ def head_only_from_zip(root: Path, n: int) -> tuple[float, float]:
         for path in _subset(root, n // 5):
             archive.write(path, f"{path.parent.name}/{path.name}")
     start = time.perf_counter()
-    dataset = data.read_zip(io.BytesIO(buffer.getvalue()))
+    dataset = uploads.read_zip(io.BytesIO(buffer.getvalue()))
     result = [r for r in finetune(FinetuneConfig(model="alexnet", mode="head"), dataset) if isinstance(r, FinetuneResult)][0]
     return time.perf_counter() - start, result.val_accuracy
 
@@ -84,7 +84,7 @@ def run() -> None:
     seconds, accuracy = head_only_from_zip(FLOWERS, 500)
     report(f"CPU: head-only fine-tune of 500 zipped photos, 10 epochs, end to end (val {accuracy:.0%})", seconds * 1000, 60_000)
     plain = plain_recipe_images_per_second(FLOWERS, 20, steps=6, device="cpu")
-    ours = engine_images_per_second(data.read_folder(FLOWERS, limit=100), epochs=1, device="cpu")
+    ours = engine_images_per_second(uploads.read_folder(FLOWERS, limit=100), epochs=1, device="cpu")
     print(f"CPU, full fine-tune of AlexNet at 224 px, batch 16: plain recipe {plain:.1f} img/s, engine {ours:.1f} img/s "
           f"({ours / plain:.2f}x)", flush=True)
     if not torch.cuda.is_available():
@@ -92,5 +92,5 @@ def run() -> None:
         return
     name = torch.cuda.get_device_name(0)
     plain = plain_recipe_images_per_second(FLOWERS, 200, steps=60, device="cuda")
-    ours = engine_images_per_second(data.read_folder(FLOWERS), epochs=3, device="cuda", batch_size=256)
+    ours = engine_images_per_second(uploads.read_folder(FLOWERS), epochs=3, device="cuda", batch_size=256)
     print(f"GPU {name}: plain recipe {plain:.0f} img/s, engine {ours:.0f} img/s ({ours / plain:.1f}x, target 15x)", flush=True)

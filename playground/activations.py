@@ -13,12 +13,7 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from playground.hooks import leaf_modules, temporary_hooks
-from playground.models import IMAGENET_WEIGHTS
-
-# Resize 256, centre crop 224, ImageNet mean/std: what torchvision's AlexNet was trained on.
-PREPROCESS = IMAGENET_WEIGHTS.transforms()
-MEAN = torch.tensor(PREPROCESS.mean).view(3, 1, 1)
-STD = torch.tensor(PREPROCESS.std).view(3, 1, 1)
+from playground.models import MEAN, PREPROCESS, STD
 CAPTURED = (
     nn.Conv2d,
     nn.ReLU,

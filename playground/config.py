@@ -2,7 +2,8 @@
 
 Defaults follow the product spec; each field can be overridden through an environment variable
 named ``PLAYGROUND_<FIELD>`` (for example ``PLAYGROUND_MAX_IMAGE_PIXELS=20000000``), read once
-when :func:`get_limits` is first called.
+when :func:`get_limits` is first called. Code that enforces a limit reads it from here, never from
+a constant of its own.
 """
 
 from __future__ import annotations
@@ -22,12 +23,19 @@ class Limits:
     image_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
     # Interactive tabs work on a copy no larger than this; the convolution budget assumes 1 MP.
     working_pixels: int = 1_000_000
-    # Uploads (Gradio's max_file_size) and zips of class folders.
+    decoded_photos_cached: int = 16  # working-size photos kept decoded, so a slider move skips the decode
+    # Uploads (Gradio's max_file_size), and zips of class folders.
     max_upload_bytes: int = 256 * 1024**2
     max_zip_members: int = 5_000
     max_zip_bytes: int = 500 * 1024**2  # uncompressed total
+    max_zip_ratio: int = 100  # uncompressed / compressed size of one member: JPEGs and PNGs are near 1
     min_classes: int = 2
     max_classes: int = 100
+    min_per_class: int = 3  # at least one validation image and two to train on
+    # Checkpoints: a file's tensors may hold at most this many times the file's own size (torch.save
+    # stores them raw), and a final layer at most this many classes.
+    max_checkpoint_expansion: int = 2
+    max_checkpoint_classes: int = 100_000
     # Convolution lab.
     max_kernel_side: int = 11
     max_stride: int = 8
@@ -36,13 +44,26 @@ class Limits:
     max_pool_size: int = 8
     # Captum.
     max_ig_steps: int = 200
+    # Models kept for users: per session (the oldest goes first) and for all sessions together.
+    models_per_session: int = 3
+    models_total: int = 16
+    # Training.
+    train_max_seconds: float = 900.0  # one job's wall-clock cap, reading the data included
+    runs_kept: int = 16  # finished runs kept across sessions (API callers never close a tab)
+    misclassified_thumbnails: int = 500  # per run, for browsing the confusion matrix
     # Server.
     queue_max_size: int = 64  # requests waiting beyond this are turned away with a message
+    concurrency: int = 2  # requests of one event that run at once
+    cache_sweep_seconds: int = 3600  # how often Gradio's upload/result cache is swept ...
+    cache_max_age_seconds: int = 7200  # ... and how old a file must be to go
+    download_timeout_seconds: float = 15.0  # ImageNet weights and datasets, when online
 
 
 def _parse(field: dataclasses.Field, text: str):
     if field.type in ("int", int):
         return int(text.replace("_", ""))
+    if field.type in ("float", float):
+        return float(text.replace("_", ""))
     if field.type in ("tuple[str, ...]",):
         return tuple(part.strip().upper() for part in text.split(",") if part.strip())
     raise TypeError(f"Limit {field.name} cannot be set from the environment")
@@ -64,7 +85,7 @@ def limits_from_env(environ: dict[str, str] | None = None) -> Limits:
             value = _parse(field, text)
         except ValueError as error:
             raise ValueError(f"{ENV_PREFIX}{field.name.upper()}={text!r} is not valid: {error}") from None
-        if isinstance(value, int) and value <= 0:
+        if isinstance(value, (int, float)) and not value > 0:
             raise ValueError(f"{ENV_PREFIX}{field.name.upper()} must be positive, got {value}")
         overrides[field.name] = value
     return Limits(**overrides)

@@ -7,6 +7,7 @@ a learner can act on.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import warnings
@@ -21,6 +22,8 @@ from playground.config import Limits, get_limits
 ImageSource = Union[str, os.PathLike, bytes, bytearray, np.ndarray, Image.Image]
 
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+# File endings taken for images inside zips and folders (the header decides the format, not the name).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 
 
 def load_image(source: ImageSource, *, working_size: bool = True, limits: Limits | None = None) -> Image.Image:
@@ -190,3 +193,28 @@ def _from_array(array: np.ndarray, limits: Limits) -> Image.Image:
     else:
         array = _rescale_to_uint8(array)
     return _to_rgb(Image.fromarray(np.ascontiguousarray(array)))  # L, RGB or RGBA from the shape
+
+
+def load_photo_file(path: str | os.PathLike) -> Image.Image:
+    """:func:`load_image` of a file at working size, through a small cache of decoded photos, so that
+    moving a slider does not decode the same upload again.
+
+    Uploads are immutable files named by their content hash and nothing mutates the returned image, so
+    two users of the same photo may share an entry. Size and modification time are in the key in case a
+    path is ever reused; failures are not cached.
+    """
+    stat = os.stat(path)
+    return _decoded_cache()(os.fspath(path), stat.st_size, stat.st_mtime_ns)
+
+
+def forget_decoded_photos() -> None:
+    """Empty the cache of decoded photos (benchmarks time a first decode with it)."""
+    _decoded_cache().cache_clear()
+
+
+@functools.cache
+def _decoded_cache():
+    def decode(path: str, size: int, mtime_ns: int) -> Image.Image:
+        return load_image(path)
+
+    return functools.lru_cache(maxsize=get_limits().decoded_photos_cached)(decode)

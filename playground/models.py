@@ -1,25 +1,21 @@
-"""The three AlexNets, and loading their weights safely.
+"""The three AlexNets and the lecture's baselines, with one registry record per model.
 
-All variants share torchvision's layout and layer names (``features.0`` … ``classifier.6``), so weights,
-hooks and the UI's layer names work the same on each:
+All AlexNet variants share torchvision's layout and layer names (``features.0`` … ``classifier.6``), so
+weights, hooks and the UI's layer names work the same on each:
 
 - ``alexnet``: torchvision's single-GPU AlexNet, 64-192-384-256-256 filters (the ImageNet weights).
 - ``alexnet2012``: the 2012 paper's net, 96-256-384-384-256 filters, local response normalisation
   after the first two convolutions, conv2/4/5 split into two groups as on the paper's two GPUs.
 - ``alexnet_compact``: the lecture's halved net, 48-128-192-192-128 filters and 2048-unit layers.
+
+Where weights come from (ImageNet, users' files) is :mod:`playground.checkpoints`' business.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import os
-import tempfile
-import threading
-import urllib.request
-import zipfile
-from pathlib import Path
+import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -27,10 +23,22 @@ import torchvision
 from torch import nn
 from torchvision.models import AlexNet_Weights
 
+# torchvision's published weights, and the preprocessing they were trained with: resize 256, centre crop
+# 224, ImageNet mean and std. Every model here takes its input normalised this way (the training engine
+# normalises the same), so the constants live beside the weights.
 IMAGENET_WEIGHTS = AlexNet_Weights.IMAGENET1K_V1
-WEIGHTS_ENV = "PLAYGROUND_ALEXNET_WEIGHTS"  # a local copy of torchvision's alexnet-owt-7be5be79.pth
-OFFLINE_ENV = "PLAYGROUND_OFFLINE"  # "1": never try to download
-DOWNLOAD_TIMEOUT_S = 15
+PREPROCESS = IMAGENET_WEIGHTS.transforms()
+MEAN = torch.tensor(PREPROCESS.mean).view(3, 1, 1)
+STD = torch.tensor(PREPROCESS.std).view(3, 1, 1)
+BLACK = ((0.0 - MEAN) / STD).flatten().tolist()  # a black pixel after normalisation: the attribution baseline
+
+
+def imagenet_classes() -> tuple[str, ...]:
+    """The 1,000 ImageNet class names, in output order (they ship inside torchvision)."""
+    return tuple(IMAGENET_WEIGHTS.meta["categories"])
+
+
+# --- the AlexNets ----------------------------------------------------------------------------------------
 
 
 def _alexnet(num_classes: int) -> nn.Module:
@@ -117,12 +125,9 @@ def _alexnet_compact(num_classes: int) -> nn.Module:
     return _AlexNetLayout(features, classifier)
 
 
-# Name -> builder(num_classes). The UI's model chooser and the parametrised tests read this dict.
-MODELS = {
-    "alexnet": _alexnet,
-    "alexnet2012": _alexnet2012,
-    "alexnet_compact": _alexnet_compact,
-}
+# --- the baselines before convolution --------------------------------------------------------------------
+
+
 def _linear_baseline(num_classes: int, input_shape=(3, 64, 64)) -> nn.Module:
     """The lecture's first model: flatten the pixels, one linear layer, softmax (in the loss)."""
     return nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(input_shape)), num_classes))
@@ -139,359 +144,94 @@ def _mlp_baseline(num_classes: int, input_shape=(3, 64, 64), hidden: int = 512) 
     )
 
 
-# The course's baselines before convolution; they take any input shape, which their checkpoints record.
-BASELINES = {"linear": _linear_baseline, "mlp": _mlp_baseline}
-
-DESCRIPTIONS = {
-    "alexnet": "torchvision's AlexNet (64-192-384-256-256 filters, 4096-4096 head): the one with ImageNet weights",
-    "alexnet2012": "the 2012 paper's AlexNet (96-256-384-384-256, LRN, two-GPU groups, 4096-4096 head)",
-    "alexnet_compact": "the lecture's compact AlexNet (48-128-192-192-128 filters, 2048-2048 head)",
-}
+# --- the registry ----------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelInfo:
-    """Where a model's weights came from, in words a learner understands."""
+class ModelSpec:
+    """Everything the app needs to know about one model before it has weights."""
 
-    name: str  # the variant
-    source: str  # "imagenet", "untrained" or "file"
-    description: str  # one sentence for the UI
-    classes: tuple[str, ...]  # names of the outputs, in order
-    notice: str = ""  # set when the weights are not what was asked for, with how to fix it
-
-    @property
-    def pretrained(self) -> bool:
-        return self.source in ("imagenet", "file")
+    builder: Callable[..., nn.Module]  # (num_classes, [input_shape]) -> a freshly initialised module
+    description: str  # one line for the model chooser
+    input_shape: tuple[int, int, int] = (3, 224, 224)  # what it was designed for (baselines: any, recorded)
+    weights: AlexNet_Weights | None = None  # published pretrained weights, if any
+    preprocess: Callable = PREPROCESS  # photo -> normalised tensor, as its weights expect
+    convolutional: bool = True  # False for the baselines: no filters, maps or Grad-CAM to show
 
 
-def build(name: str, *, num_classes: int = 1000, input_shape: tuple[int, int, int] = (3, 64, 64)) -> nn.Module:
-    """A freshly initialised AlexNet variant, or a baseline (``linear``, ``mlp``) for ``input_shape``.
+# Name -> record. The UI's model chooser and the parametrised tests read these dicts.
+MODELS: dict[str, ModelSpec] = {
+    "alexnet": ModelSpec(
+        _alexnet,
+        "torchvision's AlexNet (64-192-384-256-256 filters, 4096-4096 head): the one with ImageNet weights",
+        weights=IMAGENET_WEIGHTS,
+    ),
+    "alexnet2012": ModelSpec(
+        _alexnet2012, "the 2012 paper's AlexNet (96-256-384-384-256, LRN, two-GPU groups, 4096-4096 head)"
+    ),
+    "alexnet_compact": ModelSpec(
+        _alexnet_compact, "the lecture's compact AlexNet (48-128-192-192-128 filters, 2048-2048 head)"
+    ),
+}
+# The course's models before convolution; they take any input shape, which their checkpoints record.
+BASELINES: dict[str, ModelSpec] = {
+    "linear": ModelSpec(_linear_baseline, "a linear classifier on raw pixels", (3, 64, 64), convolutional=False),
+    "mlp": ModelSpec(_mlp_baseline, "a one-hidden-layer perceptron on raw pixels", (3, 64, 64), convolutional=False),
+}
+
+
+def spec(name: str) -> ModelSpec:
+    """The registry record of ``name``.
+
+    Raises:
+        ValueError: unknown name.
+    """
+    found = MODELS.get(name) or BASELINES.get(name)
+    if found is None:
+        raise ValueError(f"Unknown model {name!r}; choose one of: {', '.join([*MODELS, *BASELINES])}.")
+    return found
+
+
+def build(
+    name: str,
+    *,
+    num_classes: int = 1000,
+    input_shape: tuple[int, int, int] | None = None,
+    generator: torch.Generator | None = None,
+) -> nn.Module:
+    """A freshly initialised model (in training mode, as torch builds them).
+
+    Args:
+        input_shape: the baselines' input (default: their registry's); ignored by the AlexNets.
+        generator: initialise from this private generator (reproducible, and it leaves torch's
+            process-wide generator alone); None uses torch's own initialisation.
 
     Raises:
         ValueError: unknown name or a class count outside 1-100,000.
     """
-    if name not in MODELS and name not in BASELINES:
-        raise ValueError(f"Unknown model {name!r}; choose one of: {', '.join([*MODELS, *BASELINES])}.")
+    record = spec(name)
     if not isinstance(num_classes, int) or not 1 <= num_classes <= 100_000:
         raise ValueError(f"num_classes must be a whole number from 1 to 100,000, got {num_classes!r}.")
-    if name in BASELINES:
-        return BASELINES[name](num_classes, tuple(int(d) for d in input_shape))
-    return MODELS[name](num_classes)
+    arguments = (num_classes,) if record.convolutional else (num_classes, tuple(int(d) for d in input_shape or record.input_shape))
+    if generator is None:
+        return record.builder(*arguments)
+    with torch.device("meta"):  # shapes only: initialised once, below, from the generator
+        model = record.builder(*arguments)
+    model = model.to_empty(device="cpu")
+    initialise(model, generator)
+    return model
 
 
-def imagenet_classes() -> tuple[str, ...]:
-    return tuple(IMAGENET_WEIGHTS.meta["categories"])
-
-
-def _generic_classes(n: int) -> tuple[str, ...]:
-    return imagenet_classes() if n == 1000 else tuple(f"class {i}" for i in range(n))
-
-
-def load(name: str = "alexnet", weights: str | os.PathLike | None = "imagenet") -> tuple[nn.Module, ModelInfo]:
-    """Build a variant and give it weights; the model comes back in eval mode.
-
-    Args:
-        name: a key of :data:`MODELS`.
-        weights: ``"imagenet"`` (torchvision's IMAGENET1K_V1: local cache, then the file named by
-            ``PLAYGROUND_ALEXNET_WEIGHTS``, then a download unless ``PLAYGROUND_OFFLINE=1``),
-            ``None`` for an untrained model, or a path to a ``.safetensors`` / ``.pt`` / ``.pth`` file.
-
-    Returns:
-        ``(model, info)``. When ImageNet weights cannot be had, the model is untrained and
-        ``info.notice`` says so and how to get them.
-
-    Raises:
-        ValueError: unknown variant, ImageNet weights asked for a variant that has none, or a weights
-            file that is not a valid checkpoint for the variant (it is never executed).
-    """
-    if weights is None:
-        model = build(name)
-        return model.eval(), ModelInfo(name, "untrained", "untrained: random weights, as before any training", imagenet_classes())
-    if isinstance(weights, str) and weights == "imagenet":
-        if name != "alexnet":
-            raise ValueError(f"ImageNet weights are published for 'alexnet' only, not {name!r}.")
-        return _load_imagenet()
-    path = Path(weights)
-    model, classes = load_checkpoint(name, path)
-    info = ModelInfo(name, "file", f"weights from your file {path.name} ({len(classes)} classes)", classes)
-    return model.eval(), info
-
-
-_download_lock = threading.Lock()
-
-
-def imagenet_weights_path() -> Path:
-    """Where torchvision caches the ImageNet weights (``$TORCH_HOME/hub/checkpoints/...``)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(IMAGENET_WEIGHTS.url)
-
-
-def how_to_get_imagenet_weights() -> str:
-    return (
-        "To get them: start the app once on a machine that is online (they download automatically, 233 MB); "
-        f"or copy torchvision's file {imagenet_weights_path().name} into {imagenet_weights_path().parent}; "
-        f"or set {WEIGHTS_ENV}=/path/to/{imagenet_weights_path().name}."
-    )
-
-
-def _load_imagenet() -> tuple[nn.Module, ModelInfo]:
-    classes = imagenet_classes()
-    model = build("alexnet")
-    problem = ""
-    for source in (_from_cache, _from_env, _download):
-        try:
-            state = source()
-        except (OSError, ValueError, RuntimeError) as error:
-            problem = str(error)
-            continue
-        if state is not None:
-            model.load_state_dict(state)
-            return model.eval(), ModelInfo("alexnet", "imagenet", "pretrained on ImageNet (torchvision IMAGENET1K_V1)", classes)
-    notice = (
-        "The pretrained ImageNet weights are not available here, so this AlexNet is untrained: its filters "
-        "are random noise and its predictions are guesses. " + how_to_get_imagenet_weights()
-    )
-    if problem:
-        notice += f" (Last problem: {problem})"
-    return model.eval(), ModelInfo("alexnet", "untrained", "untrained: ImageNet weights unavailable", classes, notice)
-
-
-def _from_cache():
-    path = imagenet_weights_path()
-    return _validated_state("alexnet", _read_state(path))[0] if path.is_file() else None
-
-
-def _from_env():
-    value = os.environ.get(WEIGHTS_ENV)
-    if not value:
-        return None
-    path = Path(value)
-    if not path.is_file():
-        raise ValueError(f"{WEIGHTS_ENV} points to {value}, which is not a file")
-    return _validated_state("alexnet", _read_state(path))[0]
-
-
-def _download():
-    if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
-        return None
-    target = imagenet_weights_path()
-    with _download_lock:
-        if not target.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            digest = hashlib.sha256()
-            with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as handle:
-                try:
-                    with urllib.request.urlopen(IMAGENET_WEIGHTS.url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-                        while chunk := response.read(1 << 20):
-                            digest.update(chunk)
-                            handle.write(chunk)
-                except OSError as error:
-                    os.unlink(handle.name)
-                    raise OSError(f"the download failed ({error})") from None
-            # torchvision names its files with the first hex digits of their SHA-256.
-            if not target.stem.split("-")[-1] == digest.hexdigest()[: len(target.stem.split("-")[-1])]:
-                os.unlink(handle.name)
-                raise ValueError("the downloaded file did not match its checksum")
-            os.replace(handle.name, target)
-    return _from_cache()
-
-
-# --- user checkpoints --------------------------------------------------------------------------------
-
-
-def load_checkpoint(name: str, path: Path) -> tuple[nn.Module, tuple[str, ...]]:
-    """Load a user's weights file for variant ``name``; nothing in the file is ever executed.
-
-    Raises:
-        ValueError: wrong extension, unreadable file, wrong keys or shapes, or non-finite values.
-    """
-    state, metadata = _read_state(path)
-    state, num_classes = _validated_state(name, (state, metadata))
-    classes = metadata.get("classes")
-    if classes is None:
-        classes = _generic_classes(num_classes)
-    model = build(name, num_classes=num_classes)
-    model.load_state_dict(state)
-    return model, tuple(classes)
-
-
-def load_user_checkpoint(path: str | os.PathLike, variant: str | None = None) -> tuple[nn.Module, ModelInfo]:
-    """Load a user's checkpoint, working out which variant it fits when ``variant`` is None.
-
-    The variant named in a safetensors file's metadata is tried first, then every variant in turn.
-
-    Raises:
-        ValueError: the file fits no variant (the message says why it did not fit the first one tried).
-    """
-    path = Path(path)
-    if variant is not None:
-        return load(variant, path)
-    state, metadata = _read_state(path)
-    named = metadata.get("variant")
-    if named in BASELINES:
-        return _load_baseline(path, named, state, metadata)
-    candidates = ([named] if named in MODELS else []) + [name for name in MODELS if name != named]
-    first_error = None
-    for name in candidates:
-        try:
-            state_ok, num_classes = _validated_state(name, (state, metadata))
-        except _KeyMismatch as error:
-            first_error = first_error or error
-            continue
-        except ValueError as error:  # the names fit this variant, the values do not: that is the news
-            raise ValueError(f"These weights have {name}'s layout but cannot be used: {error}") from None
-        model = build(name, num_classes=num_classes)
-        model.load_state_dict(state_ok)
-        classes = tuple(metadata.get("classes") or _generic_classes(num_classes))
-        info = ModelInfo(name, "file", f"{name} with weights from {path.name} ({num_classes} classes)", classes)
-        return model.eval(), info
-    raise ValueError(f"These weights fit none of the AlexNet variants. {first_error}")
-
-
-def _load_baseline(path: Path, name: str, state, metadata) -> tuple[nn.Module, ModelInfo]:
-    try:
-        input_shape = tuple(int(d) for d in json.loads(metadata.get("input_shape", "null")))
-        assert len(input_shape) == 3 and all(0 < d <= 4096 for d in input_shape)
-    except (TypeError, ValueError, AssertionError):
-        raise ValueError(f"{path.name} is a {name} baseline without a valid input shape in its metadata.") from None
-    weights = state.get("1.weight")
-    num_classes = int(state[max((k for k in state if k.endswith(".weight")), key=lambda k: int(k.split(".")[0]))].shape[0]) if weights is not None else 0
-    if not 1 <= num_classes <= 100_000:
-        raise ValueError(f"{path.name} does not hold {name} weights.")
-    model = build(name, num_classes=num_classes, input_shape=input_shape)
-    reference = model.state_dict()
-    if set(reference) != set(state) or any(tuple(state[k].shape) != tuple(v.shape) for k, v in reference.items()):
-        raise ValueError(f"These weights do not fit the {name} baseline for inputs {input_shape}.")
-    if not all(torch.isfinite(t).all() for t in state.values()):
-        raise ValueError("These weights contain NaN or infinite values, so they cannot be used.")
-    model.load_state_dict({k: v.float() for k, v in state.items()})
-    classes = tuple(metadata.get("classes") or _generic_classes(num_classes))
-    return model.eval(), ModelInfo(name, "file", f"{name} baseline from {path.name} ({num_classes} classes)", classes)
-
-
-def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    suffix = path.suffix.lower()
-    if suffix == ".safetensors":
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(str(path), framework="pt", device="cpu") as handle:
-                metadata = handle.metadata() or {}
-                state = {key: handle.get_tensor(key) for key in handle.keys()}
-        except (SafetensorError, OSError, ValueError) as error:
-            raise ValueError(f"{path.name} is not a readable safetensors file ({error}).") from None
-        return state, _parse_metadata(metadata)
-    if suffix in (".pt", ".pth"):
-        _check_zip_container(path)
-        try:
-            # weights_only=True: only tensors and plain containers are rebuilt; a pickle that would run
-            # code is refused instead of executed.
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises many kinds for corrupt or hostile pickles
-            raise ValueError(
-                f"{path.name} could not be loaded as plain weights; only tensors are accepted, never code "
-                f"({type(error).__name__})."
-            ) from None
-        metadata = {}
-        if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-            metadata = {key: value for key, value in obj.items() if key != "state_dict"}
-            obj = obj["state_dict"]
-        if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-            raise ValueError(f"{path.name} does not hold a dictionary of weight tensors.")
-        if not all(isinstance(k, str) for k in obj):
-            raise ValueError(f"{path.name} names its weights with something other than text.")
-        classes = metadata.get("classes")
-        return obj, {"classes": classes} if classes is not None else {}
-    raise ValueError(f"Checkpoints must be .safetensors, .pt or .pth files, not {path.suffix or 'no extension'}.")
-
-
-MAX_CHECKPOINT_EXPANSION = 2  # a checkpoint's contents may be at most this many times the file's size
-
-
-def _check_zip_container(path: Path) -> None:
-    """Refuse a zip-format .pt whose entries are compressed or would expand far beyond the file.
-
-    torch.save writes uncompressed (stored) entries, so its files never expand; a hand-made file with
-    deflated entries could turn a few hundred kilobytes into many gigabytes inside torch.load.
-    """
-    if not zipfile.is_zipfile(path):
-        return  # the legacy format: tensors are stored raw, so the file's size bounds them
-    try:
-        with zipfile.ZipFile(path) as archive:
-            entries = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError):
-        raise ValueError(f"{path.name} is a damaged checkpoint archive.") from None
-    if any(entry.compress_type != zipfile.ZIP_STORED for entry in entries):
-        raise ValueError(f"{path.name} has compressed entries; torch.save never writes those, so it is refused.")
-    if sum(entry.file_size for entry in entries) > MAX_CHECKPOINT_EXPANSION * max(path.stat().st_size, 1):
-        raise ValueError(f"{path.name} claims to hold far more data than its size; it is refused.")
-
-
-def _parse_metadata(metadata: dict[str, str]) -> dict:
-    """safetensors metadata is str -> str; class names are stored as a JSON list under "classes"."""
-    parsed = {}
-    if "classes" in metadata:
-        try:
-            classes = json.loads(metadata["classes"])
-        except json.JSONDecodeError:
-            raise ValueError("The checkpoint's class names are not valid JSON.") from None
-        parsed["classes"] = classes
-    for key in ("variant", "config", "metrics", "input_shape"):
-        if key in metadata:
-            parsed[key] = metadata[key]
-    return parsed
-
-
-class _KeyMismatch(ValueError):
-    """The weights' names belong to another variant (as opposed to right names with bad values)."""
-
-
-def _validated_state(name: str, state_and_metadata) -> tuple[dict[str, torch.Tensor], int]:
-    """Check keys, shapes and values against variant ``name``; the class count comes from the file."""
-    state, metadata = state_and_metadata
-    with torch.device("meta"):  # shapes only: no memory, no initialisation
-        reference = build(name, num_classes=1).state_dict()
-    head = [key for key in reference if key.startswith("classifier.")][-2:]  # final weight and bias
-    if not all(isinstance(key, str) for key in state):
-        raise ValueError("These weights are named with something other than text.")
-    missing = sorted(set(reference) - set(state))
-    unexpected = sorted(set(state) - set(reference))
-    if missing or unexpected:
-        details = []
-        if missing:
-            details.append(f"missing {', '.join(missing[:4])}{' …' if len(missing) > 4 else ''}")
-        if unexpected:
-            details.append(f"unexpected {', '.join(unexpected[:4])}{' …' if len(unexpected) > 4 else ''}")
-        raise _KeyMismatch(f"These weights do not fit {name}: {'; '.join(details)}.")
-    num_classes = int(state[head[0]].shape[0]) if state[head[0]].ndim == 2 else -1
-    if not 1 <= num_classes <= 100_000:
-        raise ValueError(f"The final layer of these weights has an impossible shape {tuple(state[head[0]].shape)}.")
-    for key, expected in reference.items():
-        shape = tuple(expected.shape)
-        if key in head:
-            shape = (num_classes,) + shape[1:]
-        tensor = state[key]
-        if tensor.layout != torch.strided:
-            raise ValueError(f"{key} is stored in a {tensor.layout} layout; weights must be plain dense tensors.")
-        if tuple(tensor.shape) != shape:
-            raise ValueError(f"These weights do not fit {name}: {key} has shape {tuple(tensor.shape)}, expected {shape}.")
-        if not tensor.is_floating_point():
-            raise ValueError(f"{key} holds {tensor.dtype} values; weights must be floating point.")
-        if not torch.isfinite(tensor).all():
-            raise ValueError(f"{key} contains NaN or infinite values, so these weights cannot be used.")
-    classes = metadata.get("classes")
-    if classes is not None and (
-        not isinstance(classes, list) or len(classes) != num_classes or not all(isinstance(c, str) for c in classes)
-    ):
-        raise ValueError(f"The checkpoint lists {len(classes) if isinstance(classes, list) else 'no valid'} class names for {num_classes} outputs.")
-    return {key: state[key].float() for key in reference}, num_classes
-
-
-def save_checkpoint(model: nn.Module, path: str | os.PathLike, *, variant: str, classes, extra: dict | None = None) -> Path:
-    """Write ``model``'s weights as safetensors with the class names and variant in the metadata."""
-    from safetensors.torch import save_file
-
-    metadata = {"classes": json.dumps(list(classes)), "variant": variant}
-    metadata.update({key: json.dumps(value) for key, value in (extra or {}).items()})
-    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    save_file(state, str(path), metadata=metadata)
-    return Path(path)
+def initialise(model: nn.Module, generator: torch.Generator) -> None:
+    """torch's default initialisation of every convolution and linear layer, drawn from ``generator``:
+    Kaiming-uniform weights (a = √5) and biases uniform in ±1/√fan_in, as ``reset_parameters`` does."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+                if module.bias is not None:
+                    fan_in = module.weight[0].numel()
+                    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+                    nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+            elif hasattr(module, "reset_parameters"):  # normalisation layers: ones, zeros, fresh statistics
+                module.reset_parameters()

@@ -11,16 +11,17 @@ from typing import Callable
 
 from torch import nn
 
-from playground import models
-from playground.models import ModelInfo
+from playground import checkpoints, models
+from playground.checkpoints import ModelInfo
+from playground.config import get_limits
 
 SESSION_PREFIX = "mine:"
 
 
 def _load_shared(name: str) -> tuple[nn.Module, ModelInfo]:
-    if name == "alexnet":
-        return models.load("alexnet", "imagenet")
-    model, info = models.load(name, None)
+    if models.MODELS[name].weights is not None:
+        return checkpoints.load(name, "imagenet")
+    model, info = checkpoints.load(name, None)
     notice = (
         f"No trained weights are published for {name}, so this one is untrained: its filters are random and "
         "its predictions are guesses. Train it in the Train tab, or load a checkpoint of your own."
@@ -30,11 +31,16 @@ def _load_shared(name: str) -> tuple[nn.Module, ModelInfo]:
 
 class ModelStore:
     def __init__(
-        self, loader: Callable[[str], tuple[nn.Module, ModelInfo]] = _load_shared, *, per_session: int = 3, total: int = 16
+        self,
+        loader: Callable[[str], tuple[nn.Module, ModelInfo]] = _load_shared,
+        *,
+        per_session: int | None = None,
+        total: int | None = None,
     ):
+        limits = get_limits()
         self._loader = loader
-        self._per_session = per_session
-        self._total = total  # all sessions together: a bound on the memory users' models can take
+        self._per_session = per_session or limits.models_per_session
+        self._total = total or limits.models_total  # all sessions together: bounds the memory users' models take
         self._shared: dict[str, tuple[nn.Module, ModelInfo]] = {}
         self._sessions: dict[str, dict[str, tuple[nn.Module, ModelInfo]]] = {}
         self._lock = threading.Lock()
@@ -43,7 +49,7 @@ class ModelStore:
 
     def choices(self, session: str | None) -> list[tuple[str, str]]:
         """(label, key) for the model chooser: the variants, then this session's own models."""
-        shared = [(f"{name}: {models.DESCRIPTIONS[name]}", name) for name in models.MODELS]
+        shared = [(f"{name}: {record.description}", name) for name, record in models.MODELS.items()]
         with self._lock:
             own = list(self._sessions.get(session or "", {}).items())
         return shared + [(f"yours: {info.description}", key) for key, (_, info, _) in own]
@@ -72,9 +78,18 @@ class ModelStore:
             return self._shared[name]
 
     def add(self, session: str, model: nn.Module, info: ModelInfo) -> str:
-        """Keep ``model`` for ``session`` only; returns its chooser key. The oldest is dropped past the limit."""
+        """Keep ``model`` for ``session`` only; returns its chooser key. The oldest is dropped past the limit.
+
+        Raises:
+            ValueError: no session, or a model the tabs cannot look inside (a baseline without convolutions).
+        """
         if not session:
             raise ValueError("A session is needed to keep a model of your own.")
+        if info.name not in models.MODELS:
+            raise ValueError(
+                f"This is a {info.name} baseline: it has no convolutional layers, so the tabs that look inside a "
+                "network (filters, activations, explanations) have nothing to show for it. Load an AlexNet checkpoint."
+            )
         with self._lock:
             own = self._sessions.setdefault(session, {})
             # Sessions without a browser (API calls) never end, so the total is bounded by evicting the

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from playground import data, models
-from playground.training import FinetuneConfig, FinetuneResult, Progress, finetune
+from playground.finetune import FinetuneConfig, FinetuneResult, Progress, finetune
 
 
 def parse_args(argv=None) -> argparse.Namespace:

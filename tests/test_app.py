@@ -13,7 +13,7 @@ from PIL import Image
 
 import app
 from playground.kernels import output_size
-from ui import conv_lab
+from ui import conv_lab_tab as conv_lab
 from ui.common import example_paths
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from playground.models import build, save_checkpoint
+from playground.checkpoints import save_checkpoint
+from playground.models import build
 from ui.common import example_paths
 
 pytestmark = pytest.mark.http
@@ -108,3 +109,22 @@ def test_webcam_frame_handler():
     grid = webcam_frame(example_paths()[3], "alexnet_compact", "features.4")  # a frame sent as a file
     assert grid.mode == "RGB" and grid.width > 200
     assert webcam_frame(None) is None
+
+
+@pytest.mark.parametrize("baseline", ["linear", "mlp"])
+def test_a_baseline_checkpoint_is_refused_by_the_chooser_with_a_sentence(client, tmp_path, baseline):
+    from gradio_client.exceptions import AppError
+
+    from playground.finetune import FinetuneConfig, finetune
+    from playground import data
+
+    config = FinetuneConfig(model=baseline, image_size=64, epochs=1)
+    result = list(finetune(config, data.synthetic(per_class=5, size=32)))[-1]
+    path = tmp_path / f"{baseline}.safetensors"
+    result.save(path)
+    with pytest.raises(AppError, match="no convolutional layers"):
+        client.predict(_file(str(path)), "auto", api_name="/load_checkpoint")
+    # Nothing was added, and every model tab still answers for the shared models.
+    assert baseline not in str(client.predict("alexnet", api_name="/model_choices"))
+    table, _, _ = client.predict("alexnet_compact", api_name="/architecture")
+    assert table["data"]

@@ -107,7 +107,7 @@ def test_one_job_per_session_and_stopping_mid_run(tmp_path, monkeypatch, how):
     request = _Request(f"session-{how}")
     run = train_tab.train(make_zip(tmp_path / "z.zip", per_class=8), "your zip", "alexnet_compact", "full", True, 50, 4, request=request)
     first = next(run)
-    assert "<p>" in first[0]
+    assert "<p>" in first["status"]
     with pytest.raises(gr.Error, match="already have a training job"):
         next(train_tab.train(make_zip(tmp_path / "y.zip"), request=request))
     if how == "stop button":
@@ -115,11 +115,13 @@ def test_one_job_per_session_and_stopping_mid_run(tmp_path, monkeypatch, how):
     else:
         train_tab.forget(request)  # what demo.unload does
     rest = list(run)
-    assert "Stopped" in rest[-1][0] and len(rest) <= 2  # within a step
-    assert request.session_hash not in train_tab.JOBS.running and request.session_hash not in train_tab.JOBS.runs
+    assert "Stopped" in rest[-1]["status"] and len(rest) <= 2  # within a step
+    assert train_tab.JOBS.last_run(request.session_hash) is None
+    train_tab.JOBS.claim(request.session_hash)  # the job slot was released ...
+    train_tab.JOBS.release(request.session_hash)
     # A new job can start afterwards.
     again = train_tab.train(make_zip(tmp_path / "w.zip"), "your zip", "alexnet_compact", "head", True, 1, request=request)
-    assert "Done" in list(again)[-1][0]
+    assert "Done" in list(again)[-1]["status"]
     train_tab.forget(request)
 
 
@@ -128,7 +130,8 @@ def test_choosing_a_confusion_cell_shows_those_mistakes(tmp_path):
     import pandas as pd
 
     from playground import data
-    from playground.training import FinetuneConfig, FinetuneResult, finetune
+    from playground.finetune import FinetuneConfig, FinetuneResult, finetune
+    from playground.jobs import Run
     from ui import train_tab
 
     stripes = data.synthetic(per_class=10, size=32)
@@ -137,7 +140,7 @@ def test_choosing_a_confusion_cell_shows_those_mistakes(tmp_path):
     assert result.misclassified  # one epoch on random features: plenty of mistakes
     request = _Request("cell-session")
     thumbnails = {i: Image.new("RGB", (8, 8)) for i, *_ in result.misclassified}
-    train_tab.JOBS.keep(request.session_hash, train_tab.Run(result, thumbnails, str(tmp_path / "run")))
+    train_tab.JOBS.keep(request.session_hash, Run(result, thumbnails, str(tmp_path / "run")))
     index, truth, guess, _ = result.misclassified[0]
     table = train_tab._confusion_table(result)
 

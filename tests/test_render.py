@@ -43,9 +43,13 @@ def test_non_finite_values_do_not_break_rendering():
 def test_colorbar_and_kernel_heatmap_sizes():
     bar = render.colorbar(render.Scale(-3, 3, "diverging", -3, 2))
     assert bar.width > 300 and bar.height < 60
-    assert render.kernel_heatmap(np.eye(3)).size == render.kernel_heatmap(np.eye(3)).size
     small, big = render.kernel_heatmap(np.eye(3)), render.kernel_heatmap(np.eye(11))
-    assert small.width == small.height and big.width >= small.width
+    assert small.width == small.height and big.width > small.width  # more numbers, more room
+    row = render.kernel_heatmap(np.array([[-2.0, 0.0, 2.0]]), cell=40)
+    assert row.size == (121, 41)  # one cell per weight, drawn as a row
+    corner = [row.getpixel((40 * j + 4, 4)) for j in range(3)]  # away from the printed number
+    lut = render._lut(render.DIVERGING)
+    assert corner == [tuple(lut[0]), tuple(lut[128]), tuple(lut[255])]  # blue, white, red: the lab's scale
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 import pytest
 
-from playground.models import ModelInfo, build
+from playground.checkpoints import ModelInfo
+from playground.models import build
 from playground.store import ModelStore
 
 
@@ -46,8 +47,18 @@ def test_each_session_keeps_a_bounded_number_of_models():
 def test_all_sessions_together_hold_a_bounded_number_of_models():
     store = ModelStore(_fake_loader([]), per_session=2, total=3)
     info = ModelInfo("alexnet_compact", "file", "m", ("x", "y"))
-    keys = [store.add(session, build("alexnet_compact", num_classes=2), info) for session in ("a", "a", "b")]
-    newest = store.add("c", build("alexnet_compact", num_classes=2), info)  # full: the oldest model goes
+    models = [build("alexnet_compact", num_classes=2) for _ in range(4)]
+    keys = [store.add(session, model, info) for session, model in zip(("a", "a", "b"), models)]
+    newest = store.add("c", models[3], info)  # full: the oldest model goes
     with pytest.raises(ValueError):
         store.get(keys[0], "a")
-    assert store.get(keys[1], "a") and store.get(keys[2], "b") and store.get(newest, "c")
+    assert [store.get(key, session)[0] for key, session in ((keys[1], "a"), (keys[2], "b"), (newest, "c"))] == models[1:]
+
+
+@pytest.mark.parametrize("baseline", ["linear", "mlp"])
+def test_a_baseline_cannot_join_the_chooser(baseline):
+    store = ModelStore(_fake_loader([]))
+    info = ModelInfo(baseline, "file", "a pixel classifier", ("x", "y"))
+    with pytest.raises(ValueError, match="no convolutional layers"):
+        store.add("s", build(baseline, num_classes=2), info)
+    assert [key for _, key in store.choices("s")] == ["alexnet", "alexnet2012", "alexnet_compact"]

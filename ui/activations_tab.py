@@ -6,7 +6,7 @@ import gradio as gr
 import pandas as pd
 
 from playground import activations as A
-from ui.common import open_photo, photo_input, photo_with_examples, result_image
+from ui.common import open_photo, photo_input, photo_with_examples, result_image, user_errors
 from ui.model_panel import get_model, notice_markdown
 
 DEFAULT_LAYER = "features.1"  # the ReLU after conv1: sparse maps of edges and colour blobs
@@ -21,6 +21,7 @@ def _layer(model, layer) -> tuple[str, str]:
     return fallback, f"This model has no layer {layer!r}; showing {fallback}. " if layer else ""
 
 
+@user_errors
 def layers(model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Request = None):
     """The chosen model's layers for the layer chooser."""
     model, _ = get_model(model_key, request)
@@ -29,6 +30,7 @@ def layers(model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Request = None)
     return gr.update(choices=choices, value=_layer(model, layer)[0])
 
 
+@user_errors
 def activations(model_key="alexnet", image=None, layer=DEFAULT_LAYER, channel=None, request: gr.Request = None):
     """The input as the network sees it, the layer's most active channels, one channel over the photo."""
     model, info = get_model(model_key, request)
@@ -58,6 +60,7 @@ def activations(model_key="alexnet", image=None, layer=DEFAULT_LAYER, channel=No
     return view, grid.image, over, caption + ("\n\n" + notice if notice else ""), stats
 
 
+@user_errors
 def predict(model_key="alexnet", image=None, request: gr.Request = None):
     """Top-5 classes with their probabilities, and where the class names and weights come from."""
     model, info = get_model(model_key, request)
@@ -65,6 +68,7 @@ def predict(model_key="alexnet", image=None, request: gr.Request = None):
     return dict(top), notice_markdown(info, "these predictions are guesses") or f"Weights: {info.description}."
 
 
+@user_errors
 def webcam_frame(frame, model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Request = None):
     """One webcam frame through the network: the chosen layer's most active channels."""
     if frame is None:

@@ -6,6 +6,7 @@ import gradio as gr
 import pandas as pd
 
 from playground.architecture import params_by_layer, totals, trace
+from ui.common import user_errors
 from ui.model_panel import get_model
 
 COLUMNS = ["layer", "type", "output shape", "parameters", "= formula", "multiply-adds", "activations (KB)", "receptive field", "stride"]
@@ -26,6 +27,7 @@ def _shape(shape) -> str:
     return " × ".join(str(s) for s in shape)
 
 
+@user_errors
 def architecture(model_key="alexnet", request: gr.Request = None):
     """The layer table, where the parameters live, and the totals for the chosen model."""
     model, info = get_model(model_key, request)

@@ -1,4 +1,4 @@
-"""Pieces every tab shares: the photo input, example photos, and turning core errors into messages."""
+"""Pieces every tab shares: the photo input, example photos, and the one path from core errors to messages."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from gradio.utils import get_upload_folder
 from PIL import Image
 
 from playground.config import get_limits
-from playground.images import load_image
+from playground.images import load_image, load_photo_file
 
 # scikit-image ships these photos, so the repository carries none. The coffee cup comes first.
 EXAMPLE_PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "camera")
@@ -133,45 +133,32 @@ def photo_with_examples(elem_id: str, height: int = 220) -> PhotoInput:
 
 
 def open_photo(source) -> Image.Image:
-    """Load a photo (an upload's path, or the bytes of a data: URL) for interactive work, or tell the
-    user through ``gr.Error`` why not."""
-    if source is None:
-        raise gr.Error("Upload a photo, use the webcam, or click one of the examples first.")
-    try:
-        if isinstance(source, (bytes, bytearray)):
-            return load_image(source)
-        path = uploaded_path(source)
-        stat = os.stat(path)
-        return _decoded(path, stat.st_size, stat.st_mtime_ns)
-    except gr.Error:
-        raise  # already worded for the user (gr.Error is a ValueError too)
-    except ValueError as error:
-        raise gr.Error(str(error)) from None
-    except OSError:
-        raise gr.Error(UNREADABLE) from None
+    """Load a photo (an upload's path, or the bytes of a data: URL) at working size for interactive work.
 
-
-@functools.lru_cache(maxsize=16)
-def _decoded(path: str, size: int, mtime_ns: int) -> Image.Image:
-    """Decoded working-size photos, so moving a slider does not decode the upload again.
-
-    Uploads are immutable files named by their content hash, and nothing mutates the returned image,
-    so sharing an entry between two users of the same photo is safe. Size and mtime are in the key in
-    case a path is ever reused. Failures are not cached (lru_cache does not store exceptions).
+    Raises:
+        ValueError: no photo, or one that cannot be used (the sentence says why).
     """
-    return load_image(path)
+    if source is None:
+        raise ValueError("Upload a photo, use the webcam, or click one of the examples first.")
+    if isinstance(source, (bytes, bytearray)):
+        return load_image(source)
+    try:
+        return load_photo_file(uploaded_path(source))
+    except OSError:
+        raise ValueError(UNREADABLE) from None
 
 
 def user_errors(fn):
-    """Show the core's ``ValueError`` messages to the user as ``gr.Error``; the server keeps serving.
+    """The one path from the core's errors to the user: a ``ValueError`` becomes a ``gr.Error`` with the
+    same sentence, shown on the page (or returned to an API client), and the server keeps serving.
 
-    Works for plain functions and for generators (streamed results), which Gradio must still see as
-    generator functions.
+    Every event handler of the app is wrapped in it (a test checks). Works for plain functions and for
+    generators (streamed results), which Gradio must still see as generator functions.
     """
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
-        def streaming(*args, **kwargs):
+        def wrapper(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
             except gr.Error:
@@ -179,16 +166,43 @@ def user_errors(fn):
             except ValueError as error:
                 raise gr.Error(str(error)) from None
 
-        return streaming
+    else:
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except ValueError as error:
-            raise gr.Error(str(error)) from None
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except ValueError as error:
+                raise gr.Error(str(error)) from None
+
+    wrapper.user_errors = True
+    return wrapper
+
+
+def keyed(fn, outputs: dict):
+    """Wire a handler that returns (or yields) dicts keyed by output *name* to Gradio's components.
+
+    Handlers stay plain functions of plain values that tests can call, and a message that leaves an
+    output out leaves it as it is, instead of padding tuples with ``gr.skip()``.
+    """
+
+    def by_component(values: dict) -> dict:
+        return {outputs[name]: value for name, value in values.items()}
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            for values in fn(*args, **kwargs):
+                yield by_component(values)
+
+    else:
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            return by_component(fn(*args, **kwargs))
 
     return wrapper
 

@@ -10,12 +10,11 @@ from playground import activations as A
 from playground.attribution_views import SIGNS, VIEWS, attribution_image
 from playground.attributions import METHODS, agreement_matrix, attribute, conv_layer_names, cover, sanity_check
 from playground.config import get_limits
-from playground.models import imagenet_classes
+from playground.models import BLACK, imagenet_classes
 from ui.common import SafeImageEditor, open_photo, photo_with_examples, result_image, user_errors
 from ui.model_panel import get_model, notice_markdown
 
 TOP1 = "top-1 prediction"
-BLACK = ((0.0 - A.MEAN) / A.STD).flatten().tolist()  # a black pixel after ImageNet normalisation
 SANITY_HELP = """
 **The sanity check** (Adebayo et al., 2018) destroys the network from the top down, layer by layer,
 and re-draws the map each time. A map that explains the *model* must change as the model is destroyed.
@@ -114,6 +113,7 @@ def run_sanity_check(model_key="alexnet", image=None, target=TOP1, method="salie
     yield gallery, pd.DataFrame(rows, columns=["network", "similarity to the trained map"]), verdict + ("\n\n" + notice if notice else "")
 
 
+@user_errors
 def editor_background(image):
     """Put the photo into the occlusion editor to paint on."""
     if image is None:
@@ -143,12 +143,14 @@ def occlude(model_key="alexnet", image=None, edited=None, request: gr.Request = 
     return dict(before), dict(after), covered, summary
 
 
+@user_errors
 def targets(model_key="alexnet", request: gr.Request = None):
     """The classes the chosen model can be asked about."""
     _, info = get_model(model_key, request)
     return gr.update(choices=[TOP1] + list(info.classes), value=TOP1)
 
 
+@user_errors
 def gradcam_layers(model_key="alexnet", request: gr.Request = None):
     model, _ = get_model(model_key, request)
     names = conv_layer_names(model)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from playground import models
+from playground import checkpoints, models
 from playground.store import ModelStore
-from ui.common import uploaded_path
+from ui.common import uploaded_path, user_errors
 
 # One per process: the shared variants are read-only, each session's own models are keyed by session.
 STORE = ModelStore()
@@ -18,13 +18,8 @@ def session_of(request: gr.Request | None) -> str:
 
 
 def get_model(key, request: gr.Request | None = None):
-    """(model, info) for a chooser key, or a ``gr.Error`` the user can act on."""
-    try:
-        return STORE.get(key or DEFAULT_MODEL, session_of(request))
-    except gr.Error:
-        raise  # already worded for the user (gr.Error is a ValueError too)
-    except ValueError as error:
-        raise gr.Error(str(error)) from None
+    """(model, info) for a chooser key; a ``ValueError`` the user can act on when it is not available."""
+    return STORE.get(key or DEFAULT_MODEL, session_of(request))
 
 
 def notice_markdown(info, view: str = "") -> str:
@@ -42,12 +37,14 @@ def notice_markdown(info, view: str = "") -> str:
     return f"<div class='notice'>⚠️ {info.notice}</div>"
 
 
+@user_errors
 def describe_model(key, request: gr.Request = None) -> str:
     """What the chosen model is and where its weights came from."""
     _, info = get_model(key, request)
     return f"**{info.name}**: {info.description}." + ("\n\n" + notice_markdown(info) if info.notice else "")
 
 
+@user_errors
 def refresh_choices(key=DEFAULT_MODEL, request: gr.Request = None):
     """This session's chooser: the variants and the models it has loaded or trained."""
     choices = STORE.choices(session_of(request))
@@ -55,20 +52,17 @@ def refresh_choices(key=DEFAULT_MODEL, request: gr.Request = None):
     return gr.update(choices=choices, value=key if key in keys else DEFAULT_MODEL)
 
 
+@user_errors
 def load_checkpoint(file, variant="auto", request: gr.Request = None):
     """Load an uploaded .safetensors / .pt / .pth checkpoint into this session's model chooser."""
     if file is None:
-        raise gr.Error("Choose a .safetensors, .pt or .pth file first.")
-    try:
-        model, info = models.load_user_checkpoint(uploaded_path(file), None if variant in (None, "auto") else variant)
-    except gr.Error:
-        raise  # already worded for the user (gr.Error is a ValueError too)
-    except ValueError as error:
-        raise gr.Error(str(error)) from None
+        raise ValueError("Choose a .safetensors, .pt or .pth file first.")
+    model, info = checkpoints.load_user_checkpoint(uploaded_path(file), None if variant in (None, "auto") else variant)
     key = STORE.add(session_of(request), model, info)
     return refresh_choices(key, request), describe_model(key, request)
 
 
+@user_errors
 def forget_session(request: gr.Request):
     """The browser tab closed: free this session's models."""
     STORE.drop_session(session_of(request))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from playground.models import build, save_checkpoint
+from playground.checkpoints import save_checkpoint
+from playground.models import build
 
 pytestmark = pytest.mark.e2e
 TIMEOUT = 60_000

@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from playground import data, models, training
-from playground.training import FinetuneConfig, FinetuneResult, Progress, finetune, plan_for, prepare_batch
+from playground import checkpoints, data, finetune as engine, models
+from playground.finetune import FinetuneConfig, FinetuneResult, Progress, finetune, plan_for, prepare_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,7 +79,7 @@ def test_baselines_train_save_and_load(baseline, stripes, tmp_path):
     _, result = _run(config, stripes)
     path = tmp_path / "m.safetensors"
     result.save(path)
-    model, info = models.load_user_checkpoint(path)
+    model, info = checkpoints.load_user_checkpoint(path)
     x = prepare_batch(stripes.images[:6], 32, train=False)
     with torch.no_grad():
         torch.testing.assert_close(model(x), result.model()(x))
@@ -91,7 +91,7 @@ def test_checkpoint_round_trip_gives_the_same_predictions(stripes, tmp_path):
     _, result = _run(config, stripes)
     path = tmp_path / "model.safetensors"
     result.save(path)
-    loaded, info = models.load("alexnet_compact", path)
+    loaded, info = checkpoints.load("alexnet_compact", path)
     assert info.classes == stripes.classes
     x = prepare_batch(stripes.images[:8], 64, train=False)
     with torch.no_grad():
@@ -112,14 +112,14 @@ def test_pretrained_alexnet_falls_back_with_a_notice(stripes):
 
 def test_cancelling_stops_within_a_step_and_frees_the_model(stripes, monkeypatch):
     made = []
-    original = training._make_model
+    original = engine._make_model
 
-    def spy(config, num_classes):
-        model, notice = original(config, num_classes)
+    def spy(config, num_classes, generator):
+        model, notice = original(config, num_classes, generator)
         made.append(weakref.ref(model))
         return model, notice
 
-    monkeypatch.setattr(training, "_make_model", spy)
+    monkeypatch.setattr(engine, "_make_model", spy)
     run = finetune(FinetuneConfig(model="alexnet_compact", mode="full", pretrained=False, image_size=64, epochs=50), stripes)
     records = [next(run) for _ in range(3)]
     assert [r.step for r in records] == [1, 2, 3]
@@ -140,7 +140,7 @@ def test_out_of_memory_is_reported_and_the_process_survives(stripes, monkeypatch
     def explode(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(training, "prepare_batch", explode)
+    monkeypatch.setattr(engine, "prepare_batch", explode)
     with pytest.raises(ValueError, match="ran out of memory with batch size 16"):
         list(finetune(FinetuneConfig(model="alexnet_compact", mode="full", pretrained=False, image_size=64), stripes))
 
@@ -172,10 +172,10 @@ def test_prepare_batch_augments_each_image_on_its_own():
     assert batch.shape == (4, 3, 32, 32) and batch.dtype == torch.float32
     assert len({tuple(batch[i, 0, 0, :3].tolist()) for i in range(4)}) > 1  # different crops or flips
     plain = prepare_batch(images, 64, train=False)
-    expected = (images.float() / 255 - training.MEAN) / training.STD
+    expected = (images.float() / 255 - models.MEAN) / models.STD
     torch.testing.assert_close(plain, expected)
     resized = prepare_batch(images, 32, train=False)
-    torch.testing.assert_close(resized, (F.interpolate(images.float() / 255, size=32, mode="bilinear", antialias=True) - training.MEAN) / training.STD)
+    torch.testing.assert_close(resized, (F.interpolate(images.float() / 255, size=32, mode="bilinear", antialias=True) - models.MEAN) / models.STD)
     gray = prepare_batch(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), 28, train=True, color_jitter=True)
     assert gray.shape == (2, 3, 28, 28) and torch.isfinite(gray).all()
     again = prepare_batch(images, 32, train=True, generator=torch.Generator().manual_seed(0))
@@ -200,7 +200,7 @@ def test_the_command_line_end_to_end(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"val_accuracy", "history", "classes"} <= set(metrics) and len(metrics["history"]) == 2
-    model, info = models.load_user_checkpoint(out / "model.safetensors")
+    model, info = checkpoints.load_user_checkpoint(out / "model.safetensors")
     assert info.classes == data.SYNTHETIC_CLASSES and "validation accuracy" in done.stderr
 
     bad = subprocess.run([sys.executable, "-m", "playground.train", "--data", str(tmp_path / "missing.zip"), "--out", str(out)],
@@ -224,7 +224,7 @@ def test_torchrun_with_two_cpu_processes(tmp_path, source):
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["history"]) == 2
-    models.load_user_checkpoint(out / "model.safetensors")
+    checkpoints.load_user_checkpoint(out / "model.safetensors")
 
 
 def test_bundle_with_onnx_predicts_what_torch_predicts(stripes, tmp_path):
@@ -243,3 +243,53 @@ def test_bundle_with_onnx_predicts_what_torch_predicts(stripes, tmp_path):
     (logits,) = session.run(None, {"image": x.numpy()})
     with torch.no_grad():
         np.testing.assert_allclose(logits, result.model()(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_head_only_leaves_features_that_never_fire_on_their_trained_scale():
+    # A random compact AlexNet at 64 px has many fc7 units that are zero on every image. Standardising
+    # such a feature must not divide by its zero spread: folded back, that multiplied their weights by ~1e12.
+    stripes = data.synthetic(per_class=12, size=64)
+    config = FinetuneConfig(model="alexnet_compact", mode="head", pretrained=False, image_size=64, epochs=2)
+    _, result = _run(config, stripes)
+    model = result.model()
+    train_idx, val_idx = data.stratified_split(stripes.labels, config.val_fraction, config.seed)
+    backbone = torch.nn.Sequential(model.features, model.avgpool, torch.nn.Flatten(1), *list(model.classifier)[:-1])
+    with torch.no_grad():
+        features = backbone(prepare_batch(stripes.images[train_idx], 64, train=False))
+    dead = (features == 0).all(dim=0)
+    assert dead.sum() > 100  # the situation the fix is about
+    weight = result.state_dict["classifier.6.weight"]
+    bound = 1 / np.sqrt(weight.shape[1])  # torch's default initialisation: uniform within ±1/√fan_in
+    assert weight[:, dead].abs().max() <= bound + 1e-6  # never trained (no signal), never rescaled
+    with torch.no_grad():
+        probabilities = torch.softmax(model(prepare_batch(stripes.images[val_idx], 64, train=False)), dim=1)
+    assert probabilities.max() < 0.999  # no saturated predictions from blown-up weights
+
+
+def test_standardisation_gives_constant_features_scale_one():
+    features = torch.tensor([[0.0, 1.0, 5.0], [0.0, 3.0, 5.0], [0.0, 2.0, 5.0]])
+    mean, scale = engine.standardisation(features)
+    torch.testing.assert_close(mean, torch.tensor([0.0, 2.0, 5.0]))
+    torch.testing.assert_close(scale, torch.tensor([1.0, 1.0, 1.0]))  # std of [1, 3, 2] is 1; the others are constant
+    tiny = torch.tensor([[1e-3], [3e-3]])  # a random backbone's small but real spread is kept
+    assert engine.standardisation(tiny)[1].item() == pytest.approx(float(tiny.std()))
+
+
+@pytest.mark.parametrize("mode", ["head", "full"])
+def test_training_never_reseeds_the_servers_random_generator(stripes, mode):
+    torch.manual_seed(4321)  # as if another user's code had seeded it
+    before = torch.get_rng_state()
+    config = FinetuneConfig(model="alexnet_compact", mode=mode, pretrained=False, image_size=64, epochs=1, seed=7)
+    _run(config, stripes)
+    assert torch.initial_seed() == 4321
+    if mode == "head":  # no dropout runs in head-only training: not one number is drawn from the shared generator
+        assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_equal_seeds_give_equal_runs_whatever_the_global_generator_holds(stripes):
+    config = FinetuneConfig(model="alexnet_compact", mode="head", pretrained=False, image_size=64, epochs=2, seed=3)
+    torch.manual_seed(1)
+    _, first = _run(config, stripes)
+    torch.manual_seed(2)
+    _, second = _run(config, stripes)
+    assert all(torch.equal(first.state_dict[k], second.state_dict[k]) for k in first.state_dict)

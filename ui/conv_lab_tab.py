@@ -67,6 +67,7 @@ def apply_kernel(
     return result.image, result.colorbar, result.kernel_image, result.arithmetic + shrunk + values
 
 
+@user_errors
 def apply_custom_kernel(image, custom_kernel, color, stride, padding, dilation, pooling, pool_size, pool_stride):
     """The editor's kernel, whatever the preset chooser shows; the chooser then says "custom"."""
     outputs = apply_kernel(image, CUSTOM, custom_kernel, color, stride, padding, dilation, pooling, pool_size, pool_stride)
@@ -83,25 +84,29 @@ def explain_pixel(image, kernel, custom_kernel, color, stride, padding, dilation
     return explain_click(result, int(x), int(y))
 
 
+@user_errors
 def remember_settings(kernel, custom_kernel, color, stride, padding, dilation, pooling, pool_size, pool_stride):
     """After a successful apply: keep the settings that made the picture (a click is explained with
     these, not with whatever the controls show now) and clear the old explanation."""
     return [kernel, custom_kernel, color, stride, padding, dilation, pooling, pool_size, pool_stride], ""
 
 
+@user_errors
 def explain_applied(image, applied, x, y):
     """The arithmetic behind a clicked pixel of the picture on screen."""
     if not applied:
-        raise gr.Error("Apply a kernel first.")
+        raise ValueError("Apply a kernel first.")
     return explain_pixel(image, *applied, x, y)
 
 
+@user_errors
 def pick_pixel(evt: gr.SelectData):
     """A click on the result gives the column and row of the pixel under the pointer."""
     x, y = evt.index[0], evt.index[1]
     return x, y
 
 
+@user_errors
 def describe_kernel(kernel):
     """The preset's one-line explanation, and its numbers copied into the editor to start from."""
     if kernel == CUSTOM or kernel not in K.KERNELS:
@@ -109,6 +114,7 @@ def describe_kernel(kernel):
     return f"**{_label(kernel)}**: {K.KERNELS[kernel].description}", K.format_kernel(K.KERNELS[kernel].weights)
 
 
+@user_errors
 def switch_to_custom():
     return CUSTOM
 

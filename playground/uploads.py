@@ -1,0 +1,157 @@
+"""A user's own images as a dataset: a zip of class folders, or a local folder of them.
+
+Uploaded archives are read member by member in memory: nothing is ever extracted to disk. The whole
+archive is refused, with the problem named, when any member could escape its folder or balloon in
+memory; files that are not usable images are skipped and listed in the report.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Callable
+
+from playground.config import Limits, get_limits
+from playground.data import STORE_SIZE, ImageDataset, assemble, spread, to_tensor
+from playground.images import IMAGE_EXTENSIONS, load_image
+
+
+def _ignored(parts: list[str]) -> bool:
+    """macOS metadata and hidden files and folders."""
+    return parts[0] == "__MACOSX" or any(part.startswith(".") for part in parts)
+
+
+def _check_directory(source, limits: Limits) -> None:
+    """Refuse an archive whose end-of-directory record announces too many members or an oversized
+    directory, before ``zipfile`` reads the directory into memory."""
+    handle = open(source, "rb") if isinstance(source, (str, os.PathLike)) else source
+    try:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - 65_557))  # the record (22 bytes) plus the longest possible comment
+        tail = handle.read()
+        handle.seek(0)
+    finally:
+        if handle is not source:
+            handle.close()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + 22 > len(tail):
+        raise ValueError("This file is not a readable zip archive.")
+    entries, directory_size = struct.unpack("<H", tail[at + 10 : at + 12])[0], struct.unpack("<I", tail[at + 12 : at + 16])[0]
+    if entries == 0xFFFF or directory_size == 0xFFFFFFFF:  # a ZIP64 archive: far beyond our member limit
+        raise ValueError(f"The archive is enormous (ZIP64); the limit is {limits.max_zip_members:,} members.")
+    if entries > limits.max_zip_members or directory_size > limits.max_zip_members * 1024:
+        raise ValueError(f"The archive has {entries:,} members; the limit is {limits.max_zip_members:,}.")
+
+
+def _check_member(info: zipfile.ZipInfo, limits: Limits) -> None:
+    name = info.filename
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        # bzip2 and LZMA members decompress without any size bound in zipfile: refuse them.
+        raise ValueError(f"The archive member {name!r} uses a compression method we do not accept; please zip it again (deflate).")
+    if "\\" in name:
+        raise ValueError(f"The archive has a member with a backslash in its name ({name!r}); please zip the folders again.")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise ValueError(f"The archive has a member with an absolute path ({name!r}), which is not allowed.")
+    if ".." in name.split("/"):
+        raise ValueError(f"The archive has a member that points outside its folder ({name!r}), which is not allowed.")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise ValueError(f"The archive contains a symbolic link ({name!r}); only plain files are allowed.")
+    if info.flag_bits & 0x1:
+        raise ValueError(f"The archive is encrypted ({name!r}); please upload it without a password.")
+    ratio = info.file_size / info.compress_size if info.compress_size else 0
+    if ratio > limits.max_zip_ratio and info.file_size > 1_000_000:
+        raise ValueError(f"The archive member {name!r} expands {ratio:.0f}-fold, which looks like a zip bomb.")
+
+
+def read_zip(
+    source, *, limits: Limits | None = None, size: int = STORE_SIZE, name: str = "your zip", should_stop: Callable[[], bool] | None = None
+) -> ImageDataset:
+    """Read a zip of class folders (``class/file.jpg``, or all under one top folder) into a dataset.
+
+    The whole archive is refused, with the problem named, if any member has an absolute, backslash or
+    ``..`` path, is a symbolic link or encrypted, or if the archive has too many members, too many bytes
+    or a suspicious compression ratio. ``__MACOSX/`` and hidden files are ignored. Files that are not
+    images, or images that fail the image intake, are skipped and listed in the report.
+
+    Raises:
+        ValueError: a sentence naming what is wrong with the archive.
+    """
+    limits = limits or get_limits()
+    try:
+        _check_directory(source, limits)
+        archive = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError, EOFError, struct.error):
+        raise ValueError("This file is not a readable zip archive.") from None
+    with archive:
+        members = archive.infolist()
+        if len(members) > limits.max_zip_members:
+            raise ValueError(f"The archive has {len(members):,} members; the limit is {limits.max_zip_members:,}.")
+        for info in members:
+            _check_member(info, limits)
+        total = sum(info.file_size for info in members)
+        if total > limits.max_zip_bytes:
+            raise ValueError(f"The archive would expand to {total / 1e6:,.0f} MB; the limit is {limits.max_zip_bytes / 1e6:,.0f} MB.")
+        files, ignored = [], 0
+        for info in members:
+            parts = [p for p in info.filename.split("/") if p]
+            if info.is_dir() or not parts:
+                continue
+            if _ignored(parts):
+                ignored += 1
+                continue
+            files.append((info, parts))
+        if not files:
+            raise ValueError("The archive holds no files: put one folder per class, with the images inside.")
+        tops = {parts[0] for _, parts in files}
+        if len(tops) == 1 and all(len(parts) == 3 for _, parts in files):
+            files = [(info, parts[1:]) for info, parts in files]  # flowers/daisy/1.jpg: "flowers" is the root
+        wrong = [info.filename for info, parts in files if len(parts) != 2]
+        if wrong:
+            raise ValueError(
+                f"Files must sit in one folder per class (class/image.jpg), but {wrong[0]!r} does not "
+                f"({len(wrong)} such file{'s' if len(wrong) > 1 else ''})."
+            )
+        items, skipped = [], []
+        for info, (label, filename) in files:
+            if not filename.lower().endswith(IMAGE_EXTENSIONS):
+                skipped.append((info.filename, "not an image file"))
+                continue
+            if should_stop is not None and should_stop():
+                raise ValueError("Stopped while reading the archive.")
+            try:
+                with archive.open(info) as handle:
+                    data = handle.read(info.file_size + 1)  # never more than the header promised
+            except (zipfile.BadZipFile, NotImplementedError, zlib.error, EOFError, OSError, RuntimeError) as error:
+                skipped.append((info.filename, f"damaged inside the archive ({type(error).__name__})"))
+                continue
+            try:
+                items.append((label, to_tensor(load_image(data, limits=limits), size)))
+            except ValueError as error:
+                skipped.append((info.filename, str(error)))
+    return assemble(name, items, skipped, ignored, limits)
+
+
+def read_folder(root: str | os.PathLike, *, limits: Limits | None = None, size: int = STORE_SIZE, limit: int | None = None) -> ImageDataset:
+    """A local folder of class folders (for the command line and benchmarks, not for uploads)."""
+    limits = limits or get_limits()
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root} is not a folder of class folders.")
+    paths = sorted(p for p in root.glob("*/*") if p.is_file() and not _ignored(p.relative_to(root).parts))
+    if limit:
+        paths = spread(paths, limit)
+    items, skipped = [], []
+    for path in paths:
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            skipped.append((str(path.relative_to(root)), "not an image file"))
+            continue
+        try:
+            items.append((path.parent.name, to_tensor(load_image(path, limits=limits), size)))
+        except ValueError as error:
+            skipped.append((str(path.relative_to(root)), str(error)))
+    return assemble(root.name, items, skipped, 0, limits)

@@ -1,0 +1,225 @@
+import json
+import os
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from playground import checkpoints, downloads
+from playground.checkpoints import load, save_checkpoint
+from playground.models import build
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path):
+    """No test here may reach the network, and none sees a real weights cache."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setenv(downloads.OFFLINE_ENV, "1")
+    monkeypatch.delenv(checkpoints.WEIGHTS_ENV, raising=False)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a test tried to use the network")
+
+    monkeypatch.setattr(downloads.urllib.request, "urlopen", no_network)
+
+def test_offline_fallback_is_untrained_and_says_how_to_fix_it():
+    model, info = load("alexnet", "imagenet")
+    assert info.source == "untrained" and not info.pretrained
+    assert "untrained" in info.notice and checkpoints.WEIGHTS_ENV in info.notice and "online" in info.notice
+    assert len(info.classes) == 1000 and info.classes[0] == "tench"
+    assert not model.training
+
+
+def test_imagenet_weights_come_from_the_torch_hub_cache():
+    reference = build("alexnet")
+    path = checkpoints.imagenet_weights_path()
+    path.parent.mkdir(parents=True)
+    torch.save(reference.state_dict(), path)
+    model, info = load("alexnet", "imagenet")
+    assert info.source == "imagenet" and info.notice == ""
+    torch.testing.assert_close(model.features[0].weight, reference.features[0].weight)
+
+
+def test_imagenet_weights_from_the_environment_variable(tmp_path, monkeypatch):
+    reference = build("alexnet")
+    path = tmp_path / "alexnet.pth"
+    torch.save(reference.state_dict(), path)
+    monkeypatch.setenv(checkpoints.WEIGHTS_ENV, str(path))
+    model, info = load("alexnet", "imagenet")
+    assert info.source == "imagenet"
+    torch.testing.assert_close(model.classifier[6].bias, reference.classifier[6].bias)
+
+
+def test_broken_environment_file_falls_back_with_the_reason(tmp_path, monkeypatch):
+    monkeypatch.setenv(checkpoints.WEIGHTS_ENV, str(tmp_path / "missing.pth"))
+    _, info = load("alexnet", "imagenet")
+    assert info.source == "untrained" and "does not name a file" in info.notice
+    assert str(tmp_path) not in info.notice  # visitors of a shared server never see its paths
+
+
+def test_imagenet_weights_only_exist_for_alexnet():
+    with pytest.raises(ValueError, match="only"):
+        load("alexnet_compact", "imagenet")
+    model, info = load("alexnet_compact", None)
+    assert info.source == "untrained"
+
+
+def _trained(name="alexnet_compact", classes=("cat", "dog", "cup")):
+    torch.manual_seed(0)
+    return build(name, num_classes=len(classes)).eval(), list(classes)
+
+
+def test_safetensors_round_trip_keeps_predictions_and_class_names(tmp_path):
+    model, classes = _trained()
+    path = save_checkpoint(model, tmp_path / "mine.safetensors", variant="alexnet_compact", classes=classes)
+    loaded, info = load("alexnet_compact", path)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    assert info.source == "file" and info.classes == tuple(classes) and "mine.safetensors" in info.description
+
+
+def test_pt_files_plain_or_with_class_names(tmp_path):
+    model, classes = _trained()
+    plain = tmp_path / "plain.pt"
+    torch.save(model.state_dict(), plain)
+    _, info = load("alexnet_compact", plain)
+    assert info.classes == ("class 0", "class 1", "class 2")
+    wrapped = tmp_path / "wrapped.pth"
+    torch.save({"state_dict": model.state_dict(), "classes": classes}, wrapped)
+    _, info = load("alexnet_compact", wrapped)
+    assert info.classes == tuple(classes)
+
+
+def test_wrong_keys_are_refused(tmp_path):
+    model, _ = _trained()
+    state = model.state_dict()
+    state["features.99.weight"] = state.pop("features.0.weight")
+    path = tmp_path / "renamed.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(ValueError, match="missing features.0.weight; unexpected features.99.weight"):
+        load("alexnet_compact", path)
+
+
+def test_weights_of_another_variant_are_refused(tmp_path):
+    model, classes = _trained("alexnet")
+    path = save_checkpoint(model, tmp_path / "big.safetensors", variant="alexnet", classes=classes)
+    with pytest.raises(ValueError, match="do not fit alexnet_compact"):
+        load("alexnet_compact", path)
+
+
+def test_wrong_shapes_are_refused(tmp_path):
+    model, _ = _trained()
+    state = model.state_dict()
+    state["features.3.weight"] = torch.zeros(128, 48, 3, 3)
+    path = tmp_path / "shape.pt"
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"features.3.weight has shape \(128, 48, 3, 3\)"):
+        load("alexnet_compact", path)
+
+
+def test_nan_weights_are_refused(tmp_path):
+    model, _ = _trained()
+    state = model.state_dict()
+    state["classifier.3.bias"][5] = float("nan")
+    path = tmp_path / "nan.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(ValueError, match="classifier.3.bias contains NaN"):
+        load("alexnet_compact", path)
+
+
+def test_class_names_must_match_the_outputs(tmp_path):
+    model, _ = _trained()
+    path = tmp_path / "names.safetensors"
+    save_file(model.state_dict(), str(path), metadata={"classes": json.dumps(["a", "b"])})
+    with pytest.raises(ValueError, match="2 class names for 3 outputs"):
+        load("alexnet_compact", path)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_truncated_files_are_refused(tmp_path, suffix):
+    model, classes = _trained()
+    path = tmp_path / f"whole{suffix}"
+    if suffix == ".pt":
+        torch.save(model.state_dict(), path)
+    else:
+        save_checkpoint(model, path, variant="alexnet_compact", classes=classes)
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError):
+        load("alexnet_compact", cut)
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_that_would_run_code_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as handle:
+        pickle.dump({"features.0.weight": _Exploit(marker)}, handle)
+    torch.save({"state_dict": _Exploit(marker)}, tmp_path / "evil2.pth")
+    for candidate in (path, tmp_path / "evil2.pth"):
+        with pytest.raises(ValueError, match="never code"):
+            load("alexnet_compact", candidate)
+    assert not marker.exists()
+
+
+def test_other_file_types_are_refused(tmp_path):
+    path = tmp_path / "weights.pkl"
+    path.write_bytes(b"whatever")
+    with pytest.raises(ValueError, match=r"\.safetensors, \.pt or \.pth"):
+        load("alexnet_compact", path)
+
+
+def test_user_checkpoints_find_their_variant(tmp_path):
+    model, classes = _trained("alexnet2012", ("a", "b"))
+    with_metadata = save_checkpoint(model, tmp_path / "m.safetensors", variant="alexnet2012", classes=classes)
+    loaded, info = checkpoints.load_user_checkpoint(with_metadata)
+    assert info.name == "alexnet2012" and info.classes == ("a", "b")
+    plain = tmp_path / "plain.pt"
+    torch.save(model.state_dict(), plain)
+    loaded, info = checkpoints.load_user_checkpoint(plain)
+    assert info.name == "alexnet2012" and len(info.classes) == 2
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    junk = tmp_path / "junk.safetensors"
+    save_file({"w": torch.zeros(3)}, str(junk))
+    with pytest.raises(ValueError, match="fit none of the AlexNet variants"):
+        checkpoints.load_user_checkpoint(junk)
+
+
+def test_a_compressed_pt_that_would_expand_hugely_is_refused_before_loading(tmp_path):
+    import zipfile
+
+    plain = tmp_path / "plain.pt"
+    torch.save({"features.0.weight": torch.zeros(2_000_000)}, plain)  # 8 MB of zeros
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as target:
+        for entry in source.infolist():
+            target.writestr(entry.filename, source.read(entry.filename))
+    assert bomb.stat().st_size < plain.stat().st_size / 50
+    with pytest.raises(ValueError, match="compressed entries"):
+        load("alexnet_compact", bomb)
+
+
+def test_odd_keys_and_layouts_are_refused_with_a_message(tmp_path):
+    model, _ = _trained()
+    state = model.state_dict()
+    int_keys = tmp_path / "ints.pt"
+    torch.save({0: state["features.0.weight"], "features.0.bias": state["features.0.bias"]}, int_keys)
+    with pytest.raises(ValueError, match="other than text"):
+        checkpoints.load_user_checkpoint(int_keys)
+    sparse = dict(state)
+    sparse["features.0.bias"] = sparse["features.0.bias"].to_sparse()
+    path = tmp_path / "sparse.pt"
+    torch.save(sparse, path)
+    with pytest.raises(ValueError, match="alexnet_compact's layout but cannot be used: .*sparse"):
+        checkpoints.load_user_checkpoint(path)
