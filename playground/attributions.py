@@ -218,12 +218,12 @@ def _normal(shape, generator: torch.Generator, like: torch.Tensor) -> torch.Tens
     return torch.randn(shape, generator=generator).to(like)
 
 
-def _gradients(model, points: torch.Tensor, target: int, batch_size: int = 8) -> torch.Tensor:
+def _gradients(model, points: torch.Tensor, target: int, batch_size: int = 16) -> torch.Tensor:
     """Captum's Saliency, signed, for each of ``points`` (N, C, H, W), ``batch_size`` at a time."""
     return torch.cat([Saliency(model).attribute(batch, target=target, abs=False) for batch in points.split(batch_size)])
 
 
-def _scores(model, points: torch.Tensor, target: int, batch_size: int = 8) -> torch.Tensor:
+def _scores(model, points: torch.Tensor, target: int, batch_size: int = 16) -> torch.Tensor:
     return torch.cat([model(batch)[:, target] for batch in points.split(batch_size)])  # (N,)
 
 
