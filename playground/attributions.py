@@ -8,11 +8,16 @@ activations and need the values they saw left intact; older Captum releases fail
 in-place ReLUs (0.9 copes in the cases our tests cover). And Captum's hooks sit on the module itself, so
 on the shared model they would also reach other users' passes through it. So attributions run on a
 private copy with every in-place flag turned off, one at a time per copy; the shared model is never
-touched.
+touched. The copy is rebuilt when the model's weights change, and every forward pass or copy of it
+happens under its lock.
+
+SmoothGrad and GradientShap draw their random samples from a private generator seeded by a ``seed``
+option, so the same photo and settings always give the same map.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import threading
@@ -25,14 +30,12 @@ import torch
 import torch.nn.functional as F
 from captum.attr import (
     DeepLift,
-    GradientShap,
     GuidedBackprop,
     GuidedGradCam,
     InputXGradient,
     IntegratedGradients,
     LayerAttribution,
     LayerGradCam,
-    NoiseTunnel,
     Occlusion,
     Saliency,
 )
@@ -49,7 +52,7 @@ class Attribution:
     values: torch.Tensor  # (C, H, W), same shape as the input image
     target: int  # the class explained
     seconds: float  # server time it took
-    delta: float | None = None  # Integrated Gradients' convergence delta (and GradientShap's mean)
+    delta: float | None = None  # convergence delta: Integrated Gradients' and DeepLift's sum, GradientShap's mean
     facts: dict = dataclasses.field(default_factory=dict)  # method settings that were used
 
 
@@ -63,28 +66,53 @@ class Method:
 
 # --- model preparation --------------------------------------------------------------------------------
 
-_copies: "weakref.WeakKeyDictionary[nn.Module, nn.Module]" = weakref.WeakKeyDictionary()
+_copies: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]]" = weakref.WeakKeyDictionary()
 _copies_guard = threading.Lock()
 
 
 def explainable_copy(model: nn.Module) -> nn.Module:
-    """A cached private copy of ``model`` in eval mode with no in-place operations.
+    """A cached private copy of ``model`` in eval mode with no in-place operations, rebuilt when its weights change.
 
     Captum's hook-based methods modify the gradients flowing through activations; doing that on a
     separate copy keeps the shared model (and other users' forward passes) untouched. Parameters do not
     need gradients: every method differentiates with respect to the input only.
     """
     with _copies_guard:
-        twin = _copies.get(model)
-        if twin is None:
-            twin = copy.deepcopy(model).eval()
-            for module in twin.modules():
-                if getattr(module, "inplace", False):
-                    module.inplace = False
-            for parameter in twin.parameters():
-                parameter.requires_grad_(False)  # gradients flow to the input only
-            _copies[model] = twin
+        fingerprint = _weights_fingerprint(model)
+        cached = _copies.get(model)
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        twin = copy.deepcopy(model).eval()
+        for module in twin.modules():
+            if getattr(module, "inplace", False):
+                module.inplace = False
+        for parameter in twin.parameters():
+            parameter.requires_grad_(False)  # gradients flow to the input only
+        _copies[model] = (fingerprint, twin)
         return twin
+
+
+def _weights_fingerprint(model: nn.Module) -> tuple:
+    """Which tensors hold the weights, and how often each was written in place: cheap enough for every call.
+
+    ``load_state_dict`` and optimisers write in place, which bumps a tensor's version counter; assigning a new
+    Parameter changes the tensor itself. Hashing the values (61 M for AlexNet) would cost more than most
+    explanations. Blind spot: writes through ``parameter.data`` bypass the version counter.
+    """
+    return tuple((name, id(t), t.data_ptr(), t._version) for name, t in model.state_dict(keep_vars=True).items())
+
+
+@contextlib.contextmanager
+def _locked_copy(model: nn.Module) -> Iterator[nn.Module]:
+    """The current private copy of ``model``, held under its lock for the block.
+
+    Captum's hooks live on the copy, so any forward pass through it (or copy of it) made while another
+    user's explanation runs there would pick up their hooks. Never hold it across a generator's ``yield``:
+    the UI may resume the generator on another thread, which cannot release this one's lock.
+    """
+    twin = explainable_copy(model)
+    with model_lock(twin):
+        yield twin
 
 
 def last_conv_layer(model: nn.Module) -> str:
@@ -140,22 +168,63 @@ def _integrated_gradients(model, x, target, *, n_steps: int = 32, internal_batch
     return values, float(delta.abs().sum()), {"n_steps": int(n_steps), "baseline": "black image"}
 
 
-def _smoothgrad(model, x, target, *, nt_samples: int = 16, noise: float = 0.15, **options):
-    spread = float(noise * (x.max() - x.min()))  # noise level relative to the input's range
-    values = NoiseTunnel(Saliency(model)).attribute(
-        x, nt_type="smoothgrad", nt_samples=nt_samples, nt_samples_batch_size=8, stdevs=spread, target=target, abs=False
-    )
-    return values, None, {"samples": nt_samples, "noise": f"{noise:.0%} of the input range"}
+def _smoothgrad(model, x, target, *, nt_samples: int = 16, noise: float = 0.15, seed: int = 0, **options):
+    spread = float(noise * (x.max() - x.min()).detach())  # noise level relative to the input's range
+    generator = torch.Generator().manual_seed(int(seed))
+    values = _seeded_smoothgrad(model, x, target, n_samples=nt_samples, stdevs=spread, generator=generator)
+    return values, None, {"samples": nt_samples, "noise": f"{noise:.0%} of the input range", "seed": int(seed)}
 
 
-def _gradient_shap(model, x, target, *, n_samples: int = 16, **options):
-    generator = torch.Generator().manual_seed(0)  # the same map every time for the same photo
+def _gradient_shap(model, x, target, *, n_samples: int = 16, seed: int = 0, **options):
+    generator = torch.Generator().manual_seed(int(seed))
     black = _black(x, options)
-    baselines = torch.cat([black, black + 0.5 * torch.randn(x.shape, generator=generator)])
-    values, delta = GradientShap(model).attribute(
-        x, baselines=baselines, n_samples=n_samples, stdevs=0.09, target=target, return_convergence_delta=True
-    )
-    return values, float(delta.abs().mean()), {"samples": n_samples}
+    baselines = torch.cat([black, black + 0.5 * _normal(x.shape, generator, x)])  # the distribution baselines come from
+    values, deltas = _seeded_gradient_shap(model, x, target, baselines, n_samples=n_samples, stdevs=0.09, generator=generator)
+    return values, float(deltas.abs().mean()), {"samples": n_samples, "seed": int(seed)}
+
+
+# Captum's NoiseTunnel draws its noise with torch.normal, and GradientShap its baselines and path points with
+# np.random: the process-wide generators that every user and thread of the server shares. Unseeded, the same
+# photo gives a different map each time; seeding them would race with other requests and reset everyone's
+# random numbers. So these two draw their samples from the caller's generator and hand Captum's Saliency
+# the batch: the same computation as Captum's own.
+
+
+def _seeded_smoothgrad(model, x, target, *, n_samples: int, stdevs: float, generator: torch.Generator) -> torch.Tensor:
+    """``NoiseTunnel(Saliency(model)).attribute(x, nt_type="smoothgrad", ...)``: the mean gradient over noisy copies."""
+    noisy = x.detach() + stdevs * _normal((n_samples, *x.shape[1:]), generator, x)  # (N, C, H, W)
+    return _gradients(model, noisy, target).mean(dim=0, keepdim=True)
+
+
+def _seeded_gradient_shap(model, x, target, baselines, *, n_samples: int, stdevs: float, generator: torch.Generator):
+    """``GradientShap(model).attribute(x, baselines, n_samples, stdevs, target, return_convergence_delta=True)``.
+
+    Each sample draws a baseline b from ``baselines`` (B, C, H, W), a noisy copy x + e of the photo and a point
+    b + a (x + e - b) on the path between them, a ~ U(0, 1); its attribution is (x + e - b) times the gradient
+    there. Returns the mean attribution (1, C, H, W) and, as Captum does, each sample's convergence delta
+    (N,): its attribution's sum minus its own score difference f(x + e) - f(b).
+    """
+    starts = baselines.detach()[torch.randint(len(baselines), (n_samples,), generator=generator)]  # (N, C, H, W)
+    ends = x.detach() + stdevs * _normal(starts.shape, generator, x)
+    alphas = torch.rand(n_samples, generator=generator).to(x).view(-1, 1, 1, 1)
+    attributions = (ends - starts) * _gradients(model, starts + alphas * (ends - starts), target)
+    with torch.no_grad():
+        gains = _scores(model, ends, target) - _scores(model, starts, target)
+    return attributions.mean(dim=0, keepdim=True), attributions.flatten(1).sum(dim=1) - gains
+
+
+def _normal(shape, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+    # Drawn on the CPU and moved: a seed gives the same numbers on any device.
+    return torch.randn(shape, generator=generator).to(like)
+
+
+def _gradients(model, points: torch.Tensor, target: int, batch_size: int = 16) -> torch.Tensor:
+    """Captum's Saliency, signed, for each of ``points`` (N, C, H, W), ``batch_size`` at a time."""
+    return torch.cat([Saliency(model).attribute(batch, target=target, abs=False) for batch in points.split(batch_size)])
+
+
+def _scores(model, points: torch.Tensor, target: int, batch_size: int = 16) -> torch.Tensor:
+    return torch.cat([model(batch)[:, target] for batch in points.split(batch_size)])  # (N,)
 
 
 def _deeplift(model, x, target, **options):
@@ -204,7 +273,12 @@ METHODS: dict[str, Method] = {
         _integrated_gradients,
     ),
     "smoothgrad": Method("SmoothGrad", "Saliency averaged over noisy copies of the photo, which removes speckle.", _smoothgrad),
-    "gradient_shap": Method("GradientShap", "Integrated Gradients from many random baselines, averaged (SHAP values).", _gradient_shap),
+    "gradient_shap": Method(
+        "GradientShap",
+        "Like Integrated Gradients, but each sample takes a random baseline, a noisy photo and one random point between them; "
+        "averaged, they approximate SHAP values.",
+        _gradient_shap,
+    ),
     "deeplift": Method("DeepLift", "Compares every neuron with its value on a black image and shares out the difference.", _deeplift),
     "guided_backprop": Method("Guided Backprop", "Gradients with every negative signal stopped at each ReLU: crisp edges.", _guided_backprop),
     "gradcam": Method("Grad-CAM", "Which places in a convolutional layer's maps push the class up, upsampled to the photo.", _gradcam),
@@ -246,14 +320,16 @@ def attribute(model: nn.Module, x: torch.Tensor, method: str, target=None, *, cl
     Raises:
         ValueError: unknown method, class or layer, or an option out of range.
     """
+    _check_request(method, x)
+    with _locked_copy(model) as twin:  # Captum's hooks live on the copy; one explanation at a time per copy
+        return _run(twin, x, method, resolve_target(twin, x, target, classes), options)
+
+
+def _check_request(method: str, x: torch.Tensor) -> None:
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; choose one of: {', '.join(METHODS)}.")
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"Explain one image at a time: x must be (1, C, H, W), got {tuple(x.shape)}.")
-    twin = explainable_copy(model)
-    with model_lock(twin):  # Captum's hooks live on the copy; one explanation at a time per copy
-        index = resolve_target(twin, x, target, classes)
-        return _run(twin, x, method, index, options)
 
 
 def _run(twin: nn.Module, x: torch.Tensor, method: str, index: int, options: dict) -> Attribution:
@@ -299,7 +375,8 @@ def agreement_matrix(maps: dict[str, torch.Tensor]) -> tuple[list[str], np.ndarr
 
 def compare(model, x, target=None, *, classes=None, methods=None, **options) -> Iterator[Attribution]:
     """Run every method (or ``methods``) on the same photo and class, yielding each map as it is ready."""
-    index = resolve_target(explainable_copy(model), x, target, classes)
+    with _locked_copy(model) as twin:  # released before the first yield (see _locked_copy)
+        index = resolve_target(twin, x, target, classes)
     for name in methods or METHODS:
         yield attribute(model, x, name, index, classes=classes, **options)
 
@@ -320,12 +397,14 @@ def sanity_check(
     A map that barely changes while the network it claims to explain is destroyed was never about the
     network: it shows the photo (its edges), not what the model learned.
     """
-    if method in METHODS and not METHODS[method].gradient_based:
+    _check_request(method, x)
+    if not METHODS[method].gradient_based:
         raise ValueError("The sanity check applies to gradient-based methods; occlusion only runs the model forward.")
-    index = resolve_target(explainable_copy(model), x, target, classes)
-    original = attribute(model, x, method, index, classes=classes, **options).values
+    with _locked_copy(model) as twin:  # the trained map and the copy to break come from the same weights
+        index = resolve_target(twin, x, target, classes)
+        original = _run(twin, x, method, index, options).values
+        broken = copy.deepcopy(twin)  # in-place already off; randomised step by step
     yield SanityStep("", original, 1.0)
-    broken = copy.deepcopy(explainable_copy(model))  # in-place already off; randomised step by step
     generator = torch.Generator().manual_seed(seed)
     layers = [(name, m) for name, m in broken.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))][::-1]
     groups = np.array_split(np.arange(len(layers)), min(stages, len(layers)))  # AlexNet: one layer a step

@@ -1,11 +1,16 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
+from captum.attr import GradientShap, NoiseTunnel, Saliency
 from PIL import Image
 from skimage import data
+from torch import nn
 
 from playground import attributions as X
 from playground.attribution_views import attribution_image
+from playground.hooks import model_lock
 from playground.models import MODELS, build
 
 
@@ -116,6 +121,104 @@ def test_agreement_is_a_rank_correlation_of_absolute_values():
 def test_compare_yields_every_method_for_one_class(variants, small_input):
     results = list(X.compare(variants["alexnet_compact"], small_input, 2))
     assert [r.method for r in results] == list(X.METHODS) and {r.target for r in results} == {2}
+
+
+@pytest.mark.parametrize("method", list(X.METHODS))
+def test_the_same_request_gives_the_same_map(method, variants, small_input):
+    first, second = (X.attribute(variants["alexnet_compact"], small_input, method, 3) for _ in range(2))
+    assert torch.equal(first.values, second.values) and first.delta == second.delta
+
+
+@pytest.mark.parametrize("method", list(X.METHODS))
+def test_methods_leave_the_process_wide_random_generators_alone(method, variants, small_input):
+    """The server is shared: one user's explanation must not draw from (or reseed) everyone's generators."""
+    torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()
+    X.attribute(variants["alexnet_compact"], small_input, method, 3)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    after = np.random.get_state()
+    assert after[0] == numpy_state[0] and np.array_equal(after[1], numpy_state[1]) and after[2:] == numpy_state[2:]
+
+
+@pytest.mark.parametrize("method", ["smoothgrad", "gradient_shap"])
+def test_the_seed_option_chooses_the_random_draws(method, variants, small_input):
+    model = variants["alexnet_compact"]
+    first, again, other = (X.attribute(model, small_input, method, 3, seed=seed).values for seed in (1, 1, 0))
+    assert torch.equal(first, again) and not torch.allclose(first, other)
+
+
+def test_our_smoothgrad_and_gradient_shap_are_captums_on_a_linear_model():
+    """On a linear model the gradient is the weight row everywhere, so SmoothGrad is that row whatever the noise, and
+    GradientShap is the mean of (x + noise - baseline) * row. Where the draws cannot differ (one baseline, no noise)
+    ours and Captum's agree to float precision; where they can, both lie within sampling error of (x - E[b]) * row.
+    """
+    torch.manual_seed(0)
+    np.random.seed(0)  # Captum draws from the process-wide generators; this test may fix them, the app may not
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    row = model[1].weight[2].detach().view(1, 3, 8, 8)
+
+    ours = X._seeded_smoothgrad(model, x, 2, n_samples=16, stdevs=0.3, generator=torch.Generator().manual_seed(0))
+    theirs = NoiseTunnel(Saliency(model)).attribute(x, nt_type="smoothgrad", nt_samples=16, stdevs=0.3, target=2, abs=False)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+    torch.testing.assert_close(ours, row, rtol=0, atol=1e-5)
+
+    black = torch.zeros_like(x)
+    ours, our_deltas = X._seeded_gradient_shap(model, x, 2, black, n_samples=16, stdevs=0.0, generator=torch.Generator().manual_seed(0))
+    theirs, their_deltas = GradientShap(model).attribute(x, black, n_samples=16, stdevs=0.0, target=2, return_convergence_delta=True)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+    torch.testing.assert_close(ours, (x - black) * row, rtol=0, atol=1e-5)
+    assert our_deltas.shape == their_deltas.shape == (16,) and our_deltas.abs().max() < 1e-4 and their_deltas.abs().max() < 1e-4
+
+    baselines = torch.cat([black, black + 0.5 * torch.randn(x.shape)])  # the app's distribution
+    n, stdevs = 4000, 0.09
+    ours, our_deltas = X._seeded_gradient_shap(model, x, 2, baselines, n_samples=n, stdevs=stdevs, generator=torch.Generator().manual_seed(0))
+    theirs = GradientShap(model).attribute(x, baselines, n_samples=n, stdevs=stdevs, target=2)
+    expected = (x - baselines.mean(dim=0, keepdim=True)) * row
+    spread = (stdevs**2 + ((baselines[1] - baselines[0]) / 2) ** 2).sqrt()  # per pixel: noise, and a coin toss of baselines
+    tolerance = 5 * row.abs() * spread / n**0.5 + 1e-6
+    assert ((ours - expected).abs() <= tolerance).all() and ((theirs - expected).abs() <= tolerance).all()
+    assert not ((x * row - expected).abs() <= tolerance).all()  # the baselines' mean matters: the check has teeth
+    assert our_deltas.abs().max() < 1e-4  # each sample's attributions add up to its own score difference, noise included
+
+
+@pytest.mark.parametrize("assign", [False, True], ids=["copied in place", "new parameters"])
+def test_new_weights_in_the_same_model_get_a_fresh_explanation(assign, small_input):
+    torch.manual_seed(0)
+    model = build("alexnet_compact", num_classes=10).eval()
+    first = X.attribute(model, small_input, "saliency", 3).values
+    torch.manual_seed(1)
+    other = build("alexnet_compact", num_classes=10).eval()
+    model.load_state_dict(other.state_dict(), assign=assign)
+    again = X.attribute(model, small_input, "saliency", 3).values
+    assert torch.equal(again, X.attribute(other, small_input, "saliency", 3).values)
+    assert not torch.allclose(again, first)
+
+
+def test_the_private_copy_is_run_and_copied_only_under_its_lock(monkeypatch, small_input):
+    """Captum's hooks live on the private copy, so every forward pass or deep copy of it must hold its lock:
+    otherwise another user's explanation running on it at that moment leaks its hooks into ours (or we into theirs)."""
+    model = build("alexnet_compact", num_classes=10).eval()
+    twin = X.explainable_copy(model)
+    lock = model_lock(twin)
+    seen = []  # (what, lock held by this thread), for every forward pass or deep copy of the twin
+
+    def forward(module, args):
+        if module is twin:  # deep copies of the twin inherit this hook; they are private to their caller
+            seen.append(("forward", lock._is_owned()))
+
+    deepcopy = copy.deepcopy
+
+    def spying_deepcopy(obj, *args, **kwargs):
+        if obj is twin:
+            seen.append(("deepcopy", lock._is_owned()))
+        return deepcopy(obj, *args, **kwargs)
+
+    twin.register_forward_pre_hook(forward)
+    monkeypatch.setattr(X.copy, "deepcopy", spying_deepcopy)
+    list(X.compare(model, small_input, methods=["saliency", "gradcam"]))
+    list(X.sanity_check(model, small_input, "saliency", stages=1))
+    assert {what for what, _ in seen} == {"forward", "deepcopy"}
+    assert all(held for _, held in seen), seen
 
 
 def test_cover_paints_the_mask_with_the_mean_colour():

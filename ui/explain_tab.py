@@ -8,7 +8,7 @@ import pandas as pd
 
 from playground import activations as A
 from playground.attribution_views import SIGNS, VIEWS, attribution_image
-from playground.attributions import METHODS, agreement_matrix, attribute, conv_layer_names, cover, sanity_check
+from playground.attributions import METHODS, agreement_matrix, attribute, compare, conv_layer_names, cover, sanity_check
 from playground.config import get_limits
 from playground.models import BLACK, imagenet_classes
 from ui.common import SafeImageEditor, open_photo, photo_with_examples, result_image, user_errors
@@ -71,10 +71,9 @@ def compare_all(model_key="alexnet", image=None, target=TOP1, sign="absolute", r
     model, info, x, target = _prepare(model_key, image, target, request)
     view = A.network_view(x)
     gallery, maps, total = [], {}, 0.0
-    for name in METHODS:
-        result = attribute(model, x, name, target, classes=info.classes, black=BLACK)
-        maps[name], total = result.values, total + result.seconds
-        gallery.append((attribution_image(result.values, view, sign=sign), f"{METHODS[name].label} ({result.seconds:.2f} s)"))
+    for result in compare(model, x, target, classes=info.classes, black=BLACK):
+        maps[result.method], total = result.values, total + result.seconds
+        gallery.append((attribution_image(result.values, view, sign=sign), f"{METHODS[result.method].label} ({result.seconds:.2f} s)"))
         status = f"{len(maps)} of {len(METHODS)} methods done for class **{info.classes[result.target]}**…"
         yield gallery, gr.skip(), status
     names, matrix = agreement_matrix(maps)
