@@ -5,13 +5,22 @@ PY := $(VENV)/bin/python
 export GRADIO_ANALYTICS_ENABLED := False
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test bench install install-dev browser clean
+.PHONY: run test lint format bench install install-dev browser clean
 
 run: install
 	$(PY) app.py
 
-test: install-dev browser
+test: install-dev browser lint
 	$(PY) -m pytest
+
+# Style is checked, not argued about: `make format` rewrites, `make lint` (part of `make test`) refuses drift.
+lint: install-dev
+	$(VENV)/bin/ruff format --check --quiet .
+	$(VENV)/bin/ruff check --quiet .
+
+format: install-dev
+	$(VENV)/bin/ruff format --quiet .
+	$(VENV)/bin/ruff check --quiet --fix .
 
 bench: install-dev
 	$(PY) -m bench
