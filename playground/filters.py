@@ -129,7 +129,7 @@ def scaled_kernel(weights: np.ndarray, scale: int, size: tuple[int, int]) -> np.
     :data:`FITTED`, stretched to ``size``. Returns float32 weights (no padding around them)."""
     weights = np.asarray(weights, dtype=np.float32)
     if scale != FITTED:
-        return np.kron(weights, np.ones((scale, scale), np.float32))
+        return weights.repeat(scale, axis=0).repeat(scale, axis=1)
     # "nearest-exact" samples each output pixel's centre, so the blocks come out symmetric about the
     # middle (4-3-4 for 3 in 11) where plain "nearest" gives 4-4-3, shifted by half a weight.
     t = F.interpolate(torch.from_numpy(weights)[None, None], size=size, mode="nearest-exact")
