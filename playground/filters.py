@@ -87,9 +87,13 @@ def deeper_summary(model: nn.Module, *, show: int = 32, tile_px: int = 40) -> li
 # --- classic versus learned --------------------------------------------------------------------------
 
 
+FITTED = 0  # Match.scale when no centred placement exists and the kernel was stretched to the filter's size
+
+
 class Match(NamedTuple):
     filter_index: int
     similarity: float  # correlation in [-1, 1]; negative: the same shape with the opposite sign
+    scale: int = 1  # the block size the kernel matched at: 1 = its own size, 3 = each weight a 3×3 block; FITTED
 
 
 def _unit(t: torch.Tensor) -> torch.Tensor:
@@ -107,17 +111,48 @@ def _is_flat(weights: np.ndarray) -> bool:
     return bool(np.ptp(weights) <= 1e-9 * max(np.abs(weights).max(), 1e-30))
 
 
-def classic_template(weights: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    """A classic kernel blown up to a learned filter's size, zero-mean and unit length (flat kernels keep
-    their mean: removing it would leave nothing).
+def centred_scales(kernel_shape: tuple[int, int], size: tuple[int, int]) -> tuple[int, ...]:
+    """The block sizes at which a kernel sits exactly in the middle of a filter of ``size``.
 
-    The blow-up is nearest-neighbour: each weight becomes a block, as in pixel art. Bilinear stretching
-    would round every centre-heavy kernel (identity, Gaussian, sharpen, Laplacian) into the same smooth
-    bump and give them all the same matches.
+    At scale s every weight becomes an s × s block; the blown-up kernel must fit, and the margin left
+    over on each axis must be even so that it splits equally on both sides (3 × 3 in 11 × 11: 1 and 3;
+    5 × 5 in 11 × 11: 1 only). Empty when none exists (a kernel larger than the filter, or an even
+    kernel in an odd filter).
     """
-    t = torch.tensor(np.asarray(weights, dtype=np.float32))[None, None]
-    t = F.interpolate(t, size=size, mode="nearest") if t.shape[-2:] != size else t
-    return _standardise(t[0, 0], centre=not _is_flat(weights))
+    (kh, kw), (h, w) = kernel_shape, size
+    largest = min(h // kh, w // kw)
+    return tuple(s for s in range(1, largest + 1) if (h - kh * s) % 2 == 0 and (w - kw * s) % 2 == 0)
+
+
+def scaled_kernel(weights: np.ndarray, scale: int, size: tuple[int, int]) -> np.ndarray:
+    """The classic kernel as it is compared at ``scale``: each weight an s × s block, or, for
+    :data:`FITTED`, stretched to ``size``. Returns float32 weights (no padding around them)."""
+    weights = np.asarray(weights, dtype=np.float32)
+    if scale != FITTED:
+        return weights.repeat(scale, axis=0).repeat(scale, axis=1)
+    # "nearest-exact" samples each output pixel's centre, so the blocks come out symmetric about the
+    # middle (4-3-4 for 3 in 11) where plain "nearest" gives 4-4-3, shifted by half a weight.
+    t = F.interpolate(torch.from_numpy(weights)[None, None], size=size, mode="nearest-exact")
+    return t[0, 0].numpy()
+
+
+def classic_template(weights: np.ndarray, size: tuple[int, int], scale: int) -> torch.Tensor:
+    """A classic kernel placed in the middle of a zero filter of ``size`` at ``scale`` (see
+    :func:`centred_scales`), zero-mean and unit length. Flat kernels keep their mean (and are compared
+    with the filters' raw shapes): a box blur is all positive, and without its mean it would become a
+    centre-minus-surround shape, the same as identity's at 3×.
+
+    Blocks, not bilinear stretching: that would round every centre-heavy kernel (identity, Gaussian,
+    sharpen, Laplacian) into the same smooth bump and give them all the same matches.
+    """
+    blown = torch.from_numpy(scaled_kernel(weights, scale, size))
+    (h, w), (bh, bw) = size, blown.shape
+    if bh > h or bw > w:
+        raise ValueError(f"A {bh}×{bw} kernel does not fit in a {h}×{w} filter; use scale {FITTED} to stretch it.")
+    top, left = (h - bh) // 2, (w - bw) // 2
+    t = torch.zeros(size)
+    t[top : top + bh, left : left + bw] = blown
+    return _standardise(t, centre=not _is_flat(weights))
 
 
 def learned_shapes(model: nn.Module, *, centre: bool = True) -> torch.Tensor:
@@ -126,28 +161,48 @@ def learned_shapes(model: nn.Module, *, centre: bool = True) -> torch.Tensor:
     return _standardise(first_conv(model).weight.detach().float().cpu().mean(dim=1), centre=centre)
 
 
+def match_kernel(model: nn.Module, weights: np.ndarray, top_k: int = 3) -> list[Match]:
+    """The conv1 filters shaped most like one kernel, best first (see :func:`match_classic`)."""
+    return _rank(learned_shapes(model, centre=not _is_flat(weights)), weights, top_k)
+
+
+def _rank(shapes: torch.Tensor, weights: np.ndarray, top_k: int) -> list[Match]:
+    """Score (C, k, k) standardised filter ``shapes`` against ``weights`` at every centred scale, keep
+    each filter's best scale, and return the ``top_k`` largest absolute similarities.
+
+    Where no centred scale exists (a kernel larger than the filter, or an even kernel in an odd one),
+    the kernel is stretched to the filter's size instead (scale :data:`FITTED`): not exactly centred,
+    but the nearest thing there is, and better than matching nothing.
+    """
+    size = tuple(shapes.shape[-2:])
+    scales = centred_scales(np.shape(weights), size) or (FITTED,)
+    templates = torch.stack([classic_template(weights, size, s) for s in scales])  # (S, k, k)
+    similarity = torch.einsum("chw,shw->cs", shapes, templates)  # (C, S)
+    best = similarity.abs().argmax(dim=1)  # (C,) the smallest scale on a tie
+    similarity = similarity.gather(1, best[:, None])[:, 0]  # (C,)
+    order = torch.argsort(similarity.abs(), descending=True, stable=True)[:top_k]
+    return [Match(int(i), float(similarity[i]), scales[int(best[i])]) for i in order]
+
+
 def match_classic(model: nn.Module, top_k: int = 3) -> dict[str, list[Match]]:
     """For every kernel in :data:`playground.kernels.KERNELS`, the conv1 filters shaped most like it.
 
-    Shapes are compared fairly: the classic kernel is blown up to the filter's size (each weight a block),
-    the filter's colour channels are averaged, both are made zero-mean (brightness offsets do not count) and unit length
-    (strength does not count), and the similarity is their correlation. Both polarities count: a filter
-    that is the kernel upside down in sign scores -1 and ranks as high as a +1 match. A flat kernel (box
-    blur) keeps its mean, since nothing else describes it.
+    Shapes are compared fairly: the classic kernel is placed in the middle of an otherwise-zero filter,
+    at its own size and blown up (each weight an s × s block) wherever that stays exactly centred; the
+    filter's colour channels are averaged; both are made zero-mean (brightness offsets do not count) and
+    unit length (strength does not count), and the similarity is their correlation. Each filter is
+    scored at its best scale, reported in :attr:`Match.scale`. Both polarities count: a filter that is
+    the kernel upside down in sign scores -1 and ranks as high as a +1 match. A flat kernel (box blur)
+    keeps its mean, since nothing else describes it.
 
     Returns:
         name -> up to ``top_k`` matches, best (largest absolute similarity) first.
     """
     centred, raw = learned_shapes(model), learned_shapes(model, centre=False)  # (C, k, k) each
-    size = tuple(centred.shape[-2:])
-    result = {}
-    for name, kernel in K.KERNELS.items():
-        template = classic_template(kernel.weights, size)
-        shapes = raw if _is_flat(kernel.weights) else centred
-        similarity = (shapes * template).sum(dim=(-2, -1))  # (C,)
-        order = torch.argsort(similarity.abs(), descending=True, stable=True)[:top_k]
-        result[name] = [Match(int(i), float(similarity[i])) for i in order]
-    return result
+    return {
+        name: _rank(raw if _is_flat(kernel.weights) else centred, kernel.weights, top_k)
+        for name, kernel in K.KERNELS.items()
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,12 +217,13 @@ def side_by_side(model: nn.Module, network_input: torch.Tensor, kernel_name: str
     """Apply a classic kernel and a learned conv1 filter to the same photo at stride 1.
 
     ``network_input`` is the normalised (1, 3, H, W) tensor the network sees. The classic kernel runs on
-    its gray version (the channel mean), the learned filter on all three channels as the network would.
+    its gray version (the channel mean), at the scale it matched at (each weight a block, see
+    :func:`scaled_kernel`), the learned filter on all three channels as the network would.
     Both responses are standardised (zero mean, unit spread) so that their shapes can be compared; the
     learned one is flipped when the match has the opposite sign.
     """
     conv = first_conv(model)
-    weights = K.kernel_weights(kernel_name)
+    weights = scaled_kernel(K.kernel_weights(kernel_name), match.scale, conv.kernel_size)
     gray = network_input[0].mean(dim=0).numpy()
     pad_h, pad_w = weights.shape[0] // 2, weights.shape[1] // 2
     classic = torch.from_numpy(K.convolve(np.pad(gray, ((pad_h, pad_h), (pad_w, pad_w))), weights))

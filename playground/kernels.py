@@ -37,26 +37,36 @@ _binomial5 = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1])
 _wide_step = [[1, 1, 0, -1, -1]] * 5  # five rows: long straight edges win over texture
 
 # Name -> kernel. The UI's preset list and the parametrised tests are both built from this dict.
+# Descriptions say what the lab shows in words true in both colour modes, or name the mode: gray mode
+# draws signed results blue-white-red (zero is white), colour mode puts zero at mid-gray (positive is
+# lighter); never-negative results go on a gray ramp from black. tests/test_kernels.py reads every claim
+# about a place (flat areas, edges, rims) and checks it against run_lab's rendering.
 KERNELS: dict[str, Kernel] = {
     "identity": _k(
         [[0, 0, 0], [0, 1, 0], [0, 0, 0]],
         "Copies each pixel unchanged: the centre weight is 1 and its neighbours count for nothing.",
     ),
     "box_blur": _k(
-        np.ones((3, 3)), "Replaces each pixel by the plain average of its 3×3 neighbourhood.", 1 / 9
+        np.ones((3, 3)),
+        "Replaces each pixel by the plain average of its 3×3 neighbourhood, so flat areas keep their value.",
+        1 / 9,
     ),
     "gaussian_blur": _k(
         _binomial5,
-        "A softer average over 5×5 that trusts near neighbours more than far ones (weights sum to 1).",
+        "A softer average over 5×5 that trusts near neighbours more than far ones (weights sum to 1, so flat "
+        "areas keep their value).",
         1 / 256,
     ),
     "sharpen": _k(
         [[0, -1, 0], [-1, 5, -1], [0, -1, 0]],
-        "Keeps the pixel and subtracts its neighbours, so differences (details) are exaggerated.",
+        "Keeps the pixel and subtracts its neighbours, so differences (details) are exaggerated and flat areas "
+        "keep their value.",
     ),
     "emboss": _k(
         [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]],
-        "Raised-relief look: brightness changes along the diagonal turn into light and shadow.",
+        "Raised-relief look: the top and left edges of bright objects come out positive (red in gray mode, lit in "
+        "colour mode), the bottom and right edges negative (blue in gray mode, in shadow in colour mode), and "
+        "flat areas keep their value.",
     ),
     "sobel_x": _k(
         [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]],
@@ -76,11 +86,13 @@ KERNELS: dict[str, Kernel] = {
     ),
     "scharr_x": _k(
         [[-3, 0, 3], [-10, 0, 10], [-3, 0, 3]],
-        "A Sobel x tuned to respond the same to edges at every angle (better rotational symmetry).",
+        "Like Sobel x, positive where the image gets brighter to the right, with weights 3-10-3 tuned so that, "
+        "paired with Scharr y, it measures edges at every angle more evenly (better rotational symmetry).",
     ),
     "scharr_y": _k(
         [[-3, -10, -3], [0, 0, 0], [3, 10, 3]],
-        "A Sobel y tuned to respond the same to edges at every angle (better rotational symmetry).",
+        "Like Sobel y, positive where the image gets brighter downwards, with weights 3-10-3 tuned so that, "
+        "paired with Scharr x, it measures edges at every angle more evenly (better rotational symmetry).",
     ),
     "laplacian": _k(
         [[0, 1, 0], [1, -4, 1], [0, 1, 0]],
@@ -102,32 +114,39 @@ KERNELS: dict[str, Kernel] = {
     "light_from_above": _k(
         [[1, 1, 1], [0, 1, 0], [-1, -1, -1]],
         "A flashlight above the image: the positive weights are on top, so the bottom edges of bright "
-        "objects light up and their top edges fall into shadow.",
+        "objects come out positive (red in gray mode, lit in colour mode) and their top edges negative (blue "
+        "in gray mode, in shadow in colour mode).",
     ),
     "light_from_below": _k(
         [[-1, -1, -1], [0, 1, 0], [1, 1, 1]],
-        "A flashlight below the image: the positive weights are at the bottom, so the top edges of "
-        "bright objects light up and their bottom edges fall into shadow.",
+        "A flashlight below the image: the positive weights are at the bottom, so the top edges of bright "
+        "objects come out positive (red in gray mode, lit in colour mode) and their bottom edges negative (blue "
+        "in gray mode, in shadow in colour mode).",
     ),
     "light_from_left": _k(
         [[1, 0, -1], [1, 1, -1], [1, 0, -1]],
-        "A flashlight on the left: the positive weights are on the left, so the right-hand edges of "
-        "bright objects light up and their left-hand edges fall into shadow.",
+        "A flashlight on the left: the positive weights are on the left, so the right-hand edges of bright "
+        "objects come out positive (red in gray mode, lit in colour mode) and their left-hand edges negative (blue "
+        "in gray mode, in shadow in colour mode).",
     ),
     "light_from_right": _k(
         [[-1, 0, 1], [-1, 1, 1], [-1, 0, 1]],
-        "A flashlight on the right: the positive weights are on the right, so the left-hand edges of "
-        "bright objects light up and their right-hand edges fall into shadow.",
+        "A flashlight on the right: the positive weights are on the right, so the left-hand edges of bright "
+        "objects come out positive (red in gray mode, lit in colour mode) and their right-hand edges negative (blue "
+        "in gray mode, in shadow in colour mode).",
     ),
     "outline_center": _k(
         [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]],
-        "Light from the centre: a positive centre ringed by negatives lights the outline of every bright "
-        "shape from inside and leaves flat areas black.",
+        "Light from the centre: a positive centre ringed by negatives makes the inner rim of every bright shape "
+        "positive (red in gray mode, lit in colour mode) and its outer rim negative (blue in gray mode, in shadow "
+        "in colour mode); flat areas are zero (white in gray mode, mid-gray in colour mode).",
     ),
     "outline_periphery": _k(
         [[1, 1, 1], [1, -8, 1], [1, 1, 1]],
-        "Light from the periphery: a negative centre ringed by positives lights outlines from outside, "
-        "the dark side of every edge.",
+        "Light from the periphery: a negative centre ringed by positives makes the outer rim of every bright shape "
+        "(the dark side of its edges) positive (red in gray mode, lit in colour mode) and its inner rim negative "
+        "(blue in gray mode, in shadow in colour mode); flat areas are zero (white in gray mode, mid-gray in colour "
+        "mode).",
     ),
 }
 

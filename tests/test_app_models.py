@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from PIL import Image
@@ -32,15 +34,40 @@ def test_architecture_endpoint(client):
     assert [row[0] for row in chart["data"]][0] == "1 conv1 (features.0)"
 
 
-def test_filters_endpoint(client):
-    grid, caption, table, deeper, classic, learned, difference, comparison = client.predict(
-        "alexnet2012", _file(example_paths()[0]), "laplacian", 2, api_name="/filters"
-    )
-    assert Image.open(grid).width > 500 and "96 filters of 3 × 11 × 11" in caption
+def test_filters_endpoints(client):
+    # Model-level views (on load and model change) and the side by side (also photo, kernel, rank).
+    grid, caption, table, deeper = client.predict("alexnet2012", api_name="/filters")
+    assert Image.open(grid).width > 500 and "96 filters of 3 × 11 × 11" in caption and "untrained" in caption
     assert len(table["data"]) == 20 and table["data"][0][0] == "identity"
+    rows = {row[0]: row for row in table["data"]}
+    assert re.fullmatch(r"#\d+ \([+-]\d\.\d\d, [13]×\)", rows["laplacian"][2])  # e.g. #12 (+0.83, 3×)
     assert len(deeper) == 4  # conv2 … conv5
+    classic, learned, difference, comparison = client.predict(
+        "alexnet2012", _file(example_paths()[0]), "laplacian", 2, api_name="/filter_comparison"
+    )
     assert Image.open(classic).size == Image.open(learned).size == Image.open(difference).size
-    assert "laplacian" in comparison and "untrained" in caption
+    second = rows["laplacian"][2].split(" ")[0]  # the table's second match is the one compared
+    assert f"laplacian** against learned filter **{second}**" in comparison and "×" in comparison
+
+
+def test_the_filters_tab_recomputes_model_views_only_for_a_new_model():
+    # Picking a kernel or rank, or changing the photo, must not redo the grid, matches and deeper layers.
+    import app
+
+    config = app.build_demo().config
+    elem = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
+
+    def wiring(api_name):
+        dep = next(d for d in config["dependencies"] if d.get("api_name") == api_name)
+        triggers = {(event if target == 0 or elem.get(target) is None else f"{elem[target]}.{event}") for target, event in dep["targets"]}
+        return triggers, {elem.get(o) for o in dep["outputs"]}
+
+    triggers, outputs = wiring("filters")
+    assert triggers == {"load", "model-chooser.change"}
+    assert {"filters-grid", "filters-caption", "filters-matches", "filters-deeper"} == outputs
+    triggers, outputs = wiring("filter_comparison")
+    assert triggers == {"load", "model-chooser.change", "filters-photo.change", "filters-kernel.change", "filters-rank.change"}
+    assert {"filters-classic", "filters-learned", "filters-difference", "filters-comparison"} == outputs
 
 
 def test_layers_activations_and_predict_endpoints(client):

@@ -1,10 +1,14 @@
+import re
+
 import numpy as np
 import pytest
 import scipy.signal
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from playground import kernels as K
+from playground.lab import LabSettings, run_lab
 
 REQUIRED = [
     "identity", "box_blur", "gaussian_blur", "sharpen", "emboss", "sobel_x", "sobel_y", "prewitt_x",
@@ -107,8 +111,6 @@ def test_convolve_does_not_clip_or_flip():
 
 
 def test_convolve_accepts_pil_images():
-    from PIL import Image
-
     rgb = Image.new("RGB", (8, 6), (10, 20, 30))
     out = K.convolve(rgb, "box_blur")
     assert out.shape == (4, 6, 3)
@@ -253,5 +255,186 @@ def test_outline_kernels_light_edges_from_inside_or_outside():
     image = _bright_square()
     centre = K.convolve(image, "outline_center", padding=1)
     periphery = K.convolve(image, "outline_periphery", padding=1)
-    assert centre[6, 10] > 0 and centre[10, 10] == 0 and centre[5, 10] < 0  # inner rim lit, flat area dark
+    assert centre[6, 10] > 0 and centre[10, 10] == 0 and centre[5, 10] < 0  # inner rim positive, flat area zero
     assert periphery[5, 10] > 0 and periphery[6, 10] < 0  # outer rim lit
+
+
+# --- Descriptions against the screen ---------------------------------------------------------------
+# A description that says what the lab shows names a place and what the result is there. This small
+# grammar reads those claims and checks each one against what run_lab renders for a bright square on a
+# darker background, in gray and in colour mode. Colour and light words ("red", "lit", "in shadow") hold
+# in both modes unless followed by "in gray mode" / "in colour mode"; sign words ("positive", "zero")
+# and "keep their value" are about the numbers, the same in both modes. A visual word this grammar
+# cannot tie to a place fails the test, so no claim goes unchecked.
+
+BACKGROUND, SQUARE, LOW, HIGH = 40.0, 200.0, 20, 43  # the square covers rows and columns 20..43
+_SIDES = {  # side -> (inner rim pixel, outer rim pixel), in input coordinates (row, col)
+    "top": ((LOW, 32), (LOW - 1, 32)),
+    "bottom": ((HIGH, 32), (HIGH + 1, 32)),
+    "left": ((32, LOW), (32, LOW - 1)),
+    "right": ((32, HIGH), (32, HIGH + 1)),
+}
+FLAT = [(8, 8), (32, 32), (56, 56)]  # far from every edge: background, inside the square, background
+PLACES = [  # regex -> probes; the first group, if any, names the sides
+    (r"\b(?:each|every) pixel\b", lambda m: FLAT + [p for pair in _SIDES.values() for p in pair]),
+    (r"\bflat areas?\b", lambda m: FLAT),
+    (r"\binner rim(?: of every bright shape)?\b", lambda m: [inner for inner, _ in _SIDES.values()]),
+    (r"\b(?:outer rim(?: of every bright shape)?|dark side of its edges)\b", lambda m: [outer for _, outer in _SIDES.values()]),
+    (r"\b(?:the |their )?((?:top|bottom|left|right)(?:-hand)?(?: and (?:the )?(?:top|bottom|left|right)(?:-hand)?)?) edges(?: of bright objects)?",
+     lambda m: [p for side in re.findall(r"top|bottom|left|right", m.group(1)) for p in _SIDES[side]]),
+    (r"\b(?:where the image gets )?brighter to the right\b", lambda m: list(_SIDES["left"])),
+    (r"\b(?:where the image gets )?brighter to the left\b", lambda m: list(_SIDES["right"])),
+    (r"\b(?:where the image gets )?brighter (?:downwards|below)\b", lambda m: list(_SIDES["top"])),
+    (r"\b(?:where the image gets )?brighter (?:upwards|above)\b", lambda m: list(_SIDES["bottom"])),
+    (r"\bbright on the left and dark on the right\b", lambda m: list(_SIDES["right"])),
+    (r"\bbright above and dark below\b", lambda m: list(_SIDES["bottom"])),
+]
+ABOUT_THE_KERNEL = r"\b(?:positive|negative) (?:weights?|centre)\b|\bringed by (?:positives|negatives)\b|\blight from the (?:centre|periphery)\b"
+APPEARANCES = [  # what a claim can say the result is, checked in check_claim
+    r"\bpositive\b", r"\bnegative\b", r"\bzero\b", r"\bunchanged\b", r"\bkeep their value\b",
+    r"\b(?:lit|light up|lights up)\b", r"\b(?:in|into) shadow\b",
+    r"\bmid-gray\b", r"\bwhite\b", r"\bblack\b", r"\bred\b", r"\bblue\b", r"(?<!mid-)\bgr[ae]y\b(?! mode)",
+]
+VISUAL_WORDS = r"\b(?:positive|negative|zero|white|black|gr[ae]y(?! mode)|red|blue|lit|light|lights|lighter|shadow|dark|darker|bright|brighter)\b"
+MODE = re.compile(r"\s+in (gray|colou?r)(?: mode)?\b")
+
+
+def _clauses(text: str) -> list[str]:
+    """Split at , ; : and . outside parentheses: a note in brackets stays with its clause."""
+    out, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += (char == "(") - (char == ")")
+        if depth == 0 and char in ",;:.":
+            out.append(text[start:i])
+            start = i + 1
+    return out + [text[start:]]
+
+
+def visual_claims(description: str) -> list[tuple[str, list, tuple[str, ...]]]:
+    """(claim, probes, modes) for every visual claim.
+
+    Raises:
+        ValueError: a visual word this grammar cannot tie to a place (reword it, or teach the grammar).
+    """
+    claims = []
+    for clause in _clauses(description.lower()):
+        clause = re.sub(ABOUT_THE_KERNEL, lambda m: "_" * len(m.group()), clause)  # words about weights
+        places = [(m.start(), probes(m), m.span()) for pattern, probes in PLACES for m in re.finditer(pattern, clause)]
+        covered = [span for *_, span in places]
+        for pattern in APPEARANCES:
+            for m in re.finditer(pattern, clause):
+                before = [p for p in places if p[0] < m.start()]
+                after = [p for p in places if p[0] > m.start()]
+                if not (before or after):
+                    raise ValueError(f"{m.group()!r} in {clause!r} names no place this test knows")
+                place = max(before)[1] if before else min(after)[1]
+                mode = MODE.match(clause, m.end())
+                modes = ("gray", "rgb") if mode is None else ("gray" if mode.group(1) == "gray" else "rgb",)
+                claims.append((m.group(), place, modes))
+                covered.append(m.span())
+        for m in re.finditer(VISUAL_WORDS, clause):
+            if not any(a <= m.start() < b for a, b in covered):
+                raise ValueError(f"unchecked visual word {m.group()!r} in {clause!r}")
+    return claims
+
+
+def _square() -> Image.Image:
+    image = np.full((64, 64), BACKGROUND, np.uint8)
+    image[LOW : HIGH + 1, LOW : HIGH + 1] = SQUARE
+    return Image.fromarray(image)
+
+
+def _luma(rgb) -> float:
+    return float(np.dot(rgb, [0.299, 0.587, 0.114]))
+
+
+def check_claim(name: str, claim: str, probes, mode: str) -> None:
+    result = run_lab(_square(), LabSettings(kernel=name, color=mode))
+    kh, kw = result.weights.shape
+    values = result.output if result.output.ndim == 2 else result.output[:, :, 0]
+    pixels = np.asarray(result.image, dtype=np.float64)
+    peak = float(np.abs(values).max())
+
+    def at(array, row, col):  # output (and picture) index of the kernel centred on input (row, col)
+        return array[row - kh // 2, col - kw // 2]
+
+    flat_luma = [_luma(at(pixels, *p)) for p in FLAT]
+    for row, col in probes:
+        value, rgb = float(at(values, row, col)), at(pixels, row, col)
+        where = f"{name} ({mode} mode) at input ({row}, {col}): value {value:g}, colour {tuple(int(c) for c in rgb)}"
+        checks = {
+            "positive": value > 0.05 * peak,
+            "negative": value < -0.05 * peak,
+            "zero": abs(value) <= 1e-4 * peak + 1e-3,
+            "unchanged": abs(value - float(np.asarray(_square())[row, col])) <= 1e-3,
+            "keep their value": abs(value - float(np.asarray(_square())[row, col])) <= 1e-3,
+            "lit": _luma(rgb) > max(flat_luma) + 10,
+            "in shadow": _luma(rgb) < min(flat_luma) - 10,
+            "mid-gray": np.all(np.abs(rgb - 127.5) <= 2),
+            "white": np.all(rgb >= 235),
+            "black": np.all(rgb <= 20),
+            "red": rgb[0] >= rgb[2] + 40,
+            "blue": rgb[2] >= rgb[0] + 40,
+            "gray": np.ptp(rgb) <= 2,
+        }
+        key = {"light up": "lit", "lights up": "lit", "into shadow": "in shadow", "grey": "gray"}.get(claim, claim)
+        assert checks[key], f"the description says {claim!r}, but {where}"
+
+
+def test_the_probe_places_are_what_their_names_say():
+    # The checks below are only as good as these places: flat ones see one value under an 11 x 11
+    # window, an inner rim pixel is in the square with the background beside it, an outer one the reverse.
+    values = np.asarray(_square(), np.float32)
+    for row, col in FLAT:
+        assert np.ptp(values[row - 5 : row + 6, col - 5 : col + 6]) == 0
+    steps = {"top": (-1, 0), "bottom": (1, 0), "left": (0, -1), "right": (0, 1)}
+    for side, (inner, outer) in _SIDES.items():
+        dr, dc = steps[side]
+        assert values[inner] == SQUARE and values[inner[0] + dr, inner[1] + dc] == BACKGROUND
+        assert values[outer] == BACKGROUND and values[outer[0] - dr, outer[1] - dc] == SQUARE
+
+
+@pytest.mark.parametrize("name", list(K.KERNELS))
+def test_description_matches_what_the_lab_shows(name):
+    claims = visual_claims(K.KERNELS[name].description)
+    # Every description says something the screen can confirm, so this test never passes on nothing.
+    assert claims, f"{name}: the description makes no claim this test can check"
+    for claim, probes, modes in claims:
+        assert probes, (name, claim)
+        for mode in modes:
+            check_claim(name, claim, probes, mode)
+
+
+@pytest.mark.parametrize(
+    "name, wrong",
+    [
+        # The substance of descriptions before the review, each contradicted by the screen.
+        ("outline_center", "A positive centre ringed by negatives leaves flat areas black."),
+        ("light_from_above", "The bottom edges of bright objects light up and their top edges fall into shadow."),
+        # Wrong in detail: the sign, the side, the colour, or a colour true in one mode only.
+        ("sobel_x", "Horizontal change: negative where the image gets brighter to the right."),
+        ("light_from_left", "A flashlight on the left: the left-hand edges of bright objects come out positive."),
+        ("laplacian", "Second derivative: zero on flat areas (black in gray mode)."),
+        ("outline_periphery", "Flat areas are zero (white)."),
+        ("sharpen", "Flat areas keep their value (gray in gray mode)."),
+    ],
+)
+def test_a_wrong_description_fails_the_check(name, wrong):
+    claims = visual_claims(wrong)  # readable: it fails on what the screen shows, not on grammar
+    with pytest.raises(AssertionError):
+        for claim, probes, modes in claims:
+            for mode in modes:
+                check_claim(name, claim, probes, mode)
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        "Raised-relief look: brightness changes along the diagonal turn into light and shadow.",  # emboss before
+        "Light from the centre: lights the outline of every bright shape from inside.",  # which pixels?
+        "Edges go dark.",
+    ],
+)
+def test_a_visual_word_with_no_place_is_refused(wrong):
+    with pytest.raises(ValueError):
+        visual_claims(wrong)
