@@ -26,7 +26,9 @@ def build_demo() -> gr.Blocks:
     """Build the whole app (no server is started)."""
     limits = get_limits()
     # Old uploads and results are swept regularly, so the cache cannot fill the disk.
-    with gr.Blocks(title="AlexNet Playground", delete_cache=(limits.cache_sweep_seconds, limits.cache_max_age_seconds)) as demo:
+    with gr.Blocks(
+        title="AlexNet Playground", delete_cache=(limits.cache_sweep_seconds, limits.cache_max_age_seconds)
+    ) as demo:
         gr.Markdown(HEADER)
         chooser = model_panel.build_panel(demo)
         with gr.Tabs():

@@ -36,9 +36,15 @@ def run(http: bool = True) -> None:
         photo = one_megapixel_photo(folder)
         report("/apply_kernel work, 1 MP, defaults, new upload (decode)", median_ms(first_call), BUDGET_MS)
         report("/apply_kernel work, 1 MP, defaults, same photo (gray, Sobel x)", median_ms(work), BUDGET_MS)
-        report("/apply_kernel work, 1 MP, colour, Gaussian 5x5", median_ms(lambda: work(kernel="gaussian_blur", color="rgb")))
+        report(
+            "/apply_kernel work, 1 MP, colour, Gaussian 5x5",
+            median_ms(lambda: work(kernel="gaussian_blur", color="rgb")),
+        )
         dense = "\n".join([" ".join(["1/121"] * 11)] * 11)
-        report("/apply_kernel work, 1 MP, colour, dense 11x11", median_ms(lambda: work(kernel="custom", custom_kernel=dense, color="rgb"), repeat=10))
+        report(
+            "/apply_kernel work, 1 MP, colour, dense 11x11",
+            median_ms(lambda: work(kernel="custom", custom_kernel=dense, color="rgb"), repeat=10),
+        )
         if http:
             _http(photo)
 
@@ -46,8 +52,9 @@ def run(http: bool = True) -> None:
 def _http(photo: str) -> None:
     """The whole round trip a user waits for: upload, queue, work, PNG encoding, download."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    import app
     from gradio_client import Client, handle_file
+
+    import app
 
     demo = app.build_demo()
     _, url, _ = app.launch(demo, prevent_thread_lock=True, quiet=True)

@@ -20,8 +20,11 @@ def run() -> None:
     explainable_copy(model)  # the one-off private copy, made on a tab's first use
     total = 0.0
     for name in METHODS:
-        ms = median_ms(lambda: attribute(model, x, name, black=BLACK), repeat=5, warmup=1)
+        ms = median_ms(lambda name=name: attribute(model, x, name, black=BLACK), repeat=5, warmup=1)
         total += ms
         report(f"{METHODS[name].label} (defaults)", ms, 3000 if name == "occlusion" else 1500)
     report("compare all ten methods (sum of the above)", total)
-    report("sanity check, saliency, 8 randomisation steps", median_ms(lambda: list(sanity_check(model, x, "saliency", black=BLACK)), repeat=3, warmup=1))
+    report(
+        "sanity check, saliency, 8 randomisation steps",
+        median_ms(lambda: list(sanity_check(model, x, "saliency", black=BLACK)), repeat=3, warmup=1),
+    )

@@ -11,8 +11,8 @@ from bench.common import median_ms, report
 from playground import activations as A
 from playground import filters as F
 from playground.architecture import trace
-from playground.images import load_image
 from playground.checkpoints import load
+from playground.images import load_image
 
 
 def run() -> None:
@@ -32,7 +32,11 @@ def run() -> None:
         return A.channel_grid(A.capture(model, x, ["features.1"])["features.1"], k=16, tile_px=64).image
 
     report("activations: forward + capture + render every layer (19)", median_ms(every_layer, repeat=20), 150)
-    report("top-5 (preprocess + forward + softmax)", median_ms(lambda: A.predict(model, A.preprocess(photo), info.classes)), 60)
+    report(
+        "top-5 (preprocess + forward + softmax)",
+        median_ms(lambda: A.predict(model, A.preprocess(photo), info.classes)),
+        60,
+    )
     report("conv1 filter grid", median_ms(lambda: F.conv1_grid(model)))
     report("classic-vs-learned matches (20 kernels x 64 filters)", median_ms(lambda: F.match_classic(model)))
     report("architecture trace", median_ms(lambda: trace(model), repeat=10))

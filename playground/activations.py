@@ -14,6 +14,7 @@ from torchvision.utils import make_grid
 
 from playground.hooks import leaf_modules, temporary_hooks
 from playground.models import MEAN, PREPROCESS, STD
+
 CAPTURED = (
     nn.Conv2d,
     nn.ReLU,
@@ -153,7 +154,9 @@ def layer_stats(model: nn.Module, activations: dict[str, torch.Tensor]) -> list[
     ]
 
 
-def predict(model: nn.Module, x: torch.Tensor, classes, k: int = 5, *, logits: torch.Tensor | None = None) -> list[tuple[str, float]]:
+def predict(
+    model: nn.Module, x: torch.Tensor, classes, k: int = 5, *, logits: torch.Tensor | None = None
+) -> list[tuple[str, float]]:
     """The top ``k`` classes with their softmax probabilities, most likely first."""
     if logits is None:
         with torch.no_grad():

@@ -61,7 +61,11 @@ def _window(module: nn.Module, input_hw: tuple[int, int], output_hw: tuple[int, 
     if isinstance(module, nn.Conv2d):
         return module.kernel_size[0], module.stride[0], module.dilation[0]
     if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
-        return _pair(module.kernel_size)[0], _pair(module.stride or module.kernel_size)[0], _pair(getattr(module, "dilation", 1))[0]
+        return (
+            _pair(module.kernel_size)[0],
+            _pair(module.stride or module.kernel_size)[0],
+            _pair(getattr(module, "dilation", 1))[0],
+        )
     if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
         size_in, size_out = input_hw[0], output_hw[0]
         if size_in % size_out == 0:  # PyTorch's windows are then regular: kernel = stride = in / out

@@ -16,7 +16,15 @@ SIGNS = {"absolute": "absolute_value", "signed": "all", "positive": "positive", 
 VIEWS = {"overlay": "blended_heat_map", "heat map": "heat_map"}
 
 
-def attribution_image(values: torch.Tensor, photo: Image.Image, *, view: str = "overlay", sign: str = "absolute", title: str | None = None, size_in: float = 3.2) -> Image.Image:
+def attribution_image(
+    values: torch.Tensor,
+    photo: Image.Image,
+    *,
+    view: str = "overlay",
+    sign: str = "absolute",
+    title: str | None = None,
+    size_in: float = 3.2,
+) -> Image.Image:
     """One attribution map, as a heat map or blended over ``photo`` (the 224 × 224 crop the model saw).
 
     Captum sums the channels, clips the top 2 % of magnitudes as outliers, and scales to that: the same

@@ -23,7 +23,7 @@ import dataclasses
 import threading
 import time
 import weakref
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -66,7 +66,7 @@ class Method:
 
 # --- model preparation --------------------------------------------------------------------------------
 
-_copies: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]]" = weakref.WeakKeyDictionary()
+_copies: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]] = weakref.WeakKeyDictionary()
 _copies_guard = threading.Lock()
 
 
@@ -130,7 +130,9 @@ def _layer(model: nn.Module, name: str | None) -> nn.Module:
     name = name or last_conv_layer(model)
     modules = dict(model.named_modules())
     if name not in modules or not isinstance(modules[name], nn.Conv2d):
-        raise ValueError(f"{name!r} is not a convolutional layer of this model; choose one of {', '.join(conv_layer_names(model))}.")
+        raise ValueError(
+            f"{name!r} is not a convolutional layer of this model; choose one of {', '.join(conv_layer_names(model))}."
+        )
     return modules[name]
 
 
@@ -179,7 +181,9 @@ def _gradient_shap(model, x, target, *, n_samples: int = 16, seed: int = 0, **op
     generator = torch.Generator().manual_seed(int(seed))
     black = _black(x, options)
     baselines = torch.cat([black, black + 0.5 * _normal(x.shape, generator, x)])  # the distribution baselines come from
-    values, deltas = _seeded_gradient_shap(model, x, target, baselines, n_samples=n_samples, stdevs=0.09, generator=generator)
+    values, deltas = _seeded_gradient_shap(
+        model, x, target, baselines, n_samples=n_samples, stdevs=0.09, generator=generator
+    )
     return values, float(deltas.abs().mean()), {"samples": n_samples, "seed": int(seed)}
 
 
@@ -228,7 +232,9 @@ def _scores(model, points: torch.Tensor, target: int, batch_size: int = 16) -> t
 
 
 def _deeplift(model, x, target, **options):
-    values, delta = DeepLift(model).attribute(x, baselines=_black(x, options), target=target, return_convergence_delta=True)
+    values, delta = DeepLift(model).attribute(
+        x, baselines=_black(x, options), target=target, return_convergence_delta=True
+    )
     return values, float(delta.abs().sum()), {"baseline": "black image"}
 
 
@@ -265,26 +271,41 @@ def _occlusion(model, x, target, *, window: int | None = None, **options):
 
 # Name -> method. The Explain tab's choices and the parametrised tests read this dict.
 METHODS: dict[str, Method] = {
-    "saliency": Method("Saliency", "How much each pixel's nudge changes the class score (the raw gradient).", _saliency),
-    "input_x_gradient": Method("Input × Gradient", "The gradient times the pixel: sensitivity weighted by what is there.", _input_x_gradient),
+    "saliency": Method(
+        "Saliency", "How much each pixel's nudge changes the class score (the raw gradient).", _saliency
+    ),
+    "input_x_gradient": Method(
+        "Input × Gradient", "The gradient times the pixel: sensitivity weighted by what is there.", _input_x_gradient
+    ),
     "integrated_gradients": Method(
         "Integrated Gradients",
         "Gradients averaged along a path from a black image to the photo; the parts add up to the score difference.",
         _integrated_gradients,
     ),
-    "smoothgrad": Method("SmoothGrad", "Saliency averaged over noisy copies of the photo, which removes speckle.", _smoothgrad),
+    "smoothgrad": Method(
+        "SmoothGrad", "Saliency averaged over noisy copies of the photo, which removes speckle.", _smoothgrad
+    ),
     "gradient_shap": Method(
         "GradientShap",
         "Like Integrated Gradients, but each sample takes a random baseline, a noisy photo and one random point between them; "
         "averaged, they approximate SHAP values.",
         _gradient_shap,
     ),
-    "deeplift": Method("DeepLift", "Compares every neuron with its value on a black image and shares out the difference.", _deeplift),
-    "guided_backprop": Method("Guided Backprop", "Gradients with every negative signal stopped at each ReLU: crisp edges.", _guided_backprop),
-    "gradcam": Method("Grad-CAM", "Which places in a convolutional layer's maps push the class up, upsampled to the photo.", _gradcam),
+    "deeplift": Method(
+        "DeepLift", "Compares every neuron with its value on a black image and shares out the difference.", _deeplift
+    ),
+    "guided_backprop": Method(
+        "Guided Backprop", "Gradients with every negative signal stopped at each ReLU: crisp edges.", _guided_backprop
+    ),
+    "gradcam": Method(
+        "Grad-CAM", "Which places in a convolutional layer's maps push the class up, upsampled to the photo.", _gradcam
+    ),
     "guided_gradcam": Method("Guided Grad-CAM", "Grad-CAM's places times Guided Backprop's detail.", _guided_gradcam),
     "occlusion": Method(
-        "Occlusion", "Cover one square at a time with black and see how much the class score drops.", _occlusion, gradient_based=False
+        "Occlusion",
+        "Cover one square at a time with black and see how much the class score drops.",
+        _occlusion,
+        gradient_based=False,
     ),
 }
 
@@ -358,7 +379,9 @@ def agreement(a: torch.Tensor, b: torch.Tensor, *, size: int = 56) -> float:
     Rank correlation asks "do they order the pixels the same way?", which does not depend on each
     method's scale; pooling first compares regions rather than single noisy pixels.
     """
-    pooled = [F.adaptive_avg_pool2d(torch.from_numpy(importance(v))[None, None], size).flatten().numpy() for v in (a, b)]
+    pooled = [
+        F.adaptive_avg_pool2d(torch.from_numpy(importance(v))[None, None], size).flatten().numpy() for v in (a, b)
+    ]
     if np.ptp(pooled[0]) == 0 or np.ptp(pooled[1]) == 0:
         return 0.0  # a constant map orders nothing
     return float(spearmanr(pooled[0], pooled[1]).statistic)
@@ -389,7 +412,15 @@ class SanityStep:
 
 
 def sanity_check(
-    model: nn.Module, x: torch.Tensor, method: str = "saliency", target=None, *, classes=None, seed: int = 0, stages: int = 8, **options
+    model: nn.Module,
+    x: torch.Tensor,
+    method: str = "saliency",
+    target=None,
+    *,
+    classes=None,
+    seed: int = 0,
+    stages: int = 8,
+    **options,
 ) -> Iterator[SanityStep]:
     """Adebayo et al. (2018), cascading randomisation: re-initialise the weighted layers from the top
     down, in up to ``stages`` steps, and yield how much the map still resembles the trained model's.
@@ -433,7 +464,9 @@ def cover(photo, mask: np.ndarray, fill=(124, 116, 104)):
     if mask.ndim != 2:
         raise ValueError("The mask must be a 2-D grid of covered / not covered.")
     if mask.shape != (photo.height, photo.width):
-        mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(photo.size, Image.Resampling.NEAREST)) > 127
+        mask = (
+            np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(photo.size, Image.Resampling.NEAREST)) > 127
+        )
     pixels = np.array(photo.convert("RGB"))
     pixels[mask] = fill
     return Image.fromarray(pixels), float(mask.mean())

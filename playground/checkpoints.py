@@ -65,7 +65,9 @@ def load(
     """
     if weights is None:
         model = build(name, generator=generator)
-        return model.eval(), ModelInfo(name, "untrained", "untrained: random weights, as before any training", imagenet_classes())
+        return model.eval(), ModelInfo(
+            name, "untrained", "untrained: random weights, as before any training", imagenet_classes()
+        )
     if isinstance(weights, str) and weights == "imagenet":
         if name not in MODELS or MODELS[name].weights is None:
             raise ValueError(f"ImageNet weights are published for 'alexnet' only, not {name!r}.")
@@ -109,7 +111,9 @@ def _load_imagenet(generator: torch.Generator | None = None) -> tuple[nn.Module,
             continue
         if state is not None:
             model.load_state_dict(state)
-            return model.eval(), ModelInfo("alexnet", "imagenet", "pretrained on ImageNet (torchvision IMAGENET1K_V1)", classes)
+            return model.eval(), ModelInfo(
+                "alexnet", "imagenet", "pretrained on ImageNet (torchvision IMAGENET1K_V1)", classes
+            )
     notice = (
         "The pretrained ImageNet weights are not available here, so this AlexNet is untrained: its filters "
         "are random noise and its predictions are guesses. " + how_to_get_imagenet_weights()
@@ -204,7 +208,11 @@ def _load_baseline(path: Path, name: str, state, metadata) -> tuple[nn.Module, M
     except (TypeError, ValueError, AssertionError):
         raise ValueError(f"{path.name} is a {name} baseline without a valid input shape in its metadata.") from None
     weights = state.get("1.weight")
-    num_classes = int(state[max((k for k in state if k.endswith(".weight")), key=lambda k: int(k.split(".")[0]))].shape[0]) if weights is not None else 0
+    num_classes = (
+        int(state[max((k for k in state if k.endswith(".weight")), key=lambda k: int(k.split(".")[0]))].shape[0])
+        if weights is not None
+        else 0
+    )
     if not 1 <= num_classes <= get_limits().max_checkpoint_classes:
         raise ValueError(f"{path.name} does not hold {name} weights.")
     model = build(name, num_classes=num_classes, input_shape=input_shape)
@@ -226,7 +234,7 @@ def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         try:
             with safe_open(str(path), framework="pt", device="cpu") as handle:
                 metadata = handle.metadata() or {}
-                state = {key: handle.get_tensor(key) for key in handle.keys()}
+                state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (not iterable)
         except (SafetensorError, OSError, ValueError) as error:
             raise ValueError(f"{path.name} is not a readable safetensors file ({error}).") from None
         return state, _parse_metadata(metadata)
@@ -320,7 +328,9 @@ def _validated_state(name: str, state_and_metadata) -> tuple[dict[str, torch.Ten
         if tensor.layout != torch.strided:
             raise ValueError(f"{key} is stored in a {tensor.layout} layout; weights must be plain dense tensors.")
         if tuple(tensor.shape) != shape:
-            raise ValueError(f"These weights do not fit {name}: {key} has shape {tuple(tensor.shape)}, expected {shape}.")
+            raise ValueError(
+                f"These weights do not fit {name}: {key} has shape {tuple(tensor.shape)}, expected {shape}."
+            )
         if not tensor.is_floating_point():
             raise ValueError(f"{key} holds {tensor.dtype} values; weights must be floating point.")
         if not torch.isfinite(tensor).all():
@@ -329,11 +339,15 @@ def _validated_state(name: str, state_and_metadata) -> tuple[dict[str, torch.Ten
     if classes is not None and (
         not isinstance(classes, list) or len(classes) != num_classes or not all(isinstance(c, str) for c in classes)
     ):
-        raise ValueError(f"The checkpoint lists {len(classes) if isinstance(classes, list) else 'no valid'} class names for {num_classes} outputs.")
+        raise ValueError(
+            f"The checkpoint lists {len(classes) if isinstance(classes, list) else 'no valid'} class names for {num_classes} outputs."
+        )
     return {key: state[key].float() for key in reference}, num_classes
 
 
-def save_checkpoint(model: nn.Module, path: str | os.PathLike, *, variant: str, classes, extra: dict | None = None) -> Path:
+def save_checkpoint(
+    model: nn.Module, path: str | os.PathLike, *, variant: str, classes, extra: dict | None = None
+) -> Path:
     """Write ``model``'s weights as safetensors with the class names and variant in the metadata."""
     from safetensors.torch import save_file
 

@@ -15,8 +15,8 @@ import os
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -38,9 +38,15 @@ class DatasetReport:
     ignored: int = 0  # macOS metadata, hidden files and folders, silently left out
 
     def summary(self) -> str:
-        parts = [f"{len(self.classes)} classes, {sum(self.counts)} images: " + ", ".join(f"{c} ({n})" for c, n in zip(self.classes, self.counts))]
+        parts = [
+            f"{len(self.classes)} classes, {sum(self.counts)} images: "
+            + ", ".join(f"{c} ({n})" for c, n in zip(self.classes, self.counts))
+        ]
         if self.skipped:
-            parts.append(f"{len(self.skipped)} file(s) skipped: " + "; ".join(f"{name}: {why}" for name, why in self.skipped[:10]))
+            parts.append(
+                f"{len(self.skipped)} file(s) skipped: "
+                + "; ".join(f"{name}: {why}" for name, why in self.skipped[:10])
+            )
         return ". ".join(parts) + "."
 
 
@@ -59,7 +65,9 @@ class ImageDataset:
 def to_tensor(image: Image.Image, size: int) -> torch.Tensor:
     """Resize the shorter side to ``size`` and centre-crop a square: (3, size, size) uint8."""
     scale = size / min(image.size)
-    resized = image.resize((max(size, round(image.width * scale)), max(size, round(image.height * scale))), Image.Resampling.BILINEAR)
+    resized = image.resize(
+        (max(size, round(image.width * scale)), max(size, round(image.height * scale))), Image.Resampling.BILINEAR
+    )
     left, top = (resized.width - size) // 2, (resized.height - size) // 2
     square = resized.crop((left, top, left + size, top + size))
     return torch.from_numpy(np.asarray(square, dtype=np.uint8).copy()).permute(2, 0, 1)
@@ -77,7 +85,9 @@ def assemble(name, items: list[tuple[str, torch.Tensor]], skipped, ignored, limi
         )
     few = [f"{c} ({n})" for c, n in zip(classes, counts) if n < limits.min_per_class]
     if few:
-        raise ValueError(f"Every class needs at least {limits.min_per_class} usable images; too few in: {', '.join(few)}.")
+        raise ValueError(
+            f"Every class needs at least {limits.min_per_class} usable images; too few in: {', '.join(few)}."
+        )
     index = {c: i for i, c in enumerate(classes)}
     images = torch.stack([image for _, image in items])
     labels = torch.tensor([index[label] for label, _ in items], dtype=torch.int64)
@@ -100,9 +110,25 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PLAYGROUND_DATA_DIR", Path.home() / ".cache" / "alexnet-playground"))
 
 
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 DEBIAN_FASHION_DIR = "/usr/share/datasets/fashion-mnist"
-_FASHION_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_FASHION_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 
 
 def _subset(images: torch.Tensor, labels: torch.Tensor, limit: int | None):
@@ -121,10 +147,15 @@ def fashion_mnist(*, limit: int | None = None, progress: Progress | None = None,
     root = cache_dir() / "torchvision"
     raw = root / "FashionMNIST" / "raw"
     debian = Path(os.environ.get("PLAYGROUND_FASHION_MNIST_DIR", DEBIAN_FASHION_DIR))
-    if not all((raw / name).is_file() for name in _FASHION_FILES) and all((debian / f"{n}.gz").is_file() for n in _FASHION_FILES):
+    if not all((raw / name).is_file() for name in _FASHION_FILES) and all(
+        (debian / f"{n}.gz").is_file() for n in _FASHION_FILES
+    ):
         raw.mkdir(parents=True, exist_ok=True)
         for name in _FASHION_FILES:  # Debian re-gzipped them, so torchvision's checksums differ: unpack ourselves
-            with gzip.open(debian / f"{name}.gz") as source, tempfile.NamedTemporaryFile(dir=raw, delete=False) as target:
+            with (
+                gzip.open(debian / f"{name}.gz") as source,
+                tempfile.NamedTemporaryFile(dir=raw, delete=False) as target,
+            ):
                 shutil.copyfileobj(source, target)
             os.replace(target.name, raw / name)  # atomic: two sessions at once never see half a file
     try:
@@ -145,8 +176,12 @@ def cifar10(*, limit: int | None = None, progress: Progress | None = None, train
     try:
         data = CIFAR10(str(cache_dir() / "torchvision"), train=train, download=not downloads.offline())
     except (RuntimeError, OSError) as error:
-        raise ValueError(f"CIFAR-10 could not be had here (it downloads when the machine is online): {type(error).__name__}.") from None
-    images, labels = _subset(torch.from_numpy(data.data).permute(0, 3, 1, 2), torch.tensor(data.targets, dtype=torch.int64), limit)
+        raise ValueError(
+            f"CIFAR-10 could not be had here (it downloads when the machine is online): {type(error).__name__}."
+        ) from None
+    images, labels = _subset(
+        torch.from_numpy(data.data).permute(0, 3, 1, 2), torch.tensor(data.targets, dtype=torch.int64), limit
+    )
     return ImageDataset("CIFAR-10", images.contiguous(), labels, tuple(data.classes))
 
 
@@ -183,7 +218,9 @@ def five_flowers(*, limit: int | None = None, progress: Progress | None = None, 
                     skipped.append((member.name, str(error)))
     except (tarfile.TarError, OSError, EOFError):
         archive.unlink(missing_ok=True)
-        raise ValueError("The five-flowers download was damaged; it has been removed, so the next try starts afresh.") from None
+        raise ValueError(
+            "The five-flowers download was damaged; it has been removed, so the next try starts afresh."
+        ) from None
     return assemble("five flowers", items, skipped, 0, get_limits())
 
 
@@ -192,7 +229,9 @@ def five_flowers(*, limit: int | None = None, progress: Progress | None = None, 
 SYNTHETIC_CLASSES = ("vertical stripes", "horizontal stripes", "diagonal stripes", "rings", "checkerboard")
 
 
-def synthetic(*, limit: int | None = None, progress: Progress | None = None, per_class: int = 60, size: int = 64, seed: int = 0) -> ImageDataset:
+def synthetic(
+    *, limit: int | None = None, progress: Progress | None = None, per_class: int = 60, size: int = 64, seed: int = 0
+) -> ImageDataset:
     """Oriented stripes, rings and checkerboards with random frequency, phase, colours and noise.
 
     Telling them apart takes exactly what conv1 filters are: oriented edge and frequency detectors.
@@ -250,7 +289,9 @@ def open_dataset(spec: str, *, limit: int | None = None) -> ImageDataset:
     raise ValueError(f"{spec!r} is neither a dataset name ({', '.join(DATASETS)}), a .zip file nor a folder.")
 
 
-def stratified_split(labels: torch.Tensor, val_fraction: float = 0.2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def stratified_split(
+    labels: torch.Tensor, val_fraction: float = 0.2, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Train and validation indices with every class in the same proportion in both (at least one
     validation image per class with two or more images), reproducible from ``seed``."""
     if not 0 < val_fraction < 1:
@@ -265,4 +306,3 @@ def stratified_split(labels: torch.Tensor, val_fraction: float = 0.2, seed: int 
         val.append(members[:n_val])
         train.append(members[n_val:])
     return torch.sort(torch.cat(train)).values, torch.sort(torch.cat(val)).values
-

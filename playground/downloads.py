@@ -11,8 +11,8 @@ import hashlib
 import os
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from playground.config import get_limits
 
@@ -42,7 +42,7 @@ def download(
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    handle = tempfile.NamedTemporaryFile(dir=target.parent, suffix=".part", delete=False)
+    handle = tempfile.NamedTemporaryFile(dir=target.parent, suffix=".part", delete=False)  # noqa: SIM115 (renamed below)
     try:
         with handle, urllib.request.urlopen(url, timeout=get_limits().download_timeout_seconds) as response:
             total, done = int(response.headers.get("Content-Length", 0) or 0), 0

@@ -21,8 +21,15 @@ def export_onnx(model: torch.nn.Module, path: str | Path, input_shape: tuple[int
         # The torch.export-based exporter: the TorchScript one cannot export adaptive pooling at sizes
         # other than 224 px. One self-contained file, weights inside.
         torch.onnx.export(
-            model.eval(), (torch.zeros(1, *input_shape),), str(path), dynamo=True, external_data=False,
-            input_names=["image"], output_names=["logits"], dynamic_shapes=({0: batch},), verbose=False,
+            model.eval(),
+            (torch.zeros(1, *input_shape),),
+            str(path),
+            dynamo=True,
+            external_data=False,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_shapes=({0: batch},),
+            verbose=False,
         )
     return path
 
@@ -36,13 +43,18 @@ def write_bundle(result: FinetuneResult, folder: str | Path, stem: str = "model"
     result.save(weights)
     description = folder / f"{stem}.json"
     metrics = result.metrics()
-    description.write_text(json.dumps({
-        "variant": result.variant,
-        "input_shape": list(result.input_shape),
-        "classes": list(result.classes),
-        "config": dataclasses.asdict(result.config),
-        "metrics": {k: v for k, v in metrics.items() if k != "config"},
-        "preprocessing": "RGB, resized to the input size, scaled to 0-1, normalised with ImageNet mean and std",
-    }, indent=2))
+    description.write_text(
+        json.dumps(
+            {
+                "variant": result.variant,
+                "input_shape": list(result.input_shape),
+                "classes": list(result.classes),
+                "config": dataclasses.asdict(result.config),
+                "metrics": {k: v for k, v in metrics.items() if k != "config"},
+                "preprocessing": "RGB, resized to the input size, scaled to 0-1, normalised with ImageNet mean and std",
+            },
+            indent=2,
+        )
+    )
     onnx_path = export_onnx(result.model(), folder / f"{stem}.onnx", result.input_shape)
     return [weights, description, onnx_path]

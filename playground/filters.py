@@ -228,7 +228,11 @@ def side_by_side(model: nn.Module, network_input: torch.Tensor, kernel_name: str
     pad_h, pad_w = weights.shape[0] // 2, weights.shape[1] // 2
     classic = torch.from_numpy(K.convolve(np.pad(gray, ((pad_h, pad_h), (pad_w, pad_w))), weights))
     with torch.no_grad():
-        learned = F.conv2d(network_input, conv.weight[match.filter_index : match.filter_index + 1].float(), padding=conv.kernel_size[0] // 2)[0, 0]
+        learned = F.conv2d(
+            network_input,
+            conv.weight[match.filter_index : match.filter_index + 1].float(),
+            padding=conv.kernel_size[0] // 2,
+        )[0, 0]
     # Even-sized kernels come out one pixel larger; crop both to the common size.
     h, w = min(classic.shape[0], learned.shape[0]), min(classic.shape[1], learned.shape[1])
     classic, learned = _z(classic[:h, :w]), _z(learned[:h, :w]) * (1 if match.similarity >= 0 else -1)

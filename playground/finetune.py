@@ -23,7 +23,7 @@ import dataclasses
 import gc
 import math
 import time
-from typing import Generator, Iterator
+from collections.abc import Generator, Iterator
 
 import numpy as np
 import torch
@@ -71,7 +71,11 @@ class FinetuneConfig:
                 raise ValueError(f"{name.replace('_', ' ')} must be a whole number from {low} to {high}, got {value}.")
         if not 0 < self.lr <= 1:
             raise ValueError(f"The learning rate must be between 0 and 1, got {self.lr}.")
-        if self.mode not in ("head", "full") or self.optimizer not in ("adam", "sgd") or self.compile not in ("auto", "yes", "no"):
+        if (
+            self.mode not in ("head", "full")
+            or self.optimizer not in ("adam", "sgd")
+            or self.compile not in ("auto", "yes", "no")
+        ):
             raise ValueError("mode is 'head' or 'full', optimizer 'adam' or 'sgd', compile 'auto', 'yes' or 'no'.")
 
 
@@ -135,7 +139,11 @@ class FinetuneResult:
             path,
             variant=self.variant,
             classes=self.classes,
-            extra={"input_shape": list(self.input_shape), "config": dataclasses.asdict(self.config), "metrics": metrics},
+            extra={
+                "input_shape": list(self.input_shape),
+                "config": dataclasses.asdict(self.config),
+                "metrics": metrics,
+            },
         )
 
 
@@ -196,11 +204,19 @@ def _make_model(config: FinetuneConfig, num_classes: int, generator: torch.Gener
     record = models.spec(config.model)
     notice = ""
     if not record.convolutional:
-        model = models.build(config.model, num_classes=num_classes, input_shape=(3, config.image_size, config.image_size), generator=generator)
+        model = models.build(
+            config.model,
+            num_classes=num_classes,
+            input_shape=(3, config.image_size, config.image_size),
+            generator=generator,
+        )
     elif config.pretrained and record.weights is not None:
         model, info = checkpoints.load(config.model, "imagenet", generator=generator)
         if info.source != "imagenet":
-            notice = "ImageNet weights are unavailable here, so AlexNet trains from scratch (random weights). " + checkpoints.how_to_get_imagenet_weights()
+            notice = (
+                "ImageNet weights are unavailable here, so AlexNet trains from scratch (random weights). "
+                + checkpoints.how_to_get_imagenet_weights()
+            )
         head = nn.Linear(model.classifier[-1].in_features, num_classes)  # a fresh head for our classes
         models.initialise(head, generator)
         model.classifier[-1] = head
@@ -356,9 +372,22 @@ def _standardised_features(run: _Run) -> Iterator[Progress]:
         with torch.no_grad(), torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.plan.autocast):
             chunks.append(backbone(_batch(run, images[start : start + FEATURE_CHUNK], train=False)).float())
         done = min(len(images), start + FEATURE_CHUNK)
-        yield Progress(0, 0, 0, run.config.epochs, 0.0, 0.0, None, 0.0, 0.0, f"Computing the frozen backbone's features once: {done} of {len(images)} images…")
+        yield Progress(
+            0,
+            0,
+            0,
+            run.config.epochs,
+            0.0,
+            0.0,
+            None,
+            0.0,
+            0.0,
+            f"Computing the frozen backbone's features once: {done} of {len(images)} images…",
+        )
         if run.config.max_seconds is not None and time.perf_counter() - run.started > run.config.max_seconds:
-            raise ValueError(f"The {run.config.max_seconds:g} s time cap was reached while computing features; use fewer images.")
+            raise ValueError(
+                f"The {run.config.max_seconds:g} s time cap was reached while computing features; use fewer images."
+            )
     features = torch.cat(chunks)  # (N, D)
     mean, scale = standardisation(features[run.train_idx.to(run.device)])
     run.inputs, run.forward, run.fold = (features - mean) / scale, head, (head, mean, scale)
@@ -378,7 +407,15 @@ def standardisation(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 
 def _batch(run: _Run, images: torch.Tensor, *, train: bool, generator: torch.Generator | None = None) -> torch.Tensor:
     config = run.config
-    x = prepare_batch(images, config.image_size, train=train, crop=config.crop, flip=config.flip, color_jitter=config.color_jitter, generator=generator)
+    x = prepare_batch(
+        images,
+        config.image_size,
+        train=train,
+        crop=config.crop,
+        flip=config.flip,
+        color_jitter=config.color_jitter,
+        generator=generator,
+    )
     return x.contiguous(memory_format=torch.channels_last) if run.plan.channels_last else x
 
 
@@ -452,7 +489,9 @@ def _train(run: _Run, optimizer: torch.optim.Optimizer) -> Generator[Progress, N
              "val_accuracy": val_accuracy, "seconds": time.perf_counter() - epoch_start}
         )  # fmt: skip
         if stopped_early:
-            run.notice = (run.notice + " " if run.notice else "") + f"Stopped at the {config.max_seconds:g} s time cap after epoch {epoch}."
+            run.notice = (
+                run.notice + " " if run.notice else ""
+            ) + f"Stopped at the {config.max_seconds:g} s time cap after epoch {epoch}."
             break
     seconds = time.perf_counter() - run.started
     if run.fold is not None:

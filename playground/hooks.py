@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from torch import nn
 
-_locks: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
+_locks: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
 _locks_guard = threading.Lock()
 
 

@@ -12,14 +12,13 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from playground.config import Limits, get_limits
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, np.ndarray, Image.Image]
+ImageSource = str | os.PathLike | bytes | bytearray | np.ndarray | Image.Image
 
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 # File endings taken for images inside zips and folders (the header decides the format, not the name).
@@ -121,8 +120,7 @@ def _decode(handle, limits: Limits, working_size: bool) -> Image.Image:
         raise
     except Exception:
         raise ValueError(
-            "This image file is damaged or incomplete (perhaps the upload was cut short), "
-            "so it cannot be decoded."
+            "This image file is damaged or incomplete (perhaps the upload was cut short), so it cannot be decoded."
         ) from None
 
 
@@ -182,9 +180,7 @@ def _from_array(array: np.ndarray, limits: Limits) -> Image.Image:
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
-        raise ValueError(
-            f"An image array must have shape (H, W), (H, W, 3) or (H, W, 4); got {tuple(array.shape)}."
-        )
+        raise ValueError(f"An image array must have shape (H, W), (H, W, 3) or (H, W, 4); got {tuple(array.shape)}.")
     _check_size(array.shape[1], array.shape[0], limits)
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise ValueError(f"Image arrays must hold numbers, not {array.dtype}.")

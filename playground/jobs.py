@@ -39,7 +39,9 @@ class Run:
         if true_class not in classes or predicted_class not in classes:
             raise ValueError("Choose a true and a predicted class from your dataset.")
         t, p = classes.index(true_class), classes.index(predicted_class)
-        cell = [(i, confidence) for i, truth, guess, confidence in self.result.misclassified if truth == t and guess == p]
+        cell = [
+            (i, confidence) for i, truth, guess, confidence in self.result.misclassified if truth == t and guess == p
+        ]
         return [(self.thumbnails[i], confidence) for i, confidence in cell if i in self.thumbnails], len(cell)
 
 

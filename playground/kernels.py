@@ -261,7 +261,10 @@ def convolve(image, kernel, *, stride: int = 1, padding: int = 0, dilation: int 
         if weight == 0:
             continue
         r, c = i * dilation, j * dilation
-        y.add_(x[:, r : r + stride * (out_h - 1) + 1 : stride, c : c + stride * (out_w - 1) + 1 : stride], alpha=float(weight))
+        y.add_(
+            x[:, r : r + stride * (out_h - 1) + 1 : stride, c : c + stride * (out_w - 1) + 1 : stride],
+            alpha=float(weight),
+        )
     y = y[0] if values.ndim == 2 else y.permute(1, 2, 0)
     return np.ascontiguousarray(y.numpy())
 

@@ -51,7 +51,9 @@ class LabSettings:
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value or not low <= value <= high:
-                raise ValueError(f"{name.replace('_', ' ').capitalize()} must be a whole number from {low} to {high}, got {value}.")
+                raise ValueError(
+                    f"{name.replace('_', ' ').capitalize()} must be a whole number from {low} to {high}, got {value}."
+                )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,7 +186,9 @@ def _table(values: np.ndarray, caption: str = "") -> str:
     return f"<table class='nums'>{cap}{body}</table>"
 
 
-def preset_gallery(image: Image.Image, color: str = "gray", *, max_pixels: int = 90_000) -> list[tuple[Image.Image, str]]:
+def preset_gallery(
+    image: Image.Image, color: str = "gray", *, max_pixels: int = 90_000
+) -> list[tuple[Image.Image, str]]:
     """Every preset applied to a small copy of ``image``: (rendered result, caption) pairs."""
     small = shrink_to_working_size(image, max_pixels)
     items = []

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -212,7 +212,11 @@ def build(
     record = spec(name)
     if not isinstance(num_classes, int) or not 1 <= num_classes <= 100_000:
         raise ValueError(f"num_classes must be a whole number from 1 to 100,000, got {num_classes!r}.")
-    arguments = (num_classes,) if record.convolutional else (num_classes, tuple(int(d) for d in input_shape or record.input_shape))
+    arguments = (
+        (num_classes,)
+        if record.convolutional
+        else (num_classes, tuple(int(d) for d in input_shape or record.input_shape))
+    )
     if generator is None:
         return record.builder(*arguments)
     with torch.device("meta"):  # shapes only: initialised once, below, from the generator

@@ -7,7 +7,7 @@ under that session's id, invisible to every other session, until :meth:`ModelSto
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 

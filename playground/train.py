@@ -23,9 +23,15 @@ from playground.finetune import FinetuneConfig, FinetuneResult, Progress, finetu
 def parse_args(argv=None) -> argparse.Namespace:
     defaults = FinetuneConfig()
     parser = argparse.ArgumentParser(prog="python -m playground.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help=f"a dataset name ({', '.join(data.DATASETS)}), a .zip of class folders, or a folder of them")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help=f"a dataset name ({', '.join(data.DATASETS)}), a .zip of class folders, or a folder of them",
+    )
     parser.add_argument("--model", default=defaults.model, choices=[*models.MODELS, *models.BASELINES])
-    parser.add_argument("--mode", default=defaults.mode, choices=["head", "full"], help="train the final layer only, or every layer")
+    parser.add_argument(
+        "--mode", default=defaults.mode, choices=["head", "full"], help="train the final layer only, or every layer"
+    )
     parser.add_argument("--no-pretrained", action="store_true", help="start from random weights")
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
@@ -67,10 +73,21 @@ def main(argv=None) -> int:
     try:
         dataset = data.open_dataset(args.data, limit=args.limit)
         config = FinetuneConfig(
-            model=args.model, pretrained=not args.no_pretrained, mode=args.mode, optimizer=args.optimizer, lr=args.lr,
-            weight_decay=args.weight_decay, epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
-            crop=not args.no_augment, flip=not args.no_augment, color_jitter=args.color_jitter, seed=args.seed,
-            device=args.device, max_seconds=args.max_seconds,
+            model=args.model,
+            pretrained=not args.no_pretrained,
+            mode=args.mode,
+            optimizer=args.optimizer,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            image_size=args.image_size,
+            crop=not args.no_augment,
+            flip=not args.no_augment,
+            color_jitter=args.color_jitter,
+            seed=args.seed,
+            device=args.device,
+            max_seconds=args.max_seconds,
         )
         result, shown = None, 0.0
         for record in finetune(config, dataset):
@@ -84,8 +101,11 @@ def main(argv=None) -> int:
             out.mkdir(parents=True, exist_ok=True)
             result.save(out / "model.safetensors")
             (out / "metrics.json").write_text(json.dumps(result.metrics(), indent=2))
-            print(f"\n{dataset.name}: validation accuracy {result.val_accuracy:.1%} after {len(result.history)} epoch(s), "
-                  f"{result.images_per_second:.0f} images/s. Wrote {out / 'model.safetensors'} and {out / 'metrics.json'}.", file=sys.stderr)
+            print(
+                f"\n{dataset.name}: validation accuracy {result.val_accuracy:.1%} after {len(result.history)} epoch(s), "
+                f"{result.images_per_second:.0f} images/s. Wrote {out / 'model.safetensors'} and {out / 'metrics.json'}.",
+                file=sys.stderr,
+            )
             if result.notice:
                 print(f"Note: {result.notice}", file=sys.stderr)
         return 0

@@ -7,13 +7,14 @@ memory; files that are not usable images are skipped and listed in the report.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import struct
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from playground.config import Limits, get_limits
 from playground.data import STORE_SIZE, ImageDataset, assemble, spread, to_tensor
@@ -28,20 +29,18 @@ def _ignored(parts: list[str]) -> bool:
 def _check_directory(source, limits: Limits) -> None:
     """Refuse an archive whose end-of-directory record announces too many members or an oversized
     directory, before ``zipfile`` reads the directory into memory."""
-    handle = open(source, "rb") if isinstance(source, (str, os.PathLike)) else source
-    try:
+    with contextlib.nullcontext(source) if hasattr(source, "seek") else open(source, "rb") as handle:
         handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        handle.seek(max(0, size - 65_557))  # the record (22 bytes) plus the longest possible comment
+        handle.seek(max(0, handle.tell() - 65_557))  # the record (22 bytes) plus the longest possible comment
         tail = handle.read()
         handle.seek(0)
-    finally:
-        if handle is not source:
-            handle.close()
     at = tail.rfind(b"PK\x05\x06")
     if at < 0 or at + 22 > len(tail):
         raise ValueError("This file is not a readable zip archive.")
-    entries, directory_size = struct.unpack("<H", tail[at + 10 : at + 12])[0], struct.unpack("<I", tail[at + 12 : at + 16])[0]
+    entries, directory_size = (
+        struct.unpack("<H", tail[at + 10 : at + 12])[0],
+        struct.unpack("<I", tail[at + 12 : at + 16])[0],
+    )
     if entries == 0xFFFF or directory_size == 0xFFFFFFFF:  # a ZIP64 archive: far beyond our member limit
         raise ValueError(f"The archive is enormous (ZIP64); the limit is {limits.max_zip_members:,} members.")
     if entries > limits.max_zip_members or directory_size > limits.max_zip_members * 1024:
@@ -52,9 +51,13 @@ def _check_member(info: zipfile.ZipInfo, limits: Limits) -> None:
     name = info.filename
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
         # bzip2 and LZMA members decompress without any size bound in zipfile: refuse them.
-        raise ValueError(f"The archive member {name!r} uses a compression method we do not accept; please zip it again (deflate).")
+        raise ValueError(
+            f"The archive member {name!r} uses a compression method we do not accept; please zip it again (deflate)."
+        )
     if "\\" in name:
-        raise ValueError(f"The archive has a member with a backslash in its name ({name!r}); please zip the folders again.")
+        raise ValueError(
+            f"The archive has a member with a backslash in its name ({name!r}); please zip the folders again."
+        )
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         raise ValueError(f"The archive has a member with an absolute path ({name!r}), which is not allowed.")
     if ".." in name.split("/"):
@@ -69,7 +72,12 @@ def _check_member(info: zipfile.ZipInfo, limits: Limits) -> None:
 
 
 def read_zip(
-    source, *, limits: Limits | None = None, size: int = STORE_SIZE, name: str = "your zip", should_stop: Callable[[], bool] | None = None
+    source,
+    *,
+    limits: Limits | None = None,
+    size: int = STORE_SIZE,
+    name: str = "your zip",
+    should_stop: Callable[[], bool] | None = None,
 ) -> ImageDataset:
     """Read a zip of class folders (``class/file.jpg``, or all under one top folder) into a dataset.
 
@@ -95,7 +103,9 @@ def read_zip(
             _check_member(info, limits)
         total = sum(info.file_size for info in members)
         if total > limits.max_zip_bytes:
-            raise ValueError(f"The archive would expand to {total / 1e6:,.0f} MB; the limit is {limits.max_zip_bytes / 1e6:,.0f} MB.")
+            raise ValueError(
+                f"The archive would expand to {total / 1e6:,.0f} MB; the limit is {limits.max_zip_bytes / 1e6:,.0f} MB."
+            )
         files, ignored = [], 0
         for info in members:
             parts = [p for p in info.filename.split("/") if p]
@@ -136,7 +146,9 @@ def read_zip(
     return assemble(name, items, skipped, ignored, limits)
 
 
-def read_folder(root: str | os.PathLike, *, limits: Limits | None = None, size: int = STORE_SIZE, limit: int | None = None) -> ImageDataset:
+def read_folder(
+    root: str | os.PathLike, *, limits: Limits | None = None, size: int = STORE_SIZE, limit: int | None = None
+) -> ImageDataset:
     """A local folder of class folders (for the command line and benchmarks, not for uploads)."""
     limits = limits or get_limits()
     root = Path(root)

@@ -52,9 +52,8 @@ def test_hooks_leave_nothing_behind_and_mode_is_restored(photo):
         A.capture(model, x)
     assert model.training
     assert all(not m._forward_hooks for m in model.modules())
-    with pytest.raises(RuntimeError):
-        with A.temporary_hooks(model, {"features.0": lambda *a: None}):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), A.temporary_hooks(model, {"features.0": lambda *a: None}):
+        raise RuntimeError("boom")
     assert all(not m._forward_hooks for m in model.modules()) and model.training
 
 

@@ -86,8 +86,12 @@ def test_http_apply_kernel_and_hostile_files(app_url, tmp_path):
     idat = b"IDAT" + zlib.compress(b"\0" * 4096)
     bomb.write_bytes(
         b"\x89PNG\r\n\x1a\n"
-        + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr))
-        + struct.pack(">I", len(idat) - 4) + idat + struct.pack(">I", zlib.crc32(idat))
+        + struct.pack(">I", 13)
+        + ihdr
+        + struct.pack(">I", zlib.crc32(ihdr))
+        + struct.pack(">I", len(idat) - 4)
+        + idat
+        + struct.pack(">I", zlib.crc32(idat))
     )
     for path, message in ((text, "not an image we can read"), (truncated, "damaged or incomplete"), (bomb, "limit")):
         with pytest.raises(AppError, match=message):
@@ -127,7 +131,12 @@ def test_a_client_cannot_name_server_files(app_url, tmp_path):
     secret = tmp_path / "secret.png"
     Image.new("RGB", (20, 30), (200, 10, 10)).save(secret)
     defaults = ["identity", "", "gray", 1, 0, 1, "none", 2, 2]
-    for payload in ({"path": str(secret)}, {"path": "/etc/passwd"}, {"path": "/nonexistent.png"}, {"path": "../../etc/hosts"}):
+    for payload in (
+        {"path": str(secret)},
+        {"path": "/etc/passwd"},
+        {"path": "/nonexistent.png"},
+        {"path": "../../etc/hosts"},
+    ):
         answer = _raw_call(app_url, "apply_kernel", [payload] + defaults)
         assert "event: error" in answer and "could not be found on the server" in answer, answer[-300:]
         assert "598" not in answer and "30" not in answer.split("data:")[-1]  # nothing about the file leaks

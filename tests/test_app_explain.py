@@ -18,14 +18,29 @@ def _file(path):
 
 def test_attribute_endpoint(client):
     picture, facts = client.predict(
-        "alexnet_compact", _file(example_paths()[0]), "top-1 prediction", "integrated_gradients", "overlay", "absolute",
-        "", 16, api_name="/attribute",
+        "alexnet_compact",
+        _file(example_paths()[0]),
+        "top-1 prediction",
+        "integrated_gradients",
+        "overlay",
+        "absolute",
+        "",
+        16,
+        api_name="/attribute",
     )
     assert Image.open(picture).mode == "RGB"
     assert "Integrated Gradients" in facts and "Convergence delta" in facts and "n_steps 16" in facts
     assert "untrained" in facts
     picture, facts = client.predict(
-        "alexnet", _file(example_paths()[1]), "tabby", "gradcam", "heat map", "absolute", "features.8", 32, api_name="/attribute"
+        "alexnet",
+        _file(example_paths()[1]),
+        "tabby",
+        "gradcam",
+        "heat map",
+        "absolute",
+        "features.8",
+        32,
+        api_name="/attribute",
     )
     assert "class **tabby**" in facts and "layer features.8" in facts
 
@@ -34,11 +49,23 @@ def test_attribute_refuses_too_many_steps(client):
     from gradio_client.exceptions import AppError
 
     with pytest.raises(AppError, match="Integrated Gradients steps|1 to 200 steps|maximum"):
-        client.predict("alexnet", _file(example_paths()[0]), "top-1 prediction", "integrated_gradients", "overlay", "absolute", "", 500, api_name="/attribute")
+        client.predict(
+            "alexnet",
+            _file(example_paths()[0]),
+            "top-1 prediction",
+            "integrated_gradients",
+            "overlay",
+            "absolute",
+            "",
+            500,
+            api_name="/attribute",
+        )
 
 
 def test_compare_endpoint_streams_every_method_and_their_agreement(client):
-    gallery, table, status = client.predict("alexnet_compact", _file(example_paths()[0]), "top-1 prediction", "absolute", api_name="/compare")
+    gallery, table, status = client.predict(
+        "alexnet_compact", _file(example_paths()[0]), "top-1 prediction", "absolute", api_name="/compare"
+    )
     assert len(gallery) == 10
     assert table["headers"][0] == "method" and len(table["data"]) == 10
     diagonal = [row[i + 1] for i, row in enumerate(table["data"])]

@@ -59,14 +59,23 @@ def test_the_filters_tab_recomputes_model_views_only_for_a_new_model():
 
     def wiring(api_name):
         dep = next(d for d in config["dependencies"] if d.get("api_name") == api_name)
-        triggers = {(event if target == 0 or elem.get(target) is None else f"{elem[target]}.{event}") for target, event in dep["targets"]}
+        triggers = {
+            (event if target == 0 or elem.get(target) is None else f"{elem[target]}.{event}")
+            for target, event in dep["targets"]
+        }
         return triggers, {elem.get(o) for o in dep["outputs"]}
 
     triggers, outputs = wiring("filters")
     assert triggers == {"load", "model-chooser.change"}
     assert {"filters-grid", "filters-caption", "filters-matches", "filters-deeper"} == outputs
     triggers, outputs = wiring("filter_comparison")
-    assert triggers == {"load", "model-chooser.change", "filters-photo.change", "filters-kernel.change", "filters-rank.change"}
+    assert triggers == {
+        "load",
+        "model-chooser.change",
+        "filters-photo.change",
+        "filters-kernel.change",
+        "filters-rank.change",
+    }
     assert {"filters-classic", "filters-learned", "filters-difference", "filters-comparison"} == outputs
 
 
@@ -86,7 +95,9 @@ def test_layers_activations_and_predict_endpoints(client):
 def test_a_missing_channel_or_layer_gets_a_note_and_a_fallback(client):
     *_, caption, _ = client.predict("alexnet", _file(example_paths()[0]), "features.1", 64, api_name="/activations")
     assert "no channel 64; showing the most active one" in caption
-    *_, caption, _ = client.predict("alexnet_compact", _file(example_paths()[0]), "features.14", -1, api_name="/activations")
+    *_, caption, _ = client.predict(
+        "alexnet_compact", _file(example_paths()[0]), "features.14", -1, api_name="/activations"
+    )
     assert "no layer 'features.14'; showing features.1" in caption
 
 
@@ -96,7 +107,9 @@ def test_checkpoints_belong_to_the_session_that_loaded_them(app_url, tmp_path):
 
     torch.manual_seed(0)
     model = build("alexnet_compact", num_classes=3)
-    path = save_checkpoint(model, tmp_path / "flowers.safetensors", variant="alexnet_compact", classes=["daisy", "rose", "tulip"])
+    path = save_checkpoint(
+        model, tmp_path / "flowers.safetensors", variant="alexnet_compact", classes=["daisy", "rose", "tulip"]
+    )
     alice, bob = Client(app_url, verbose=False), Client(app_url, verbose=False)
     update, status = alice.predict(_file(str(path)), "auto", api_name="/load_checkpoint")
     chooser = update["value"]
@@ -114,7 +127,7 @@ def test_hostile_checkpoints_are_refused_over_http(client, tmp_path):
     from gradio_client.exceptions import AppError
 
     evil = tmp_path / "evil.pt"
-    evil.write_bytes(b"\x80\x04\x95" + b"cos\nsystem\n(S'touch /tmp/pwned-by-test'\ntR." )
+    evil.write_bytes(b"\x80\x04\x95" + b"cos\nsystem\n(S'touch /tmp/pwned-by-test'\ntR.")
     with pytest.raises(AppError, match="never code|not a readable|could not be loaded"):
         client.predict(_file(str(evil)), "auto", api_name="/load_checkpoint")
     text = tmp_path / "weights.safetensors"
@@ -125,9 +138,9 @@ def test_hostile_checkpoints_are_refused_over_http(client, tmp_path):
 
 def test_webcam_frame_handler():
     # gradio_client cannot drive a streaming input, so the handler the stream calls is tested directly.
-    from ui.activations_tab import webcam_frame
-
     import io
+
+    from ui.activations_tab import webcam_frame
 
     buffer = io.BytesIO()
     Image.open(example_paths()[3]).save(buffer, "JPEG")
@@ -142,8 +155,8 @@ def test_webcam_frame_handler():
 def test_a_baseline_checkpoint_is_refused_by_the_chooser_with_a_sentence(client, tmp_path, baseline):
     from gradio_client.exceptions import AppError
 
-    from playground.finetune import FinetuneConfig, finetune
     from playground import data
+    from playground.finetune import FinetuneConfig, finetune
 
     config = FinetuneConfig(model=baseline, image_size=64, epochs=1)
     result = list(finetune(config, data.synthetic(per_class=5, size=32)))[-1]

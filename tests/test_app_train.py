@@ -47,7 +47,7 @@ def test_train_with_only_a_zip_and_keep_the_model_for_this_session(app_url, tmp_
     assert {p.rsplit(".", 1)[-1] for p in downloads} == {"safetensors", "json", "onnx"}
     assert filters is not None
     key = chooser["value"]
-    assert key.startswith("mine:") and "trained here on colours" in dict((v, k) for k, v in chooser["choices"])[key]
+    assert key.startswith("mine:") and "trained here on colours" in {v: k for k, v in chooser["choices"]}[key]
     top, _ = alice.predict(key, _file(_photo(tmp_path)), api_name="/predict")
     assert {c["label"] for c in top["confidences"]} == {"blue", "green", "red"}
     # Bob never sees it.
@@ -77,7 +77,9 @@ def test_a_hostile_zip_is_refused_through_train(app_url, tmp_path):
     with pytest.raises(AppError, match="Upload a zip"):
         client.predict(None, api_name="/train")
     # The server is still there, and a good zip still trains.
-    status, *_ = client.predict(_file(make_zip(tmp_path / "ok.zip")), "your zip", "alexnet_compact", "head", True, 2, api_name="/train")
+    status, *_ = client.predict(
+        _file(make_zip(tmp_path / "ok.zip")), "your zip", "alexnet_compact", "head", True, 2, api_name="/train"
+    )
     assert "Done" in status
 
 
@@ -105,7 +107,9 @@ def test_one_job_per_session_and_stopping_mid_run(tmp_path, monkeypatch, how):
 
     monkeypatch.setattr(train_tab, "uploaded_path", lambda path: str(path))  # a local file stands in for an upload
     request = _Request(f"session-{how}")
-    run = train_tab.train(make_zip(tmp_path / "z.zip", per_class=8), "your zip", "alexnet_compact", "full", True, 50, 4, request=request)
+    run = train_tab.train(
+        make_zip(tmp_path / "z.zip", per_class=8), "your zip", "alexnet_compact", "full", True, 50, 4, request=request
+    )
     first = next(run)
     assert "<p>" in first["status"]
     with pytest.raises(gr.Error, match="already have a training job"):
@@ -120,7 +124,9 @@ def test_one_job_per_session_and_stopping_mid_run(tmp_path, monkeypatch, how):
     train_tab.JOBS.claim(request.session_hash)  # the job slot was released ...
     train_tab.JOBS.release(request.session_hash)
     # A new job can start afterwards.
-    again = train_tab.train(make_zip(tmp_path / "w.zip"), "your zip", "alexnet_compact", "head", True, 1, request=request)
+    again = train_tab.train(
+        make_zip(tmp_path / "w.zip"), "your zip", "alexnet_compact", "head", True, 1, request=request
+    )
     assert "Done" in list(again)[-1]["status"]
     train_tab.forget(request)
 

@@ -6,14 +6,26 @@ from playground.models import MODELS, build
 
 # The lecture's shape trace of the compact AlexNet (seeds), layer by layer.
 LECTURE_TRACE = [
-    ("Conv2d", (48, 55, 55)), ("ReLU", (48, 55, 55)), ("MaxPool2d", (48, 27, 27)),
-    ("Conv2d", (128, 27, 27)), ("ReLU", (128, 27, 27)), ("MaxPool2d", (128, 13, 13)),
-    ("Conv2d", (192, 13, 13)), ("ReLU", (192, 13, 13)),
-    ("Conv2d", (192, 13, 13)), ("ReLU", (192, 13, 13)),
-    ("Conv2d", (128, 13, 13)), ("ReLU", (128, 13, 13)), ("MaxPool2d", (128, 6, 6)),
+    ("Conv2d", (48, 55, 55)),
+    ("ReLU", (48, 55, 55)),
+    ("MaxPool2d", (48, 27, 27)),
+    ("Conv2d", (128, 27, 27)),
+    ("ReLU", (128, 27, 27)),
+    ("MaxPool2d", (128, 13, 13)),
+    ("Conv2d", (192, 13, 13)),
+    ("ReLU", (192, 13, 13)),
+    ("Conv2d", (192, 13, 13)),
+    ("ReLU", (192, 13, 13)),
+    ("Conv2d", (128, 13, 13)),
+    ("ReLU", (128, 13, 13)),
+    ("MaxPool2d", (128, 6, 6)),
     ("Flatten", (4608,)),
-    ("Linear", (2048,)), ("ReLU", (2048,)), ("Dropout", (2048,)),
-    ("Linear", (2048,)), ("ReLU", (2048,)), ("Dropout", (2048,)),
+    ("Linear", (2048,)),
+    ("ReLU", (2048,)),
+    ("Dropout", (2048,)),
+    ("Linear", (2048,)),
+    ("ReLU", (2048,)),
+    ("Dropout", (2048,)),
     ("Linear", (1000,)),
 ]
 
@@ -35,7 +47,9 @@ def test_shapes_match_what_torch_computes(name):
     x = torch.zeros(1, 3, 224, 224)
     with torch.no_grad():
         features = model.features(x)
-        assert rows[[r.name for r in rows].index(f"features.{len(model.features) - 1}")].output_shape == tuple(features.shape[1:])
+        assert rows[[r.name for r in rows].index(f"features.{len(model.features) - 1}")].output_shape == tuple(
+            features.shape[1:]
+        )
         assert rows[-1].output_shape == tuple(model(x).shape[1:])
     assert all(r.name in modules for r in rows)
 

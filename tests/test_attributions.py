@@ -158,27 +158,43 @@ def test_our_smoothgrad_and_gradient_shap_are_captums_on_a_linear_model():
     row = model[1].weight[2].detach().view(1, 3, 8, 8)
 
     ours = X._seeded_smoothgrad(model, x, 2, n_samples=16, stdevs=0.3, generator=torch.Generator().manual_seed(0))
-    theirs = NoiseTunnel(Saliency(model)).attribute(x, nt_type="smoothgrad", nt_samples=16, stdevs=0.3, target=2, abs=False)
+    theirs = NoiseTunnel(Saliency(model)).attribute(
+        x, nt_type="smoothgrad", nt_samples=16, stdevs=0.3, target=2, abs=False
+    )
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
     torch.testing.assert_close(ours, row, rtol=0, atol=1e-5)
 
     black = torch.zeros_like(x)
-    ours, our_deltas = X._seeded_gradient_shap(model, x, 2, black, n_samples=16, stdevs=0.0, generator=torch.Generator().manual_seed(0))
-    theirs, their_deltas = GradientShap(model).attribute(x, black, n_samples=16, stdevs=0.0, target=2, return_convergence_delta=True)
+    ours, our_deltas = X._seeded_gradient_shap(
+        model, x, 2, black, n_samples=16, stdevs=0.0, generator=torch.Generator().manual_seed(0)
+    )
+    theirs, their_deltas = GradientShap(model).attribute(
+        x, black, n_samples=16, stdevs=0.0, target=2, return_convergence_delta=True
+    )
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
     torch.testing.assert_close(ours, (x - black) * row, rtol=0, atol=1e-5)
-    assert our_deltas.shape == their_deltas.shape == (16,) and our_deltas.abs().max() < 1e-4 and their_deltas.abs().max() < 1e-4
+    assert (
+        our_deltas.shape == their_deltas.shape == (16,)
+        and our_deltas.abs().max() < 1e-4
+        and their_deltas.abs().max() < 1e-4
+    )
 
     baselines = torch.cat([black, black + 0.5 * torch.randn(x.shape)])  # the app's distribution
     n, stdevs = 4000, 0.09
-    ours, our_deltas = X._seeded_gradient_shap(model, x, 2, baselines, n_samples=n, stdevs=stdevs, generator=torch.Generator().manual_seed(0))
+    ours, our_deltas = X._seeded_gradient_shap(
+        model, x, 2, baselines, n_samples=n, stdevs=stdevs, generator=torch.Generator().manual_seed(0)
+    )
     theirs = GradientShap(model).attribute(x, baselines, n_samples=n, stdevs=stdevs, target=2)
     expected = (x - baselines.mean(dim=0, keepdim=True)) * row
-    spread = (stdevs**2 + ((baselines[1] - baselines[0]) / 2) ** 2).sqrt()  # per pixel: noise, and a coin toss of baselines
+    spread = (
+        stdevs**2 + ((baselines[1] - baselines[0]) / 2) ** 2
+    ).sqrt()  # per pixel: noise, and a coin toss of baselines
     tolerance = 5 * row.abs() * spread / n**0.5 + 1e-6
     assert ((ours - expected).abs() <= tolerance).all() and ((theirs - expected).abs() <= tolerance).all()
     assert not ((x * row - expected).abs() <= tolerance).all()  # the baselines' mean matters: the check has teeth
-    assert our_deltas.abs().max() < 1e-4  # each sample's attributions add up to its own score difference, noise included
+    assert (
+        our_deltas.abs().max() < 1e-4
+    )  # each sample's attributions add up to its own score difference, noise included
 
 
 @pytest.mark.parametrize("assign", [False, True], ids=["copied in place", "new parameters"])

@@ -23,6 +23,7 @@ def offline(monkeypatch, tmp_path):
 
     monkeypatch.setattr(downloads.urllib.request, "urlopen", no_network)
 
+
 def test_offline_fallback_is_untrained_and_says_how_to_fix_it():
     model, info = load("alexnet", "imagenet")
     assert info.source == "untrained" and not info.pretrained

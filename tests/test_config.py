@@ -10,13 +10,24 @@ from playground.config import Limits, limits_from_env
 
 ROOT = Path(__file__).resolve().parent.parent
 # Environment variables that are settings (where things are), not limits; everything else is a Limits field.
-SETTINGS = {"PLAYGROUND_OFFLINE", "PLAYGROUND_ALEXNET_WEIGHTS", "PLAYGROUND_DATA_DIR", "PLAYGROUND_FASHION_MNIST_DIR",
-            "PLAYGROUND_CHROMIUM", "PLAYGROUND_BENCH_DATA"}
+SETTINGS = {
+    "PLAYGROUND_OFFLINE",
+    "PLAYGROUND_ALEXNET_WEIGHTS",
+    "PLAYGROUND_DATA_DIR",
+    "PLAYGROUND_FASHION_MNIST_DIR",
+    "PLAYGROUND_CHROMIUM",
+    "PLAYGROUND_BENCH_DATA",
+}
 
 
 def test_environment_overrides():
-    limits = limits_from_env({"PLAYGROUND_MAX_IMAGE_PIXELS": "20_000_000", "PLAYGROUND_IMAGE_FORMATS": "png, jpeg",
-                              "PLAYGROUND_TRAIN_MAX_SECONDS": "60.5"})
+    limits = limits_from_env(
+        {
+            "PLAYGROUND_MAX_IMAGE_PIXELS": "20_000_000",
+            "PLAYGROUND_IMAGE_FORMATS": "png, jpeg",
+            "PLAYGROUND_TRAIN_MAX_SECONDS": "60.5",
+        }
+    )
     assert limits.max_image_pixels == 20_000_000
     assert limits.image_formats == ("PNG", "JPEG")
     assert limits.train_max_seconds == 60.5

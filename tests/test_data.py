@@ -8,6 +8,7 @@ from PIL import Image
 
 from playground import data
 
+
 def _idx(path, array: np.ndarray):
     magic = {1: 0x0801, 3: 0x0803}[array.ndim]
     header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
@@ -70,4 +71,3 @@ def test_local_folders(tmp_path):
             Image.new("RGB", (20, 20), (i * 50, 0, 0)).save(tmp_path / "set" / label / f"{i}.png")
     dataset = data.open_dataset(str(tmp_path / "set"))
     assert dataset.classes == ("a", "b") and len(dataset) == 6
-

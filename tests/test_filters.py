@@ -7,8 +7,17 @@ from PIL import Image, ImageFilter
 from playground import kernels as K
 from playground.activations import preprocess
 from playground.filters import (
-    FITTED, Match, centred_scales, classic_template, conv1_grid, deeper_summary, learned_shapes, match_classic,
-    match_kernel, scaled_kernel, side_by_side,
+    FITTED,
+    Match,
+    centred_scales,
+    classic_template,
+    conv1_grid,
+    deeper_summary,
+    learned_shapes,
+    match_classic,
+    match_kernel,
+    scaled_kernel,
+    side_by_side,
 )
 from playground.models import MODELS, build
 
@@ -17,7 +26,18 @@ FILTER = (11, 11)  # conv1 of every variant
 # 1x and 3x, 5 x 5 kernels at 1x only.
 PLACEMENTS = [(name, s) for name, k in K.KERNELS.items() for s in centred_scales(k.weights.shape, FILTER)]
 # 3 x 3 presets whose shape no other preset shares closely, for the stretched-copy test below.
-DISTINCT_3X3 = ["identity", "box_blur", "sharpen", "emboss", "sobel_x", "sobel_y", "scharr_x", "laplacian", "light_from_above", "light_from_left"]
+DISTINCT_3X3 = [
+    "identity",
+    "box_blur",
+    "sharpen",
+    "emboss",
+    "sobel_x",
+    "sobel_y",
+    "scharr_x",
+    "laplacian",
+    "light_from_above",
+    "light_from_left",
+]
 
 
 class _Conv1Only(torch.nn.Module):
@@ -38,7 +58,9 @@ def _noise_model(filters=64, seed=0, variant=None):
 
 def _plant(model, index, filter_2d, sign=1.0):
     with torch.no_grad():
-        model.features[0].weight[index] = (torch.as_tensor(filter_2d, dtype=torch.float32) * sign * 0.05).expand(3, -1, -1)
+        model.features[0].weight[index] = (torch.as_tensor(filter_2d, dtype=torch.float32) * sign * 0.05).expand(
+            3, -1, -1
+        )
 
 
 def _plant_centred(model, index, preset, scale, sign=1.0):
@@ -136,7 +158,9 @@ def test_kernels_with_no_centred_scale_are_stretched_to_the_filter(shape):
 
 def test_stretched_blocks_are_symmetric():
     # nearest-exact: 4-3-4 blocks for 3 in 11, not the off-centre 4-4-3 of plain nearest.
-    np.testing.assert_array_equal(scaled_kernel(np.array([[1, 2, 3]], np.float32), FITTED, (1, 11))[0], [1] * 4 + [2] * 3 + [3] * 4)
+    np.testing.assert_array_equal(
+        scaled_kernel(np.array([[1, 2, 3]], np.float32), FITTED, (1, 11))[0], [1] * 4 + [2] * 3 + [3] * 4
+    )
 
 
 @pytest.mark.parametrize("method", ["nearest", "bilinear"])
@@ -145,7 +169,9 @@ def test_a_stretched_off_centre_copy_still_comes_out_first(preset, method):
     # Learned filters are never exact centred copies: a kernel stretched over the whole filter (4-4-3
     # blocks, or smooth) is no centred scale's shape, so it scores below 1, but it still wins clearly.
     model = _noise_model()
-    stretched = F.interpolate(torch.tensor(np.array(K.KERNELS[preset].weights))[None, None], size=FILTER, mode=method)[0, 0]
+    stretched = F.interpolate(torch.tensor(np.array(K.KERNELS[preset].weights))[None, None], size=FILTER, mode=method)[
+        0, 0
+    ]
     _plant(model, 37, stretched)
     best, second = match_classic(model, top_k=2)[preset]
     assert best.filter_index == 37 and best.similarity > 0.6
@@ -213,9 +239,18 @@ def test_centre_kernels_keep_distinct_shapes_once_blown_up():
     # Bilinear stretching made identity, Gaussian, sharpen and Laplacian one smooth bump (similarity
     # above 0.93 for every pair); as blocks in the middle they stay apart.
     def similarity(a, b, scale=1):
-        return abs(float((classic_template(K.KERNELS[a].weights, FILTER, scale) * classic_template(K.KERNELS[b].weights, FILTER, scale)).sum()))
+        return abs(
+            float(
+                (
+                    classic_template(K.KERNELS[a].weights, FILTER, scale)
+                    * classic_template(K.KERNELS[b].weights, FILTER, scale)
+                ).sum()
+            )
+        )
 
     assert similarity("identity", "gaussian_blur") < 0.9
     assert similarity("gaussian_blur", "laplacian") < 0.9
     assert similarity("identity", "laplacian", 3) < 0.95
-    assert similarity("outline_center", "outline_periphery", 3) == pytest.approx(1.0, abs=1e-5)  # one shape, opposite signs
+    assert similarity("outline_center", "outline_periphery", 3) == pytest.approx(
+        1.0, abs=1e-5
+    )  # one shape, opposite signs

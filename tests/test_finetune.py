@@ -12,7 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from playground import checkpoints, data, finetune as engine, models
+from playground import checkpoints, data, models
+from playground import finetune as engine
 from playground.finetune import FinetuneConfig, FinetuneResult, Progress, finetune, plan_for, prepare_batch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +46,9 @@ def test_head_only_training_beats_an_untrained_model():
     # Head-only on a random backbone: only the last layer learns, from random conv features, so it needs
     # more images than full training; it still leaves chance (20 %) far behind.
     stripes = data.synthetic(per_class=100, size=64)
-    config = FinetuneConfig(model="alexnet_compact", mode="head", pretrained=False, image_size=64, epochs=30, batch_size=32)
+    config = FinetuneConfig(
+        model="alexnet_compact", mode="head", pretrained=False, image_size=64, epochs=30, batch_size=32
+    )
     progress, result = _run(config, stripes)
     _, val_idx = data.stratified_split(stripes.labels, config.val_fraction, config.seed)
     torch.manual_seed(config.seed)
@@ -61,8 +64,16 @@ def test_head_only_training_beats_an_untrained_model():
 
 
 def test_full_training_learns_from_scratch(stripes):
-    config = FinetuneConfig(model="alexnet_compact", mode="full", image_size=64, epochs=12,  # asks for pretrained: none exist
-                            batch_size=32, lr=1e-4, crop=False, seed=0)
+    config = FinetuneConfig(
+        model="alexnet_compact",
+        mode="full",
+        image_size=64,
+        epochs=12,  # asks for pretrained: none exist
+        batch_size=32,
+        lr=1e-4,
+        crop=False,
+        seed=0,
+    )
     _, result = _run(config, stripes)
     assert result.val_accuracy >= 0.45
     assert "no pretrained weights" in result.notice
@@ -87,7 +98,9 @@ def test_baselines_train_save_and_load(baseline, stripes, tmp_path):
 
 
 def test_checkpoint_round_trip_gives_the_same_predictions(stripes, tmp_path):
-    config = FinetuneConfig(model="alexnet_compact", mode="full", pretrained=False, image_size=64, epochs=1, batch_size=32)
+    config = FinetuneConfig(
+        model="alexnet_compact", mode="full", pretrained=False, image_size=64, epochs=1, batch_size=32
+    )
     _, result = _run(config, stripes)
     path = tmp_path / "model.safetensors"
     result.save(path)
@@ -100,7 +113,9 @@ def test_checkpoint_round_trip_gives_the_same_predictions(stripes, tmp_path):
 
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata()
-    assert json.loads(metadata["config"])["model"] == "alexnet_compact" and "val_accuracy" in json.loads(metadata["metrics"])
+    assert json.loads(metadata["config"])["model"] == "alexnet_compact" and "val_accuracy" in json.loads(
+        metadata["metrics"]
+    )
 
 
 def test_pretrained_alexnet_falls_back_with_a_notice(stripes):
@@ -120,7 +135,9 @@ def test_cancelling_stops_within_a_step_and_frees_the_model(stripes, monkeypatch
         return model, notice
 
     monkeypatch.setattr(engine, "_make_model", spy)
-    run = finetune(FinetuneConfig(model="alexnet_compact", mode="full", pretrained=False, image_size=64, epochs=50), stripes)
+    run = finetune(
+        FinetuneConfig(model="alexnet_compact", mode="full", pretrained=False, image_size=64, epochs=50), stripes
+    )
     records = [next(run) for _ in range(3)]
     assert [r.step for r in records] == [1, 2, 3]
     run.close()  # what the UI's Stop button and a closed browser do
@@ -131,7 +148,9 @@ def test_cancelling_stops_within_a_step_and_frees_the_model(stripes, monkeypatch
 
 
 def test_the_time_cap_stops_the_run_and_says_so(stripes):
-    config = FinetuneConfig(model="alexnet_compact", mode="full", pretrained=False, image_size=64, epochs=50, max_seconds=0.0)
+    config = FinetuneConfig(
+        model="alexnet_compact", mode="full", pretrained=False, image_size=64, epochs=50, max_seconds=0.0
+    )
     progress, result = _run(config, stripes)
     assert progress[-1].step == 1 and result.stopped_early and "time cap" in result.notice and len(result.history) == 1
 
@@ -175,7 +194,10 @@ def test_prepare_batch_augments_each_image_on_its_own():
     expected = (images.float() / 255 - models.MEAN) / models.STD
     torch.testing.assert_close(plain, expected)
     resized = prepare_batch(images, 32, train=False)
-    torch.testing.assert_close(resized, (F.interpolate(images.float() / 255, size=32, mode="bilinear", antialias=True) - models.MEAN) / models.STD)
+    torch.testing.assert_close(
+        resized,
+        (F.interpolate(images.float() / 255, size=32, mode="bilinear", antialias=True) - models.MEAN) / models.STD,
+    )
     gray = prepare_batch(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), 28, train=True, color_jitter=True)
     assert gray.shape == (2, 3, 28, 28) and torch.isfinite(gray).all()
     again = prepare_batch(images, 32, train=True, generator=torch.Generator().manual_seed(0))
@@ -194,8 +216,25 @@ def _env(tmp_path):
 
 def test_the_command_line_end_to_end(tmp_path):
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "playground.train", "--data", "synthetic", "--model", "alexnet_compact", "--mode", "full",
-               "--image-size", "64", "--epochs", "2", "--batch-size", "32", "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "playground.train",
+        "--data",
+        "synthetic",
+        "--model",
+        "alexnet_compact",
+        "--mode",
+        "full",
+        "--image-size",
+        "64",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(command, cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text())
@@ -203,8 +242,14 @@ def test_the_command_line_end_to_end(tmp_path):
     model, info = checkpoints.load_user_checkpoint(out / "model.safetensors")
     assert info.classes == data.SYNTHETIC_CLASSES and "validation accuracy" in done.stderr
 
-    bad = subprocess.run([sys.executable, "-m", "playground.train", "--data", str(tmp_path / "missing.zip"), "--out", str(out)],
-                         cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "playground.train", "--data", str(tmp_path / "missing.zip"), "--out", str(out)],
+        cwd=ROOT,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "error: " in bad.stderr and "neither a dataset name" in bad.stderr
 
 
@@ -217,9 +262,31 @@ def test_torchrun_with_two_cpu_processes(tmp_path, source):
 
         spec, batch = str(make_zip(tmp_path / "small.zip", per_class=4)), "4"
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-               "-m", "playground.train", "--data", spec, "--model", "alexnet_compact", "--mode", "full",
-               "--image-size", "64", "--epochs", "2", "--batch-size", batch, "--device", "cpu", "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={_free_port()}",
+        "-m",
+        "playground.train",
+        "--data",
+        spec,
+        "--model",
+        "alexnet_compact",
+        "--mode",
+        "full",
+        "--image-size",
+        "64",
+        "--epochs",
+        "2",
+        "--batch-size",
+        batch,
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(command, cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
@@ -232,7 +299,9 @@ def test_bundle_with_onnx_predicts_what_torch_predicts(stripes, tmp_path):
 
     from playground.export import write_bundle
 
-    config = FinetuneConfig(model="alexnet_compact", mode="full", pretrained=False, image_size=64, epochs=1, batch_size=32)
+    config = FinetuneConfig(
+        model="alexnet_compact", mode="full", pretrained=False, image_size=64, epochs=1, batch_size=32
+    )
     _, result = _run(config, stripes)
     assert result.initial_first_conv.shape == (48, 3, 11, 11)
     assert not torch.equal(result.initial_first_conv, result.state_dict["features.0.weight"])  # conv1 learned

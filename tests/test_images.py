@@ -36,7 +36,14 @@ def _gradient(size=(48, 32)) -> Image.Image:
 
 @pytest.mark.parametrize(
     "name, params",
-    [("a.jpg", {"quality": 95}), ("a.png", {}), ("a.webp", {"lossless": True}), ("a.bmp", {}), ("a.tiff", {}), ("a.gif", {})],
+    [
+        ("a.jpg", {"quality": 95}),
+        ("a.png", {}),
+        ("a.webp", {"lossless": True}),
+        ("a.bmp", {}),
+        ("a.tiff", {}),
+        ("a.gif", {}),
+    ],
 )
 def test_every_allowed_format_opens_as_rgb(tmp_path, name, params):
     original = _gradient()

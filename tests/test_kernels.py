@@ -11,13 +11,35 @@ from playground import kernels as K
 from playground.lab import LabSettings, run_lab
 
 REQUIRED = [
-    "identity", "box_blur", "gaussian_blur", "sharpen", "emboss", "sobel_x", "sobel_y", "prewitt_x",
-    "prewitt_y", "scharr_x", "scharr_y", "laplacian", "vertical_edge", "horizontal_edge",
-    "light_from_above", "light_from_below", "light_from_left", "light_from_right", "outline_center",
+    "identity",
+    "box_blur",
+    "gaussian_blur",
+    "sharpen",
+    "emboss",
+    "sobel_x",
+    "sobel_y",
+    "prewitt_x",
+    "prewitt_y",
+    "scharr_x",
+    "scharr_y",
+    "laplacian",
+    "vertical_edge",
+    "horizontal_edge",
+    "light_from_above",
+    "light_from_below",
+    "light_from_left",
+    "light_from_right",
+    "outline_center",
     "outline_periphery",
 ]
 GEOMETRIES = [  # (stride, padding, dilation)
-    (1, 0, 1), (1, 1, 1), (2, 0, 1), (2, 3, 1), (1, 0, 2), (3, 2, 2), (4, 5, 3),
+    (1, 0, 1),
+    (1, 1, 1),
+    (2, 0, 1),
+    (2, 3, 1),
+    (1, 0, 2),
+    (3, 2, 2),
+    (4, 5, 3),
 ]
 
 
@@ -128,9 +150,13 @@ def test_output_size_matches_actual_shapes(n, k, geometry):
             K.output_size(n, k, stride, padding, dilation)
         return
     expected = K.output_size(n, k, stride, padding, dilation)
-    torch_shape = F.conv2d(torch.zeros(1, 1, n, n), torch.zeros(1, 1, k, k), stride=stride, padding=padding, dilation=dilation).shape
+    torch_shape = F.conv2d(
+        torch.zeros(1, 1, n, n), torch.zeros(1, 1, k, k), stride=stride, padding=padding, dilation=dilation
+    ).shape
     assert torch_shape[-1] == expected
-    assert K.convolve(np.zeros((n, n), np.float32), np.ones((k, k)), stride=stride, padding=padding, dilation=dilation).shape == (expected, expected)
+    assert K.convolve(
+        np.zeros((n, n), np.float32), np.ones((k, k)), stride=stride, padding=padding, dilation=dilation
+    ).shape == (expected, expected)
 
 
 def test_output_size_known_alexnet_numbers():
@@ -279,9 +305,14 @@ PLACES = [  # regex -> probes; the first group, if any, names the sides
     (r"\b(?:each|every) pixel\b", lambda m: FLAT + [p for pair in _SIDES.values() for p in pair]),
     (r"\bflat areas?\b", lambda m: FLAT),
     (r"\binner rim(?: of every bright shape)?\b", lambda m: [inner for inner, _ in _SIDES.values()]),
-    (r"\b(?:outer rim(?: of every bright shape)?|dark side of its edges)\b", lambda m: [outer for _, outer in _SIDES.values()]),
-    (r"\b(?:the |their )?((?:top|bottom|left|right)(?:-hand)?(?: and (?:the )?(?:top|bottom|left|right)(?:-hand)?)?) edges(?: of bright objects)?",
-     lambda m: [p for side in re.findall(r"top|bottom|left|right", m.group(1)) for p in _SIDES[side]]),
+    (
+        r"\b(?:outer rim(?: of every bright shape)?|dark side of its edges)\b",
+        lambda m: [outer for _, outer in _SIDES.values()],
+    ),
+    (
+        r"\b(?:the |their )?((?:top|bottom|left|right)(?:-hand)?(?: and (?:the )?(?:top|bottom|left|right)(?:-hand)?)?) edges(?: of bright objects)?",
+        lambda m: [p for side in re.findall(r"top|bottom|left|right", m.group(1)) for p in _SIDES[side]],
+    ),
     (r"\b(?:where the image gets )?brighter to the right\b", lambda m: list(_SIDES["left"])),
     (r"\b(?:where the image gets )?brighter to the left\b", lambda m: list(_SIDES["right"])),
     (r"\b(?:where the image gets )?brighter (?:downwards|below)\b", lambda m: list(_SIDES["top"])),
@@ -291,9 +322,19 @@ PLACES = [  # regex -> probes; the first group, if any, names the sides
 ]
 ABOUT_THE_KERNEL = r"\b(?:positive|negative) (?:weights?|centre)\b|\bringed by (?:positives|negatives)\b|\blight from the (?:centre|periphery)\b"
 APPEARANCES = [  # what a claim can say the result is, checked in check_claim
-    r"\bpositive\b", r"\bnegative\b", r"\bzero\b", r"\bunchanged\b", r"\bkeep their value\b",
-    r"\b(?:lit|light up|lights up)\b", r"\b(?:in|into) shadow\b",
-    r"\bmid-gray\b", r"\bwhite\b", r"\bblack\b", r"\bred\b", r"\bblue\b", r"(?<!mid-)\bgr[ae]y\b(?! mode)",
+    r"\bpositive\b",
+    r"\bnegative\b",
+    r"\bzero\b",
+    r"\bunchanged\b",
+    r"\bkeep their value\b",
+    r"\b(?:lit|light up|lights up)\b",
+    r"\b(?:in|into) shadow\b",
+    r"\bmid-gray\b",
+    r"\bwhite\b",
+    r"\bblack\b",
+    r"\bred\b",
+    r"\bblue\b",
+    r"(?<!mid-)\bgr[ae]y\b(?! mode)",
 ]
 VISUAL_WORDS = r"\b(?:positive|negative|zero|white|black|gr[ae]y(?! mode)|red|blue|lit|light|lights|lighter|shadow|dark|darker|bright|brighter)\b"
 MODE = re.compile(r"\s+in (gray|colou?r)(?: mode)?\b")

@@ -33,7 +33,13 @@ def test_run_lab_shapes_and_values_follow_the_arithmetic(photo, settings):
     assert result.conv.shape[:2] == (conv_h, conv_w)
     np.testing.assert_array_equal(
         result.conv,
-        K.convolve(input_values(photo, settings.color), weights, stride=settings.stride, padding=settings.padding, dilation=settings.dilation),
+        K.convolve(
+            input_values(photo, settings.color),
+            weights,
+            stride=settings.stride,
+            padding=settings.padding,
+            dilation=settings.dilation,
+        ),
     )
     if settings.pooling == "none":
         assert result.output is result.conv

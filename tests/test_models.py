@@ -15,12 +15,30 @@ def _linear(i, o):
 
 # Counted by hand from each architecture's description, independently of the code that builds it.
 HAND_COUNTS = {
-    "alexnet": _conv(64, 3, 11) + _conv(192, 64, 5) + _conv(384, 192, 3) + _conv(256, 384, 3) + _conv(256, 256, 3)
-    + _linear(9216, 4096) + _linear(4096, 4096) + _linear(4096, 1000),
-    "alexnet2012": _conv(96, 3, 11) + _conv(256, 96, 5, 2) + _conv(384, 256, 3) + _conv(384, 384, 3, 2)
-    + _conv(256, 384, 3, 2) + _linear(9216, 4096) + _linear(4096, 4096) + _linear(4096, 1000),
-    "alexnet_compact": _conv(48, 3, 11) + _conv(128, 48, 5) + _conv(192, 128, 3) + _conv(192, 192, 3)
-    + _conv(128, 192, 3) + _linear(4608, 2048) + _linear(2048, 2048) + _linear(2048, 1000),
+    "alexnet": _conv(64, 3, 11)
+    + _conv(192, 64, 5)
+    + _conv(384, 192, 3)
+    + _conv(256, 384, 3)
+    + _conv(256, 256, 3)
+    + _linear(9216, 4096)
+    + _linear(4096, 4096)
+    + _linear(4096, 1000),
+    "alexnet2012": _conv(96, 3, 11)
+    + _conv(256, 96, 5, 2)
+    + _conv(384, 256, 3)
+    + _conv(384, 384, 3, 2)
+    + _conv(256, 384, 3, 2)
+    + _linear(9216, 4096)
+    + _linear(4096, 4096)
+    + _linear(4096, 1000),
+    "alexnet_compact": _conv(48, 3, 11)
+    + _conv(128, 48, 5)
+    + _conv(192, 128, 3)
+    + _conv(192, 192, 3)
+    + _conv(128, 192, 3)
+    + _linear(4608, 2048)
+    + _linear(2048, 2048)
+    + _linear(2048, 1000),
 }
 
 
@@ -71,4 +89,3 @@ def test_unknown_names_and_bad_class_counts():
         build("vgg")
     with pytest.raises(ValueError, match="num_classes"):
         build("alexnet", num_classes=0)
-

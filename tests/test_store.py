@@ -26,8 +26,8 @@ def test_a_sessions_models_are_invisible_to_other_sessions():
     store = ModelStore(_fake_loader([]))
     model = build("alexnet_compact", num_classes=2)
     key = store.add("alice", model, ModelInfo("alexnet_compact", "file", "alice's flowers", ("x", "y")))
-    assert key in dict((v, k) for k, v in store.choices("alice"))
-    assert key not in dict((v, k) for k, v in store.choices("bob"))
+    assert key in {v: k for k, v in store.choices("alice")}
+    assert key not in {v: k for k, v in store.choices("bob")}
     assert store.get(key, "alice")[0] is model
     with pytest.raises(ValueError, match="not available in this session"):
         store.get(key, "bob")
@@ -39,7 +39,12 @@ def test_a_sessions_models_are_invisible_to_other_sessions():
 
 def test_each_session_keeps_a_bounded_number_of_models():
     store = ModelStore(_fake_loader([]), per_session=2)
-    keys = [store.add("s", build("alexnet_compact", num_classes=2), ModelInfo("alexnet_compact", "file", f"m{i}", ("x", "y"))) for i in range(3)]
+    keys = [
+        store.add(
+            "s", build("alexnet_compact", num_classes=2), ModelInfo("alexnet_compact", "file", f"m{i}", ("x", "y"))
+        )
+        for i in range(3)
+    ]
     own = [k for _, k in store.choices("s") if k.startswith("mine:")]
     assert own == keys[1:]
 
@@ -52,7 +57,9 @@ def test_all_sessions_together_hold_a_bounded_number_of_models():
     newest = store.add("c", models[3], info)  # full: the oldest model goes
     with pytest.raises(ValueError):
         store.get(keys[0], "a")
-    assert [store.get(key, session)[0] for key, session in ((keys[1], "a"), (keys[2], "b"), (newest, "c"))] == models[1:]
+    assert [store.get(key, session)[0] for key, session in ((keys[1], "a"), (keys[2], "b"), (newest, "c"))] == models[
+        1:
+    ]
 
 
 @pytest.mark.parametrize("baseline", ["linear", "mlp"])

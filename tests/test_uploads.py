@@ -39,7 +39,9 @@ def test_a_zip_of_class_folders(tmp_path):
     assert dataset.classes == ("cat", "dog") and dataset.images.shape == (8, 3, 32, 32)
     assert dataset.images.dtype == torch.uint8 and dataset.labels.tolist() == [0] * 4 + [1] * 4
     assert dataset.report.counts == (4, 4) and dataset.report.skipped == ()
-    assert dataset.images[0, 0].float().mean() > 150 and dataset.images[-1, 2].float().mean() > 150  # red cats, blue dogs
+    assert (
+        dataset.images[0, 0].float().mean() > 150 and dataset.images[-1, 2].float().mean() > 150
+    )  # red cats, blue dogs
 
 
 def test_one_top_folder_and_macos_litter_are_accepted(tmp_path):
@@ -139,7 +141,6 @@ def test_not_a_zip(tmp_path):
         uploads.read_zip(path)
 
 
-
 def test_compression_methods_without_a_size_bound_are_refused(tmp_path):
     path = tmp_path / "bz.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_BZIP2) as archive:
@@ -152,7 +153,9 @@ def test_compression_methods_without_a_size_bound_are_refused(tmp_path):
 def test_the_member_count_is_checked_before_the_directory_is_read(tmp_path, monkeypatch):
     path = _zip(tmp_path / "f.zip", {f"cat/{i}.jpg": b"x" for i in range(30)})
     opened = []
-    monkeypatch.setattr(uploads.zipfile, "ZipFile", lambda *a, **k: opened.append(a) or (_ for _ in ()).throw(AssertionError))
+    monkeypatch.setattr(
+        uploads.zipfile, "ZipFile", lambda *a, **k: opened.append(a) or (_ for _ in ()).throw(AssertionError)
+    )
     with pytest.raises(ValueError, match="30 members; the limit is 10"):
         uploads.read_zip(path, limits=Limits(max_zip_members=10))
     assert not opened

@@ -53,7 +53,10 @@ def activations(model_key="alexnet", image=None, layer=DEFAULT_LAYER, channel=No
         f"{A.sparsity(activation):.0%} of this layer's values are exactly zero. Showing channel **{chosen}** over the photo."
     )
     stats = pd.DataFrame(
-        [[s.name, s.kind, " × ".join(map(str, s.shape)), f"{s.mean:.3f}", f"{s.max:.3f}", f"{s.sparsity:.0%}"] for s in A.layer_stats(model, acts)],
+        [
+            [s.name, s.kind, " × ".join(map(str, s.shape)), f"{s.mean:.3f}", f"{s.max:.3f}", f"{s.sparsity:.0%}"]
+            for s in A.layer_stats(model, acts)
+        ],
         columns=["layer", "type", "shape", "mean", "max", "zeros"],
     )
     notice = notice_markdown(info, "these maps come from random filters, not learned features")
@@ -84,22 +87,29 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             image = photo_with_examples("act-photo", height=240)
-            layer = gr.Dropdown(choices=[DEFAULT_LAYER], value=DEFAULT_LAYER, label="Layer", allow_custom_value=True, elem_id="act-layer")
+            layer = gr.Dropdown(
+                choices=[DEFAULT_LAYER],
+                value=DEFAULT_LAYER,
+                label="Layer",
+                allow_custom_value=True,
+                elem_id="act-layer",
+            )
             channel = gr.Number(value=-1, precision=0, minimum=-1, label="Channel to zoom (-1: the most active)")
             top5 = gr.Label(num_top_classes=5, label="Top-5 predictions", elem_id="act-top5")
             top5_note = gr.Markdown(label="About the weights", elem_id="act-top5-note")
         with gr.Column(scale=2):
             with gr.Row():
-                view = result_image(label="What the network sees (resized, centre-cropped 224 × 224)", elem_id="act-view")
+                view = result_image(
+                    label="What the network sees (resized, centre-cropped 224 × 224)", elem_id="act-view"
+                )
                 overlay = result_image(label="Zoomed channel over the photo", elem_id="act-overlay")
             grid = result_image(label="Most active channels", elem_id="act-grid")
             caption = gr.Markdown(label="About this layer", elem_id="act-caption")
     with gr.Accordion("Every layer at a glance", open=False):
         stats = gr.Dataframe(label="Per-layer statistics for this photo", interactive=False, elem_id="act-stats")
-    with gr.Accordion("Live webcam: the chosen layer, frame by frame", open=False):
-        with gr.Row():
-            webcam = photo_input(sources=["webcam"], streaming=True, label="Webcam", elem_id="act-webcam")
-            live = result_image(label="Feature maps, live", elem_id="act-live")
+    with gr.Accordion("Live webcam: the chosen layer, frame by frame", open=False), gr.Row():
+        webcam = photo_input(sources=["webcam"], streaming=True, label="Webcam", elem_id="act-webcam")
+        live = result_image(label="Feature maps, live", elem_id="act-live")
 
     gr.on([demo.load, chooser.change], layers, inputs=[chooser, layer], outputs=layer, api_name="layers")
     gr.on(

@@ -9,7 +9,17 @@ from playground.architecture import params_by_layer, totals, trace
 from ui.common import user_errors
 from ui.model_panel import get_model
 
-COLUMNS = ["layer", "type", "output shape", "parameters", "= formula", "multiply-adds", "activations (KB)", "receptive field", "stride"]
+COLUMNS = [
+    "layer",
+    "type",
+    "output shape",
+    "parameters",
+    "= formula",
+    "multiply-adds",
+    "activations (KB)",
+    "receptive field",
+    "stride",
+]
 
 EXPLAIN = """
 **How to read it.** A convolution with *C_out* filters of size *k × k* over *C_in* input channels has
@@ -35,8 +45,13 @@ def architecture(model_key="alexnet", request: gr.Request = None):
     table = pd.DataFrame(
         [
             [
-                r.name, r.kind, _shape(r.output_shape), f"{r.params:,}", r.params_formula if r.params else "",
-                f"{r.macs:,}", f"{r.activation_bytes / 1024:,.1f}",
+                r.name,
+                r.kind,
+                _shape(r.output_shape),
+                f"{r.params:,}",
+                r.params_formula if r.params else "",
+                f"{r.macs:,}",
+                f"{r.activation_bytes / 1024:,.1f}",
                 "whole image" if r.receptive_field is None else f"{r.receptive_field} × {r.receptive_field}",
                 "" if r.stride is None else str(r.stride),
             ]
@@ -58,7 +73,27 @@ def architecture(model_key="alexnet", request: gr.Request = None):
 
 def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
     summary = gr.Markdown(label="Summary", elem_id="arch-summary")
-    table = gr.Dataframe(headers=COLUMNS, label="Layer by layer (input 3 × 224 × 224)", interactive=False, max_height=640, elem_id="arch-table")
-    chart = gr.BarPlot(x="layer", y="parameters", label="Where the parameters live", sort=None, height=320, x_label_angle=-30, elem_id="arch-chart")
+    table = gr.Dataframe(
+        headers=COLUMNS,
+        label="Layer by layer (input 3 × 224 × 224)",
+        interactive=False,
+        max_height=640,
+        elem_id="arch-table",
+    )
+    chart = gr.BarPlot(
+        x="layer",
+        y="parameters",
+        label="Where the parameters live",
+        sort=None,
+        height=320,
+        x_label_angle=-30,
+        elem_id="arch-chart",
+    )
     gr.Markdown(EXPLAIN)
-    gr.on([demo.load, chooser.change], architecture, inputs=chooser, outputs=[table, chart, summary], api_name="architecture")
+    gr.on(
+        [demo.load, chooser.change],
+        architecture,
+        inputs=chooser,
+        outputs=[table, chart, summary],
+        api_name="architecture",
+    )

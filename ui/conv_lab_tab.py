@@ -70,12 +70,16 @@ def apply_kernel(
 @user_errors
 def apply_custom_kernel(image, custom_kernel, color, stride, padding, dilation, pooling, pool_size, pool_stride):
     """The editor's kernel, whatever the preset chooser shows; the chooser then says "custom"."""
-    outputs = apply_kernel(image, CUSTOM, custom_kernel, color, stride, padding, dilation, pooling, pool_size, pool_stride)
+    outputs = apply_kernel(
+        image, CUSTOM, custom_kernel, color, stride, padding, dilation, pooling, pool_size, pool_stride
+    )
     return (*outputs, CUSTOM)
 
 
 @user_errors
-def explain_pixel(image, kernel, custom_kernel, color, stride, padding, dilation, pooling, pool_size, pool_stride, x, y):
+def explain_pixel(
+    image, kernel, custom_kernel, color, stride, padding, dilation, pooling, pool_size, pool_stride, x, y
+):
     """The patch × kernel = value arithmetic behind result pixel (x, y)."""
     if x is None or y is None:
         raise ValueError("Click a pixel of the result, or type its column (x) and row (y).")
@@ -195,7 +199,11 @@ def build_tab(demo: gr.Blocks) -> None:
     applied = gr.State([])  # the settings behind the picture on screen (a short list: cheap to copy)
     kernel.change(describe_kernel, inputs=kernel, outputs=[description, custom], api_name="describe_kernel")
     custom.input(
-        switch_to_custom, outputs=kernel, api_name="switch_to_custom", api_visibility="undocumented", show_progress="hidden"
+        switch_to_custom,
+        outputs=kernel,
+        api_name="switch_to_custom",
+        api_visibility="undocumented",
+        show_progress="hidden",
     )
     applying = gr.on(
         triggers=[
@@ -225,8 +233,12 @@ def build_tab(demo: gr.Blocks) -> None:
     )
     for event in (applying, applying_custom):
         event.success(
-            remember_settings, inputs=controls[1:], outputs=[applied, explanation],
-            api_name="remember_settings", api_visibility="private", show_progress="hidden",
+            remember_settings,
+            inputs=controls[1:],
+            outputs=[applied, explanation],
+            api_name="remember_settings",
+            api_visibility="private",
+            show_progress="hidden",
         )
     # UI glue (a click fills x and y, then explains): same work as /explain_pixel, so kept out of the API docs.
     result.select(

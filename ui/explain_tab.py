@@ -57,10 +57,22 @@ def _probability(model, x, index) -> float:
 
 
 @user_errors
-def explain(model_key="alexnet", image=None, target=TOP1, method="integrated_gradients", view="overlay", sign="absolute", layer="", n_steps=32, request: gr.Request = None):
+def explain(
+    model_key="alexnet",
+    image=None,
+    target=TOP1,
+    method="integrated_gradients",
+    view="overlay",
+    sign="absolute",
+    layer="",
+    n_steps=32,
+    request: gr.Request = None,
+):
     """One attribution method in detail: the map for the chosen class, and what went into it."""
     model, info, x, target = _prepare(model_key, image, target, request)
-    result = attribute(model, x, method, target, classes=info.classes, black=BLACK, n_steps=int(n_steps), layer=layer or None)
+    result = attribute(
+        model, x, method, target, classes=info.classes, black=BLACK, n_steps=int(n_steps), layer=layer or None
+    )
     picture = attribution_image(result.values, A.network_view(x), view=view, sign=sign, size_in=4.5)
     return picture, _facts(info, result, _probability(model, x, result.target))
 
@@ -73,7 +85,12 @@ def compare_all(model_key="alexnet", image=None, target=TOP1, sign="absolute", r
     gallery, maps, total = [], {}, 0.0
     for result in compare(model, x, target, classes=info.classes, black=BLACK):
         maps[result.method], total = result.values, total + result.seconds
-        gallery.append((attribution_image(result.values, view, sign=sign), f"{METHODS[result.method].label} ({result.seconds:.2f} s)"))
+        gallery.append(
+            (
+                attribution_image(result.values, view, sign=sign),
+                f"{METHODS[result.method].label} ({result.seconds:.2f} s)",
+            )
+        )
         status = f"{len(maps)} of {len(METHODS)} methods done for class **{info.classes[result.target]}**…"
         yield gallery, gr.skip(), status
     names, matrix = agreement_matrix(maps)
@@ -105,11 +122,16 @@ def run_sanity_check(model_key="alexnet", image=None, target=TOP1, method="salie
     final = rows[-1][1]
     verdict = (
         f"With every layer randomised the map still has similarity **{final:.2f}** to the original: it barely changed, "
-        "so this map shows the photo more than the model." if final > 0.5 else
-        f"The map changed as the network was destroyed (final similarity **{final:.2f}**): it does depend on what the model learned."
+        "so this map shows the photo more than the model."
+        if final > 0.5
+        else f"The map changed as the network was destroyed (final similarity **{final:.2f}**): it does depend on what the model learned."
     )
     notice = notice_markdown(info, "the 'trained' map is itself from random weights, so this check cannot pass")
-    yield gallery, pd.DataFrame(rows, columns=["network", "similarity to the trained map"]), verdict + ("\n\n" + notice if notice else "")
+    yield (
+        gallery,
+        pd.DataFrame(rows, columns=["network", "similarity to the trained map"]),
+        verdict + ("\n\n" + notice if notice else ""),
+    )
 
 
 @user_errors
@@ -127,7 +149,9 @@ def occlude(model_key="alexnet", image=None, edited=None, request: gr.Request = 
     model, info = get_model(model_key, request)
     photo = open_photo(image)
     layers = [np.asarray(layer) for layer in (edited or {}).get("layers") or []]
-    strokes = [layer[:, :, 3] > 0 for layer in layers if layer.ndim == 3 and layer.shape[2] == 4]  # painted = not transparent
+    strokes = [
+        layer[:, :, 3] > 0 for layer in layers if layer.ndim == 3 and layer.shape[2] == 4
+    ]  # painted = not transparent
     strokes = [paint for paint in strokes if paint.shape == strokes[0].shape]  # the editor's layers share its canvas
     mask = np.logical_or.reduce(strokes) if strokes else np.zeros((1, 1), bool)
     if not mask.any():
@@ -162,9 +186,18 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         with gr.Column(scale=1, min_width=280):
             image = photo_with_examples("explain-photo")
             target = gr.Dropdown(
-                [TOP1] + list(imagenet_classes()), value=TOP1, label="Explain the class", allow_custom_value=True, elem_id="explain-target"
+                [TOP1] + list(imagenet_classes()),
+                value=TOP1,
+                label="Explain the class",
+                allow_custom_value=True,
+                elem_id="explain-target",
             )
-            method = gr.Dropdown([(m.label, k) for k, m in METHODS.items()], value="integrated_gradients", label="Method", elem_id="explain-method")
+            method = gr.Dropdown(
+                [(m.label, k) for k, m in METHODS.items()],
+                value="integrated_gradients",
+                label="Method",
+                elem_id="explain-method",
+            )
             with gr.Row():
                 view = gr.Radio(list(VIEWS), value="overlay", label="View")
                 sign = gr.Radio(list(SIGNS), value="absolute", label="Sign")
@@ -180,11 +213,17 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         compare_stop = gr.Button("Stop", variant="stop")
     compare_status = gr.Markdown(label="Progress", elem_id="compare-status")
     gallery = gr.Gallery(label="All methods", columns=5, height="auto", elem_id="compare-gallery")
-    agreement = gr.Dataframe(label="Agreement between methods (Spearman rank correlation of |attribution|)", interactive=False, elem_id="compare-agreement")
+    agreement = gr.Dataframe(
+        label="Agreement between methods (Spearman rank correlation of |attribution|)",
+        interactive=False,
+        elem_id="compare-agreement",
+    )
     with gr.Accordion("Sanity check: does the map depend on the model?", open=False):
         gr.Markdown(SANITY_HELP)
         with gr.Row():
-            sanity_method = gr.Dropdown([(m.label, k) for k, m in METHODS.items() if m.gradient_based], value="saliency", label="Method")
+            sanity_method = gr.Dropdown(
+                [(m.label, k) for k, m in METHODS.items() if m.gradient_based], value="saliency", label="Method"
+            )
             sanity_button = gr.Button("Run the sanity check")
             sanity_stop = gr.Button("Stop", variant="stop")
         sanity_verdict = gr.Markdown(label="Verdict", elem_id="sanity-verdict")
@@ -192,12 +231,19 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
             sanity_gallery = gr.Gallery(label="The map as layers are randomised", columns=5, height="auto")
             sanity_table = gr.Dataframe(label="Similarity to the trained model's map", interactive=False)
     with gr.Accordion("Cover part of the photo and watch the top-5 change", open=False):
-        gr.Markdown("Paint over a region with the brush, then press the button: the covered pixels are set to the "
-                    "ImageNet mean colour (what the network reads as zero).")
+        gr.Markdown(
+            "Paint over a region with the brush, then press the button: the covered pixels are set to the "
+            "ImageNet mean colour (what the network reads as zero)."
+        )
         with gr.Row():
             editor = SafeImageEditor(
-                type="numpy", sources=[], transforms=[], layers=False, label="Paint to cover",
-                brush=gr.Brush(colors=["#ff00ff"], default_size=36, color_mode="fixed"), elem_id="occlude-editor",
+                type="numpy",
+                sources=[],
+                transforms=[],
+                layers=False,
+                label="Paint to cover",
+                brush=gr.Brush(colors=["#ff00ff"], default_size=36, color_mode="fixed"),
+                elem_id="occlude-editor",
             )
             covered = result_image(label="What the network gets")
         occlude_button = gr.Button("Predict with the painted region covered", elem_id="occlude-button")
@@ -219,12 +265,21 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         concurrency_limit=2,
     )
     comparing = compare_button.click(
-        compare_all, inputs=[chooser, image, target, sign], outputs=[gallery, agreement, compare_status], api_name="compare", concurrency_limit=1
+        compare_all,
+        inputs=[chooser, image, target, sign],
+        outputs=[gallery, agreement, compare_status],
+        api_name="compare",
+        concurrency_limit=1,
     )
     compare_stop.click(None, cancels=[comparing])
     checking = sanity_button.click(
-        run_sanity_check, inputs=[chooser, image, target, sanity_method], outputs=[sanity_gallery, sanity_table, sanity_verdict],
-        api_name="sanity_check", concurrency_limit=1,
+        run_sanity_check,
+        inputs=[chooser, image, target, sanity_method],
+        outputs=[sanity_gallery, sanity_table, sanity_verdict],
+        api_name="sanity_check",
+        concurrency_limit=1,
     )
     sanity_stop.click(None, cancels=[checking])
-    occlude_button.click(occlude, inputs=[chooser, image, editor], outputs=[before, after, covered, occlude_summary], api_name="occlude")
+    occlude_button.click(
+        occlude, inputs=[chooser, image, editor], outputs=[before, after, covered, occlude_summary], api_name="occlude"
+    )

@@ -7,7 +7,16 @@ import pandas as pd
 
 from playground import kernels as K
 from playground.activations import preprocess
-from playground.filters import FITTED, Match, conv1_grid, deeper_summary, first_conv, match_classic, match_kernel, side_by_side
+from playground.filters import (
+    FITTED,
+    Match,
+    conv1_grid,
+    deeper_summary,
+    first_conv,
+    match_classic,
+    match_kernel,
+    side_by_side,
+)
 from ui.common import open_photo, photo_with_examples, result_image, user_errors
 from ui.model_panel import get_model, notice_markdown
 
@@ -48,7 +57,10 @@ def filters(model_key="alexnet", request: gr.Request = None):
     model, info = get_model(model_key, request)
     matches = match_classic(model, top_k=3)
     table = pd.DataFrame(
-        [[name] + [f"#{m.filter_index} ({m.similarity:+.2f}, {_scale(m.scale)})" for m in found] for name, found in matches.items()],
+        [
+            [name] + [f"#{m.filter_index} ({m.similarity:+.2f}, {_scale(m.scale)})" for m in found]
+            for name, found in matches.items()
+        ],
         columns=["classic kernel", "best learned filter", "second", "third"],
     )
     conv = first_conv(model)
@@ -94,13 +106,23 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
             grid = result_image(label="conv1: the first layer's filters", elem_id="filters-grid")
             caption = gr.Markdown(label="About these filters", elem_id="filters-caption")
         with gr.Column(scale=2):
-            table = gr.Dataframe(label="Classic kernels and the learned filters most like them", interactive=False, max_height=560, elem_id="filters-matches")
+            table = gr.Dataframe(
+                label="Classic kernels and the learned filters most like them",
+                interactive=False,
+                max_height=560,
+                elem_id="filters-matches",
+            )
     gr.Markdown(HOW)
     gr.Markdown("### Classic and learned, on your photo")
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
             image = photo_with_examples("filters-photo")
-            kernel = gr.Dropdown([(k.replace("_", " "), k) for k in K.KERNELS], value="sobel_x", label="Classic kernel", elem_id="filters-kernel")
+            kernel = gr.Dropdown(
+                [(k.replace("_", " "), k) for k in K.KERNELS],
+                value="sobel_x",
+                label="Classic kernel",
+                elem_id="filters-kernel",
+            )
             rank = gr.Radio([1, 2, 3], value=1, label="Learned match (1 = most similar)", elem_id="filters-rank")
         with gr.Column(scale=3):
             with gr.Row():
@@ -108,11 +130,18 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
                 learned = result_image(label="Learned filter", elem_id="filters-learned")
                 difference = result_image(label="Difference", elem_id="filters-difference")
             comparison = gr.Markdown(label="Comparison", elem_id="filters-comparison")
-    with gr.Accordion("Deeper layers in summary (the first 32 filters of each, averaged over their inputs)", open=False):
+    with gr.Accordion(
+        "Deeper layers in summary (the first 32 filters of each, averaged over their inputs)", open=False
+    ):
         deeper = gr.Gallery(label="conv2 … conv5", columns=1, height="auto", elem_id="filters-deeper")
     # The model-level views change only with the model; the side by side also with photo, kernel and rank.
     gr.on(
-        [demo.load, chooser.change], filters, inputs=chooser, outputs=[grid, caption, table, deeper], api_name="filters", trigger_mode="always_last"
+        [demo.load, chooser.change],
+        filters,
+        inputs=chooser,
+        outputs=[grid, caption, table, deeper],
+        api_name="filters",
+        trigger_mode="always_last",
     )
     gr.on(
         [demo.load, chooser.change, image.change, kernel.change, rank.change],

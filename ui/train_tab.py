@@ -73,8 +73,20 @@ def _confusion_table(result: FinetuneResult) -> pd.DataFrame:
 
 @user_errors
 def train(
-    zip_file=None, dataset=ZIP, model="alexnet", mode="head", pretrained=True, epochs=10, batch_size=16, lr=1e-3,
-    optimizer="adam", crop=True, flip=True, color_jitter=False, limit=1000, request: gr.Request = None,
+    zip_file=None,
+    dataset=ZIP,
+    model="alexnet",
+    mode="head",
+    pretrained=True,
+    epochs=10,
+    batch_size=16,
+    lr=1e-3,
+    optimizer="adam",
+    crop=True,
+    flip=True,
+    color_jitter=False,
+    limit=1000,
+    request: gr.Request = None,
 ):
     """Fine-tune and stream progress; at the end, the results and the model in this session's chooser.
 
@@ -87,12 +99,25 @@ def train(
     try:
         chosen = _dataset(dataset, zip_file, limit, lambda: stop.is_set() or time.monotonic() > deadline)
         config = FinetuneConfig(
-            model=model, pretrained=bool(pretrained), mode=mode, optimizer=optimizer, lr=float(lr), epochs=int(epochs),
-            batch_size=int(batch_size), image_size=models.spec(model).input_shape[-1], crop=bool(crop),
-            flip=bool(flip), color_jitter=bool(color_jitter), max_seconds=max(0.0, deadline - time.monotonic()),
+            model=model,
+            pretrained=bool(pretrained),
+            mode=mode,
+            optimizer=optimizer,
+            lr=float(lr),
+            epochs=int(epochs),
+            batch_size=int(batch_size),
+            image_size=models.spec(model).input_shape[-1],
+            crop=bool(crop),
+            flip=bool(flip),
+            color_jitter=bool(color_jitter),
+            max_seconds=max(0.0, deadline - time.monotonic()),
         )
         config.validate()
-        report = chosen.report.summary() if chosen.report else f"{chosen.name}: {len(chosen)} images, {len(chosen.classes)} classes."
+        report = (
+            chosen.report.summary()
+            if chosen.report
+            else f"{chosen.name}: {len(chosen)} images, {len(chosen.classes)} classes."
+        )
         points, shown, last_val_epoch = [], 0.0, 0
         run = finetune(config, chosen)
         try:
@@ -104,7 +129,10 @@ def train(
                     yield _finish(record, chosen, session, report, points, request)
                     continue
                 if record.total_steps:
-                    points += [(record.step, record.loss, "training loss"), (record.step, record.accuracy, "training accuracy")]
+                    points += [
+                        (record.step, record.loss, "training loss"),
+                        (record.step, record.accuracy, "training accuracy"),
+                    ]
                     if record.val_accuracy is not None and record.epoch != last_val_epoch:
                         last_val_epoch = record.epoch  # one point per finished epoch
                         points.append((record.step - 1, record.val_accuracy, "validation accuracy"))
@@ -129,12 +157,21 @@ def _finish(result: FinetuneResult, dataset, session, report, points, request) -
         f"{result.seconds:.1f} s ({result.images_per_second:,.0f} images/s).</p>"
         + (f"<div class='notice'>⚠️ {result.notice}</div>" if result.notice else "")
     )
-    per_class = pd.DataFrame({"class": list(result.classes), "accuracy": [f"{a:.0%}" for a in result.per_class_accuracy],
-                              "validation images": result.confusion.sum(axis=1).tolist()})
+    per_class = pd.DataFrame(
+        {
+            "class": list(result.classes),
+            "accuracy": [f"{a:.0%}" for a in result.per_class_accuracy],
+            "validation images": result.confusion.sum(axis=1).tolist(),
+        }
+    )
     outputs = {"confusion": _confusion_table(result), "per_class": per_class, "downloads": files}
     if models.spec(result.variant).convolutional:
-        outputs["filters"] = _pair(filter_grid(result.initial_first_conv), filter_grid(result.state_dict["features.0.weight"]))
-        info = ModelInfo(result.variant, "file", f"trained here on {dataset.name} ({result.val_accuracy:.0%} val.)", result.classes)
+        outputs["filters"] = _pair(
+            filter_grid(result.initial_first_conv), filter_grid(result.state_dict["features.0.weight"])
+        )
+        info = ModelInfo(
+            result.variant, "file", f"trained here on {dataset.name} ({result.val_accuracy:.0%} val.)", result.classes
+        )
         outputs["chooser"] = refresh_choices(STORE.add(session, result.model(), info), request)
         summary += "<p>Your model is now in the model chooser at the top: look at its filters, activations and explanations.</p>"
         if result.config.mode == "head":
@@ -167,8 +204,11 @@ def misclassified(true_class, predicted_class, request: gr.Request = None):
     found, total = run.mistakes(true_class, predicted_class)
     items = [(picture, f"{true_class} → {predicted_class} ({confidence:.0%})") for picture, confidence in found]
     shown = f" (showing the {len(items)} most confident)" if len(items) < total else ""
-    note = (f"{total} validation image(s) of **{true_class}** taken for **{predicted_class}**{shown}." if true_class != predicted_class
-            else "The diagonal holds the correct answers; pick a cell off it.")
+    note = (
+        f"{total} validation image(s) of **{true_class}** taken for **{predicted_class}**{shown}."
+        if true_class != predicted_class
+        else "The diagonal holds the correct answers; pick a cell off it."
+    )
     return items, note
 
 
@@ -220,10 +260,22 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
             status = gr.HTML(label="Progress", elem_id="train-status")
             report = gr.Markdown(label="Dataset", elem_id="train-report")
             with gr.Row():
-                loss_plot = gr.LinePlot(x="step", y="value", color="series", label="Loss", height=240, elem_id="train-loss")
-                accuracy_plot = gr.LinePlot(x="step", y="value", color="series", label="Accuracy", y_lim=[0, 1], height=240, elem_id="train-accuracy")
+                loss_plot = gr.LinePlot(
+                    x="step", y="value", color="series", label="Loss", height=240, elem_id="train-loss"
+                )
+                accuracy_plot = gr.LinePlot(
+                    x="step",
+                    y="value",
+                    color="series",
+                    label="Accuracy",
+                    y_lim=[0, 1],
+                    height=240,
+                    elem_id="train-accuracy",
+                )
     with gr.Row():
-        confusion = gr.Dataframe(label="Confusion matrix (validation; click a cell)", interactive=False, elem_id="train-confusion")
+        confusion = gr.Dataframe(
+            label="Confusion matrix (validation; click a cell)", interactive=False, elem_id="train-confusion"
+        )
         per_class = gr.Dataframe(label="Accuracy per class", interactive=False, elem_id="train-per-class")
     with gr.Row():
         true_class = gr.Textbox(label="True class", elem_id="train-true")
@@ -231,23 +283,64 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
     mistakes_note = gr.Markdown(label="Misclassified", elem_id="train-mistakes-note")
     mistakes = gr.Gallery(label="Misclassified validation images", columns=8, height="auto", elem_id="train-mistakes")
     filters = result_image(label="conv1 filters: before (left) and after (right) training", elem_id="train-filters")
-    downloads = gr.File(label="Downloads: weights (safetensors), description (JSON), ONNX", file_count="multiple", elem_id="train-downloads")
+    downloads = gr.File(
+        label="Downloads: weights (safetensors), description (JSON), ONNX",
+        file_count="multiple",
+        elem_id="train-downloads",
+    )
 
     outputs = {
-        "status": status, "report": report, "loss": loss_plot, "accuracy": accuracy_plot, "confusion": confusion,
-        "per_class": per_class, "filters": filters, "downloads": downloads, "chooser": chooser,
+        "status": status,
+        "report": report,
+        "loss": loss_plot,
+        "accuracy": accuracy_plot,
+        "confusion": confusion,
+        "per_class": per_class,
+        "filters": filters,
+        "downloads": downloads,
+        "chooser": chooser,
     }
     training = train_button.click(
         keyed(train, outputs),
-        inputs=[zip_file, dataset, model, mode, pretrained, epochs, batch_size, lr, optimizer, crop, flip, color_jitter, limit],
+        inputs=[
+            zip_file,
+            dataset,
+            model,
+            mode,
+            pretrained,
+            epochs,
+            batch_size,
+            lr,
+            optimizer,
+            crop,
+            flip,
+            color_jitter,
+            limit,
+        ],
         outputs=list(outputs.values()),
         api_name="train",
         concurrency_limit=1 if torch.cuda.is_available() else 2,  # one GPU job at a time; others queue
         concurrency_id="training",
     )
     stop_button.click(request_stop, api_name="stop_training", cancels=[training])
-    confusion.select(pick_cell, inputs=confusion, outputs=[true_class, predicted_class], api_name="pick_cell", api_visibility="undocumented").then(
-        misclassified, inputs=[true_class, predicted_class], outputs=[mistakes, mistakes_note], api_name="misclassified_after_click", api_visibility="undocumented"
+    confusion.select(
+        pick_cell,
+        inputs=confusion,
+        outputs=[true_class, predicted_class],
+        api_name="pick_cell",
+        api_visibility="undocumented",
+    ).then(
+        misclassified,
+        inputs=[true_class, predicted_class],
+        outputs=[mistakes, mistakes_note],
+        api_name="misclassified_after_click",
+        api_visibility="undocumented",
     )
-    gr.on([true_class.submit, predicted_class.submit], misclassified, inputs=[true_class, predicted_class], outputs=[mistakes, mistakes_note], api_name="misclassified")
+    gr.on(
+        [true_class.submit, predicted_class.submit],
+        misclassified,
+        inputs=[true_class, predicted_class],
+        outputs=[mistakes, mistakes_note],
+        api_name="misclassified",
+    )
     demo.unload(forget)

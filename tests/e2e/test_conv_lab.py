@@ -19,7 +19,9 @@ def _result_src(page) -> str:
 
 def _wait_for_new_result(page, before: str) -> str:
     page.wait_for_function(
-        "before => document.querySelector('#lab-result img')?.getAttribute('src') !== before", arg=before, timeout=TIMEOUT
+        "before => document.querySelector('#lab-result img')?.getAttribute('src') !== before",
+        arg=before,
+        timeout=TIMEOUT,
     )
     return _result_src(page)
 

@@ -54,7 +54,9 @@ def test_activations_tab(page, screenshot):
 def test_uploaded_checkpoint_shows_up_in_the_chooser_and_the_tabs(page, screenshot, tmp_path):
     torch.manual_seed(0)
     model = build("alexnet_compact", num_classes=3)
-    path = save_checkpoint(model, tmp_path / "my_flowers.safetensors", variant="alexnet_compact", classes=["daisy", "rose", "tulip"])
+    path = save_checkpoint(
+        model, tmp_path / "my_flowers.safetensors", variant="alexnet_compact", classes=["daisy", "rose", "tulip"]
+    )
     page.get_by_text("Load a checkpoint of your own").click()
     page.locator("#checkpoint-file input[type=file]").set_input_files(str(path))
     page.get_by_role("button", name="Load checkpoint").click()
