@@ -16,6 +16,7 @@ from PIL import Image
 from playground import data, models, uploads
 from playground.checkpoints import ModelInfo
 from playground.config import get_limits
+from playground.curves import Curves
 from playground.export import write_bundle
 from playground.filters import filter_grid
 from playground.finetune import FinetuneConfig, FinetuneResult, Progress, finetune
@@ -60,9 +61,14 @@ def _progress_html(record: Progress) -> str:
     )
 
 
-def _curves(points):
-    frame = pd.DataFrame(points, columns=["step", "value", "series"])
-    return frame[frame.series == "training loss"], frame[frame.series != "training loss"]
+def _track(curves: Curves, record: Progress, last_val_epoch: int) -> int:
+    """Add a progress record's points; validation accuracy once per finished epoch, where that epoch ended."""
+    curves.add("loss", "training loss", record.step, record.loss)
+    curves.add("accuracy", "training accuracy", record.step, record.accuracy)
+    if record.val_accuracy is not None and record.epoch != last_val_epoch:
+        curves.add("accuracy", "validation accuracy", record.step - 1, record.val_accuracy)
+        return record.epoch
+    return last_val_epoch
 
 
 def _confusion_table(result: FinetuneResult) -> pd.DataFrame:
@@ -118,7 +124,7 @@ def train(
             if chosen.report
             else f"{chosen.name}: {len(chosen)} images, {len(chosen.classes)} classes."
         )
-        points, shown, last_val_epoch = [], 0.0, 0
+        curves, shown, last_val_epoch, last_step = Curves(), 0.0, 0, 0
         run = finetune(config, chosen)
         try:
             for record in run:
@@ -126,27 +132,22 @@ def train(
                     yield {"status": STOPPED}
                     return
                 if isinstance(record, FinetuneResult):
-                    yield _finish(record, chosen, session, report, points, request)
+                    if record.history:  # the last epoch's validation arrives with the result
+                        curves.add("accuracy", "validation accuracy", last_step, record.history[-1]["val_accuracy"])
+                    yield _finish(record, chosen, session, report, curves, request)
                     continue
                 if record.total_steps:
-                    points += [
-                        (record.step, record.loss, "training loss"),
-                        (record.step, record.accuracy, "training accuracy"),
-                    ]
-                    if record.val_accuracy is not None and record.epoch != last_val_epoch:
-                        last_val_epoch = record.epoch  # one point per finished epoch
-                        points.append((record.step - 1, record.val_accuracy, "validation accuracy"))
+                    last_val_epoch, last_step = _track(curves, record, last_val_epoch), record.step
                 if time.monotonic() - shown > 0.5 or record.step == record.total_steps:
                     shown = time.monotonic()
-                    loss, accuracy = _curves(points)
-                    yield {"status": _progress_html(record), "report": report, "loss": loss, "accuracy": accuracy}
+                    yield {"status": _progress_html(record), "report": report, "curves": curves.image()}
         finally:
             run.close()  # stops within this step and frees the model
     finally:
         JOBS.release(session)
 
 
-def _finish(result: FinetuneResult, dataset, session, report, points, request) -> dict:
+def _finish(result: FinetuneResult, dataset, session, report, curves: Curves, request) -> dict:
     folder = tempfile.mkdtemp(prefix="alexnet-playground-run-")
     stem = f"{result.variant}-{dataset.name}".replace(" ", "_").replace("/", "_")
     files = [str(p) for p in write_bundle(result, folder, stem=stem)]
@@ -179,10 +180,7 @@ def _finish(result: FinetuneResult, dataset, session, report, points, request) -
     else:
         outputs["filters"] = None
         summary += "<p>The baselines have no convolutional layers to look at; download the checkpoint to use it.</p>"
-    if points and result.history:
-        points = points + [(points[-1][0], result.history[-1]["val_accuracy"], "validation accuracy")]
-    outputs["loss"], outputs["accuracy"] = _curves(points)
-    return {"status": summary, "report": report, **outputs}
+    return {"status": summary, "report": report, "curves": curves.image(), **outputs}
 
 
 def _pair(before, after):
@@ -259,19 +257,7 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         with gr.Column(scale=2):
             status = gr.HTML(label="Progress", elem_id="train-status")
             report = gr.Markdown(label="Dataset", elem_id="train-report")
-            with gr.Row():
-                loss_plot = gr.LinePlot(
-                    x="step", y="value", color="series", label="Loss", height=240, elem_id="train-loss"
-                )
-                accuracy_plot = gr.LinePlot(
-                    x="step",
-                    y="value",
-                    color="series",
-                    label="Accuracy",
-                    y_lim=[0, 1],
-                    height=240,
-                    elem_id="train-accuracy",
-                )
+            curves = result_image(label="Loss and accuracy", elem_id="train-curves")
     with gr.Row():
         confusion = gr.Dataframe(
             label="Confusion matrix (validation; click a cell)", interactive=False, elem_id="train-confusion"
@@ -292,8 +278,7 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
     outputs = {
         "status": status,
         "report": report,
-        "loss": loss_plot,
-        "accuracy": accuracy_plot,
+        "curves": curves,
         "confusion": confusion,
         "per_class": per_class,
         "filters": filters,

@@ -21,7 +21,7 @@ def test_upload_train_and_use_the_model(page, screenshot, tmp_path):
     page.locator("#train-button").click()
     page.locator("#train-status").get_by_text("Done").wait_for(timeout=TIMEOUT)
     page.locator("#train-confusion").get_by_text("true \\ predicted").wait_for(timeout=TIMEOUT)
-    page.locator("#train-loss canvas, #train-loss svg").first.wait_for(timeout=TIMEOUT)
+    page.locator("#train-curves img").wait_for(timeout=TIMEOUT)
     page.locator("#train-report").get_by_text("3 classes, 18 images").wait_for(timeout=TIMEOUT)
     page.locator("#train-downloads").get_by_text(".onnx").wait_for(timeout=TIMEOUT)
     screenshot("train_done")

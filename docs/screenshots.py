@@ -1,0 +1,113 @@
+"""The README's screenshots, taken from the running app in headless Chromium.
+
+``.venv/bin/python docs/screenshots.py [names...]`` starts ``app.py`` on a free port (offline, so AlexNet is
+untrained and says so), drives each tab as a learner would and writes ``docs/<name>.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.conftest import CHROMIUM_ARGS  # noqa: E402  (the browser settings the tests use)
+
+TIMEOUT = 300_000
+
+
+def conv_lab(page):
+    page.locator("#lab-result img").wait_for(timeout=TIMEOUT)
+    page.locator("#lab-result img").click(position={"x": 200, "y": 120})
+    page.locator("#lab-explanation").get_by_text("sum").first.wait_for(timeout=TIMEOUT)
+
+
+def architecture(page):
+    page.get_by_role("tab", name="Architecture").click()
+    page.locator("#arch-summary").get_by_text("parameters").wait_for(timeout=TIMEOUT)
+
+
+def filters(page):
+    page.get_by_role("tab", name="Filters").click()
+    page.locator("#filters-comparison").get_by_text("against learned filter").wait_for(timeout=TIMEOUT)
+
+
+def activations(page):
+    page.get_by_role("tab", name="Activations & predictions").click()
+    page.locator("#act-caption").get_by_text("features.1").first.wait_for(timeout=TIMEOUT)
+
+
+def explain(page):
+    page.get_by_role("tab", name="Explain").click()
+    page.locator("#explain-button").click()
+    page.locator("#explain-facts").get_by_text("Convergence delta").wait_for(timeout=TIMEOUT)
+    page.locator("#compare-button").click()
+    page.locator("#compare-status").get_by_text("agrees most").wait_for(timeout=TIMEOUT)
+
+
+def train(page):
+    """A real run: compact AlexNet learns the synthetic stripes/rings/checkerboards from scratch."""
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#train-dataset input").click()
+    page.get_by_role("option", name="synthetic", exact=True).click()
+    page.locator("#train-model input").click()
+    page.get_by_role("option", name="alexnet_compact", exact=True).click()
+    page.get_by_test_id("full-radio-label").first.click()
+    epochs = page.locator("#train-epochs input[type=number]")
+    epochs.fill("15")
+    epochs.press("Enter")
+    page.get_by_label("Learning rate").fill("0.0001")  # Adam at 1e-3 stalls a from-scratch AlexNet here
+    page.locator("#train-button").click()
+    page.locator("#train-status").get_by_text("Done").wait_for(timeout=TIMEOUT)
+    page.locator("#train-downloads").get_by_text(".onnx").wait_for(timeout=TIMEOUT)
+    time.sleep(2)  # let the plots settle
+
+
+SHOTS = {"conv_lab": conv_lab, "architecture": architecture, "filters": filters, "activations": activations,
+         "explain": explain, "train": train}  # fmt: skip
+
+
+def _serve() -> tuple[subprocess.Popen, str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), PLAYGROUND_OFFLINE="1")
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(360):
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return process, url
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise SystemExit("the app did not start")
+
+
+def main(names: list[str]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    process, url = _serve()
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            for name in names or SHOTS:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(url)
+                SHOTS[name](page)
+                page.screenshot(path=str(ROOT / "docs" / f"{name}.png"), full_page=True)
+                print(f"docs/{name}.png", flush=True)
+                page.close()
+            browser.close()
+    finally:
+        process.terminate()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

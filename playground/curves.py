@@ -1,0 +1,54 @@
+"""Learning curves drawn on the server: loss and accuracy against steps, any number of runs overlaid.
+
+Drawn with matplotlib rather than left to the browser's chart widget: Gradio 6.31's LinePlot never draws a
+series that first appears in a later streamed update (validation accuracy arrives only after an epoch)
+and shows its legend without entries, so a learner could not tell training from validation. A picture
+also downloads as the PNG an experiment's report needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on a server
+
+from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
+from PIL import Image  # noqa: E402
+
+
+@dataclasses.dataclass
+class Curves:
+    """Points of named series, added as training goes; ``figure()`` draws them."""
+
+    loss: dict[str, list[tuple[float, float]]] = dataclasses.field(default_factory=dict)
+    accuracy: dict[str, list[tuple[float, float]]] = dataclasses.field(default_factory=dict)
+
+    def add(self, panel: str, series: str, x: float, y: float) -> None:
+        getattr(self, panel).setdefault(series, []).append((float(x), float(y)))
+
+    def figure(self, *, x_label: str = "step", width_in: float = 9.0, height_in: float = 3.0) -> Figure:
+        """Loss (left) and accuracy (right, 0 to 1), one line per series, each with a legend."""
+        figure = Figure(figsize=(width_in, height_in), dpi=100, layout="constrained")
+        for axes, (name, panel) in zip(figure.subplots(1, 2), (("Loss", self.loss), ("Accuracy", self.accuracy))):
+            for series, points in panel.items():
+                xs, ys = zip(*points) if points else ((), ())
+                style = "o-" if len(points) <= 30 and "validation" in series else "-"  # per-epoch points show as dots
+                axes.plot(xs, ys, style, label=series, linewidth=1.4, markersize=3.5)
+            axes.set_title(name, fontsize=10)
+            axes.set_xlabel(x_label)
+            axes.grid(alpha=0.3)
+            if name == "Accuracy":
+                axes.set_ylim(0, 1)
+            if panel:
+                axes.legend(fontsize=8, loc="best")
+        return figure
+
+    def image(self, **kwargs) -> Image.Image:
+        """The figure as an RGB picture."""
+        buffer = io.BytesIO()
+        self.figure(**kwargs).savefig(buffer, format="png")
+        buffer.seek(0)
+        return Image.open(buffer).convert("RGB")
