@@ -47,13 +47,22 @@ class Limits:
     # Models kept for users: per session (the oldest goes first) and for all sessions together.
     models_per_session: int = 3
     models_total: int = 16
-    # Training.
+    # Training (and other long jobs), each in a worker process of its own.
     train_max_seconds: float = 900.0  # one job's wall-clock cap, reading the data included
+    worker_nice: int = 10  # added CPU niceness: clicks win the cores, training still progresses
+    worker_threads: int = 1  # torch threads per worker: two cores are shared with everyone's clicks
+    worker_memory_bytes: int = 6 * 1024**3  # a worker's data-segment limit (CPU runs); past it, a sentence
+    worker_stale_seconds: float = 10.0  # a job whose progress nobody has read for this long is stopped
+    long_jobs_running: int = 2  # at once on a CPU server (on a GPU, one: the others wait their turn)
+    long_jobs_waiting: int = 4  # in the whole queue; more are refused at the door, so clicks always have room
+    long_jobs_per_address: int = 2  # queued or running, from one network address (one per session)
+    gpu_slot_seconds: float = 300.0  # on a ZeroGPU Space: the longest GPU slot a job may book
     runs_kept: int = 16  # finished runs kept across sessions (API callers never close a tab)
     misclassified_thumbnails: int = 500  # per run, for browsing the confusion matrix
     # Server.
     queue_max_size: int = 64  # requests waiting beyond this are turned away with a message
     concurrency: int = 2  # requests of one event that run at once
+    server_threads: int = 1  # torch threads per request: concurrent requests on few cores must not fight
     cache_sweep_seconds: int = 3600  # how often Gradio's upload/result cache is swept ...
     cache_max_age_seconds: int = 7200  # ... and how old a file must be to go
     download_timeout_seconds: float = 15.0  # ImageNet weights and datasets, when online

@@ -261,6 +261,26 @@ def plan_for(device: torch.device, config: FinetuneConfig, total_steps: int) -> 
     return Plan(autocast=bf16, channels_last=gpu, compile=compile_it)
 
 
+# GPU milliseconds per image at 224 px (forward and backward, bf16), assumed for planning a ZeroGPU slot: a
+# third of an H100's measured AlexNet rate, as a safety margin. Unmeasured here (no GPU was at hand).
+_GPU_MS_PER_IMAGE = {"alexnet": 1.0, "alexnet2012": 1.2, "alexnet_compact": 0.5, "linear": 0.01, "mlp": 0.02}
+_GPU_START_SECONDS = 20.0  # moving the data, building the model, validation passes, the ONNX export
+_GPU_COMPILE_SECONDS = 60.0
+
+
+def gpu_seconds(config: FinetuneConfig, images: int) -> float:
+    """A generous estimate of the GPU time a run needs, from its planned steps (to book a ZeroGPU slot)."""
+    train_images = images * (1 - config.val_fraction)
+    per_image = _GPU_MS_PER_IMAGE.get(config.model, 1.0) / 1000 * (config.image_size / 224) ** 2
+    if config.mode == "head" and models.spec(config.model).convolutional:
+        seconds = images * per_image / 3  # the backbone once, forward only; the head costs nothing
+    else:
+        seconds = train_images * config.epochs * per_image + images * config.epochs * per_image / 3
+    steps = math.ceil(train_images / config.batch_size) * config.epochs
+    compiling = config.compile == "yes" or (config.compile == "auto" and steps >= 200)
+    return _GPU_START_SECONDS + seconds + (_GPU_COMPILE_SECONDS if compiling else 0.0)
+
+
 def _optimizer(config: FinetuneConfig, parameters) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)

@@ -1,8 +1,9 @@
-"""Training jobs per session: at most one running, and the last finished run kept for browsing.
+"""Training jobs: the job itself (what a worker process runs), and per session at most one running and
+the last finished run kept for browsing.
 
-Like :class:`playground.store.ModelStore`, this is per-session state that lives on the server; a
-session's entries go when it ends (:meth:`Jobs.forget`), and finished runs are bounded across sessions
-because API callers never close a tab.
+Like :class:`playground.store.ModelStore`, the bookkeeping is per-session state that lives on the
+server; a session's entries go when it ends (:meth:`Jobs.forget`), and finished runs are bounded across
+sessions because API callers never close a tab.
 """
 
 from __future__ import annotations
@@ -10,12 +11,16 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import threading
+import time
+from collections.abc import Iterator
 
 from PIL import Image
 
+from playground import data, uploads
 from playground.config import get_limits
 from playground.data import ImageDataset
-from playground.finetune import FinetuneResult
+from playground.export import write_bundle
+from playground.finetune import FinetuneConfig, FinetuneResult, Progress, finetune, gpu_seconds
 
 THUMBNAIL_PX = 112
 
@@ -45,6 +50,103 @@ class Run:
         return [(self.thumbnails[i], confidence) for i, confidence in cell if i in self.thumbnails], len(cell)
 
 
+# --- the job (runs in a worker process: its arguments and records are plain, picklable values) ---------
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingRequest:
+    config: FinetuneConfig  # its max_seconds is the cap for the whole job, reading the data included
+    dataset: str  # a name of data.DATASETS, or "zip"
+    folder: str  # where the downloads are written
+    zip_path: str | None = None
+    zip_name: str = "your zip"
+    limit: int | None = None  # at most this many images of a built-in dataset
+    gpu_seconds: float = 0.0  # GPU time to book where a job must (ZeroGPU); see planned_gpu_seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetReady:
+    """The data is read: what it holds (classes, counts, skipped files)."""
+
+    report: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingOutcome:
+    result: FinetuneResult
+    thumbnails: dict[int, Image.Image]
+    files: list[str]  # weights (safetensors), description (JSON), ONNX
+    dataset_name: str
+
+
+def training_job(request: TrainingRequest) -> Iterator[DatasetReady | Progress | TrainingOutcome]:
+    """Read the data, fine-tune, write the downloads: everything a Train-tab job does, in order.
+
+    Raises:
+        ValueError: bad data or settings (the sentence says which).
+    """
+    started = time.monotonic()
+    dataset = _open(request)
+    report = (
+        dataset.report.summary()
+        if dataset.report
+        else f"{dataset.name}: {len(dataset)} images, {len(dataset.classes)} classes."
+    )
+    yield DatasetReady(report)
+    cap = request.config.max_seconds
+    config = (
+        request.config
+        if cap is None
+        else dataclasses.replace(request.config, max_seconds=max(0.0, cap - (time.monotonic() - started)))
+    )
+    result = None
+    for record in finetune(config, dataset):
+        if isinstance(record, FinetuneResult):
+            result = record
+        else:
+            yield record
+    stem = f"{result.variant}-{dataset.name}".replace(" ", "_").replace("/", "_")
+    files = [str(path) for path in write_bundle(result, request.folder, stem=stem)]
+    yield TrainingOutcome(result, thumbnails(dataset, result), files, dataset.name)
+
+
+def _open(request: TrainingRequest) -> ImageDataset:
+    if request.dataset == "zip":
+        if not request.zip_path:
+            raise ValueError("Upload a zip of class folders, or choose one of the built-in datasets.")
+        return uploads.read_zip(request.zip_path, name=request.zip_name)
+    if request.dataset not in data.DATASETS:
+        raise ValueError(f"Unknown dataset {request.dataset!r}.")
+    return data.open_dataset(request.dataset, limit=request.limit)
+
+
+# Images in each built-in dataset's training split (what open_dataset reads without a limit).
+_BUILT_IN_IMAGES = {"synthetic": 300, "fashion-mnist": 60_000, "cifar10": 50_000, "five-flowers": 3_670}
+
+
+def planned_images(request: TrainingRequest) -> int:
+    """How many images the job will read, known before it starts (to book GPU time)."""
+    if request.dataset == "zip":
+        return uploads.count_images(request.zip_path) if request.zip_path else 0
+    full = _BUILT_IN_IMAGES.get(request.dataset, 0)
+    return min(request.limit, full) if request.limit else full
+
+
+def planned_gpu_seconds(request: TrainingRequest) -> float:
+    """The GPU time the job will need, estimated from its planned steps (see finetune.gpu_seconds)."""
+    return gpu_seconds(request.config, planned_images(request))
+
+
+def new_run_folder() -> str:
+    """A private folder for one run's downloads."""
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="alexnet-playground-run-")
+
+
+# --- bookkeeping per session ----------------------------------------------------------------------------
+
+
 def thumbnails(dataset: ImageDataset, result: FinetuneResult) -> dict[int, Image.Image]:
     """Small pictures of the most confidently misclassified validation images (at most the limit)."""
     pictures = {}
@@ -55,26 +157,50 @@ def thumbnails(dataset: ImageDataset, result: FinetuneResult) -> dict[int, Image
     return pictures
 
 
+@dataclasses.dataclass
+class _Claim:
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    worker: object | None = None  # a playground.workers.Worker once started
+
+
 class Jobs:
     """One training job per session; the last finished run per session."""
 
     def __init__(self, *, runs_kept: int | None = None):
         self._lock = threading.Lock()
-        self._running: dict[str, threading.Event] = {}  # session -> its stop flag
+        self._running: dict[str, _Claim] = {}  # session -> its job
         self._runs: dict[str, Run] = {}  # oldest first
         self._runs_kept = runs_kept or get_limits().runs_kept
 
     def claim(self, session: str) -> threading.Event:
         """Start a job for ``session``; returns the flag that :meth:`stop` sets.
 
+        A claim whose worker has ended without its handler noticing (the handler was abandoned when its
+        listener left) no longer counts.
+
         Raises:
             ValueError: the session already has a job running.
         """
         with self._lock:
-            if session in self._running:
+            if self._busy(session):
                 raise ValueError("You already have a training job running; stop it or wait for it to finish.")
-            flag = self._running[session] = threading.Event()
-            return flag
+            claim = self._running[session] = _Claim()
+            return claim.stop
+
+    def busy(self, session: str) -> bool:
+        """Whether ``session`` has a job running (or starting)."""
+        with self._lock:
+            return self._busy(session)
+
+    def _busy(self, session: str) -> bool:
+        claim = self._running.get(session)
+        return claim is not None and (claim.worker is None or claim.worker.alive())
+
+    def attach(self, session: str, worker) -> None:
+        """Record the worker process that runs ``session``'s job."""
+        with self._lock:
+            if session in self._running:
+                self._running[session].worker = worker
 
     def release(self, session: str) -> None:
         with self._lock:
@@ -82,9 +208,9 @@ class Jobs:
 
     def stop(self, session: str) -> None:
         with self._lock:
-            flag = self._running.get(session)
-        if flag:
-            flag.set()
+            claim = self._running.get(session)
+        if claim:
+            claim.stop.set()
 
     def keep(self, session: str, run: Run) -> None:
         """Keep ``run`` as the session's last; the oldest run of any session goes past the bound."""

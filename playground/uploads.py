@@ -146,6 +146,21 @@ def read_zip(
     return assemble(name, items, skipped, ignored, limits)
 
 
+def count_images(source, *, limits: Limits | None = None) -> int:
+    """How many image files a zip holds, from its directory alone (nothing is decompressed).
+
+    Raises:
+        ValueError: not a readable zip, or one with too many members.
+    """
+    limits = limits or get_limits()
+    try:
+        _check_directory(source, limits)
+        with zipfile.ZipFile(source) as archive:
+            return sum(1 for info in archive.infolist() if info.filename.lower().endswith(IMAGE_EXTENSIONS))
+    except (zipfile.BadZipFile, OSError, EOFError, struct.error):
+        raise ValueError("This file is not a readable zip archive.") from None
+
+
 def read_folder(
     root: str | os.PathLike, *, limits: Limits | None = None, size: int = STORE_SIZE, limit: int | None = None
 ) -> ImageDataset:

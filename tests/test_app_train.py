@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
+import time
 import zipfile
 
 import pytest
@@ -162,3 +165,90 @@ def test_choosing_a_confusion_cell_shows_those_mistakes(tmp_path):
         train_tab.misclassified("nope", predicted_name, request)
     train_tab.forget(request)
     assert isinstance(table, pd.DataFrame)
+
+
+# --- long jobs: admitted at the door, cancelled when nobody listens, reported when the worker dies ------
+
+
+def _train_payload(app_url, **values):
+    import httpx
+
+    from bench.load import App
+
+    app = App(app_url, httpx.get(app_url.rstrip("/") + "/config", timeout=30).json())
+    defaults = {"dataset": "synthetic", "model": "alexnet_compact", "what learns": "head", "epochs": 50}
+    return app.payload("train", None, **{**defaults, **values})
+
+
+def _join(app_url, session, payload, **headers):
+    import httpx
+
+    fn_index, data = payload
+    body = {"data": data, "fn_index": fn_index, "session_hash": session}
+    return httpx.post(app_url.rstrip("/") + "/gradio_api/queue/join", json=body, headers=headers, timeout=60)
+
+
+def test_a_job_nobody_listens_to_is_cancelled_within_seconds_and_frees_its_place(app_url):
+    payload = _train_payload(app_url)
+    assert _join(app_url, "never-listens", payload).status_code == 200  # joined, but its stream is never opened
+    second = _join(app_url, "never-listens", payload)
+    assert second.status_code == 422 and "already have a long job" in second.text  # refused at the door
+    deadline = time.monotonic() + 40
+    while _join(app_url, "never-listens", payload).status_code != 200:  # admitted once the first was cancelled
+        assert time.monotonic() < deadline, "the job nobody listened to was never cancelled"
+        time.sleep(1)
+    # (this last one is not listened to either: it goes the same way)
+
+
+def test_many_long_jobs_cannot_capture_the_queue(app_url, client):
+    payload = _train_payload(app_url)
+    same_address = [_join(app_url, f"crowd-{i}", payload).status_code for i in range(6)]
+    assert same_address.count(200) <= 2 and same_address.count(422) >= 4  # a few per address
+    spread = [
+        _join(app_url, f"spread-{i}", payload, **{"X-Forwarded-For": f"10.0.0.{i}"}).status_code for i in range(12)
+    ]
+    assert spread.count(422) >= 6  # and only a few waiting for the whole server
+    top, _ = client.predict("alexnet", _file(_photo_path()), api_name="/predict")  # clicks still get through
+    assert len(top["confidences"]) == 5
+
+
+def _photo_path():
+    from ui.common import example_paths
+
+    return example_paths()[0]
+
+
+def test_a_worker_that_dies_mid_run_gets_a_sentence_and_keeps_the_earlier_model(tmp_path, monkeypatch):
+    import gradio as gr
+
+    from ui import train_tab
+    from ui.model_panel import STORE
+
+    monkeypatch.setattr(train_tab, "uploaded_path", lambda path: str(path))
+    request = _Request("dies-mid-run")
+    first = list(
+        train_tab.train(make_zip(tmp_path / "a.zip"), "your zip", "alexnet_compact", "head", True, 1, request=request)
+    )
+    key = first[-1]["chooser"]["value"]
+    run = train_tab.train(
+        make_zip(tmp_path / "b.zip", per_class=8), "your zip", "alexnet_compact", "full", True, 50, 4, request=request
+    )
+    while "Epoch" not in next(run)["status"]:  # training has started in its worker
+        pass
+    os.kill(train_tab.JOBS._running[request.session_hash].worker.pid, signal.SIGKILL)
+    with pytest.raises(gr.Error, match="stopped by the system"):
+        list(run)
+    assert STORE.get(key, request.session_hash)  # the earlier model is still there
+    assert not train_tab.JOBS.busy(request.session_hash)  # and a new job may start
+    train_tab.forget(request)
+
+
+def test_the_time_cap_ends_a_job_with_its_result_and_says_so(tmp_path, monkeypatch):
+    from playground.config import Limits
+    from ui import train_tab
+
+    monkeypatch.setattr(train_tab, "get_limits", lambda: Limits(train_max_seconds=8))
+    request = _Request("capped")
+    outputs = list(train_tab.train(None, "synthetic", "alexnet_compact", "full", False, 50, 16, request=request))
+    assert "Done" in outputs[-1]["status"] and "time cap" in outputs[-1]["status"]
+    train_tab.forget(request)

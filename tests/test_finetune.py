@@ -362,3 +362,15 @@ def test_equal_seeds_give_equal_runs_whatever_the_global_generator_holds(stripes
     torch.manual_seed(2)
     _, second = _run(config, stripes)
     assert all(torch.equal(first.state_dict[k], second.state_dict[k]) for k in first.state_dict)
+
+
+def test_the_compiled_fast_path_runs_on_a_cpu(stripes):
+    # The GPU path's torch.compile branch, exercised for a few steps on the CPU so CI covers it.
+    keep = torch.cat([torch.nonzero(stripes.labels == label).flatten()[:3] for label in range(5)])
+    few = data.ImageDataset("few", stripes.images[keep], stripes.labels[keep], stripes.classes)  # 10 train, 5 val
+    config = FinetuneConfig(
+        model="alexnet_compact", mode="full", pretrained=False, image_size=64, epochs=1, batch_size=8, compile="yes"
+    )
+    assert plan_for(torch.device("cpu"), config, 2).compile
+    progress, result = _run(config, few)
+    assert progress[-1].step == 2 and np.isfinite(result.history[0]["loss"]) and result.confusion.sum() == 5

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
+import shutil
 import time
 
 import gradio as gr
@@ -13,16 +13,26 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from playground import data, models, uploads
+from playground import data, models
 from playground.checkpoints import ModelInfo
 from playground.config import get_limits
 from playground.curves import Curves
-from playground.export import write_bundle
 from playground.filters import filter_grid
-from playground.finetune import FinetuneConfig, FinetuneResult, Progress, finetune
-from playground.jobs import Jobs, Run, thumbnails
+from playground.finetune import FinetuneConfig, FinetuneResult, Progress
+from playground.jobs import (
+    DatasetReady,
+    Jobs,
+    Run,
+    TrainingOutcome,
+    TrainingRequest,
+    new_run_folder,
+    planned_gpu_seconds,
+    training_job,
+)
+from ui import runner
 from ui.common import keyed, result_image, uploaded_path, user_errors
 from ui.model_panel import STORE, refresh_choices, session_of
+from ui.queueing import LONG, admits_long_jobs, listener_gone
 
 ZIP = "your zip"
 DATASET_CHOICES = [ZIP, *data.DATASETS]
@@ -38,15 +48,16 @@ STOPPED = "<p>Stopped. Nothing from this run was kept; your earlier results are 
 JOBS = Jobs()
 
 
-def _dataset(choice, zip_file, limit, should_stop):
-    if choice in (None, "", ZIP):
+def _request(zip_file, dataset, limit, config: FinetuneConfig) -> TrainingRequest:
+    """What the worker needs, as plain values: the upload's server path (checked), or a dataset's name."""
+    if dataset in (None, "", ZIP):
         if zip_file is None:
             raise ValueError("Upload a zip of class folders, or choose one of the built-in datasets.")
         name = os.path.splitext(os.path.basename(str(zip_file)))[0]
-        return uploads.read_zip(uploaded_path(zip_file), name=name, should_stop=should_stop)
-    if choice not in data.DATASETS:
-        raise ValueError(f"Unknown dataset {choice!r}.")
-    return data.open_dataset(choice, limit=int(limit) if limit else None)
+        return TrainingRequest(config, "zip", new_run_folder(), zip_path=uploaded_path(zip_file), zip_name=name)
+    if dataset not in data.DATASETS:
+        raise ValueError(f"Unknown dataset {dataset!r}.")
+    return TrainingRequest(config, dataset, new_run_folder(), limit=int(limit) if limit else None)
 
 
 def _progress_html(record: Progress) -> str:
@@ -100,10 +111,9 @@ def train(
     """
     session = session_of(request)
     stop = JOBS.claim(session)
-    cap = get_limits().train_max_seconds
-    deadline = time.monotonic() + cap  # the cap covers reading the data too
+    worker = job = None
+    finished = False
     try:
-        chosen = _dataset(dataset, zip_file, limit, lambda: stop.is_set() or time.monotonic() > deadline)
         config = FinetuneConfig(
             model=model,
             pretrained=bool(pretrained),
@@ -116,43 +126,49 @@ def train(
             crop=bool(crop),
             flip=bool(flip),
             color_jitter=bool(color_jitter),
-            max_seconds=max(0.0, deadline - time.monotonic()),
+            max_seconds=get_limits().train_max_seconds,  # the cap covers reading the data too
         )
         config.validate()
-        report = (
-            chosen.report.summary()
-            if chosen.report
-            else f"{chosen.name}: {len(chosen)} images, {len(chosen.classes)} classes."
-        )
-        curves, shown, last_val_epoch, last_step = Curves(), 0.0, 0, 0
-        run = finetune(config, chosen)
-        try:
-            for record in run:
-                if stop.is_set():  # Stop pressed, or the session ended
-                    yield {"status": STOPPED}
-                    return
-                if isinstance(record, FinetuneResult):
-                    if record.history:  # the last epoch's validation arrives with the result
-                        curves.add("accuracy", "validation accuracy", last_step, record.history[-1]["val_accuracy"])
-                    yield _finish(record, chosen, session, report, curves, request)
-                    continue
+        job = _request(zip_file, dataset, limit, config)
+        job = dataclasses.replace(job, gpu_seconds=planned_gpu_seconds(job) if runner.zero_gpu() else 0.0)
+        if listener_gone(request):  # it waited in the queue for a visitor who has gone
+            return
+        yield {"status": "<p>Starting a training process and reading the data…</p>"}
+        worker = runner.start(training_job, job)
+        JOBS.attach(session, worker)
+        curves, shown, last_val_epoch, last_step, report = Curves(), 0.0, 0, 0, ""
+        for record in worker.records():
+            if stop.is_set() or listener_gone(request):  # Stop pressed, the session ended, or nobody listens
+                worker.stop()
+                yield {"status": STOPPED}
+                return
+            if isinstance(record, DatasetReady):
+                report = record.report
+                yield {"status": "<p>Data ready; building the model…</p>", "report": report}
+            elif isinstance(record, TrainingOutcome):
+                if record.result.history:  # the last epoch's validation arrives with the result
+                    curves.add("accuracy", "validation accuracy", last_step, record.result.history[-1]["val_accuracy"])
+                finished = True
+                yield _finish(record, session, report, curves, request)
+            elif isinstance(record, Progress):
                 if record.total_steps:
                     last_val_epoch, last_step = _track(curves, record, last_val_epoch), record.step
                 if time.monotonic() - shown > 0.5 or record.step == record.total_steps:
                     shown = time.monotonic()
-                    yield {"status": _progress_html(record), "report": report, "curves": curves.image()}
-        finally:
-            run.close()  # stops within this step and frees the model
+                    yield {"status": _progress_html(record), "curves": curves.image()}
     finally:
+        if worker is not None:
+            worker.stop()
+        if job is not None and not finished:
+            shutil.rmtree(job.folder, ignore_errors=True)  # a run that did not finish keeps no files
         JOBS.release(session)
 
 
-def _finish(result: FinetuneResult, dataset, session, report, curves: Curves, request) -> dict:
-    folder = tempfile.mkdtemp(prefix="alexnet-playground-run-")
-    stem = f"{result.variant}-{dataset.name}".replace(" ", "_").replace("/", "_")
-    files = [str(p) for p in write_bundle(result, folder, stem=stem)]
+def _finish(outcome: TrainingOutcome, session, report, curves: Curves, request) -> dict:
+    result = outcome.result
     # The weights now live in the files and in the chooser; the run record needs only the numbers.
-    JOBS.keep(session, Run(dataclasses.replace(result, state_dict={}), thumbnails(dataset, result), folder))
+    folder = os.path.dirname(outcome.files[0])
+    JOBS.keep(session, Run(dataclasses.replace(result, state_dict={}), outcome.thumbnails, folder))
     summary = (
         f"<p><b>Done</b>: validation accuracy <b>{result.val_accuracy:.1%}</b> after {len(result.history)} epoch(s) in "
         f"{result.seconds:.1f} s ({result.images_per_second:,.0f} images/s).</p>"
@@ -165,13 +181,16 @@ def _finish(result: FinetuneResult, dataset, session, report, curves: Curves, re
             "validation images": result.confusion.sum(axis=1).tolist(),
         }
     )
-    outputs = {"confusion": _confusion_table(result), "per_class": per_class, "downloads": files}
+    outputs = {"confusion": _confusion_table(result), "per_class": per_class, "downloads": outcome.files}
     if models.spec(result.variant).convolutional:
         outputs["filters"] = _pair(
             filter_grid(result.initial_first_conv), filter_grid(result.state_dict["features.0.weight"])
         )
         info = ModelInfo(
-            result.variant, "file", f"trained here on {dataset.name} ({result.val_accuracy:.0%} val.)", result.classes
+            result.variant,
+            "file",
+            f"trained here on {outcome.dataset_name} ({result.val_accuracy:.0%} val.)",
+            result.classes,
         )
         outputs["chooser"] = refresh_choices(STORE.add(session, result.model(), info), request)
         summary += "<p>Your model is now in the model chooser at the top: look at its filters, activations and explanations.</p>"
@@ -285,8 +304,9 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         "downloads": downloads,
         "chooser": chooser,
     }
+    handler = keyed(train, outputs)
     training = train_button.click(
-        keyed(train, outputs),
+        handler,
         inputs=[
             zip_file,
             dataset,
@@ -304,8 +324,9 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         ],
         outputs=list(outputs.values()),
         api_name="train",
-        concurrency_limit=1 if torch.cuda.is_available() else 2,  # one GPU job at a time; others queue
-        concurrency_id="training",
+        concurrency_limit=1 if torch.cuda.is_available() else get_limits().long_jobs_running,  # others queue
+        concurrency_id=LONG,
+        validator=admits_long_jobs(handler),  # refused at the door, before it takes a place in the queue
     )
     stop_button.click(request_stop, api_name="stop_training", cancels=[training])
     confusion.select(

@@ -1,0 +1,192 @@
+"""Long work in a process of its own, so the server keeps answering clicks and survives whatever happens there.
+
+A :class:`Worker` runs a generator function in a child process started fresh for the job (``spawn``: no
+state shared with the server), at a lower CPU priority and with a bounded number of threads, and streams
+the generator's records back through a pipe. Stopping it terminates the process, so a stop takes effect
+at once wherever the job is (decoding a zip, computing features, exporting ONNX) and all of its memory
+goes back to the system. A crash, a ``kill`` or an out-of-memory in the child ends the job with a
+sentence; the server is untouched.
+
+A job nobody reads any more is stopped by a reaper thread: the server's handler pulls records at least
+twice a second while a learner listens, so a job whose records have not been pulled for a few seconds
+belongs to a browser that left or an API client that never listened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import multiprocessing
+import os
+import pickle
+import threading
+import time
+import traceback
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from playground.config import get_limits
+
+POLL_SECONDS = 0.5  # how long a read waits before handing control back (so callers can check a Stop flag)
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSettings:
+    nice: int  # added to the child's CPU niceness: interactive requests win the cores when they need them
+    threads: int  # torch's intra-op threads in the child (more would fight the server's requests)
+    memory_bytes: int  # the child's data-segment limit (0: none); past it, the job ends with a sentence
+    stale_seconds: float  # a job whose records nobody pulled for this long is stopped
+    seed: int = 0  # torch's generator in the child, which is the job's own (dropout becomes reproducible)
+
+    @classmethod
+    def from_limits(cls, seed: int = 0) -> WorkerSettings:
+        limits = get_limits()
+        return cls(
+            limits.worker_nice, limits.worker_threads, limits.worker_memory_bytes, limits.worker_stale_seconds, seed
+        )
+
+
+class Worker:
+    """``target(*args)`` (a generator function, importable at module level) running in a child process.
+
+    Iterate :meth:`records` to receive what it yields, in order; it returns when the generator finishes.
+
+    Raises (from :meth:`records`):
+        ValueError: the job raised one (its sentence is kept), failed otherwise, ran out of memory or died.
+    """
+
+    def __init__(self, target: Callable[..., Iterator], *args, settings: WorkerSettings | None = None):
+        self.settings = settings or WorkerSettings.from_limits()
+        context = multiprocessing.get_context("spawn")
+        self._receiver, sender = context.Pipe(duplex=False)
+        self._process = context.Process(target=_child, args=(sender, target, args, self.settings), daemon=True)
+        self._process.start()
+        sender.close()  # the child holds the only writing end: its death closes the pipe
+        self.last_pull = time.monotonic()
+        self.stopped_because = ""
+        _LIVE.add(self)
+        _start_reaper()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def alive(self) -> bool:
+        return self._process.is_alive()
+
+    def records(self, poll: float = POLL_SECONDS) -> Iterator[Any]:
+        """What the job yields, in order; ``None`` whenever nothing arrived within ``poll`` seconds."""
+        try:
+            while True:
+                self.last_pull = time.monotonic()
+                if not self._receiver.poll(poll):
+                    if not self._process.is_alive() and not self._receiver.poll(0):
+                        raise ValueError(self._death())
+                    yield None
+                    continue
+                try:
+                    kind, payload = pickle.loads(self._receiver.recv_bytes())
+                except (EOFError, OSError):
+                    raise ValueError(self._death()) from None
+                if kind == "record":
+                    yield payload
+                elif kind == "error":
+                    raise ValueError(payload)
+                else:  # "done"
+                    return
+        finally:
+            self.stop()
+
+    def stop(self, reason: str = "") -> None:
+        """End the job now (terminate, then kill); safe to call twice."""
+        self.stopped_because = self.stopped_because or reason
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(timeout=3)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join(timeout=3)
+        self._receiver.close()
+        _LIVE.discard(self)
+
+    def _death(self) -> str:
+        self._process.join(timeout=3)
+        if self.stopped_because:
+            return self.stopped_because
+        code = self._process.exitcode
+        if code is not None and code < 0:  # killed by a signal: the kernel's out-of-memory killer, most often
+            return (
+                "The training process was stopped by the system (it may have run out of memory). "
+                "Try fewer images, a smaller batch or a smaller model; your earlier results are unchanged."
+            )
+        return f"The training process ended unexpectedly (exit code {code}); your earlier results are unchanged."
+
+
+def _child(sender, target: Callable[..., Iterator], args: tuple, settings: WorkerSettings) -> None:
+    """The child process: lower priority, bounded threads and memory, then run the job and send its records."""
+    with contextlib.suppress(OSError):  # a container may forbid it; the job still runs
+        os.nice(settings.nice)
+    import torch
+
+    if settings.memory_bytes and not torch.cuda.is_available():  # CUDA reserves address space of its own
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_DATA, (settings.memory_bytes, settings.memory_bytes))
+    torch.set_num_threads(settings.threads)
+    torch.manual_seed(settings.seed)  # this process belongs to the job alone
+
+    def send(kind: str, payload=None) -> None:
+        # Plain pickle, which copies tensors into the message. multiprocessing's own pickler would hand
+        # tensors over as shared memory that vanishes when this process exits, before the server reads it.
+        sender.send_bytes(pickle.dumps((kind, payload), protocol=pickle.HIGHEST_PROTOCOL))
+
+    failed = "The training process failed ({}); your earlier results are unchanged."
+    try:
+        for record in target(*args):
+            send("record", record)
+        send("done")
+    except ValueError as error:
+        send("error", str(error))
+    except (MemoryError, RuntimeError) as error:
+        if isinstance(error, MemoryError) or "alloc" in str(error).lower():
+            send("error", _OUT_OF_MEMORY)
+        else:
+            traceback.print_exc()
+            send("error", failed.format(type(error).__name__))
+    except Exception as error:  # noqa: BLE001  (whatever it was, the learner gets a sentence)
+        traceback.print_exc()
+        send("error", failed.format(type(error).__name__))
+    finally:
+        sender.close()
+
+
+_OUT_OF_MEMORY = (
+    "The training process ran out of the memory it may use. Try fewer images, a smaller batch or a smaller "
+    "model; your earlier results are unchanged."
+)
+
+# --- the reaper: stops jobs nobody reads --------------------------------------------------------------
+
+_LIVE: weakref.WeakSet[Worker] = weakref.WeakSet()
+_reaper_started = threading.Event()
+
+
+def _start_reaper() -> None:
+    if not _reaper_started.is_set():
+        _reaper_started.set()
+        threading.Thread(target=_reap, name="worker-reaper", daemon=True).start()
+
+
+def _reap() -> None:
+    while True:
+        time.sleep(1.0)
+        now = time.monotonic()
+        for worker in list(_LIVE):
+            if now - worker.last_pull > worker.settings.stale_seconds:
+                worker.stop("Stopped: nobody was listening to this job any more.")
+
+
+def live_workers() -> int:
+    """How many jobs are running in worker processes now."""
+    return sum(1 for worker in list(_LIVE) if worker.alive())

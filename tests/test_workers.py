@@ -1,0 +1,127 @@
+"""Long work in a process of its own: records in order, every way of ending it, and the limits it runs under."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from playground import workers
+from playground.workers import Worker, WorkerSettings
+
+QUIET = WorkerSettings(nice=5, threads=1, memory_bytes=0, stale_seconds=60.0, seed=123)
+
+
+# Jobs run in a fresh process, so they live at module level where the child can import them.
+def counting(n: int):
+    for i in range(n):
+        yield {"i": i}
+
+
+def describing():
+    import torch
+
+    yield {"niceness": os.nice(0), "threads": torch.get_num_threads(), "seed": torch.initial_seed(), "pid": os.getpid()}
+
+
+def refusing():
+    yield "first"
+    raise ValueError("Every class needs at least 3 usable images.")
+
+
+def crashing():
+    yield "first"
+    raise KeyError("a bug")
+
+
+def greedy():
+    import torch
+
+    yield "allocating"
+    torch.ones(512, 1024, 1024)  # 2 GiB, past the limit below
+
+
+def sleeping():
+    yield "started"
+    time.sleep(600)
+    yield "never"
+
+
+def tensors():
+    import torch
+
+    yield {"weights": torch.arange(1_000_000, dtype=torch.float32)}  # copied through the pipe, not shared
+
+
+def _all(worker: Worker) -> list:
+    return [record for record in worker.records(poll=0.1) if record is not None]
+
+
+def test_records_arrive_in_order_and_the_process_ends():
+    worker = Worker(counting, 5, settings=QUIET)
+    assert _all(worker) == [{"i": i} for i in range(5)]
+    assert not worker.alive()
+
+
+def test_the_child_runs_at_lower_priority_with_bounded_threads_and_its_own_seed():
+    [facts] = _all(Worker(describing, settings=QUIET))
+    assert facts["niceness"] >= os.nice(0) + 5 and facts["threads"] == 1 and facts["seed"] == 123
+    assert facts["pid"] != os.getpid()
+
+
+def test_tensors_survive_the_child_exiting_at_once():
+    import torch
+
+    [record] = _all(Worker(tensors, settings=QUIET))
+    assert torch.equal(record["weights"], torch.arange(1_000_000, dtype=torch.float32))
+
+
+def test_a_jobs_own_sentence_reaches_the_caller():
+    worker = Worker(refusing, settings=QUIET)
+    records = worker.records(poll=0.1)
+    assert next(r for r in records if r is not None) == "first"
+    with pytest.raises(ValueError, match="at least 3 usable images"):
+        list(records)
+
+
+def test_a_bug_in_the_job_becomes_a_sentence():
+    with pytest.raises(ValueError, match=r"training process failed \(KeyError\)"):
+        _all(Worker(crashing, settings=QUIET))
+
+
+def test_running_out_of_its_memory_becomes_a_sentence():
+    limited = WorkerSettings(nice=5, threads=1, memory_bytes=1024**3, stale_seconds=60.0)
+    with pytest.raises(ValueError, match="ran out of the memory"):
+        _all(Worker(greedy, settings=limited))
+
+
+def test_a_child_killed_from_outside_is_reported_and_the_caller_survives():
+    worker = Worker(sleeping, settings=QUIET)
+    records = worker.records(poll=0.1)
+    assert next(r for r in records if r is not None) == "started"
+    os.kill(worker.pid, signal.SIGKILL)  # what the kernel's out-of-memory killer does
+    with pytest.raises(ValueError, match="stopped by the system"):
+        list(records)
+
+
+def test_stop_ends_the_job_at_once():
+    worker = Worker(sleeping, settings=QUIET)
+    records = worker.records(poll=0.1)
+    assert next(r for r in records if r is not None) == "started"
+    started = time.monotonic()
+    worker.stop("Stopped.")
+    assert not worker.alive() and time.monotonic() - started < 5
+
+
+def test_a_job_nobody_reads_is_stopped_by_the_reaper():
+    impatient = WorkerSettings(nice=5, threads=1, memory_bytes=0, stale_seconds=1.0)
+    worker = Worker(sleeping, settings=impatient)
+    records = worker.records(poll=0.1)
+    assert next(r for r in records if r is not None) == "started"
+    deadline = time.monotonic() + 15  # nobody pulls from here on
+    while worker.alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not worker.alive() and "nobody was listening" in worker.stopped_because
+    assert worker not in set(workers._LIVE)

@@ -1,0 +1,111 @@
+"""What Gradio's queue knows, for long jobs: who is queued or running, and whether anyone still listens.
+
+Gradio 6 answers neither question in its public API, so this module reads its queue (``Blocks._queue``):
+the waiting events per concurrency group, the running ones, and each session's unread messages. It is
+the one place that does; the version range in requirements.txt pins what it reads, and the tests cover
+each answer through a running server.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import gradio as gr
+from gradio.context import LocalContext
+
+from playground.config import get_limits
+
+LONG = "long-jobs"  # the concurrency group of jobs that run for minutes (training, experiments)
+UNREAD_MESSAGES_WHEN_GONE = 8  # a listener drains its stream at once; this many unread means nobody is there
+
+
+def _queue():
+    blocks = LocalContext.blocks.get(None)
+    return getattr(blocks, "_queue", None)
+
+
+def address(request) -> str:
+    """The visitor's address: the first hop a proxy recorded (a Space or a reverse proxy), else the peer.
+
+    Works on a ``gr.Request`` and on the HTTP request a queued event keeps. Without a proxy in front, a
+    client can write its own X-Forwarded-For; per-session and whole-server limits hold regardless.
+    """
+    if request is None:
+        return ""
+    headers = getattr(request, "headers", None) or {}
+    forwarded = headers.get("x-forwarded-for", "")
+    if forwarded:
+        return forwarded.split(",")[0].strip()
+    return getattr(getattr(request, "client", None), "host", "") or ""
+
+
+def listener_gone(request: gr.Request | None) -> bool:
+    """True when nobody reads this session's event stream: its unread messages pile up.
+
+    A browser or an API client that listens drains the stream as messages arrive; a client that closed
+    it, or joined the queue and never opened it, leaves them there.
+    """
+    queue = _queue()
+    session = getattr(request, "session_hash", None)
+    if queue is None or not session:
+        return False
+    pending = queue.pending_messages_per_session.get(session)
+    return pending is not None and pending.qsize() >= UNREAD_MESSAGES_WHEN_GONE
+
+
+def _long_events() -> tuple[list, list]:
+    """(waiting, running) events of the long-jobs group."""
+    queue = _queue()
+    if queue is None:
+        return [], []
+    group = queue.event_queue_per_concurrency_id.get(LONG)
+    waiting = list(group.queue) if group else []
+    running = [event for job in list(queue.active_jobs) if job for event in job if event.concurrency_id == LONG]
+    return waiting, running
+
+
+def admission_problem(request: gr.Request | None) -> str:
+    """Why a new long job from this visitor cannot join the queue now, or "" when it can.
+
+    One job per session and a few per address at a time (queued or running), and only a few waiting
+    for the whole server, so long jobs can never fill the queue that everyone's clicks go through.
+    """
+    limits = get_limits()
+    waiting, running = _long_events()
+    session, where = getattr(request, "session_hash", None), address(request)
+    mine = [event for event in waiting + running if event.session_hash == session]
+    if mine:
+        return "You already have a long job queued or running; stop it or wait for it to finish."
+    from_here = [event for event in waiting + running if address(getattr(event, "request", None)) == where]
+    if where and len(from_here) >= limits.long_jobs_per_address:
+        return (
+            f"{len(from_here)} long jobs from your network are already queued or running (the limit is "
+            f"{limits.long_jobs_per_address}); try again when one has finished."
+        )
+    if len(waiting) >= limits.long_jobs_waiting:
+        return (
+            f"The server is busy: {len(running)} long jobs are running and {len(waiting)} are waiting. "
+            "Please try again in a few minutes."
+        )
+    return ""
+
+
+def admits_long_jobs(handler):
+    """A Gradio validator for ``handler``'s event: refuse a long job at the door, before it takes a place in
+    the queue.
+
+    Gradio calls a validator with the handler's own parameters (the request among them, where the handler
+    asks for one), and wants a verdict per input; the refusal is shown on the first one.
+    """
+
+    @functools.wraps(handler)
+    def validator(*args, **kwargs):
+        values = [*args, *kwargs.values()]
+        request = next((value for value in values if isinstance(value, gr.Request)), None)
+        verdicts = [None] * sum(1 for value in values if not isinstance(value, gr.Request))
+        problem = admission_problem(request)
+        if problem and verdicts:
+            verdicts[0] = gr.validate(False, problem)
+        return verdicts
+
+    return validator

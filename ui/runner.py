@@ -1,0 +1,74 @@
+"""Where a long job runs: in a worker process of its own, or, on a Hugging Face ZeroGPU Space, in a GPU slot.
+
+On ZeroGPU the GPU exists only inside functions decorated with the ``spaces`` package's ``GPU``, for the
+duration they book; ``spaces`` forks the process that gets the GPU. So there the job runs through
+``spaces.GPU`` with a duration computed from its planned steps, and a job that cannot fit the longest slot
+is refused with a sentence. Everywhere else (a CPU Space, a dedicated GPU, a lab server) it runs in a
+:class:`playground.workers.Worker`, at lower priority, where a crash cannot take the server down.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+
+from playground.config import get_limits
+from playground.workers import Worker
+
+
+def zero_gpu() -> bool:
+    """True on a ZeroGPU Space (which sets SPACES_ZERO_GPU)."""
+    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
+
+
+class GpuSlotJob:
+    """A job running through ``spaces.GPU``: the same ``records()``/``stop()``/``alive()`` as a Worker."""
+
+    _decorated: dict[Callable, Callable] = {}  # spaces wants each function decorated once
+
+    def __init__(self, target: Callable[..., Iterator], argument):
+        seconds, slot = argument.gpu_seconds, get_limits().gpu_slot_seconds
+        if seconds > slot:
+            raise ValueError(
+                f"This run would need about {seconds:,.0f} s of GPU time, and a GPU slot here lasts at most "
+                f"{slot:,.0f} s. Use fewer epochs or images, or head-only training."
+            )
+        if target not in self._decorated:
+            import spaces  # present on every ZeroGPU Space
+
+            self._decorated[target] = spaces.GPU(duration=_booked)(target)
+        self._records = self._decorated[target](argument)
+        self._done = False
+        self.pid = None
+
+    def records(self, poll: float = 0.5) -> Iterator:
+        try:
+            yield from self._records
+        finally:
+            self.stop()
+
+    def alive(self) -> bool:
+        return not self._done
+
+    def stop(self, reason: str = "") -> None:
+        self._done = True
+        self._records.close()
+
+
+def _booked(argument) -> int:
+    """The duration ``spaces.GPU`` books for a job, from the job's own argument."""
+    return math.ceil(argument.gpu_seconds)
+
+
+def start(target: Callable[..., Iterator], argument):
+    """Run ``target(argument)`` where long jobs run here; iterate ``.records()`` for what it yields.
+
+    ``argument.gpu_seconds`` is the GPU time the job plans to use: on ZeroGPU it books the slot.
+
+    Raises:
+        ValueError: on ZeroGPU, a job longer than the longest slot.
+    """
+    if zero_gpu():
+        return GpuSlotJob(target, argument)
+    return Worker(target, argument)
