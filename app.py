@@ -5,10 +5,14 @@ Run ``python app.py`` (or ``make run``); host and port come from GRADIO_SERVER_N
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import sys
 import threading
 from pathlib import Path
 
 import gradio as gr
+import torch
 
 from playground.config import get_limits
 from ui import activations_tab, architecture_tab, conv_lab_tab, explain_tab, filters_tab, model_panel, train_tab
@@ -47,8 +51,29 @@ def build_demo() -> gr.Blocks:
     return demo
 
 
+def tune_for_many_users() -> None:
+    """Process settings for a server that a class of learners shares.
+
+    - One torch thread per request: several requests run at once on few cores, and torch's default (a
+      thread per core for each of them) made them fight; a forward pass under load took 20x longer.
+    - glibc's allocator: at most two arenas, and large buffers (decoded photos, feature maps) from mmap
+      so they go back to the system when freed; by default each request thread grew its own arena and
+      the server's memory crept up with every new photo.
+    """
+    torch.set_num_threads(get_limits().server_threads)
+    with contextlib.suppress(RuntimeError):  # only possible before any parallel work has run
+        torch.set_num_interop_threads(1)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL("libc.so.6")
+            m_arena_max, m_mmap_threshold = -8, -3  # mallopt's parameter numbers (malloc.h)
+            libc.mallopt(m_arena_max, 2)
+            libc.mallopt(m_mmap_threshold, 1024 * 1024)
+
+
 def launch(demo: gr.Blocks, **kwargs):
     """Start the server with the app's limits, queue and stylesheet."""
+    tune_for_many_users()
     limits = get_limits()
     demo.queue(
         max_size=limits.queue_max_size,
@@ -67,5 +92,6 @@ def warm_up() -> None:
 
 
 if __name__ == "__main__":
+    tune_for_many_users()  # before the first model loads
     warm_up()
     launch(build_demo())

@@ -23,7 +23,7 @@ class Limits:
     image_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
     # Interactive tabs work on a copy no larger than this; the convolution budget assumes 1 MP.
     working_pixels: int = 1_000_000
-    decoded_photos_cached: int = 16  # working-size photos kept decoded, so a slider move skips the decode
+    decoded_photos_bytes: int = 192 * 1024**2  # decoded working-size photos kept (a 1 MP photo takes 3 MB)
     # Uploads (Gradio's max_file_size), and zips of class folders.
     max_upload_bytes: int = 256 * 1024**2
     max_zip_members: int = 5_000

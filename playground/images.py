@@ -7,10 +7,12 @@ a learner can act on.
 
 from __future__ import annotations
 
-import functools
+import collections
 import io
 import os
+import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -192,25 +194,63 @@ def _from_array(array: np.ndarray, limits: Limits) -> Image.Image:
 
 
 def load_photo_file(path: str | os.PathLike) -> Image.Image:
-    """:func:`load_image` of a file at working size, through a small cache of decoded photos, so that
-    moving a slider does not decode the same upload again.
+    """:func:`load_image` of a file at working size, through a cache of decoded photos bounded in bytes,
+    so that moving a slider (or a class of learners clicking on their own photos) does not decode the
+    same upload again.
 
     Uploads are immutable files named by their content hash and nothing mutates the returned image, so
     two users of the same photo may share an entry. Size and modification time are in the key in case a
     path is ever reused; failures are not cached.
     """
     stat = os.stat(path)
-    return _decoded_cache()(os.fspath(path), stat.st_size, stat.st_mtime_ns)
+    key = (os.fspath(path), stat.st_size, stat.st_mtime_ns)
+    photo = _PHOTOS.get(key)
+    if photo is None:
+        photo = load_image(path)
+        _PHOTOS.put(key, photo, photo.width * photo.height * len(photo.getbands()))
+    return photo
 
 
 def forget_decoded_photos() -> None:
     """Empty the cache of decoded photos (benchmarks time a first decode with it)."""
-    _decoded_cache().cache_clear()
+    _PHOTOS.clear()
 
 
-@functools.cache
-def _decoded_cache():
-    def decode(path: str, size: int, mtime_ns: int) -> Image.Image:
-        return load_image(path)
+class BytesLRU:
+    """A thread-safe least-recently-used cache bounded by the bytes of what it holds."""
 
-    return functools.lru_cache(maxsize=get_limits().decoded_photos_cached)(decode)
+    def __init__(self, max_bytes: Callable[[], int]):
+        self._max_bytes = max_bytes  # read when needed, so the limit comes from the environment at use
+        self._items: collections.OrderedDict = collections.OrderedDict()  # key -> (value, bytes)
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key][0]
+
+    def put(self, key, value, size: int) -> None:
+        with self._lock:
+            if key in self._items:
+                self._bytes -= self._items.pop(key)[1]
+            if size > self._max_bytes():
+                return  # larger than the whole cache: not kept
+            self._items[key] = (value, size)
+            self._bytes += size
+            while self._bytes > self._max_bytes():
+                self._bytes -= self._items.popitem(last=False)[1][1]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+
+_PHOTOS = BytesLRU(lambda: get_limits().decoded_photos_bytes)
