@@ -13,9 +13,10 @@ from pathlib import Path
 
 import gradio as gr
 import torch
+from starlette.middleware import Middleware
 
 from playground.config import get_limits
-from ui import activations_tab, architecture_tab, conv_lab_tab, explain_tab, filters_tab, model_panel, train_tab
+from ui import activations_tab, architecture_tab, conv_lab_tab, explain_tab, filters_tab, guard, model_panel, train_tab
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 HEADER = """
@@ -79,9 +80,11 @@ def launch(demo: gr.Blocks, **kwargs):
         max_size=limits.queue_max_size,
         default_concurrency_limit=limits.concurrency,
     )
+    guard.start_sweeper()
     return demo.launch(
         max_file_size=limits.max_upload_bytes,
         css_paths=[ASSETS / "style.css"],
+        app_kwargs={"middleware": [Middleware(guard.Guard, blocks=demo)]},
         **kwargs,
     )
 

@@ -207,18 +207,17 @@ def _load_baseline(path: Path, name: str, state, metadata) -> tuple[nn.Module, M
         assert len(input_shape) == 3 and all(0 < d <= 4096 for d in input_shape)
     except (TypeError, ValueError, AssertionError):
         raise ValueError(f"{path.name} is a {name} baseline without a valid input shape in its metadata.") from None
-    weights = state.get("1.weight")
-    num_classes = (
-        int(state[max((k for k in state if k.endswith(".weight")), key=lambda k: int(k.split(".")[0]))].shape[0])
-        if weights is not None
-        else 0
-    )
+    weights = [key for key in state if key.endswith(".weight") and key.split(".")[0].isdigit()]
+    num_classes = int(state[max(weights, key=lambda k: int(k.split(".")[0]))].shape[0]) if weights else 0
     if not 1 <= num_classes <= get_limits().max_checkpoint_classes:
         raise ValueError(f"{path.name} does not hold {name} weights.")
-    model = build(name, num_classes=num_classes, input_shape=input_shape)
-    reference = model.state_dict()
+    # The metadata says how large a model to build; the file's own tensors must agree before anything is
+    # allocated (a 2 KB file could otherwise claim a 3 x 1000 x 1000 input and a multi-gigabyte layer).
+    with torch.device("meta"):
+        reference = build(name, num_classes=num_classes, input_shape=input_shape).state_dict()
     if set(reference) != set(state) or any(tuple(state[k].shape) != tuple(v.shape) for k, v in reference.items()):
         raise ValueError(f"These weights do not fit the {name} baseline for inputs {input_shape}.")
+    model = build(name, num_classes=num_classes, input_shape=input_shape)  # no larger than the file's tensors
     if not all(torch.isfinite(t).all() for t in state.values()):
         raise ValueError("These weights contain NaN or infinite values, so they cannot be used.")
     model.load_state_dict({k: v.float() for k, v in state.items()})
@@ -257,9 +256,28 @@ def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             raise ValueError(f"{path.name} does not hold a dictionary of weight tensors.")
         if not all(isinstance(k, str) for k in obj):
             raise ValueError(f"{path.name} names its weights with something other than text.")
+        _check_plain_tensors(path, obj)
         classes = metadata.get("classes")
         return obj, {"classes": classes} if classes is not None else {}
     raise ValueError(f"Checkpoints must be .safetensors, .pt or .pth files, not {path.suffix or 'no extension'}.")
+
+
+def _check_plain_tensors(path: Path, state: dict[str, torch.Tensor]) -> None:
+    """Every tensor must own exactly its bytes: dense, contiguous, filling its storage, sharing it with none.
+
+    A pickle can describe a tensor as a view: a 100,000 x 4,096 "weight" that expands one stored number
+    (stride 0), or many weights over one storage. Such a file is a few kilobytes, and the first copy of
+    its tensors would allocate gigabytes. torch.save never writes them for a model's weights.
+    """
+    storages = set()
+    for key, tensor in state.items():
+        if tensor.layout != torch.strided:
+            raise ValueError(f"{key} is stored in a {tensor.layout} layout; weights must be plain dense tensors.")
+        storage = tensor.untyped_storage()
+        owns = tensor.is_contiguous() and tensor.storage_offset() == 0
+        if not owns or storage.nbytes() != tensor.numel() * tensor.element_size() or storage.data_ptr() in storages:
+            raise ValueError(f"{path.name} stores {key} as a view of other data, which plain weights never are.")
+        storages.add(storage.data_ptr())
 
 
 def _check_zip_container(path: Path) -> None:

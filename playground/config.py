@@ -42,11 +42,17 @@ class Limits:
     max_padding: int = 16
     max_dilation: int = 8
     max_pool_size: int = 8
-    # Captum.
+    # Captum, and the Explain tab's editor (paint to cover).
     max_ig_steps: int = 200
-    # Models kept for users: per session (the oldest goes first) and for all sessions together.
-    models_per_session: int = 3
-    models_total: int = 16
+    editor_max_layers: int = 4
+    editor_max_pixels: int = 4_000_000  # per picture of the editor, from its header (a 2,000 x 2,000 canvas)
+    editor_blob_bytes: int = 16 * 1024**2  # one picture the editor sends
+    editor_blobs_bytes: int = 64 * 1024**2  # all pictures waiting for their event, every session together
+    editor_blob_seconds: int = 600  # how long pictures may wait for the event that uses them
+    # Models kept for users (charged twice their weights: an explanation works on a private copy).
+    models_per_session: int = 3  # the session's oldest goes first
+    models_session_bytes: int = 1024**3  # one session: two full-size AlexNets, or a dozen compact ones
+    models_total_bytes: int = 6 * 1024**3  # all sessions together; the heaviest visitor makes room
     # Training (and other long jobs), each in a worker process of its own.
     train_max_seconds: float = 900.0  # one job's wall-clock cap, reading the data included
     worker_nice: int = 10  # added CPU niceness: clicks win the cores, training still progresses
@@ -65,6 +71,9 @@ class Limits:
     server_threads: int = 1  # torch threads per request: concurrent requests on few cores must not fight
     cache_sweep_seconds: int = 3600  # how often Gradio's upload/result cache is swept ...
     cache_max_age_seconds: int = 7200  # ... and how old a file must be to go
+    uploads_disk_bytes: int = 4 * 1024**3  # uploads and results on disk; past it, the oldest are swept
+    upload_bytes_per_address_hour: int = 2 * 1024**3  # what one network address may upload in an hour
+    max_request_bytes: int = 64 * 1024**2  # one event's values (a photo sent inline as a data: URL included)
     download_timeout_seconds: float = 15.0  # ImageNet weights and datasets, when online
 
 

@@ -8,6 +8,7 @@ a learner can act on.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import io
 import os
 import threading
@@ -64,6 +65,25 @@ def load_image(source: ImageSource, *, working_size: bool = True, limits: Limits
     return shrink_to_working_size(image, limits.working_pixels) if working_size else image
 
 
+def check_header(
+    source: str | os.PathLike | bytes, *, max_pixels: int | None = None, limits: Limits | None = None
+) -> tuple[int, int]:
+    """The (width, height) an image file declares, read from its header alone: nothing is decoded.
+
+    Raises:
+        ValueError: not an image of an accepted format, or larger than the limits (``max_pixels``, when
+            given, is a stricter pixel limit for this use).
+    """
+    limits = limits or get_limits()
+    if max_pixels is not None:
+        limits = dataclasses.replace(limits, max_image_pixels=min(max_pixels, limits.max_image_pixels))
+    handle = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray)) else open(source, "rb")  # noqa: SIM115
+    with handle:
+        image = _open_header(handle, limits)
+        _check_size(*image.size, limits)
+        return image.size
+
+
 def shrink_to_working_size(image: Image.Image, max_pixels: int) -> Image.Image:
     """Return ``image`` scaled down (aspect kept) to at most ``max_pixels`` pixels."""
     width, height = image.size
@@ -87,20 +107,25 @@ def _check_size(width: int, height: int, limits: Limits) -> None:
         )
 
 
-def _decode(handle, limits: Limits, working_size: bool) -> Image.Image:
+def _open_header(handle, limits: Limits) -> Image.Image:
+    """Pillow's lazy open: the header is read, no pixel is decoded; only the accepted formats are tried."""
     accepted = ", ".join(limits.image_formats[:-1]) + " or " + limits.image_formats[-1]
     Image.init()  # register every plugin, so the names in ``formats`` resolve
     try:
         with warnings.catch_warnings():
             # We enforce our own, stricter pixel limit below; Pillow's bomb warning is redundant.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(handle, formats=limits.image_formats)  # header only; phone MPOs open as JPEG
+            return Image.open(handle, formats=limits.image_formats)  # phone MPOs open as JPEG
     except Image.DecompressionBombError:
         raise ValueError(
             f"This image claims to be enormous; the limit is {limits.max_image_pixels / 1e6:g} megapixels."
         ) from None
     except Exception:
         raise ValueError(f"This file is not an image we can read. Please upload a {accepted} file.") from None
+
+
+def _decode(handle, limits: Limits, working_size: bool) -> Image.Image:
+    image = _open_header(handle, limits)
     _check_size(*image.size, limits)
     original = image.size
     try:

@@ -6,6 +6,7 @@ under that session's id, invisible to every other session, until :meth:`ModelSto
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 
@@ -29,22 +30,39 @@ def _load_shared(name: str) -> tuple[nn.Module, ModelInfo]:
     return model, ModelInfo(name, "untrained", info.description, info.classes, notice)
 
 
+@dataclasses.dataclass
+class _Kept:
+    model: nn.Module
+    info: ModelInfo
+    visitor: str  # who added it (a network address), for fair eviction
+    bytes: int  # what it is charged: its weights and the private copy an explanation may make of them
+    order: int  # which arrived first
+
+
+def charge(model: nn.Module) -> int:
+    """The bytes a kept model may take: its parameters and buffers, twice (attributions run on a copy)."""
+    weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    return 2 * weights
+
+
 class ModelStore:
     def __init__(
         self,
         loader: Callable[[str], tuple[nn.Module, ModelInfo]] = _load_shared,
         *,
         per_session: int | None = None,
-        total: int | None = None,
+        session_bytes: int | None = None,
+        total_bytes: int | None = None,
     ):
         limits = get_limits()
         self._loader = loader
         self._per_session = per_session or limits.models_per_session
-        self._total = total or limits.models_total  # all sessions together: bounds the memory users' models take
+        self._session_bytes = session_bytes or limits.models_session_bytes
+        self._total_bytes = total_bytes or limits.models_total_bytes  # users' models, all sessions together
         self._shared: dict[str, tuple[nn.Module, ModelInfo]] = {}
-        self._sessions: dict[str, dict[str, tuple[nn.Module, ModelInfo]]] = {}
+        self._sessions: dict[str, dict[str, _Kept]] = {}
         self._lock = threading.Lock()
-        self._added = 0  # a counter: which model arrived first
+        self._added = 0
         self._load_locks = {name: threading.Lock() for name in models.MODELS}
 
     def choices(self, session: str | None) -> list[tuple[str, str]]:
@@ -52,7 +70,7 @@ class ModelStore:
         shared = [(f"{name}: {record.description}", name) for name, record in models.MODELS.items()]
         with self._lock:
             own = list(self._sessions.get(session or "", {}).items())
-        return shared + [(f"yours: {info.description}", key) for key, (_, info, _) in own]
+        return shared + [(f"yours: {kept.info.description}", key) for key, kept in own]
 
     def get(self, key: str, session: str | None) -> tuple[nn.Module, ModelInfo]:
         """The model behind a chooser key.
@@ -63,10 +81,10 @@ class ModelStore:
         if key in models.MODELS:
             return self._shared_model(key)
         with self._lock:
-            entry = self._sessions.get(session or "", {}).get(key)
-        if entry is None:
+            kept = self._sessions.get(session or "", {}).get(key)
+        if kept is None:
             raise ValueError("That model is not available in this session (it may have been closed). Choose another.")
-        return entry[:2]
+        return kept.model, kept.info
 
     def _shared_model(self, name: str) -> tuple[nn.Module, ModelInfo]:
         with self._load_locks[name]:  # one load per variant, even when many users arrive at once
@@ -77,11 +95,17 @@ class ModelStore:
                 self._shared[name] = (model.eval(), info)
             return self._shared[name]
 
-    def add(self, session: str, model: nn.Module, info: ModelInfo) -> str:
-        """Keep ``model`` for ``session`` only; returns its chooser key. The oldest is dropped past the limit.
+    def add(self, session: str, model: nn.Module, info: ModelInfo, *, visitor: str = "") -> str:
+        """Keep ``model`` for ``session`` only; returns its chooser key.
+
+        Memory is bounded in bytes (see :func:`charge`): a session keeps its latest few models within its
+        own budget, its oldest giving way first. When all sessions together reach the server's budget,
+        room is made by the visitor who holds the most, oldest first; so one visitor, however many
+        sessions it opens, only ever evicts models of its own while it holds more than anyone else.
 
         Raises:
-            ValueError: no session, or a model the tabs cannot look inside (a baseline without convolutions).
+            ValueError: no session, a model larger than a session may keep, or a model the tabs cannot look
+                inside (a baseline without convolutions).
         """
         if not session:
             raise ValueError("A session is needed to keep a model of your own.")
@@ -90,31 +114,46 @@ class ModelStore:
                 f"This is a {info.name} baseline: it has no convolutional layers, so the tabs that look inside a "
                 "network (filters, activations, explanations) have nothing to show for it. Load an AlexNet checkpoint."
             )
+        size = charge(model)
+        if size > self._session_bytes:
+            raise ValueError(
+                f"This model is too large to keep here ({size / 2**20:,.0f} MB with the copy explanations use; "
+                f"a session may keep {self._session_bytes / 2**20:,.0f} MB)."
+            )
         with self._lock:
             own = self._sessions.setdefault(session, {})
-            # Sessions without a browser (API calls) never end, so the total is bounded by evicting the
-            # oldest model of any session rather than by refusing everyone once it is reached.
-            while sum(len(m) for m in self._sessions.values()) >= self._total and len(own) < self._per_session:
-                self._evict_oldest()
-            key = f"{SESSION_PREFIX}{len(own)}:{info.description}"
-            while key in own:
-                key += "+"
+            while own and (
+                len(own) >= self._per_session or sum(k.bytes for k in own.values()) + size > self._session_bytes
+            ):
+                own.pop(min(own, key=lambda key: own[key].order))
+            while self._held() + size > self._total_bytes:
+                self._evict_from_the_heaviest_visitor()
+            key = f"{SESSION_PREFIX}{self._added}:{info.description}"
             self._added += 1
-            own[key] = (model.eval(), info, self._added)
-            while len(own) > self._per_session:
-                own.pop(next(iter(own)))
+            own[key] = _Kept(model.eval(), info, visitor or session, size, self._added)
             return key
 
-    def _evict_oldest(self) -> None:
-        oldest = min(
-            ((added, name, key) for name, held in self._sessions.items() for key, (_, _, added) in held.items()),
-            default=None,
+    def _held(self) -> int:
+        return sum(kept.bytes for held in self._sessions.values() for kept in held.values())
+
+    def _evict_from_the_heaviest_visitor(self) -> None:
+        by_visitor: dict[str, int] = {}
+        for held in self._sessions.values():
+            for kept in held.values():
+                by_visitor[kept.visitor] = by_visitor.get(kept.visitor, 0) + kept.bytes
+        heaviest = max(by_visitor, key=by_visitor.get)
+        session, key = min(
+            (
+                (name, key)
+                for name, held in self._sessions.items()
+                for key, kept in held.items()
+                if kept.visitor == heaviest
+            ),
+            key=lambda item: self._sessions[item[0]][item[1]].order,
         )
-        if oldest is not None:
-            _, name, key = oldest
-            del self._sessions[name][key]
-            if not self._sessions[name]:
-                del self._sessions[name]
+        del self._sessions[session][key]
+        if not self._sessions[session]:
+            del self._sessions[session]
 
     def drop_session(self, session: str) -> None:
         """Forget every model of a session that has ended."""
@@ -124,3 +163,8 @@ class ModelStore:
     def session_count(self) -> int:
         with self._lock:
             return len(self._sessions)
+
+    def held_bytes(self) -> int:
+        """What users' models are charged in all (see :func:`charge`)."""
+        with self._lock:
+            return self._held()

@@ -23,6 +23,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+SERVER: dict = {}  # the running app's process id, for tests that watch its memory
+
+
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory):
     """Start ``python app.py`` exactly as ``make run`` does, on a free local port."""
@@ -39,6 +42,7 @@ def app_url(tmp_path_factory):
     with open(log_path, "w") as log:
         process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
+    SERVER["pid"] = process.pid
     deadline = time.monotonic() + 180
     while True:
         try:

@@ -2,7 +2,7 @@ import pytest
 
 from playground.checkpoints import ModelInfo
 from playground.models import build
-from playground.store import ModelStore
+from playground.store import ModelStore, charge
 
 
 def _fake_loader(calls):
@@ -49,17 +49,48 @@ def test_each_session_keeps_a_bounded_number_of_models():
     assert own == keys[1:]
 
 
-def test_all_sessions_together_hold_a_bounded_number_of_models():
-    store = ModelStore(_fake_loader([]), per_session=2, total=3)
+COMPACT = charge(build("alexnet_compact", num_classes=2))  # what one compact model is charged
+
+
+def _kept(store, session):
+    return [key for _, key in store.choices(session) if key.startswith("mine:")]
+
+
+def test_models_are_charged_their_weights_twice():
+    model = build("alexnet_compact", num_classes=2)
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert charge(model) == 2 * weights  # its own weights, and the copy an explanation makes
+
+
+def test_a_session_keeps_models_within_its_bytes_oldest_first():
+    store = ModelStore(_fake_loader([]), per_session=10, session_bytes=2 * COMPACT + 1, total_bytes=100 * COMPACT)
     info = ModelInfo("alexnet_compact", "file", "m", ("x", "y"))
-    models = [build("alexnet_compact", num_classes=2) for _ in range(4)]
-    keys = [store.add(session, model, info) for session, model in zip(("a", "a", "b"), models)]
-    newest = store.add("c", models[3], info)  # full: the oldest model goes
-    with pytest.raises(ValueError):
-        store.get(keys[0], "a")
-    assert [store.get(key, session)[0] for key, session in ((keys[1], "a"), (keys[2], "b"), (newest, "c"))] == models[
-        1:
+    keys = [store.add("s", build("alexnet_compact", num_classes=2), info) for _ in range(3)]
+    assert _kept(store, "s") == keys[1:] and store.held_bytes() == 2 * COMPACT
+
+
+def test_a_model_larger_than_a_session_may_keep_is_refused_with_a_sentence():
+    store = ModelStore(_fake_loader([]), session_bytes=COMPACT // 2)
+    with pytest.raises(ValueError, match="too large to keep here"):
+        store.add("s", build("alexnet_compact", num_classes=2), ModelInfo("alexnet_compact", "file", "m", ("x", "y")))
+    assert store.held_bytes() == 0
+
+
+def test_when_the_server_is_full_the_heaviest_visitor_makes_room():
+    store = ModelStore(_fake_loader([]), per_session=3, session_bytes=3 * COMPACT, total_bytes=4 * COMPACT)
+    info = ModelInfo("alexnet_compact", "file", "m", ("x", "y"))
+    alice = store.add("alice-session", build("alexnet_compact", num_classes=2), info, visitor="10.0.0.1")
+    # One visitor opens many sessions and loads a model in each: it only ever pushes out its own.
+    crowd = [
+        store.add(f"crowd-{i}", build("alexnet_compact", num_classes=2), info, visitor="10.6.6.6") for i in range(8)
     ]
+    assert store.get(alice, "alice-session")  # still there
+    assert store.held_bytes() <= 4 * COMPACT
+    assert [k for i, k in enumerate(crowd) if _kept(store, f"crowd-{i}")] == crowd[-3:]  # its newest three
+    # A newcomer makes room too, at the expense of whoever holds the most: the crowd.
+    bob = store.add("bob-session", build("alexnet_compact", num_classes=2), info, visitor="10.0.0.2")
+    assert store.get(bob, "bob-session") and store.get(alice, "alice-session")
+    assert sum(1 for i in range(8) if _kept(store, f"crowd-{i}")) == 2
 
 
 @pytest.mark.parametrize("baseline", ["linear", "mlp"])

@@ -10,16 +10,19 @@ import inspect
 import io
 import os
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
+from gradio.components.base import server
 from gradio.data_classes import ImageData
 from gradio.utils import get_upload_folder
 from PIL import Image
 
 from playground.config import get_limits
-from playground.images import load_image, load_photo_file
+from playground.images import check_header, load_image, load_photo_file
 
 # scikit-image ships these photos, so the repository carries none. The coffee cup comes first.
 EXAMPLE_PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "camera")
@@ -46,7 +49,7 @@ def uploaded_path(path) -> str:
 def _decode_data_url(url: str) -> bytes:
     """The bytes of a ``data:`` URL, size-checked before decoding; the image itself is not opened here."""
     header, _, body = url.partition(",")
-    if ";base64" not in header or len(body) > get_limits().max_upload_bytes * 4 // 3 + 4:
+    if ";base64" not in header or len(body) > get_limits().max_request_bytes * 4 // 3 + 4:
         raise gr.Error("That image is too large or not in a form we accept. Please upload a file.")
     try:
         return base64.b64decode(body, validate=True)
@@ -77,18 +80,81 @@ class PhotoInput(gr.Image):
 
 
 class SafeImageEditor(gr.ImageEditor):
-    """``gr.ImageEditor`` that refuses payload paths outside the upload folder before Gradio opens them."""
+    """``gr.ImageEditor`` whose every input is bounded before Gradio decodes or stores it.
+
+    Gradio's editor takes its pictures two ways: as files named in the event's payload, and as blobs sent
+    one by one to its ``accept_blobs`` server function and kept in the component (shared by every session)
+    until the event uses them. Here a payload may name only uploads, a few layers, each checked from its
+    header against a canvas-sized pixel limit; and blobs are checked the same way on arrival, their index
+    is bounded, and what all sessions keep is bounded in bytes and in time.
+    """
 
     is_template = True
+    # No __init__ override: Gradio reads a component's settings from its constructor's signature.
 
     def preprocess(self, payload):
         if payload is not None:
+            limits = get_limits()
+            if len(payload.layers or []) > limits.editor_max_layers:
+                raise gr.Error(
+                    f"The editor sent {len(payload.layers)} layers; at most {limits.editor_max_layers} are accepted."
+                )
             for item in [payload.background, payload.composite, *(payload.layers or [])]:
-                if item is not None and getattr(item, "path", None):
-                    uploaded_path(item.path)
                 if item is not None and getattr(item, "url", None) and str(item.url).startswith("data:"):
                     raise gr.Error("Please paint on the photo in the editor.")
+                if item is not None and getattr(item, "path", None):
+                    _checked_canvas(uploaded_path(item.path))
+            if payload.id is not None:  # the blobs are used now: Gradio drops them, so does our account
+                with _EDITOR_LOCK:
+                    _BLOB_BORN.pop((id(self), payload.id), None)
+                    _BLOB_BYTES.pop((id(self), payload.id), None)
         return super().preprocess(payload)
+
+    @server
+    def accept_blobs(self, data):
+        limits = get_limits()
+        fields, files = data.data, data.files
+        kind, index, blob_id = fields.get("type"), fields.get("index"), str(fields.get("id") or "")
+        index = None if index in (None, "", "null") else index
+        if kind not in ("layer", "background", "composite") or not 0 < len(blob_id) <= 64 or len(files) != 1:
+            raise gr.Error("The editor sent something it should not have; please reload the page.")
+        if index is not None and not (str(index).isdigit() and int(index) < limits.editor_max_layers):
+            raise gr.Error(f"The editor accepts at most {limits.editor_max_layers} layers.")
+        content = files[0][1]
+        if len(content) > limits.editor_blob_bytes:
+            raise gr.Error(f"That layer is too large ({len(content) / 1e6:.0f} MB); please use a smaller photo.")
+        _checked_canvas(content)
+        with _EDITOR_LOCK:
+            _BLOB_BYTES[(id(self), blob_id)] = _BLOB_BYTES.get((id(self), blob_id), 0) + len(content)
+            _BLOB_BORN.setdefault((id(self), blob_id), time.monotonic())
+            self._forget_old_blobs(limits)
+            return super().accept_blobs(data)
+
+    def _forget_old_blobs(self, limits) -> None:
+        """Drop blob sets past their lifetime, then the oldest while all of them exceed the byte budget."""
+        mine = [key for key in _BLOB_BORN if key[0] == id(self)]
+        now = time.monotonic()
+        for key in sorted(mine, key=_BLOB_BORN.get):
+            too_old = now - _BLOB_BORN[key] > limits.editor_blob_seconds
+            too_much = sum(_BLOB_BYTES.get(k, 0) for k in _BLOB_BORN if k[0] == id(self)) > limits.editor_blobs_bytes
+            if not (too_old or too_much):
+                break
+            self.blob_storage.pop(key[1], None)
+            _BLOB_BORN.pop(key, None)
+            _BLOB_BYTES.pop(key, None)
+
+
+_EDITOR_LOCK = threading.Lock()
+_BLOB_BORN: dict[tuple[int, str], float] = {}  # (editor, blob set id) -> when its first blob arrived
+_BLOB_BYTES: dict[tuple[int, str], int] = {}
+
+
+def _checked_canvas(source) -> None:
+    """Refuse an editor picture whose header declares more pixels than a canvas may have (nothing decoded)."""
+    try:
+        check_header(source, max_pixels=get_limits().editor_max_pixels)
+    except ValueError as error:
+        raise gr.Error(f"The editor's picture cannot be used: {error}") from None
 
 
 class ResultImage(gr.Image):
@@ -148,6 +214,14 @@ def open_photo(source) -> Image.Image:
         raise ValueError(UNREADABLE) from None
 
 
+MAX_MESSAGE = 400  # characters: our sentences are shorter; a value quoted in one is cut, never echoed whole
+
+
+def bounded(message: str) -> str:
+    """A message as the user may see it: at most ``MAX_MESSAGE`` characters."""
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
+
+
 def user_errors(fn):
     """The one path from the core's errors to the user: a ``ValueError`` becomes a ``gr.Error`` with the
     same sentence, shown on the page (or returned to an API client), and the server keeps serving.
@@ -161,10 +235,10 @@ def user_errors(fn):
         def wrapper(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
-            except gr.Error:
-                raise  # already a message for the user (gr.Error is itself a ValueError)
+            except gr.Error as error:  # already a message for the user (gr.Error is itself a ValueError)
+                raise gr.Error(bounded(error.message)) from None
             except ValueError as error:
-                raise gr.Error(str(error)) from None
+                raise gr.Error(bounded(str(error))) from None
 
     else:
 
@@ -172,10 +246,10 @@ def user_errors(fn):
         def wrapper(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
-            except gr.Error:
-                raise
+            except gr.Error as error:
+                raise gr.Error(bounded(error.message)) from None
             except ValueError as error:
-                raise gr.Error(str(error)) from None
+                raise gr.Error(bounded(str(error))) from None
 
     wrapper.user_errors = True
     return wrapper

@@ -8,6 +8,7 @@ from playground import kernels as K
 from playground.config import get_limits
 from playground.lab import CUSTOM, POOLING_CHOICES, LabSettings, explain_click, preset_gallery, run_lab
 from playground.render import format_number
+from ui import inputs
 from ui.common import example_paths, open_photo, photo_input, result_image, user_errors
 
 INTRO = """
@@ -148,7 +149,7 @@ def build_tab(demo: gr.Blocks) -> None:
                 label="Examples",
                 elem_id="lab-examples",
             )
-            kernel = gr.Dropdown(
+            kernel = inputs.Dropdown(
                 choices=[(_label(name), name) for name in K.KERNELS] + [("custom (type your own)", CUSTOM)],
                 value=DEFAULT_KERNEL,
                 label="Kernel",
@@ -157,7 +158,7 @@ def build_tab(demo: gr.Blocks) -> None:
             description = gr.Markdown(
                 describe_kernel(DEFAULT_KERNEL)[0], label="What this kernel does", elem_id="lab-description"
             )
-            custom = gr.Textbox(
+            custom = inputs.Textbox(
                 value=K.format_kernel(K.KERNELS[DEFAULT_KERNEL].weights),
                 lines=4,
                 max_lines=12,
@@ -165,19 +166,19 @@ def build_tab(demo: gr.Blocks) -> None:
                 elem_id="lab-editor",
             )
             apply_button = gr.Button("Apply this kernel", variant="primary")
-            color = gr.Radio(
+            color = inputs.Radio(
                 choices=[("gray (one channel)", "gray"), ("colour (R, G, B separately)", "rgb")],
                 value="gray",
                 label="Channels",
             )
             with gr.Row():
-                stride = gr.Slider(1, limits.max_stride, value=1, step=1, label="Stride")
-                padding = gr.Slider(0, limits.max_padding, value=0, step=1, label="Padding (zeros)")
-                dilation = gr.Slider(1, limits.max_dilation, value=1, step=1, label="Dilation")
+                stride = inputs.Slider(1, limits.max_stride, value=1, step=1, label="Stride")
+                padding = inputs.Slider(0, limits.max_padding, value=0, step=1, label="Padding (zeros)")
+                dilation = inputs.Slider(1, limits.max_dilation, value=1, step=1, label="Dilation")
             with gr.Row():
-                pooling = gr.Radio(choices=list(POOLING_CHOICES), value="none", label="Then pool")
-                pool_size = gr.Slider(1, limits.max_pool_size, value=2, step=1, label="Pool size")
-                pool_stride = gr.Slider(1, limits.max_pool_size, value=2, step=1, label="Pool stride")
+                pooling = inputs.Radio(choices=list(POOLING_CHOICES), value="none", label="Then pool")
+                pool_size = inputs.Slider(1, limits.max_pool_size, value=2, step=1, label="Pool size")
+                pool_stride = inputs.Slider(1, limits.max_pool_size, value=2, step=1, label="Pool stride")
         with gr.Column(scale=3, min_width=360):
             result = result_image(label="Result: click a pixel to see how it was computed", elem_id="lab-result")
             colorbar = result_image(label="Colour scale", height=70, buttons=[], elem_id="lab-colorbar")
@@ -185,8 +186,8 @@ def build_tab(demo: gr.Blocks) -> None:
                 kernel_image = result_image(label="The kernel", height=260, elem_id="lab-kernel-image")
                 arithmetic = gr.Markdown(label="Output size arithmetic", elem_id="lab-arithmetic")
             with gr.Row():
-                x = gr.Number(value=None, label="Column (x)", precision=0, minimum=0)
-                y = gr.Number(value=None, label="Row (y)", precision=0, minimum=0)
+                x = inputs.Number(value=None, label="Column (x)", precision=0, minimum=0)
+                y = inputs.Number(value=None, label="Row (y)", precision=0, minimum=0)
                 explain_button = gr.Button("Explain this pixel")
             explanation = gr.HTML(label="Pixel arithmetic", elem_id="lab-explanation")
 

@@ -11,6 +11,7 @@ from playground.attribution_views import SIGNS, VIEWS, attribution_image
 from playground.attributions import METHODS, agreement_matrix, attribute, compare, conv_layer_names, cover, sanity_check
 from playground.config import get_limits
 from playground.models import BLACK, imagenet_classes
+from ui import inputs
 from ui.common import SafeImageEditor, open_photo, photo_with_examples, result_image, user_errors
 from ui.model_panel import get_model, notice_markdown
 
@@ -185,24 +186,26 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             image = photo_with_examples("explain-photo")
-            target = gr.Dropdown(
+            target = inputs.Dropdown(
                 [TOP1] + list(imagenet_classes()),
                 value=TOP1,
                 label="Explain the class",
                 allow_custom_value=True,
                 elem_id="explain-target",
             )
-            method = gr.Dropdown(
+            method = inputs.Dropdown(
                 [(m.label, k) for k, m in METHODS.items()],
                 value="integrated_gradients",
                 label="Method",
                 elem_id="explain-method",
             )
             with gr.Row():
-                view = gr.Radio(list(VIEWS), value="overlay", label="View")
-                sign = gr.Radio(list(SIGNS), value="absolute", label="Sign")
-            layer = gr.Dropdown(["features.10"], value="features.10", label="Grad-CAM layer", allow_custom_value=True)
-            n_steps = gr.Slider(1, limits.max_ig_steps, value=32, step=1, label="Integrated Gradients steps")
+                view = inputs.Radio(list(VIEWS), value="overlay", label="View")
+                sign = inputs.Radio(list(SIGNS), value="absolute", label="Sign")
+            layer = inputs.Dropdown(
+                ["features.10"], value="features.10", label="Grad-CAM layer", allow_custom_value=True
+            )
+            n_steps = inputs.Slider(1, limits.max_ig_steps, value=32, step=1, label="Integrated Gradients steps")
             explain_button = gr.Button("Explain", variant="primary", elem_id="explain-button")
         with gr.Column(scale=2):
             detail = result_image(label="Attribution", elem_id="explain-detail")
@@ -221,7 +224,7 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
     with gr.Accordion("Sanity check: does the map depend on the model?", open=False):
         gr.Markdown(SANITY_HELP)
         with gr.Row():
-            sanity_method = gr.Dropdown(
+            sanity_method = inputs.Dropdown(
                 [(m.label, k) for k, m in METHODS.items() if m.gradient_based], value="saliency", label="Method"
             )
             sanity_button = gr.Button("Run the sanity check")

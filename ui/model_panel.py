@@ -6,7 +6,9 @@ import gradio as gr
 
 from playground import checkpoints, models
 from playground.store import ModelStore
+from ui import inputs
 from ui.common import uploaded_path, user_errors
+from ui.queueing import address
 
 # One per process: the shared variants are read-only, each session's own models are keyed by session.
 STORE = ModelStore()
@@ -58,7 +60,7 @@ def load_checkpoint(file, variant="auto", request: gr.Request = None):
     if file is None:
         raise ValueError("Choose a .safetensors, .pt or .pth file first.")
     model, info = checkpoints.load_user_checkpoint(uploaded_path(file), None if variant in (None, "auto") else variant)
-    key = STORE.add(session_of(request), model, info)
+    key = STORE.add(session_of(request), model, info, visitor=address(request))
     return refresh_choices(key, request), describe_model(key, request)
 
 
@@ -71,7 +73,7 @@ def forget_session(request: gr.Request):
 def build_panel(demo: gr.Blocks) -> gr.Dropdown:
     """The chooser row; returns the dropdown every model tab takes as an input."""
     with gr.Row(equal_height=True):
-        chooser = gr.Dropdown(
+        chooser = inputs.Dropdown(
             choices=STORE.choices(None),
             value=DEFAULT_MODEL,
             label="Model (used by every tab after the Convolution lab)",
@@ -81,8 +83,10 @@ def build_panel(demo: gr.Blocks) -> gr.Dropdown:
         status = gr.Markdown(label="Model status", elem_id="model-status")
     with gr.Accordion("Load a checkpoint of your own (.safetensors, or .pt/.pth holding only weights)", open=False):
         with gr.Row():
-            upload = gr.File(file_types=[".safetensors", ".pt", ".pth"], label="Checkpoint", elem_id="checkpoint-file")
-            variant = gr.Dropdown(["auto"] + list(models.MODELS), value="auto", label="Variant")
+            upload = inputs.File(
+                file_types=[".safetensors", ".pt", ".pth"], label="Checkpoint", elem_id="checkpoint-file"
+            )
+            variant = inputs.Dropdown(["auto"] + list(models.MODELS), value="auto", label="Variant")
             load_button = gr.Button("Load checkpoint")
     gr.on([demo.load, chooser.change], describe_model, inputs=chooser, outputs=status, api_name="model_info")
     demo.load(refresh_choices, inputs=chooser, outputs=chooser, api_name="model_choices", api_visibility="undocumented")

@@ -29,10 +29,10 @@ from playground.jobs import (
     planned_gpu_seconds,
     training_job,
 )
-from ui import runner
+from ui import inputs, runner
 from ui.common import keyed, result_image, uploaded_path, user_errors
 from ui.model_panel import STORE, refresh_choices, session_of
-from ui.queueing import LONG, admits_long_jobs, listener_gone
+from ui.queueing import LONG, address, admits_long_jobs, listener_gone
 
 ZIP = "your zip"
 DATASET_CHOICES = [ZIP, *data.DATASETS]
@@ -192,7 +192,9 @@ def _finish(outcome: TrainingOutcome, session, report, curves: Curves, request) 
             f"trained here on {outcome.dataset_name} ({result.val_accuracy:.0%} val.)",
             result.classes,
         )
-        outputs["chooser"] = refresh_choices(STORE.add(session, result.model(), info), request)
+        outputs["chooser"] = refresh_choices(
+            STORE.add(session, result.model(), info, visitor=address(request)), request
+        )
         summary += "<p>Your model is now in the model chooser at the top: look at its filters, activations and explanations.</p>"
         if result.config.mode == "head":
             summary += "<p>Head only: conv1 was frozen, so its filters before and after are the same. Train in full mode to watch them move.</p>"
@@ -253,23 +255,25 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
     gr.Markdown(HELP)
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            zip_file = gr.File(file_types=[".zip"], label="Zip of class folders", elem_id="train-zip")
-            dataset = gr.Dropdown(DATASET_CHOICES, value=ZIP, label="Dataset", elem_id="train-dataset")
-            limit = gr.Slider(100, 10_000, value=1000, step=100, label="At most this many images (built-in datasets)")
-            model = gr.Dropdown(MODEL_CHOICES, value="alexnet", label="Model", elem_id="train-model")
+            zip_file = inputs.File(file_types=[".zip"], label="Zip of class folders", elem_id="train-zip")
+            dataset = inputs.Dropdown(DATASET_CHOICES, value=ZIP, label="Dataset", elem_id="train-dataset")
+            limit = inputs.Slider(
+                100, 10_000, value=1000, step=100, label="At most this many images (built-in datasets)"
+            )
+            model = inputs.Dropdown(MODEL_CHOICES, value="alexnet", label="Model", elem_id="train-model")
             with gr.Row():
-                mode = gr.Radio([("head only", "head"), ("full", "full")], value="head", label="What learns")
-                pretrained = gr.Checkbox(True, label="Start from ImageNet weights (alexnet)")
+                mode = inputs.Radio([("head only", "head"), ("full", "full")], value="head", label="What learns")
+                pretrained = inputs.Checkbox(True, label="Start from ImageNet weights (alexnet)")
             with gr.Row():
-                epochs = gr.Slider(1, 50, value=10, step=1, label="Epochs", elem_id="train-epochs")
-                batch_size = gr.Slider(1, 256, value=16, step=1, label="Batch size")
+                epochs = inputs.Slider(1, 50, value=10, step=1, label="Epochs", elem_id="train-epochs")
+                batch_size = inputs.Slider(1, 256, value=16, step=1, label="Batch size")
             with gr.Row():
-                lr = gr.Number(1e-3, label="Learning rate", minimum=1e-6, maximum=1.0)
-                optimizer = gr.Radio(["adam", "sgd"], value="adam", label="Optimizer")
+                lr = inputs.Number(1e-3, label="Learning rate", minimum=1e-6, maximum=1.0)
+                optimizer = inputs.Radio(["adam", "sgd"], value="adam", label="Optimizer")
             with gr.Row():
-                crop = gr.Checkbox(True, label="Random crops")
-                flip = gr.Checkbox(True, label="Flips")
-                color_jitter = gr.Checkbox(False, label="Colour jitter")
+                crop = inputs.Checkbox(True, label="Random crops")
+                flip = inputs.Checkbox(True, label="Flips")
+                color_jitter = inputs.Checkbox(False, label="Colour jitter")
             with gr.Row():
                 train_button = gr.Button("Train", variant="primary", elem_id="train-button")
                 stop_button = gr.Button("Stop", variant="stop", elem_id="train-stop")
@@ -283,12 +287,12 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         )
         per_class = gr.Dataframe(label="Accuracy per class", interactive=False, elem_id="train-per-class")
     with gr.Row():
-        true_class = gr.Textbox(label="True class", elem_id="train-true")
-        predicted_class = gr.Textbox(label="Predicted class", elem_id="train-predicted")
+        true_class = inputs.Textbox(label="True class", elem_id="train-true")
+        predicted_class = inputs.Textbox(label="Predicted class", elem_id="train-predicted")
     mistakes_note = gr.Markdown(label="Misclassified", elem_id="train-mistakes-note")
     mistakes = gr.Gallery(label="Misclassified validation images", columns=8, height="auto", elem_id="train-mistakes")
     filters = result_image(label="conv1 filters: before (left) and after (right) training", elem_id="train-filters")
-    downloads = gr.File(
+    downloads = inputs.File(
         label="Downloads: weights (safetensors), description (JSON), ONNX",
         file_count="multiple",
         elem_id="train-downloads",
