@@ -21,81 +21,79 @@ def short(value, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class _Checked:
+def _checked(component, payload, accepted: bool, expected: str, preprocess):
     """Check a payload's type before Gradio preprocesses it; any failure becomes a sentence naming the input."""
-
-    expected = ""  # what a value must be, in words
-
-    def _accepts(self, payload) -> bool:
-        return True
-
-    def preprocess(self, payload):
-        name = self.label or self.elem_id or type(self).__name__.lower()
-        if not self._accepts(payload):
-            raise gr.Error(f"{name}: expected {self.expected}, got {short(payload)}.")
-        try:
-            return super().preprocess(payload)
-        except Exception:  # noqa: BLE001  (Gradio's messages quote the whole value; ours do not)
-            raise gr.Error(f"{name}: {short(payload)} is not a value this input accepts.") from None
+    name = component.label or component.elem_id or type(component).__name__.lower()
+    if not accepted:
+        raise gr.Error(f"{name}: expected {expected}, got {short(payload)}.")
+    try:
+        return preprocess(payload)
+    except Exception:  # noqa: BLE001  (Gradio's messages quote the whole value; ours do not)
+        raise gr.Error(f"{name}: {short(payload)} is not a value this input accepts.") from None
 
 
 def _number(payload) -> bool:
     return isinstance(payload, numbers.Real) and not isinstance(payload, bool)
 
 
-class Slider(_Checked, gr.Slider):
+def _choice(payload) -> bool:
+    return isinstance(payload, (str, numbers.Real)) and len(str(payload)) <= MAX_TEXT
+
+
+# Each keeps its Gradio class first among its bases: the page draws a subclass with its base's code.
+
+
+class Slider(gr.Slider):
     is_template = True
-    expected = "a number"
 
-    def _accepts(self, payload) -> bool:
-        return _number(payload)
+    def preprocess(self, payload):
+        return _checked(self, payload, _number(payload), "a number", super().preprocess)
 
 
-class Number(_Checked, gr.Number):
+class Number(gr.Number):
     is_template = True
-    expected = "a number"
 
-    def _accepts(self, payload) -> bool:
-        return _number(payload) or (payload is None and self.value is None)  # empty only where it starts empty
+    def preprocess(self, payload):
+        empty_allowed = payload is None and self.value is None  # empty only where it starts empty
+        return _checked(self, payload, _number(payload) or empty_allowed, "a number", super().preprocess)
 
 
-class Checkbox(_Checked, gr.Checkbox):
+class Checkbox(gr.Checkbox):
     is_template = True
-    expected = "true or false"
 
-    def _accepts(self, payload) -> bool:
-        return isinstance(payload, bool)
+    def preprocess(self, payload):
+        return _checked(self, payload, isinstance(payload, bool), "true or false", super().preprocess)
 
 
-class Textbox(_Checked, gr.Textbox):
+class Textbox(gr.Textbox):
     is_template = True
-    expected = f"text of at most {MAX_TEXT:,} characters"
 
-    def _accepts(self, payload) -> bool:
-        return payload is None or (isinstance(payload, str) and len(payload) <= MAX_TEXT)
+    def preprocess(self, payload):
+        accepted = payload is None or (isinstance(payload, str) and len(payload) <= MAX_TEXT)
+        return _checked(self, payload, accepted, f"text of at most {MAX_TEXT:,} characters", super().preprocess)
 
 
-class Radio(_Checked, gr.Radio):
+class Radio(gr.Radio):
     is_template = True
-    expected = "one of its choices"
 
-    def _accepts(self, payload) -> bool:
-        return payload is None or isinstance(payload, (str, numbers.Real))
+    def preprocess(self, payload):
+        return _checked(self, payload, payload is None or _choice(payload), "one of its choices", super().preprocess)
 
 
-class Dropdown(_Checked, gr.Dropdown):
+class Dropdown(gr.Dropdown):
     is_template = True
-    expected = "one of its choices"
 
-    def _accepts(self, payload) -> bool:
+    def preprocess(self, payload):
         if isinstance(payload, list):
-            return bool(self.multiselect) and all(isinstance(item, (str, numbers.Real)) for item in payload)
-        return payload is None or (isinstance(payload, (str, numbers.Real)) and len(str(payload)) <= MAX_TEXT)
+            accepted = bool(self.multiselect) and all(_choice(item) for item in payload)
+        else:
+            accepted = payload is None or _choice(payload)
+        return _checked(self, payload, accepted, "one of its choices", super().preprocess)
 
 
-class File(_Checked, gr.File):
+class File(gr.File):
     is_template = True
-    expected = "an uploaded file"
 
-    def _accepts(self, payload) -> bool:
-        return payload is None or hasattr(payload, "path") or isinstance(payload, (list, dict))
+    def preprocess(self, payload):
+        accepted = payload is None or hasattr(payload, "path") or isinstance(payload, list)
+        return _checked(self, payload, accepted, "an uploaded file", super().preprocess)
