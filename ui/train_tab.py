@@ -136,12 +136,15 @@ def train(
         yield {"status": "<p>Starting a training process and reading the data…</p>"}
         worker = runner.start(training_job, job)
         JOBS.attach(session, worker)
+        hard_stop = time.monotonic() + config.max_seconds + 120  # the job stops itself at the cap; this is a backstop
         curves, shown, last_val_epoch, last_step, report = Curves(), 0.0, 0, 0, ""
         for record in worker.records():
             if stop.is_set() or listener_gone(request):  # Stop pressed, the session ended, or nobody listens
                 worker.stop()
                 yield {"status": STOPPED}
                 return
+            if time.monotonic() > hard_stop:
+                raise ValueError(f"The job ran well past its {config.max_seconds:g} s cap and was stopped.")
             if isinstance(record, DatasetReady):
                 report = record.report
                 yield {"status": "<p>Data ready; building the model…</p>", "report": report}
