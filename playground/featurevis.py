@@ -34,6 +34,7 @@ from playground.models import MEAN, STD
 # its largest column has unit length, as Lucid and torch-lucent do.
 _COLOUR = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
 COLOUR_CORRELATION = _COLOUR / _COLOUR.norm(dim=0).max()
+LEAK = 0.05  # slope of the objective below zero
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,12 +167,15 @@ def visualise(trunk: nn.Module, channels: list[int], settings: FeatureVisSetting
     image = FourierImage(len(channels), settings.size, settings.decay, generator)
     optimiser = torch.optim.Adam(image.parameters(), lr=settings.lr)
     index = (torch.arange(len(channels)), torch.tensor(channels))
-    sign = 1.0 if settings.negative else -1.0  # Adam minimises: -activation climbs it
+    sign = 1.0 if settings.negative else -1.0  # Adam minimises: -activation climbs it, +activation descends
     started = shown = time.monotonic()
     for step in range(1, settings.steps + 1):
         optimiser.zero_grad(set_to_none=True)
         maps = trunk(_normalised(random_warp(image(), settings, generator)))
-        loss = sign * maps[index].mean(dim=(1, 2)).sum()
+        # The mean of the rectified map: a plain mean is linear in a conv1 unit's input, so for a filter whose
+        # weights sum to zero (an edge) every picture would score about the same. A small leak keeps a unit
+        # that starts switched off everywhere learning.
+        loss = -F.leaky_relu(-sign * maps[index], LEAK).mean(dim=(1, 2)).sum()
         loss.backward()
         optimiser.step()
         now = time.monotonic()
