@@ -15,13 +15,14 @@ from __future__ import annotations
 import dataclasses
 import warnings
 
+import numpy as np
 import torch
 from captum.attr import NeuronDeconvolution, NeuronGuidedBackprop
 from PIL import Image, ImageDraw
 from torch import nn
 
 from playground import models
-from playground.activations import layer_names
+from playground.activations import colorize, layer_names
 from playground.architecture import LayerRow, receptive_box, trace
 from playground.attributions import explainable_copy
 from playground.config import get_limits
@@ -31,9 +32,9 @@ from playground.images import BytesLRU
 BOX_COLOUR = (0, 220, 90)  # bright green: visible on photos and on magma maps alike
 
 
-def require_convolutional(model: nn.Module, name: str = "") -> None:
-    """Refuse a model without convolution layers (the linear and MLP baselines) with a sentence."""
-    if name in models.BASELINES or not unit_layers(model):
+def require_convolutional(model: nn.Module | None, name: str = "") -> None:
+    """Refuse a model without convolution layers (the linear and MLP baselines, by ``name`` alone) with a sentence."""
+    if name in models.BASELINES or model is None or not unit_layers(model):
         label = f"The {name} baseline" if name in models.BASELINES else "This model"
         raise ValueError(
             f"{label} has no convolutional layers, so it has no units (channels) to look at. Choose an AlexNet."
@@ -105,6 +106,58 @@ def strongest_position(maps: torch.Tensor, channel: int) -> tuple[int, int, floa
     plane = maps[0, channel]
     flat = int(plane.argmax())
     return flat // plane.shape[1], flat % plane.shape[1], float(plane.flatten()[flat])
+
+
+MAP_SIDE = 224  # px: a channel's map is shown enlarged by whole pixels to about this size
+
+
+def _factor(hw: tuple[int, int]) -> int:
+    return max(1, MAP_SIDE // max(hw))
+
+
+def channel_map(maps: torch.Tensor, channel: int) -> Image.Image:
+    """One channel of (1, C, H, W) maps in magma colours, each position a square of whole pixels."""
+    plane = maps[0, channel : channel + 1]
+    factor = _factor(tuple(plane.shape[-2:]))
+    tile = colorize(plane)[0].repeat_interleave(factor, 1).repeat_interleave(factor, 2)
+    return Image.fromarray((tile.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())
+
+
+def map_position(hw: tuple[int, int], x: int, y: int) -> tuple[int, int]:
+    """The (row, column) under pixel (x, y) of a :func:`channel_map` picture of (H, W) maps.
+
+    Raises:
+        ValueError: a pixel outside the picture.
+    """
+    factor = _factor(hw)
+    row, column = int(y) // factor, int(x) // factor
+    if not (0 <= row < hw[0] and 0 <= column < hw[1]):
+        raise ValueError(f"That point is outside the {hw[0]} × {hw[1]} map.")
+    return row, column
+
+
+def attribution_panel(result: UnitAttribution, photo: Image.Image) -> Image.Image:
+    """The photo and the unit's signed attribution as colours (grey = 0, as DeepVis shows a deconvnet),
+    side by side, each with the receptive-field box of the unit's strongest position."""
+    values = result.values
+    pattern = (values / (2 * values.abs().max().clamp_min(1e-12)) + 0.5).clamp(0, 1)
+    pattern = Image.fromarray((pattern.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())
+    left, right = draw_box(photo, result.box), draw_box(pattern, result.box)
+    panel = Image.new("RGB", (left.width + right.width + 8, left.height), "white")
+    panel.paste(left, (0, 0))
+    panel.paste(right, (left.width + 8, 0))
+    return panel
+
+
+def tile_at(channels: list[int], grid_size: tuple[int, int], x: int, y: int) -> int | None:
+    """The channel under pixel (x, y) of an :func:`playground.activations.channel_grid` image, or None on the
+    padding between tiles. The grid is torchvision's make_grid: ceil(sqrt(n)) tiles a row, 2 px apart."""
+    per_row = int(np.ceil(np.sqrt(len(channels))))
+    step = (grid_size[0] - 2) // per_row  # tile + padding
+    column, row = (x - 2) // step, (y - 2) // step
+    inside = 0 <= x - 2 - column * step < step - 2 and 0 <= y - 2 - row * step < step - 2
+    index = row * per_row + column
+    return channels[index] if inside and 0 <= column < per_row and 0 <= index < len(channels) else None
 
 
 def draw_box(photo: Image.Image, box: tuple[int, int, int, int], *, width: int = 2, label: str = "") -> Image.Image:
