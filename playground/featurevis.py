@@ -168,7 +168,7 @@ def visualise(trunk: nn.Module, channels: list[int], settings: FeatureVisSetting
     optimiser = torch.optim.Adam(image.parameters(), lr=settings.lr)
     index = (torch.arange(len(channels)), torch.tensor(channels))
     sign = 1.0 if settings.negative else -1.0  # Adam minimises: -activation climbs it, +activation descends
-    started = shown = time.monotonic()
+    started, shown = time.monotonic(), float("-inf")  # the first step shows at once: the starting picture
     for step in range(1, settings.steps + 1):
         optimiser.zero_grad(set_to_none=True)
         maps = trunk(_normalised(random_warp(image(), settings, generator)))

@@ -137,15 +137,17 @@ def map_position(hw: tuple[int, int], x: int, y: int) -> tuple[int, int]:
 
 
 def attribution_panel(result: UnitAttribution, photo: Image.Image) -> Image.Image:
-    """The photo and the unit's signed attribution as colours (grey = 0, as DeepVis shows a deconvnet),
-    side by side, each with the receptive-field box of the unit's strongest position."""
+    """Three pictures side by side: the photo with the unit's receptive-field box at its strongest position,
+    the unit's signed attribution as colours (grey = 0, as DeepVis shows a deconvnet) with the same box, and
+    the inside of that box enlarged (a conv1 unit sees only 11 × 11 pixels)."""
     values = result.values
     pattern = (values / (2 * values.abs().max().clamp_min(1e-12)) + 0.5).clamp(0, 1)
     pattern = Image.fromarray((pattern.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())
-    left, right = draw_box(photo, result.box), draw_box(pattern, result.box)
-    panel = Image.new("RGB", (left.width + right.width + 8, left.height), "white")
-    panel.paste(left, (0, 0))
-    panel.paste(right, (left.width + 8, 0))
+    zoom = pattern.crop(result.box).resize((photo.width, photo.height), Image.Resampling.NEAREST)
+    pictures = [draw_box(photo, result.box), draw_box(pattern, result.box), zoom]
+    panel = Image.new("RGB", (sum(p.width for p in pictures) + 8 * (len(pictures) - 1), photo.height), "white")
+    for i, picture in enumerate(pictures):
+        panel.paste(picture, (i * (photo.width + 8), 0))
     return panel
 
 

@@ -75,11 +75,11 @@ def test_neighbours_find_the_photo_itself_first_and_the_map(client):
 def test_deconvnet_receptive_field_and_channel_map(client):
     cup = _file(example_paths()[0])
     panel, caption = client.predict("alexnet", cup, "features.3", 5, api_name="/unit_deconvnet")
-    assert Image.open(panel).size == (224 * 2 + 8, 224) and "Deconvnet" in caption and "receptive field" in caption
+    assert Image.open(panel).size == (224 * 3 + 16, 224) and "Deconvnet" in caption and "receptive field" in caption
     guided, caption = client.predict(
         "alexnet2012", cup, "features.5", 200, "guided_backprop", api_name="/unit_deconvnet"
     )
-    assert Image.open(guided).size == (224 * 2 + 8, 224) and "carries the channels of features.4" in caption
+    assert Image.open(guided).size == (224 * 3 + 16, 224) and "carries the channels of features.4" in caption
     field, caption = client.predict("alexnet", cup, "features.0", 0, 0, api_name="/receptive_field")
     assert "sees pixels 0-8 × 0-8" in caption and "first starting at pixel -2" in caption
     box = Image.open(field).convert("RGB")

@@ -205,7 +205,8 @@ def unit_deconvnet(model_key="alexnet", image=None, layer=DEFAULT_LAYER, channel
     caption = (
         f"{note}**{'Deconvnet' if method == 'deconvnet' else 'Guided backprop'}** for {layer} channel {channel} at its "
         f"strongest position on this photo (row {result.position[0]}, column {result.position[1]}, activation "
-        f"{result.value:.3f}). Right: the pixels that drive it (grey: none; colours: their signed effect). The box is "
+        f"{result.value:.3f}). Middle: the pixels that drive it (grey: none; colours: their signed effect), and right, "
+        "the inside of the box enlarged. The box is "
         f"its receptive field, pixels {left}-{right - 1} × {top}-{bottom - 1}: nothing outside it reaches this unit."
     )
     return units.attribution_panel(result, A.network_view(x)), caption
