@@ -51,6 +51,12 @@ def test_feature_visualisation_streams_previews_and_ends_with_the_final_picture(
     assert Image.open(again).tobytes() == Image.open(final).tobytes()  # kept: the same picture at once
 
 
+def test_a_whole_layer_streams_its_grid(client):
+    job = client.submit("alexnet_compact", "features.0", api_name="/layer_grid")
+    grids = job.result() and job.outputs()
+    assert Image.open(grids[-1]).size == (7 * 50 + 2, 7 * 50 + 2)  # 48 tiles of 48 px, 7 a row, 2 px apart
+
+
 def test_top_patches_of_the_examples_strongest_first(client):
     gallery = client.predict("alexnet", "features.0", 3, "examples", api_name="/top_patches")
     assert len(gallery) == len(EXAMPLE_PHOTOS)  # five photos: each image counts once
