@@ -153,10 +153,11 @@ def _picture(pixels: torch.Tensor) -> Image.Image:
     return Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy())
 
 
-def draw_map(features: Fc7Features, *, side: int = 900, thumb: int = 36) -> Image.Image:
+def draw_map(features: Fc7Features, *, side: int = 900) -> Image.Image:
     """Every image as a thumbnail at its t-SNE position, framed in its class's colour, with a legend."""
     if features.coordinates is None:
         raise ValueError(f"{features.dataset} has fewer than 5 images: too few for a map.")
+    thumb = int(np.clip(side / np.sqrt(len(features.labels)) / 2, 32, 96))  # larger for fewer images
     legend_height = 22 * ((len(features.classes) + 3) // 4) + 10
     canvas = Image.new("RGB", (side, side + legend_height), "white")
     draw = ImageDraw.Draw(canvas)
