@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -86,3 +87,27 @@ def test_boxes_are_drawn_where_asked():
     picture = units.draw_box(Image.new("RGB", (50, 40), "black"), (10, 5, 21, 16))
     assert picture.getpixel((10, 5)) == units.BOX_COLOUR and picture.getpixel((20, 15)) == units.BOX_COLOUR
     assert picture.getpixel((15, 10)) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("k, side", [(16, 55), (9, 13), (5, 27)])
+def test_a_click_on_the_activations_grid_finds_its_tile(k, side):
+    from playground import activations as A
+
+    grid = A.channel_grid(torch.rand(1, 40, side, side), k=k)
+    per_row = int(np.ceil(np.sqrt(len(grid.channels))))
+    step = (grid.image.width - 2) // per_row
+    for i, channel in enumerate(grid.channels):
+        x, y = 2 + (i % per_row) * step + step // 2, 2 + (i // per_row) * step + step // 2
+        assert units.tile_at(grid.channels, grid.image.size, x, y) == channel
+    assert units.tile_at(grid.channels, grid.image.size, 1, 1) is None  # the padding between tiles
+    assert units.tile_at(grid.channels, grid.image.size, step, 5) is None
+
+
+def test_a_click_on_the_channel_map_finds_its_position():
+    maps = torch.rand(1, 4, 13, 13)
+    picture = units.channel_map(maps, 2)
+    assert picture.size == (13 * 17, 13 * 17)  # whole pixels: 17 per position
+    assert units.map_position((13, 13), 0, 0) == (0, 0)
+    assert units.map_position((13, 13), 13 * 17 - 1, 17 * 5 + 3) == (5, 12)
+    with pytest.raises(ValueError, match="outside the 13 × 13 map"):
+        units.map_position((13, 13), 13 * 17, 0)

@@ -18,9 +18,14 @@ def test_a_click_in_the_activations_grid_lands_in_units(page, screenshot):
     caption.wait_for(timeout=TIMEOUT)
     shown = re.search(r"channels ([\d, ]+)\)", page.locator("#act-caption").inner_text()).group(1)
     second = int(shown.split(", ")[1])  # the grid's tiles, row by row: the second is right of the first
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#act-grid img'); return i && i.complete && i.naturalWidth > 0; }"
+    )
+    natural = grid.evaluate("image => image.naturalWidth")
+    step = (natural - 2) // 4  # 16 tiles, 4 a row, 2 px apart (torchvision's make_grid)
     box = grid.bounding_box()
-    # The 16-tile grid is 4 tiles of 110 px (2 px apart) a row: the second tile's centre is at (169, 57) of 450.
-    page.mouse.click(box["x"] + box["width"] * 169 / 450, box["y"] + box["height"] * 57 / 450)
+    x, y = 2 + step + step / 2, 2 + step / 2  # the second tile's centre
+    page.mouse.click(box["x"] + box["width"] * x / natural, box["y"] + box["height"] * y / natural)
 
     page.locator("#units-deconvnet-caption").get_by_text(f"features.0 channel {second}").wait_for(timeout=TIMEOUT)
     assert page.locator("#units-channel input").input_value() == str(second)
