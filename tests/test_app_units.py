@@ -182,3 +182,23 @@ def test_two_sessions_never_see_each_others_zip_or_model(app_url, tmp_path):
     with pytest.raises(AppError, match="is not a value this input accepts"):
         bob.predict(key, _file(example_paths()[2]), "features.0", 0, api_name="/unit_deconvnet")
     assert os.path.exists(path)
+
+
+def test_every_units_event_returns_what_its_outputs_expect():
+    """Each Units handler is wired to as many outputs as it returns (a chained event that got it wrong would
+    fail in the browser only, as an error toast)."""
+    import inspect
+
+    import app
+
+    demo = app.build_demo()
+    returns_pairs = {"feature_visualisation", "unit_deconvnet", "receptive_field"}
+    for block in demo.fns.values():
+        fn = getattr(block.fn, "__wrapped__", block.fn)
+        if getattr(fn, "__module__", "") != "ui.units_tab" or not inspect.isfunction(fn):
+            continue
+        expected = 2 if fn.__name__ in returns_pairs else None
+        if expected:
+            assert len(block.outputs) == expected, (block.api_name, len(block.outputs))
+        elif fn.__name__ != "from_activations" and fn.__name__ != "pick_position":
+            assert len(block.outputs) == 1, (block.api_name, len(block.outputs))

@@ -460,6 +460,7 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown, *, activations: dict | None
         receptive_field,
         inputs=[chooser, photo, layer, row, column],
         outputs=[field, field_caption],
+        api_name="receptive_field_after_click",
         api_visibility="undocumented",
     )
     gr.on(
@@ -480,6 +481,13 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown, *, activations: dict | None
         landed.then(
             unit_deconvnet,
             inputs=[chooser, photo, layer, channel, method],
-            outputs=deconv,
+            outputs=[deconv, deconv_caption],
+            api_name="unit_deconvnet_after_click",
             api_visibility="undocumented",
-        ).then(channel_map, inputs=[chooser, photo, layer, channel], outputs=fmap, api_visibility="undocumented")
+        ).then(
+            channel_map,
+            inputs=[chooser, photo, layer, channel],
+            outputs=fmap,
+            api_name="channel_map_after_click",
+            api_visibility="undocumented",
+        )
