@@ -18,6 +18,7 @@ import os
 import pickle
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,8 +30,10 @@ from playground import data, uploads
 from playground.config import get_limits
 from playground.data import ImageDataset, to_tensor
 from playground.featurevis import FeatureVisSettings, truncated, visualise
-from playground.retrieval import Fc7Features, dataset_features, draw_map
 from playground.toppatches import top_patches
+
+if TYPE_CHECKING:
+    from playground.retrieval import Fc7Features
 
 EXAMPLES = "examples"
 MY_ZIP = "my zip"
@@ -183,6 +186,9 @@ def run_job(job: UnitJob) -> Iterator:
     elif job.kind == "top_patches":
         yield from top_patches(network, open_dataset(job.dataset))
     elif job.kind == "fc7":
+        # Imported here: matplotlib and scikit-learn cost a worker that only optimises a picture half a second.
+        from playground.retrieval import Fc7Features, dataset_features, draw_map
+
         for record in dataset_features(network, open_dataset(job.dataset)):
             if isinstance(record, Fc7Features):
                 record = Fc7Map(record, None if record.coordinates is None else draw_map(record))
