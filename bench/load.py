@@ -46,6 +46,10 @@ KERNELS = (
     "light_from_above",
     "outline_center",
 )
+# The server (uvicorn) closes a connection after 5 idle seconds. A client that reuses one just as it closes
+# reads nothing back (httpx.ReadError): browsers retry such a request on a fresh connection, and so must a
+# fair bench, so it lets connections go a little before the server does.
+KEEP_ALIVE = httpx.Limits(keepalive_expiry=4)
 LAYERS = ("features.0", "features.1", "features.4", "features.7", "features.10", "classifier.1")
 
 
@@ -148,7 +152,7 @@ async def upload(client: httpx.AsyncClient, app: App, content: bytes, name: str)
 async def learner(index: int, app: App, stats: Stats, until: float) -> None:
     rng = random.Random(index)
     session = uuid.uuid4().hex[:11]
-    async with httpx.AsyncClient(timeout=120) as client:
+    async with httpx.AsyncClient(timeout=120, limits=KEEP_ALIVE) as client:
         photo = await upload(client, app, _photo(index), f"learner{index}.jpg")
         await asyncio.sleep(rng.uniform(0, 8))  # the class does not click in step
         while time.monotonic() < until:
@@ -172,13 +176,14 @@ async def learner(index: int, app: App, stats: Stats, until: float) -> None:
                 else:
                     stats.failures[name].append(str(message.get("output", {}).get("error"))[:120])
             except httpx.HTTPError as error:
-                stats.failures[name].append(type(error).__name__)
+                where = getattr(getattr(error, "_request", None), "url", None)
+                stats.failures[name].append(f"{type(error).__name__} ({where.path if where else 'no request'})")
             await asyncio.sleep(rng.uniform(2, 8))
 
 
 async def trainer(index: int, app: App, stats: Stats, until: float) -> None:
     session = uuid.uuid4().hex[:11]
-    async with httpx.AsyncClient(timeout=None) as client:
+    async with httpx.AsyncClient(timeout=None, limits=KEEP_ALIVE) as client:
         while time.monotonic() < until:
             fn_index, data = app.payload(
                 "train",

@@ -24,6 +24,7 @@ class Limits:
     # Interactive tabs work on a copy no larger than this; the convolution budget assumes 1 MP.
     working_pixels: int = 1_000_000
     decoded_photos_bytes: int = 192 * 1024**2  # decoded working-size photos kept (a 1 MP photo takes 3 MB)
+    seen_photos_bytes: int = 256 * 1024**2  # photos through a network: input, every layer, scores (~5 MB each)
     # Uploads (Gradio's max_file_size), and zips of class folders.
     max_upload_bytes: int = 256 * 1024**2
     max_zip_members: int = 5_000
