@@ -12,6 +12,7 @@ from playground.attributions import METHODS, agreement_matrix, attribute, compar
 from playground.config import get_limits
 from playground.models import BLACK, imagenet_classes
 from ui import inputs
+from ui.background import in_background
 from ui.common import SafeImageEditor, look, open_photo, photo_with_examples, result_image, user_errors
 from ui.model_panel import get_model, notice_markdown
 
@@ -88,7 +89,7 @@ def compare_all(model_key="alexnet", image=None, target=TOP1, sign="absolute", r
     model, info, seen, target = _prepare(model_key, image, target, request)
     view = A.network_view(seen.x)
     gallery, maps, total = [], {}, 0.0
-    for result in compare(model, seen.x, target, classes=info.classes, black=BLACK):
+    for result in in_background(compare(model, seen.x, target, classes=info.classes, black=BLACK)):
         maps[result.method], total = result.values, total + result.seconds
         gallery.append(
             (
@@ -119,7 +120,7 @@ def run_sanity_check(model_key="alexnet", image=None, target=TOP1, method="salie
     model, info, seen, target = _prepare(model_key, image, target, request)
     view = A.network_view(seen.x)
     gallery, rows = [], []
-    for step in sanity_check(model, seen.x, method, target, classes=info.classes, black=BLACK):
+    for step in in_background(sanity_check(model, seen.x, method, target, classes=info.classes, black=BLACK)):
         caption = "trained" if not step.randomised else f"randomised down to {step.randomised}"
         gallery.append((attribution_image(step.values, view), f"{caption}: similarity {step.similarity:.2f}"))
         rows.append([caption, round(step.similarity, 3)])
