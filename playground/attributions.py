@@ -83,7 +83,8 @@ def explainable_copy(model: nn.Module) -> nn.Module:
         cached = _copies.get(model)
         if cached is not None and cached[0] == fingerprint:
             return cached[1]
-        twin = copy.deepcopy(model).eval()
+        with model_lock(model).exclusive():  # nobody's hooks are on the model while it is copied
+            twin = copy.deepcopy(model).eval()
         for module in twin.modules():
             if getattr(module, "inplace", False):
                 module.inplace = False

@@ -366,3 +366,27 @@ def test_a_known_output_saves_the_forward_pass(small_input):
     finally:
         handle.remove()
     assert result.target == int(logits.argmax()) and len(passes) == 1  # the gradient's own pass only
+
+
+def test_the_private_copy_never_inherits_another_users_hooks(small_input):
+    """A capture of the shared model (its hooks on it) may be running when the copy is made."""
+    import threading
+
+    from playground.hooks import temporary_hooks
+
+    model = build("alexnet_compact", num_classes=10).eval()
+    inside, leave = threading.Event(), threading.Event()
+
+    def capturing():
+        with temporary_hooks(model, {"features.0": lambda *args: None}):
+            inside.set()
+            leave.wait(5)
+
+    thread = threading.Thread(target=capturing)
+    thread.start()
+    inside.wait(5)
+    threading.Timer(0.3, leave.set).start()
+    twin = X.explainable_copy(model)  # waits for the capture to end
+    thread.join()
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in twin.modules())
+    assert not any(m._forward_hooks for m in model.modules())
