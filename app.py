@@ -89,6 +89,7 @@ def launch(demo: gr.Blocks, **kwargs):
     guard.start_sweeper()
     return demo.launch(
         max_file_size=limits.max_upload_bytes,
+        state_session_capacity=limits.sessions_kept,
         css_paths=[ASSETS / "style.css"],
         app_kwargs={"middleware": [Middleware(guard.Guard, blocks=demo)]},
         **kwargs,

@@ -67,7 +67,10 @@ class Limits:
     runs_kept: int = 16  # finished runs kept across sessions (API callers never close a tab)
     misclassified_thumbnails: int = 500  # per run, for browsing the confusion matrix
     # Server.
-    queue_max_size: int = 64  # requests waiting beyond this are turned away with a message
+    # Requests waiting beyond this are turned away with a message. Opening the page sends 12 events, so a class
+    # of 40 arriving together queues ~480 at once (64 turned most of them away).
+    queue_max_size: int = 1024
+    sessions_kept: int = 500  # Gradio keeps ~0.6 MB of page state per session; past this, the least recent goes
     concurrency: int = 2  # requests of one event that run at once
     server_threads: int = 1  # torch threads per request: concurrent requests on few cores must not fight
     cache_sweep_seconds: int = 3600  # how often Gradio's upload/result cache is swept ...

@@ -35,6 +35,19 @@ def test_the_server_keeps_gradios_event_records_small(monkeypatch):
     assert queue.ANALYTICS_MAX_EVENTS <= 500 and queue.ANAYLTICS_CACHE_FREQUENCY >= 500
 
 
+def test_the_server_keeps_page_state_for_a_bounded_number_of_sessions(monkeypatch):
+    """Gradio keeps ~0.6 MB of page state per session (10,000 of them by default): API clients never close."""
+    from playground.config import get_limits
+    from ui import guard
+
+    launched = {}
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.update(kwargs))
+    monkeypatch.setattr(guard, "start_sweeper", lambda: None)
+    app.launch(gr.Blocks())
+    assert launched["state_session_capacity"] == get_limits().sessions_kept <= 1000
+    assert launched["max_file_size"] == get_limits().max_upload_bytes
+
+
 def test_result_pictures_are_written_once_and_whole(tmp_path, monkeypatch):
     """A picture many learners get (a kernel's heat map) is written once, and never rewritten while one of
     them downloads it (a half-written file broke downloads under load)."""
