@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import sys
 import threading
 from pathlib import Path
@@ -73,7 +74,12 @@ def tune_for_many_users() -> None:
     - glibc's allocator: at most two arenas, and large buffers (decoded photos, feature maps) from mmap
       so they go back to the system when freed; by default each request thread grew its own arena and
       the server's memory crept up with every new photo.
+    - Gradio's queue rebuilds a pandas table of its last 10,000 events after every event, for a monitoring
+      page this app does not serve: under a class's load that cost grew with every click, and the records
+      with it. It keeps 500 and summarises every 500 events instead.
     """
+    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "500")
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "500")
     torch.set_num_threads(get_limits().server_threads)
     with contextlib.suppress(RuntimeError):  # only possible before any parallel work has run
         torch.set_num_interop_threads(1)
@@ -96,6 +102,7 @@ def launch(demo: gr.Blocks, **kwargs):
     guard.start_sweeper()
     return demo.launch(
         max_file_size=limits.max_upload_bytes,
+        state_session_capacity=limits.sessions_kept,
         css_paths=[ASSETS / "style.css"],
         app_kwargs={"middleware": [Middleware(guard.Guard, blocks=demo)]},
         **kwargs,

@@ -24,6 +24,7 @@ class Limits:
     # Interactive tabs work on a copy no larger than this; the convolution budget assumes 1 MP.
     working_pixels: int = 1_000_000
     decoded_photos_bytes: int = 192 * 1024**2  # decoded working-size photos kept (a 1 MP photo takes 3 MB)
+    seen_photos_bytes: int = 256 * 1024**2  # photos through a network: input, every layer, scores (~5 MB each)
     # Uploads (Gradio's max_file_size), and zips of class folders.
     max_upload_bytes: int = 256 * 1024**2
     max_zip_members: int = 5_000
@@ -73,7 +74,10 @@ class Limits:
     units_jobs_running: int = 2  # unit passes at once (CPU); more wait in the queue
     zips_remembered: int = 256  # sessions whose last zip the Units tab can read ("my zip")
     # Server.
-    queue_max_size: int = 64  # requests waiting beyond this are turned away with a message
+    # Requests waiting beyond this are turned away with a message. Opening the page sends 12 events, so a class
+    # of 40 arriving together queues ~480 at once (64 turned most of them away).
+    queue_max_size: int = 1024
+    sessions_kept: int = 500  # Gradio keeps ~0.6 MB of page state per session; past this, the least recent goes
     concurrency: int = 2  # requests of one event that run at once
     server_threads: int = 1  # torch threads per request: concurrent requests on few cores must not fight
     cache_sweep_seconds: int = 3600  # how often Gradio's upload/result cache is swept ...

@@ -7,7 +7,7 @@ import pandas as pd
 
 from playground import activations as A
 from ui import inputs
-from ui.common import open_photo, photo_input, photo_with_examples, result_image, user_errors
+from ui.common import look, open_photo, photo_input, photo_with_examples, result_image, user_errors
 from ui.model_panel import get_model, notice_markdown
 
 DEFAULT_LAYER = "features.1"  # the ReLU after conv1: sparse maps of edges and colour blobs
@@ -35,8 +35,8 @@ def layers(model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Request = None)
 def activations(model_key="alexnet", image=None, layer=DEFAULT_LAYER, channel=None, request: gr.Request = None):
     """The input as the network sees it, the layer's most active channels, one channel over the photo."""
     model, info = get_model(model_key, request)
-    x = A.preprocess(open_photo(image))
-    _, acts = A.forward_with_activations(model, x)
+    seen = look(model, image)
+    x, acts = seen.x, seen.activations
     layer, note = _layer(model, layer)
     activation = acts[layer]
     grid = A.channel_grid(activation, k=16)
@@ -68,7 +68,8 @@ def activations(model_key="alexnet", image=None, layer=DEFAULT_LAYER, channel=No
 def predict(model_key="alexnet", image=None, request: gr.Request = None):
     """Top-5 classes with their probabilities, and where the class names and weights come from."""
     model, info = get_model(model_key, request)
-    top = A.predict(model, A.preprocess(open_photo(image)), info.classes)
+    seen = look(model, image)
+    top = A.predict(model, seen.x, info.classes, logits=seen.logits)
     return dict(top), notice_markdown(info, "these predictions are guesses") or f"Weights: {info.description}."
 
 

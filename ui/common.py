@@ -21,8 +21,9 @@ from gradio.data_classes import ImageData
 from gradio.utils import get_upload_folder
 from PIL import Image
 
+from playground import activations as A
 from playground.config import get_limits
-from playground.images import check_header, load_image, load_photo_file
+from playground.images import check_header, load_image, load_photo_file, photo_file_key
 
 # scikit-image ships these photos, so the repository carries none. The coffee cup comes first.
 EXAMPLE_PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "camera")
@@ -175,7 +176,12 @@ class ResultImage(gr.Image):
         folder = Path(self.GRADIO_CACHE) / hashlib.sha256(data).hexdigest()
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "image.png"
-        path.write_bytes(data)
+        if not path.exists():  # the same picture (a kernel's heat map, say) is often sent to many learners
+            # Written beside and renamed into place: a learner downloading the file while another request
+            # writes it must never read half of it (that broke downloads under load).
+            with tempfile.NamedTemporaryFile(dir=folder, suffix=".part", delete=False) as handle:
+                handle.write(data)
+            os.replace(handle.name, path)
         self.temp_files.add(str(path))  # so the app's delete_cache clears old results too
         return ImageData(path=str(path), orig_name=path.name)
 
@@ -204,14 +210,27 @@ def open_photo(source) -> Image.Image:
     Raises:
         ValueError: no photo, or one that cannot be used (the sentence says why).
     """
+    return _open_photo(source)[0]
+
+
+def _open_photo(source) -> tuple[Image.Image, tuple | None]:
+    """The photo, and what identifies its file for caches (None for the bytes of a data: URL)."""
     if source is None:
         raise ValueError("Upload a photo, use the webcam, or click one of the examples first.")
     if isinstance(source, (bytes, bytearray)):
-        return load_image(source)
+        return load_image(source), None
     try:
-        return load_photo_file(uploaded_path(source))
+        path = uploaded_path(source)
+        return load_photo_file(path), photo_file_key(path)
     except OSError:
         raise ValueError(UNREADABLE) from None
+
+
+def look(model, source) -> A.Seen:
+    """A photo (as :func:`open_photo` takes it) through ``model``: its input, every layer and its scores,
+    computed once per photo and weights however many tabs ask (see :func:`playground.activations.look`)."""
+    photo, key = _open_photo(source)
+    return A.look(model, photo, key=key)
 
 
 MAX_MESSAGE = 400  # characters: our sentences are shorter; a value quoted in one is cut, never echoed whole
