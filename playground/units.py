@@ -97,7 +97,7 @@ def layer_row(model: nn.Module, layer: str) -> LayerRow:
 
 def trunk_output(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
     """(1, C, H, W) output of ``layer`` for a normalised batch, computed without hooks (safe on a shared model)."""
-    with torch.inference_mode():
+    with model_lock(model).shared(), torch.inference_mode():  # nobody's hooks on it meanwhile (hooks.SharedLock)
         return model.features[: int(layer.split(".")[1]) + 1](x).clone()
 
 
@@ -198,7 +198,7 @@ def unit_attribution(model: nn.Module, x: torch.Tensor, layer: str, channel: int
     layer, _ = resolve_layer(model, layer)
     channel = check_channel(model, layer, channel)
     twin = explainable_copy(model)
-    with model_lock(twin):  # Captum's hooks sit on the copy: one user at a time
+    with model_lock(twin).exclusive():  # Captum's hooks sit on the copy and fire for everyone: one user at a time
         y, x_, value = strongest_position(trunk_output(twin, x, layer), channel)
         module = dict(twin.named_modules())[layer]
         with warnings.catch_warnings():  # Captum announces that it set requires_grad and backward hooks

@@ -34,7 +34,7 @@ from playground.unit_jobs import (
     run_job,
 )
 from ui import inputs, runner
-from ui.common import EXAMPLE_PHOTOS, open_photo, photo_with_examples, result_image, user_errors
+from ui.common import EXAMPLE_PHOTOS, look, open_photo, photo_with_examples, result_image, user_errors
 from ui.model_panel import get_model, notice_markdown, session_of
 from ui.queueing import UNITS, admits_long_jobs, listener_gone
 from ui.train_tab import ZIPS
@@ -290,8 +290,7 @@ def neighbours(model_key="alexnet", image=None, dataset=EXAMPLES, request: gr.Re
 def from_activations(model_key, photo, layer, evt: gr.SelectData, request: gr.Request = None):
     """A click on a tile of the Activations grid: that layer and channel here, and this tab shown."""
     model, _, _ = _model(model_key, request)
-    acts = A.capture(model, A.preprocess(open_photo(photo)), [layer])
-    grid = A.channel_grid(acts[layer], k=16)
+    grid = A.channel_grid(look(model, photo).activations[layer], k=16)  # the grid the Activations tab drew
     channel = units.tile_at(grid.channels, grid.image.size, int(evt.index[0]), int(evt.index[1]))
     if channel is None:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
