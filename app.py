@@ -17,13 +17,24 @@ import torch
 from starlette.middleware import Middleware
 
 from playground.config import get_limits
-from ui import activations_tab, architecture_tab, conv_lab_tab, explain_tab, filters_tab, guard, model_panel, train_tab
+from ui import (
+    activations_tab,
+    architecture_tab,
+    conv_lab_tab,
+    explain_tab,
+    filters_tab,
+    guard,
+    model_panel,
+    train_tab,
+    units_tab,
+)
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 HEADER = """
 # AlexNet Playground
 See what a convolutional network does by touching one: slide hand-made kernels over your photo, then
-look inside AlexNet: its layers, the filters it learned, what every layer sees, and why it chose a class;
+look inside AlexNet: its layers, the filters it learned, what every layer sees, what one unit looks for,
+and why it chose a class;
 then fine-tune it on your own photos.
 """
 
@@ -37,7 +48,7 @@ def build_demo() -> gr.Blocks:
     ) as demo:
         gr.Markdown(HEADER)
         chooser = model_panel.build_panel(demo)
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Convolution lab", id="lab"):
                 conv_lab_tab.build_tab(demo)
             with gr.Tab("Architecture", id="architecture"):
@@ -45,7 +56,9 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Filters", id="filters"):
                 filters_tab.build_tab(demo, chooser)
             with gr.Tab("Activations & predictions", id="activations"):
-                activations_tab.build_tab(demo, chooser)
+                activations = activations_tab.build_tab(demo, chooser)
+            with gr.Tab("Units", id="units") as units:
+                units_tab.build_tab(demo, chooser, activations=activations, tabs=tabs, tab=units)
             with gr.Tab("Explain", id="explain"):
                 explain_tab.build_tab(demo, chooser)
             with gr.Tab("Train", id="train"):

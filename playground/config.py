@@ -66,6 +66,13 @@ class Limits:
     gpu_slot_seconds: float = 300.0  # on a ZeroGPU Space: the longest GPU slot a job may book
     runs_kept: int = 16  # finished runs kept across sessions (API callers never close a tab)
     misclassified_thumbnails: int = 500  # per run, for browsing the confusion matrix
+    # Units tab: feature visualisation, top patches, fc7 maps (each pass in a worker process).
+    units_cache_bytes: int = 512 * 1024**2  # finished passes kept (AlexNet's top-9 patches of one dataset: ~115 MB)
+    units_dataset_images: int = 1_000  # images of a built-in dataset one pass reads
+    units_max_steps: int = 512  # feature visualisation steps (256 is the default)
+    units_max_size: int = 224  # px per side of a feature visualisation
+    units_jobs_running: int = 2  # unit passes at once (CPU); more wait in the queue
+    zips_remembered: int = 256  # sessions whose last zip the Units tab can read ("my zip")
     # Server.
     # Requests waiting beyond this are turned away with a message. Opening the page sends 12 events, so a class
     # of 40 arriving together queues ~480 at once (64 turned most of them away).

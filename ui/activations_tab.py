@@ -85,7 +85,8 @@ def webcam_frame(frame, model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Re
     return A.channel_grid(activation, k=16, tile_px=64).image
 
 
-def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
+def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> dict:
+    """Lay out the tab; returns the components another tab may listen to (the Units tab: clicks on the grid)."""
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             image = photo_with_examples("act-photo", height=240)
@@ -147,3 +148,4 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         concurrency_limit=4,
         api_name="webcam_frame",
     )
+    return {"photo": image, "layer": layer, "grid": grid}

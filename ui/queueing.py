@@ -16,6 +16,7 @@ from gradio.context import LocalContext
 from playground.config import get_limits
 
 LONG = "long-jobs"  # the concurrency group of jobs that run for minutes (training, experiments)
+UNITS = "unit-jobs"  # the Units tab's passes (seconds to minutes): admitted like long jobs, queued apart from them
 UNREAD_MESSAGES_WHEN_GONE = 8  # a listener drains its stream at once; this many unread means nobody is there
 
 
@@ -53,25 +54,25 @@ def listener_gone(request: gr.Request | None) -> bool:
     return pending is not None and pending.qsize() >= UNREAD_MESSAGES_WHEN_GONE
 
 
-def _long_events() -> tuple[list, list]:
-    """(waiting, running) events of the long-jobs group."""
+def _long_events(group_id: str = LONG) -> tuple[list, list]:
+    """(waiting, running) events of a concurrency group (the long-jobs one by default)."""
     queue = _queue()
     if queue is None:
         return [], []
-    group = queue.event_queue_per_concurrency_id.get(LONG)
+    group = queue.event_queue_per_concurrency_id.get(group_id)
     waiting = list(group.queue) if group else []
-    running = [event for job in list(queue.active_jobs) if job for event in job if event.concurrency_id == LONG]
+    running = [event for job in list(queue.active_jobs) if job for event in job if event.concurrency_id == group_id]
     return waiting, running
 
 
-def admission_problem(request: gr.Request | None) -> str:
+def admission_problem(request: gr.Request | None, group: str = LONG) -> str:
     """Why a new long job from this visitor cannot join the queue now, or "" when it can.
 
     One job per session and a few per address at a time (queued or running), and only a few waiting
     for the whole server, so long jobs can never fill the queue that everyone's clicks go through.
     """
     limits = get_limits()
-    waiting, running = _long_events()
+    waiting, running = _long_events(group)
     session, where = getattr(request, "session_hash", None), address(request)
     mine = [event for event in waiting + running if event.session_hash == session]
     if mine:
@@ -90,9 +91,10 @@ def admission_problem(request: gr.Request | None) -> str:
     return ""
 
 
-def admits_long_jobs(handler):
+def admits_long_jobs(handler, group: str = LONG):
     """A Gradio validator for ``handler``'s event: refuse a long job at the door, before it takes a place in
-    the queue.
+    the queue. Jobs are counted within their concurrency ``group``: a learner may train and look at units
+    at the same time, but runs one job of each kind.
 
     Gradio calls a validator with the handler's own parameters (the request among them, where the handler
     asks for one), and wants a verdict per input; the refusal is shown on the first one.
@@ -103,7 +105,7 @@ def admits_long_jobs(handler):
         values = [*args, *kwargs.values()]
         request = next((value for value in values if isinstance(value, gr.Request)), None)
         verdicts = [None] * sum(1 for value in values if not isinstance(value, gr.Request))
-        problem = admission_problem(request)
+        problem = admission_problem(request, group)
         if problem and verdicts:
             verdicts[0] = gr.validate(False, problem)
         return verdicts
