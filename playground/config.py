@@ -37,6 +37,12 @@ class Limits:
     # stores them raw), and a final layer at most this many classes.
     max_checkpoint_expansion: int = 2
     max_checkpoint_classes: int = 100_000
+    # classes x features of a final layer: ImageNet's AlexNet has 4.1 M; this lets ~4,900 classes reach its 4,096
+    # features, and keeps a 2 KB file from claiming a head of gigabytes.
+    max_checkpoint_head_values: int = 20_000_000
+    # A checkpoint's weights once widened to float32 (half-precision files double), checked from the file's
+    # shapes before any value is read: loading one costs about this much at its peak (ImageNet's is 244 MB).
+    max_checkpoint_bytes: int = 320 * 1024**2
     # Convolution lab.
     max_kernel_side: int = 11
     max_stride: int = 8
@@ -45,6 +51,12 @@ class Limits:
     max_pool_size: int = 8
     # Captum, and the Explain tab's editor (paint to cover).
     max_ig_steps: int = 200
+    # Requests of these events that run at once: a webcam streams frames (each a forward pass of ~20 ms); one
+    # explanation takes up to a second or two; comparing all ten and the sanity check take seconds of both cores.
+    webcam_concurrency: int = 4
+    attribute_concurrency: int = 2
+    compare_concurrency: int = 1
+    sanity_check_concurrency: int = 1
     editor_max_layers: int = 4
     editor_max_pixels: int = 4_000_000  # per picture of the editor, from its header (a 2,000 x 2,000 canvas)
     editor_blob_bytes: int = 16 * 1024**2  # one picture the editor sends
@@ -68,6 +80,11 @@ class Limits:
     misclassified_thumbnails: int = 500  # per run, for browsing the confusion matrix
     # Server.
     queue_max_size: int = 64  # requests waiting beyond this are turned away with a message
+    # Waiting requests one visitor may hold, so no one fills the queue for everyone: opening the page fires 12
+    # events of one session at once; a network address may hold half the queue (a class behind one address
+    # shares it: raise it, or the queue, for such a room).
+    queued_events_per_session: int = 16
+    queued_events_per_address: int = 32
     concurrency: int = 2  # requests of one event that run at once
     server_threads: int = 1  # torch threads per request: concurrent requests on few cores must not fight
     cache_sweep_seconds: int = 3600  # how often Gradio's upload/result cache is swept ...
@@ -75,6 +92,13 @@ class Limits:
     uploads_disk_bytes: int = 4 * 1024**3  # uploads and results on disk; past it, the oldest are swept
     upload_bytes_per_address_hour: int = 2 * 1024**3  # what one network address may upload in an hour
     max_request_bytes: int = 64 * 1024**2  # one event's values (a photo sent inline as a data: URL included)
+    small_request_bytes: int = 1024**2  # any other request; an upload this small may carry any kind of file
+    disk_rescan_seconds: float = 30.0  # the upload folder is measured at most this often (and whenever it looks full)
+    disk_sweep_seconds: float = 60.0  # and swept this often in the background (results fill it as well as uploads)
+    max_text_chars: int = 20_000  # in a text box or a choice (a kernel of 11 x 11 numbers takes a few hundred)
+    max_message_chars: int = 400  # our sentences are shorter; a value quoted in one is cut, never echoed whole
+    # A browser drains its event stream as messages arrive; this many unread means nobody is listening.
+    unread_messages_when_gone: int = 8
     download_timeout_seconds: float = 15.0  # ImageNet weights and datasets, when online
 
 
