@@ -65,12 +65,16 @@ class Limits:
     # Models kept for users (charged twice their weights: an explanation works on a private copy).
     models_per_session: int = 3  # the session's oldest goes first
     models_session_bytes: int = 1024**3  # one session: two full-size AlexNets, or a dozen compact ones
-    models_total_bytes: int = 6 * 1024**3  # all sessions together; the heaviest visitor makes room
+    # All sessions together (six full-size AlexNets); the heaviest visitor makes room.
+    models_total_bytes: int = 3 * 1024**3
     # Training (and other long jobs), each in a worker process of its own.
     train_max_seconds: float = 900.0  # one job's wall-clock cap, reading the data included
     worker_nice: int = 10  # added CPU niceness: clicks win the cores, training still progresses
     worker_threads: int = 1  # torch threads per worker: two cores are shared with everyone's clicks
-    worker_memory_bytes: int = 6 * 1024**3  # a worker's data-segment limit (CPU runs); past it, a sentence
+    # A worker's data-segment limit (CPU runs); past it, a sentence. A full fine-tune of AlexNet at batch 16
+    # peaked at 2.2 GB, so this leaves ~8,000 decoded 224-px images. The memory budget of a 16 GB CPU Space:
+    # the server ~2 GB + its caches and sessions 0.9 GB + users' models 3 GiB + two workers 7 GiB = 13.7 GB.
+    worker_memory_bytes: int = 7 * 1024**3 // 2
     worker_stale_seconds: float = 10.0  # a job whose progress nobody has read for this long is stopped
     long_jobs_running: int = 2  # at once on a CPU server (on a GPU, one: the others wait their turn)
     long_jobs_waiting: int = 4  # in the whole queue; more are refused at the door, so clicks always have room
@@ -80,6 +84,9 @@ class Limits:
     misclassified_thumbnails: int = 500  # per run, for browsing the confusion matrix
     # Server.
     queue_max_size: int = 64  # requests waiting beyond this are turned away with a message
+    # Sessions whose page state Gradio keeps (about 0.4 MB each, created by any request naming a new session;
+    # Gradio's default of 10,000 let a stream of tiny requests take 4 GB). A class is a few dozen.
+    sessions_kept: int = 1000
     # Waiting requests one visitor may hold, so no one fills the queue for everyone: opening the page fires 12
     # events of one session at once; a network address may hold half the queue (a class behind one address
     # shares it: raise it, or the queue, for such a room).

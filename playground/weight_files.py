@@ -47,7 +47,7 @@ class WeightsFile:
     shapes: dict[str, tuple[int, ...]]
     types: dict[str, str]  # "float32", "float16", ... or the file's own name for a type we do not take
     metadata: dict
-    _read: Callable[[], dict[str, torch.Tensor]]  # the tensors as stored
+    _reader: Callable[[], Callable[[str], torch.Tensor]]  # opens the file's values: a tensor, as stored, by name
 
     def float32_bytes(self, keys=None) -> int:
         return sum(4 * math.prod(self.shapes[key]) for key in (self.shapes if keys is None else keys))
@@ -58,16 +58,17 @@ class WeightsFile:
         Raises:
             ValueError: a value is NaN or infinite, or the file can no longer be read.
         """
+        state = {}
         try:
-            stored = self._read()
+            take = self._reader()
+            for key in keys:
+                state[key] = take(key).to(torch.float32)  # the stored copy goes as soon as it is widened
         except (OSError, RuntimeError, ValueError):
             raise ValueError(f"{self.name} could not be read.") from None
-        state = {}
-        for key in keys:
-            tensor = stored.pop(key).to(torch.float32)  # the stored copy goes as soon as it is widened
-            if not torch.isfinite(tensor).all():
+        for key, tensor in state.items():
+            # A million values at a time: torch.isfinite of a whole tensor takes a temporary copy of its size.
+            if not all(torch.isfinite(part).all() for part in tensor.reshape(-1).split(1 << 20)):
                 raise ValueError(f"{key} contains NaN or infinite values, so these weights cannot be used.")
-            state[key] = tensor
         return state
 
 
@@ -97,11 +98,13 @@ def _open_safetensors(path: Path) -> WeightsFile:
     except (SafetensorError, OSError, ValueError):
         raise ValueError(f"{path.name} is not a readable safetensors file.") from None
 
-    def read():
+    def one(key: str) -> torch.Tensor:
+        # The file is mapped only while one tensor is read: a mapped file's pages count as the process's memory
+        # while mapped, so mapping it once for all of them would add the file's size to the peak.
         with safe_open(str(path), framework="pt", device="cpu") as handle:
-            return {key: handle.get_tensor(key) for key in shapes}
+            return handle.get_tensor(key)
 
-    return WeightsFile(path.name, shapes, types, _parse_metadata(metadata), read)
+    return WeightsFile(path.name, shapes, types, _parse_metadata(metadata), lambda: one)
 
 
 def _open_pickle(path: Path) -> WeightsFile:
@@ -124,20 +127,20 @@ def _open_pickle(path: Path) -> WeightsFile:
     if zipped:
         del obj  # the mapping goes with it
 
-        def read():
+        def reader():
             again = _torch_load(path, mmap=False)
             nested = isinstance(again, dict) and isinstance(again.get("state_dict"), dict)
             state = again["state_dict"] if nested else again
             _check_plain_tensors(path, state)
-            return state
+            return state.pop  # each tensor leaves the dict as it is taken, so its memory goes once widened
 
     else:
         kept = obj
 
-        def read():
-            return kept
+        def reader():
+            return kept.pop
 
-    return WeightsFile(path.name, shapes, types, metadata, read)
+    return WeightsFile(path.name, shapes, types, metadata, reader)
 
 
 def _torch_load(path: Path, *, mmap: bool):

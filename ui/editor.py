@@ -7,6 +7,7 @@ import threading
 import time
 
 import gradio as gr
+from fastapi import HTTPException
 from gradio.components.base import server
 from gradio.components.image_editor import EditorDataBlobs
 
@@ -54,13 +55,16 @@ class SafeImageEditor(gr.ImageEditor):
         kind, index, blob_id = fields.get("type"), fields.get("index"), str(fields.get("id") or "")
         index = None if index in (None, "", "null") else index
         if kind not in ("layer", "background", "composite") or not 0 < len(blob_id) <= 64 or len(files) != 1:
-            raise gr.Error("The editor sent something it should not have; please reload the page.")
+            raise _refused("The editor sent something it should not have; please reload the page.")
         if index is not None and not (str(index).isdigit() and int(index) < limits.editor_max_layers):
-            raise gr.Error(f"The editor accepts at most {limits.editor_max_layers} layers.")
+            raise _refused(f"The editor accepts at most {limits.editor_max_layers} layers.")
         content = files[0][1]
         if len(content) > limits.editor_blob_bytes:
-            raise gr.Error(f"That layer is too large ({len(content) / 1e6:.0f} MB); please use a smaller photo.")
-        _checked_canvas(content)
+            raise _refused(f"That layer is too large ({len(content) / 1e6:.0f} MB); please use a smaller photo.")
+        try:
+            _checked_canvas(content)
+        except gr.Error as error:
+            raise _refused(error.message) from None
         _BLOBS.put(self._id, blob_id, kind, None if index is None else int(index), content)
 
 
@@ -96,7 +100,7 @@ class _Blobs:
             blobs = EditorDataBlobs(background=background, layers=layers, composite=composite)
             charge = self.OVERHEAD + sum(len(p) + self.OVERHEAD for p in [background, composite, *layers] if p)
             if charge > limits.editor_blobs_bytes:  # refused; what the set held before stays as it was
-                raise gr.Error("The editor's pictures are too large together; please use a smaller photo.")
+                raise _refused("The editor's pictures are too large together; please use a smaller photo.")
             self.sets[key] = (born, charge, blobs)
             for other in sorted(self.sets, key=lambda k: self.sets[k][0]):  # the oldest make room
                 if self.held() <= limits.editor_blobs_bytes:
@@ -128,3 +132,9 @@ def _checked_canvas(source) -> None:
         check_header(source, max_pixels=get_limits().editor_max_pixels)
     except ValueError as error:
         raise gr.Error(f"The editor's picture cannot be used: {error}") from None
+
+
+def _refused(sentence: str) -> HTTPException:
+    """A refusal of an ``accept_blobs`` call: Gradio answers a server function's own errors with a bare 500,
+    but passes an HTTP error on, sentence and all."""
+    return HTTPException(status_code=422, detail=sentence)
