@@ -194,3 +194,13 @@ def test_a_named_value_the_event_does_not_take_is_refused(monkeypatch):
     client = _client(Limits(), monkeypatch, _blocks())
     refused = client.post("/gradio_api/call/v2/convolve", json={"image": UPLOADED, "bogus": 1})
     assert refused.status_code == 422 and "takes image, stride; 'bogus' is not one of them" in refused.json()["detail"]
+
+
+def test_a_url_is_found_however_deep_it_is_hidden(monkeypatch):
+    deep = {"path": "http://10.0.0.1/huge.iso", "meta": {"_type": "gradio.FileData"}}
+    for _ in range(50):
+        deep = [{"nested": deep}]
+    assert guard._names_a_url(deep)
+    client = _client(Limits(), monkeypatch, _blocks())
+    refused = client.post("/gradio_api/call/convolve", json={"data": [UPLOADED, deep]})  # the stride, of all inputs
+    assert refused.status_code == 422 and "Stride: upload the file itself" in refused.json()["detail"]

@@ -217,18 +217,20 @@ def _value_problem(block, value) -> str:
     return ""
 
 
-def _names_a_url(value, depth: int = 0) -> bool:
-    """True when ``value`` holds a file whose ``path`` is a web address (Gradio would download it), or one
-    that only a web address names. A file already uploaded here may carry its own ``url`` beside its path."""
-    if depth > 8:
-        return False
-    if isinstance(value, dict):
-        path, url = value.get("path"), value.get("url")
-        if _web(path) or (not path and _web(url)):
-            return True
-        return any(_names_a_url(item, depth + 1) for item in value.values())
-    if isinstance(value, list):
-        return any(_names_a_url(item, depth + 1) for item in value)
+def _names_a_url(value) -> bool:
+    """True when ``value``, however deeply nested, holds a file whose ``path`` is a web address (Gradio would
+    download it, whatever the input) or one that only a web address names. A file already uploaded here may
+    carry its own ``url`` beside its path."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            path, url = item.get("path"), item.get("url")
+            if _web(path) or (not path and _web(url)):
+                return True
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
     return False
 
 
