@@ -95,9 +95,12 @@ def launch(demo: gr.Blocks, **kwargs):
     """Start the server with the app's limits, queue and stylesheet."""
     tune_for_many_users()
     limits = get_limits()
+    # api_open=False: off a Space Gradio would also answer events at /run/<name> directly, skipping the queue,
+    # its concurrency limits and its size bound; the browser and gradio_client both go through the queue.
     demo.queue(
         max_size=limits.queue_max_size,
         default_concurrency_limit=limits.concurrency,
+        api_open=False,
     )
     guard.start_sweeper()
     return demo.launch(

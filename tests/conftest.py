@@ -69,8 +69,9 @@ def start_app(tmp_path_factory, **settings):
 
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory):
-    """The app, as ``make run`` serves it, for every HTTP and browser test."""
-    with start_app(tmp_path_factory) as (url, process):
+    """The app, as ``make run`` serves it, for every HTTP and browser test; as on a Space, one proxy in front
+    is trusted to append the visitor's address to X-Forwarded-For (a test that sets it plays that proxy)."""
+    with start_app(tmp_path_factory, PLAYGROUND_PROXY_HOPS="1") as (url, process):
         SERVER["pid"] = process.pid
         yield url
 

@@ -6,6 +6,7 @@ import gradio as gr
 import pandas as pd
 
 from playground import activations as A
+from playground.config import get_limits
 from ui import inputs
 from ui.common import look, open_photo, photo_input, photo_with_examples, result_image, user_errors
 from ui.model_panel import get_model, notice_markdown
@@ -145,7 +146,7 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> dict:
         outputs=live,
         stream_every=0.05,  # the browser sends the next frame as soon as the last result is back
         time_limit=120,
-        concurrency_limit=4,
+        concurrency_limit=get_limits().webcam_concurrency,
         api_name="webcam_frame",
     )
     return {"photo": image, "layer": layer, "grid": grid}

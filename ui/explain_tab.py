@@ -13,7 +13,8 @@ from playground.config import get_limits
 from playground.models import BLACK, imagenet_classes
 from ui import inputs
 from ui.background import in_background
-from ui.common import SafeImageEditor, look, open_photo, photo_with_examples, result_image, user_errors
+from ui.common import look, open_photo, photo_with_examples, result_image, user_errors
+from ui.editor import SafeImageEditor
 from ui.model_panel import get_model, notice_markdown
 
 TOP1 = "top-1 prediction"
@@ -271,14 +272,14 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         outputs=[detail, facts],
         api_name="attribute",
         trigger_mode="always_last",
-        concurrency_limit=2,
+        concurrency_limit=get_limits().attribute_concurrency,
     )
     comparing = compare_button.click(
         compare_all,
         inputs=[chooser, image, target, sign],
         outputs=[gallery, agreement, compare_status],
         api_name="compare",
-        concurrency_limit=1,
+        concurrency_limit=get_limits().compare_concurrency,
     )
     compare_stop.click(None, cancels=[comparing])
     checking = sanity_button.click(
@@ -286,7 +287,7 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         inputs=[chooser, image, target, sanity_method],
         outputs=[sanity_gallery, sanity_table, sanity_verdict],
         api_name="sanity_check",
-        concurrency_limit=1,
+        concurrency_limit=get_limits().sanity_check_concurrency,
     )
     sanity_stop.click(None, cancels=[checking])
     occlude_button.click(
