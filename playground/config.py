@@ -65,16 +65,17 @@ class Limits:
     # Models kept for users (charged twice their weights: an explanation works on a private copy).
     models_per_session: int = 3  # the session's oldest goes first
     models_session_bytes: int = 1024**3  # one session: two full-size AlexNets, or a dozen compact ones
-    # All sessions together (six full-size AlexNets); the heaviest visitor makes room.
-    models_total_bytes: int = 3 * 1024**3
+    # All sessions together (four full-size AlexNets, or thirty compact ones); the heaviest visitor makes room.
+    models_total_bytes: int = 2 * 1024**3
     # Training (and other long jobs), each in a worker process of its own.
     train_max_seconds: float = 900.0  # one job's wall-clock cap, reading the data included
     worker_nice: int = 10  # added CPU niceness: clicks win the cores, training still progresses
     worker_threads: int = 1  # torch threads per worker: two cores are shared with everyone's clicks
-    # A worker's data-segment limit (CPU runs); past it, a sentence. A full fine-tune of AlexNet at batch 16
-    # peaked at 2.2 GB, so this leaves ~8,000 decoded 224-px images. The memory budget of a 16 GB CPU Space:
-    # the server ~2 GB + its caches and sessions 0.9 GB + users' models 3 GiB + two workers 7 GiB = 13.7 GB.
-    worker_memory_bytes: int = 7 * 1024**3 // 2
+    # A training worker's data-segment limit (CPU runs); past it, a sentence. A full fine-tune of AlexNet at
+    # batch 16 peaked at 2.2 GB, so this leaves room for the 5,000 images a zip may hold. The memory budget of a
+    # 16 GB CPU Space: the server ~2 GB + its caches and sessions 1.1 GB + users' models 2 GiB + two training
+    # workers 6 GiB + one unit pass 2 GiB = 13.8 GB (a test adds these up).
+    worker_memory_bytes: int = 3 * 1024**3
     worker_stale_seconds: float = 10.0  # a job whose progress nobody has read for this long is stopped
     long_jobs_running: int = 2  # at once on a CPU server (on a GPU, one: the others wait their turn)
     long_jobs_waiting: int = 4  # in the whole queue; more are refused at the door, so clicks always have room
@@ -83,11 +84,12 @@ class Limits:
     runs_kept: int = 16  # finished runs kept across sessions (API callers never close a tab)
     misclassified_thumbnails: int = 500  # per run, for browsing the confusion matrix
     # Units tab: feature visualisation, top patches, fc7 maps (each pass in a worker process).
-    units_cache_bytes: int = 512 * 1024**2  # finished passes kept (AlexNet's top-9 patches of one dataset: ~115 MB)
+    units_cache_bytes: int = 256 * 1024**2  # finished passes kept (AlexNet's top-9 patches of one dataset: ~115 MB)
     units_dataset_images: int = 1_000  # images of a built-in dataset one pass reads
     units_max_steps: int = 512  # feature visualisation steps (256 is the default)
     units_max_size: int = 224  # px per side of a feature visualisation
-    units_jobs_running: int = 2  # unit passes at once (CPU); more wait in the queue
+    units_jobs_running: int = 1  # unit passes at once (CPU); more wait in the queue with their place shown
+    units_worker_memory_bytes: int = 2 * 1024**3  # a unit pass's worker (1,000 photos through AlexNet fit)
     zips_remembered: int = 256  # sessions whose last zip the Units tab can read ("my zip")
     # Server.
     # Requests waiting beyond this are turned away with a message. Opening the page sends 12 events, so a class

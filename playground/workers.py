@@ -40,11 +40,11 @@ class WorkerSettings:
     seed: int = 0  # torch's generator in the child, which is the job's own (dropout becomes reproducible)
 
     @classmethod
-    def from_limits(cls, seed: int = 0) -> WorkerSettings:
+    def from_limits(cls, seed: int = 0, *, memory_bytes: int | None = None) -> WorkerSettings:
+        """The limits' settings; ``memory_bytes`` instead of a training worker's memory limit."""
         limits = get_limits()
-        return cls(
-            limits.worker_nice, limits.worker_threads, limits.worker_memory_bytes, limits.worker_stale_seconds, seed
-        )
+        memory = limits.worker_memory_bytes if memory_bytes is None else memory_bytes
+        return cls(limits.worker_nice, limits.worker_threads, memory, limits.worker_stale_seconds, seed)
 
 
 class Worker:

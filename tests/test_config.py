@@ -101,9 +101,18 @@ def test_the_servers_own_numbers_are_limits_too():
 def test_the_memory_budgets_fit_a_16_gb_cpu_space_with_room_to_spare():
     """What the server may hold at once by its own limits, plus its own ~2 GB, leaves headroom on 16 GB."""
     limits = Limits()
-    sessions = limits.sessions_kept * 400_000  # Gradio's state of one session, measured: ~0.4 MB
-    caches = limits.decoded_photos_bytes + limits.seen_photos_bytes + limits.editor_blobs_bytes + sessions
-    workers = limits.long_jobs_running * limits.worker_memory_bytes
+    sessions = limits.sessions_kept * 700_000  # Gradio's state of one session with every tab loaded: ~0.7 MB
+    caches = (
+        limits.decoded_photos_bytes
+        + limits.seen_photos_bytes
+        + limits.editor_blobs_bytes
+        + limits.units_cache_bytes
+        + sessions
+    )
+    workers = (
+        limits.long_jobs_running * limits.worker_memory_bytes
+        + limits.units_jobs_running * limits.units_worker_memory_bytes
+    )
     total = 2e9 + caches + limits.models_total_bytes + workers
     assert total <= 16e9 - 2e9, f"{total / 1e9:.1f} GB"
     assert limits.max_checkpoint_bytes <= limits.models_session_bytes // 2  # a file the loader takes can be kept

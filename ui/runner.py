@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 
 from playground.config import get_limits
-from playground.workers import Worker
+from playground.workers import Worker, WorkerSettings
 
 
 def zero_gpu() -> bool:
@@ -61,14 +61,15 @@ def _booked(argument) -> int:
     return math.ceil(argument.gpu_seconds)
 
 
-def start(target: Callable[..., Iterator], argument):
+def start(target: Callable[..., Iterator], argument, *, memory_bytes: int | None = None):
     """Run ``target(argument)`` where long jobs run here; iterate ``.records()`` for what it yields.
 
     ``argument.gpu_seconds`` is the GPU time the job plans to use: on ZeroGPU it books the slot.
+    ``memory_bytes``: the worker's memory limit, when not a training worker's.
 
     Raises:
         ValueError: on ZeroGPU, a job longer than the longest slot.
     """
     if zero_gpu():
         return GpuSlotJob(target, argument)
-    return Worker(target, argument)
+    return Worker(target, argument, settings=WorkerSettings.from_limits(memory_bytes=memory_bytes))
