@@ -16,6 +16,7 @@ import gradio as gr
 import torch
 from starlette.middleware import Middleware
 
+from playground import workers
 from playground.config import get_limits
 from ui import (
     activations_tab,
@@ -113,8 +114,10 @@ def launch(demo: gr.Blocks, **kwargs):
 
 
 def warm_up() -> None:
-    """Load the pretrained model in the background so the first visitor does not wait for it."""
+    """Load the pretrained model, and start the worker processes' fork server, in the background, so the first
+    visitor (and the first job) does not wait for them."""
     threading.Thread(target=model_panel.STORE.get, args=(model_panel.DEFAULT_MODEL, None), daemon=True).start()
+    threading.Thread(target=workers.warm_up, daemon=True).start()
 
 
 if __name__ == "__main__":

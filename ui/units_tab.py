@@ -73,7 +73,7 @@ def _records(job: UnitJob, request):
     listener ends the handler (its ``finally`` runs when Gradio cancels the generator)."""
     if listener_gone(request):  # it waited in the queue for a visitor who has gone
         return
-    worker = runner.start(run_job, job, memory_bytes=get_limits().units_worker_memory_bytes)
+    worker = runner.start(run_job, job, memory_bytes=get_limits().units_worker_memory_bytes, kind="Units")
     try:
         for record in worker.records():
             if listener_gone(request):
