@@ -135,11 +135,20 @@ def test_the_handlers_refuse_a_baseline_with_a_sentence(name):
         units_tab.unit_deconvnet(name, None, "features.0", 0)
 
 
+def _children(pid) -> list[tuple[str, str]]:
+    listed = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True)
+    return [tuple(line.strip().split(" ", 1)) for line in listed.stdout.splitlines() if line.strip()]
+
+
 def _workers_of_the_server() -> int:
-    children = subprocess.run(
-        ["ps", "-ww", "-o", "args=", "--ppid", str(SERVER["pid"])], capture_output=True, text=True
-    )
-    return sum("spawn_main" in line for line in children.stdout.splitlines())
+    """Job processes: forked by the server's fork server (its child), or spawned by the server itself."""
+    count = 0
+    for pid, args in _children(SERVER["pid"]):
+        if "forkserver" in args:
+            count += len(_children(pid))
+        elif "spawn_main" in args:
+            count += 1
+    return count
 
 
 def test_stop_mid_optimisation_ends_the_worker_and_the_server_keeps_serving(app_url):
