@@ -246,8 +246,10 @@ async def trainer(index: int, app: App, stats: Stats, until: float) -> None:
             await client.post(f"{app.url}/gradio_api/cancel", json={"session_hash": session, "fn_index": fn_index})
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of ``pid`` and all its descendants, in MB (from /proc)."""
+def memory_mb(pid: int) -> float:
+    """Memory of ``pid`` and all its descendants, in MB (from /proc): each process's proportional share (PSS),
+    so pages that job processes share with the fork server they came from are counted once, not once per
+    process; resident memory (RSS) where the kernel gives no PSS."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -260,17 +262,21 @@ def rss_mb(pid: int) -> float:
     while todo:
         current = todo.pop()
         try:
-            status = Path(f"/proc/{current}/status").read_text()
-            total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
+            rollup = Path(f"/proc/{current}/smaps_rollup").read_text()
+            total += int(re.search(r"^Pss:\s+(\d+)", rollup, re.MULTILINE).group(1)) / 1024
         except (OSError, AttributeError):
-            pass
+            try:
+                status = Path(f"/proc/{current}/status").read_text()
+                total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
+            except (OSError, AttributeError):
+                pass
         todo += children.get(current, [])
     return total
 
 
 async def watch_memory(pid: int | None, stats: Stats, started: float, until: float) -> None:
     while pid and time.monotonic() < until:
-        stats.memory.append((time.monotonic() - started, rss_mb(pid)))
+        stats.memory.append((time.monotonic() - started, memory_mb(pid)))
         await asyncio.sleep(5)
 
 
@@ -327,7 +333,7 @@ def report(stats: Stats, minutes: float, learners: int, trainers: int, alone: fl
         end = stats.memory[-1][1]
         peak = max(mb for _, mb in stats.memory)
         print(
-            f"server memory (with children): {after_one:,.0f} MB after minute 1 -> {end:,.0f} MB at the end "
+            f"server memory (PSS, with its job processes): {after_one:,.0f} MB after minute 1 -> {end:,.0f} MB at the end "
             f"({(end - after_one) / after_one:+.0%}); peak {peak:,.0f} MB"
         )
         print("memory over time (min: MB):", ", ".join(f"{t / 60:.1f}: {mb:,.0f}" for t, mb in stats.memory[::12]))
