@@ -19,7 +19,7 @@ from torch import nn
 
 from playground import downloads
 from playground.config import get_limits
-from playground.models import BASELINES, IMAGENET_WEIGHTS, MODELS, build, imagenet_classes
+from playground.models import BASELINES, IMAGENET_WEIGHTS, MODELS, build, imagenet_classes, parse_options
 
 WEIGHTS_ENV = "PLAYGROUND_ALEXNET_WEIGHTS"  # a local copy of torchvision's alexnet-owt-7be5be79.pth
 
@@ -163,7 +163,7 @@ def load_checkpoint(name: str, path: Path) -> tuple[nn.Module, tuple[str, ...]]:
     classes = metadata.get("classes")
     if classes is None:
         classes = _generic_classes(num_classes)
-    model = build(name, num_classes=num_classes)
+    model = build(name, num_classes=num_classes, **metadata.get("options", {}))
     model.load_state_dict(state)
     return model, tuple(classes)
 
@@ -171,7 +171,9 @@ def load_checkpoint(name: str, path: Path) -> tuple[nn.Module, tuple[str, ...]]:
 def load_user_checkpoint(path: str | os.PathLike, variant: str | None = None) -> tuple[nn.Module, ModelInfo]:
     """Load a user's checkpoint, working out which variant it fits when ``variant`` is None.
 
-    The variant named in a safetensors file's metadata is tried first, then every variant in turn.
+    The variant named in a safetensors file's metadata is tried first, then every variant in turn; a
+    network built with options (``models.Options``: tanh, no LRN, a conv removed, ...) is rebuilt with the
+    options its metadata records, once they agree with the file's own tensors.
 
     Raises:
         ValueError: the file fits no variant (the message says why it did not fit the first one tried).
@@ -193,10 +195,12 @@ def load_user_checkpoint(path: str | os.PathLike, variant: str | None = None) ->
             continue
         except ValueError as error:  # the names fit this variant, the values do not: that is the news
             raise ValueError(f"These weights have {name}'s layout but cannot be used: {error}") from None
-        model = build(name, num_classes=num_classes)
+        options = metadata.get("options", {})
+        model = build(name, num_classes=num_classes, **options)
         model.load_state_dict(state_ok)
         classes = tuple(metadata.get("classes") or _generic_classes(num_classes))
-        info = ModelInfo(name, "file", f"{name} with weights from {path.name} ({num_classes} classes)", classes)
+        built = f"{name} ({describe_options(options)})" if options else name
+        info = ModelInfo(name, "file", f"{built} with weights from {path.name} ({num_classes} classes)", classes)
         return model.eval(), info
     raise ValueError(f"These weights fit none of the AlexNet variants. {first_error}")
 
@@ -207,6 +211,8 @@ def _load_baseline(path: Path, name: str, state, metadata) -> tuple[nn.Module, M
         assert len(input_shape) == 3 and all(0 < d <= 4096 for d in input_shape)
     except (TypeError, ValueError, AssertionError):
         raise ValueError(f"{path.name} is a {name} baseline without a valid input shape in its metadata.") from None
+    if metadata.get("options"):
+        raise ValueError(f"{path.name} is a {name} baseline, but its metadata records AlexNet options; it is refused.")
     weights = [key for key in state if key.endswith(".weight") and key.split(".")[0].isdigit()]
     num_classes = int(state[max(weights, key=lambda k: int(k.split(".")[0]))].shape[0]) if weights else 0
     if not 1 <= num_classes <= get_limits().max_checkpoint_classes:
@@ -257,8 +263,10 @@ def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         if not all(isinstance(k, str) for k in obj):
             raise ValueError(f"{path.name} names its weights with something other than text.")
         _check_plain_tensors(path, obj)
-        classes = metadata.get("classes")
-        return obj, {"classes": classes} if classes is not None else {}
+        kept = {key: metadata[key] for key in ("classes", "options") if metadata.get(key) is not None}
+        if "options" in kept:
+            kept["options"] = _checked_options(kept["options"])
+        return obj, kept
     raise ValueError(f"Checkpoints must be .safetensors, .pt or .pth files, not {path.suffix or 'no extension'}.")
 
 
@@ -311,7 +319,28 @@ def _parse_metadata(metadata: dict[str, str]) -> dict:
     for key in ("variant", "config", "metrics", "input_shape"):
         if key in metadata:
             parsed[key] = metadata[key]
+    if "options" in metadata:
+        try:
+            options = json.loads(metadata["options"])
+        except json.JSONDecodeError:
+            raise ValueError("The checkpoint's model options are not valid JSON.") from None
+        parsed["options"] = _checked_options(options)
     return parsed
+
+
+def _checked_options(options) -> dict:
+    """The model options a checkpoint records, as build() takes them; a sentence when they are not valid."""
+    if not isinstance(options, dict):
+        raise ValueError("The checkpoint's model options are not a set of named values.")
+    try:
+        return parse_options(options).changed()
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"The checkpoint's metadata records model options that cannot be built: {error}") from None
+
+
+def describe_options(options: dict) -> str:
+    """A network's options in a few words: ``activation=tanh, drop_conv=3``."""
+    return ", ".join(f"{key}={value}" for key, value in options.items())
 
 
 class _KeyMismatch(ValueError):
@@ -321,8 +350,9 @@ class _KeyMismatch(ValueError):
 def _validated_state(name: str, state_and_metadata) -> tuple[dict[str, torch.Tensor], int]:
     """Check keys, shapes and values against variant ``name``; the class count comes from the file."""
     state, metadata = state_and_metadata
+    options = metadata.get("options", {})  # already checked to be buildable (see _checked_options)
     with torch.device("meta"):  # shapes only: no memory, no initialisation
-        reference = build(name, num_classes=1).state_dict()
+        reference = build(name, num_classes=1, **options).state_dict()
     head = [key for key in reference if key.startswith("classifier.")][-2:]  # final weight and bias
     if not all(isinstance(key, str) for key in state):
         raise ValueError("These weights are named with something other than text.")
@@ -334,7 +364,8 @@ def _validated_state(name: str, state_and_metadata) -> tuple[dict[str, torch.Ten
             details.append(f"missing {', '.join(missing[:4])}{' …' if len(missing) > 4 else ''}")
         if unexpected:
             details.append(f"unexpected {', '.join(unexpected[:4])}{' …' if len(unexpected) > 4 else ''}")
-        raise _KeyMismatch(f"These weights do not fit {name}: {'; '.join(details)}.")
+        described = f"{name} built with {describe_options(options)} (as the file's metadata says)" if options else name
+        raise _KeyMismatch(f"These weights do not fit {described}: {'; '.join(details)}.")
     num_classes = int(state[head[0]].shape[0]) if state[head[0]].ndim == 2 else -1
     if not 1 <= num_classes <= get_limits().max_checkpoint_classes:
         raise ValueError(f"The final layer of these weights has an impossible shape {tuple(state[head[0]].shape)}.")
@@ -349,6 +380,10 @@ def _validated_state(name: str, state_and_metadata) -> tuple[dict[str, torch.Ten
             raise ValueError(
                 f"These weights do not fit {name}: {key} has shape {tuple(tensor.shape)}, expected {shape}."
             )
+        if not expected.is_floating_point():  # a counter, such as batch norm's num_batches_tracked
+            if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+                raise ValueError(f"{key} holds {tensor.dtype} values; it counts, so it must hold whole numbers.")
+            continue
         if not tensor.is_floating_point():
             raise ValueError(f"{key} holds {tensor.dtype} values; weights must be floating point.")
         if not torch.isfinite(tensor).all():
@@ -360,16 +395,25 @@ def _validated_state(name: str, state_and_metadata) -> tuple[dict[str, torch.Ten
         raise ValueError(
             f"The checkpoint lists {len(classes) if isinstance(classes, list) else 'no valid'} class names for {num_classes} outputs."
         )
-    return {key: state[key].float() for key in reference}, num_classes
+    return {key: state[key].to(reference[key].dtype) for key in reference}, num_classes
 
 
 def save_checkpoint(
-    model: nn.Module, path: str | os.PathLike, *, variant: str, classes, extra: dict | None = None
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    variant: str,
+    classes,
+    extra: dict | None = None,
+    options: dict | None = None,
 ) -> Path:
-    """Write ``model``'s weights as safetensors with the class names and variant in the metadata."""
+    """Write ``model``'s weights as safetensors with the class names and variant in the metadata, and the
+    model options it was built with (those that differ from the defaults), so loading rebuilds it."""
     from safetensors.torch import save_file
 
     metadata = {"classes": json.dumps(list(classes)), "variant": variant}
+    if options:
+        metadata["options"] = json.dumps(parse_options(options).changed())
     metadata.update({key: json.dumps(value) for key, value in (extra or {}).items()})
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     save_file(state, str(path), metadata=metadata)
