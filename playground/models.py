@@ -18,6 +18,7 @@ Where weights come from (ImageNet, users' files) is :mod:`playground.checkpoints
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 
@@ -291,6 +292,34 @@ def build(
     if record.convolutional and chosen.init == "paper":
         paper_initialise(model, chosen, generator)
     return model
+
+
+def smallest_input(name: str, **options) -> int:
+    """The smallest square image (in pixels) an AlexNet variant can take: smaller ones shrink to nothing
+    before its last pooling layer. Found by shape arithmetic alone, on the meta device."""
+    return _smallest_input(name, tuple(sorted(parse_options(options).changed().items())))
+
+
+@functools.lru_cache(maxsize=64)  # a few variants times a few options: the same answer every time
+def _smallest_input(name: str, options: tuple) -> int:
+    options = dict(options)
+    low, high = 1, 512
+    while low < high:
+        middle = (low + high) // 2
+        if _fits(name, middle, options):
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def _fits(name: str, size: int, options: dict) -> bool:
+    with torch.device("meta"):
+        try:
+            build(name, num_classes=1, **options).eval().features(torch.empty(2, 3, size, size))
+        except RuntimeError:  # "Output size is too small"
+            return False
+    return True
 
 
 def parse_options(options: dict) -> Options:
