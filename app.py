@@ -16,7 +16,17 @@ import torch
 from starlette.middleware import Middleware
 
 from playground.config import get_limits
-from ui import activations_tab, architecture_tab, conv_lab_tab, explain_tab, filters_tab, guard, model_panel, train_tab
+from ui import (
+    activations_tab,
+    architecture_tab,
+    conv_lab_tab,
+    experiments_tab,
+    explain_tab,
+    filters_tab,
+    guard,
+    model_panel,
+    train_tab,
+)
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 HEADER = """
@@ -49,6 +59,8 @@ def build_demo() -> gr.Blocks:
                 explain_tab.build_tab(demo, chooser)
             with gr.Tab("Train", id="train"):
                 train_tab.build_tab(demo, chooser)
+            with gr.Tab("Experiments", id="experiments"):
+                experiments_tab.build_tab(demo, chooser)
     return demo
 
 
