@@ -145,10 +145,10 @@ class Row:
             "top-5 error": percent(self.top5_error),
             "train accuracy": percent(self.train_accuracy),
             "epochs to target": self.epochs_to_target,
-            "seconds to target": "—" if self.seconds_to_target is None else f"{self.seconds_to_target:.0f}",
+            "s to target": "—" if self.seconds_to_target is None else f"{self.seconds_to_target:.0f}",
             "parameters": f"{self.parameters:,}",
             "seconds": f"{self.seconds:.0f}",
-            "compared with the first run": self.verdict,
+            "against the first run": self.verdict,
         }
 
 

@@ -201,7 +201,8 @@ def read_files(
     should_stop: Callable[[], bool] | None = None,
 ) -> ImageDataset:
     """A folder of class folders that arrived as separate files: ``files`` pairs each file's path inside the
-    folder (``flowers/daisy/1.jpg``, as the browser names it) with where its bytes are on this machine.
+    folder (``flowers/daisy/1.jpg``, as the browser names it) with where its bytes are on this machine (None
+    for a file the browser listed but did not send: it is reported as skipped).
 
     The same checks as a zip: the whole folder is refused for too many files, too many bytes, or a path
     that is absolute, has backslashes or ``..``; hidden files are ignored; files that are not usable images
@@ -221,7 +222,7 @@ def read_files(
     sizes = []
     for relative, local in files:
         try:
-            sizes.append(os.stat(local).st_size)
+            sizes.append(0 if local is None else os.stat(local).st_size)
         except OSError:
             raise ValueError(
                 f"The folder's file {relative!r} did not arrive; please choose the folder again."
@@ -233,6 +234,8 @@ def read_files(
 
     def reader(local, declared: int) -> Callable[[], bytes]:
         def read() -> bytes:
+            if local is None:
+                raise _Unreadable("not sent by the page (it sends images only)")
             try:
                 with open(local, "rb") as handle:
                     return handle.read(declared + 1)

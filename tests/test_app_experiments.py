@@ -96,14 +96,16 @@ def test_a_folder_uploaded_file_by_file_trains_and_experiments(app_url, tmp_path
     from gradio_client.exceptions import AppError
 
     client = Client(app_url, verbose=False)
-    files, paths = make_folder(tmp_path, extra={"pets/notes.txt": b"not a picture", "pets/.DS_Store": b"x"})
-    uploads = [_file(f) for f in files]
+    files, paths = make_folder(tmp_path, extra={"pets/red/notes.txt": b"not a picture", "pets/.DS_Store": b"x"})
+    uploads = [_file(f) for f in files if f.suffix == ".jpg"]  # as the page sends them: images only, all paths
     status, report, *_ = client.predict(
         None, "your folder", "alexnet_compact", "head", True, 1, 16, 0.001, "adam", True, True, False, 1000, 0.0,
         uploads, json.dumps(paths), api_name="/train",
     )  # fmt: skip
     assert "Done" in status and report.startswith("3 classes, 18 images: blue (6), green (6), red (6)")
-    assert "notes.txt: not an image file" in report
+    assert "pets/red/notes.txt: not an image file" in report
+    with pytest.raises(Exception):  # noqa: B017  (Gradio itself refuses a file of another kind: HTTP 400)
+        client.predict(None, "your folder", "alexnet_compact", api_name="/train", folder=[_file(f) for f in files])
     status, report, *_ = _experiment(
         client, None, "your folder", "dropout", 1, "activation", "", 1, 0, 0, uploads, json.dumps(paths)
     )
@@ -135,8 +137,11 @@ def test_the_upload_guard_lets_a_folder_of_photos_through_and_refuses_a_hostile_
     assert sum(len(c) for _, c in photos) > 1024 * 1024  # a request large enough for the guard to read its parts
     passed = _upload(app_url, photos, **{"X-Forwarded-For": "10.9.0.1"})
     assert passed.status_code == 200 and len(passed.json()) == 8
-    hostile = _upload(app_url, [*photos, ("run.sh", b"#!/bin/sh\nrm -rf /\n")], **{"X-Forwarded-For": "10.9.0.2"})
+    script = ("run.sh", b"#!/bin/sh\nrm -rf /\n")
+    hostile = _upload(app_url, [script, *photos], **{"X-Forwarded-For": "10.9.0.2"})
     assert hostile.status_code == 415 and "Only images, zips and checkpoints" in hostile.text
+    hidden = _upload(app_url, [*photos, script], **{"X-Forwarded-For": "10.9.0.2"})  # last, past the first chunk
+    assert hidden.status_code != 200
 
 
 def test_one_long_job_per_session_training_or_experimenting(app_url, client):

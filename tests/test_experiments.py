@@ -153,7 +153,7 @@ def test_the_results_files(stripes, tmp_path):
     assert [r["label"] for r in rows] == ["with LRN", "without LRN"] and rows[1]["settings"] == "lrn=False"
     assert float(rows[0]["val_accuracy"]) == pytest.approx(result.outcomes[0].val_accuracy)
     summary = list(csv.DictReader(paths[2].open()))
-    assert summary[0]["run"] == "with LRN" and "one seed" in summary[1]["compared with the first run"]
+    assert summary[0]["run"] == "with LRN" and "one seed" in summary[1]["against the first run"]
     picture = Image.open(paths[3])
     assert picture.size == (1000, 360)
 

@@ -298,3 +298,11 @@ def test_bad_options_get_a_sentence():
     with pytest.raises(ValueError, match="baseline has no convolutional layers"):
         build("mlp", num_classes=3, batch_norm=True)
     assert models.Options(activation="tanh", lrn=False).changed() == {"activation": "tanh", "lrn": False}
+
+
+@pytest.mark.parametrize("options", [{"batch_norm": True}, {"drop_conv": 3, "lrn": True}, {"pooling": "plain"}])
+def test_the_layer_table_counts_every_option_as_torch_does(options):
+    from playground.architecture import totals, trace
+
+    model = build("alexnet_compact", num_classes=5, **options)
+    assert totals(trace(model))["params"] == _count(model)

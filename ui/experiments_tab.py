@@ -175,15 +175,8 @@ def experiment(
         for record in worker.records():
             if stop.is_set() or listener_gone(request):
                 worker.stop()
-                yield _stopped(
-                    kept,
-                    config,
-                    labels,
-                    outcomes,
-                    goal,
-                    job.zip_name if job.dataset in ("zip", "folder") else job.dataset,
-                    overlay,
-                )
+                name = job.zip_name if job.dataset in ("zip", "folder") else job.dataset
+                yield {"report": report, **_stopped(kept, config, labels, outcomes, goal, name, overlay)}
                 return
             if time.monotonic() > hard_stop:
                 raise ValueError(f"The experiment ran well past its {config.max_seconds:g} s cap and was stopped.")
@@ -219,6 +212,7 @@ def experiment(
                 yield {
                     "status": _queue(queued, finished, None)
                     + f"<p><b>Done</b>: {len(result.outcomes)} of {result.planned} runs in {result.seconds:,.0f} s.</p>",
+                    "report": report,  # every output in the last message: an API client reads only that one
                     "curves": overlay_image(record.files),
                     "table": _table(result),
                     "notes": _notes(result),
@@ -310,7 +304,7 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
             ):
                 with gr.Row():
                     vary = inputs.Dropdown(list(SETTINGS), value="activation", label="Setting to vary")
-                    values = inputs.Textbox(label="Values, separated by commas", placeholder="relu, tanh, sigmoid",
+                    values = inputs.Textbox("", label="Values, separated by commas", placeholder="relu, tanh, sigmoid",
                                             elem_id="experiment-values")  # fmt: skip
             with gr.Row():
                 seeds = inputs.Slider(1, 5, value=1, step=1, label="Seeds (repeats)", elem_id="experiment-seeds")

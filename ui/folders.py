@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import gradio as gr
 from gradio_client.utils import strip_invalid_filename_characters
@@ -96,6 +97,7 @@ def folder_input(prefix: str) -> tuple[gr.File, Paths]:
         label="Or a folder of class folders (choose it, or drop it here)",
         elem_id=f"{prefix}-folder",
         elem_classes=["folder-upload"],
+        height=200,  # a folder lists many files: they scroll
     )
     paths = Paths(label="Paths inside the folder", visible="hidden", elem_id=f"{prefix}-folder-paths")
     return files, paths
@@ -136,7 +138,7 @@ def pair(uploaded, paths_json) -> tuple[tuple[str, str | None], ...]:
     for upload in uploaded:
         server_path = uploaded_path(upload)
         name = os.path.basename(server_path)
-        while at < len(paths) and strip_invalid_filename_characters(paths[at].rsplit("/", 1)[-1]) != name:
+        while at < len(paths) and strip_invalid_filename_characters(re.split(r"[/\\]", paths[at])[-1]) != name:
             at += 1
         if at == len(paths):
             raise ValueError("The folder's files do not match the list of their paths; please choose the folder again.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numbers
 
 import gradio as gr
+from gradio.data_classes import ListFiles
 
 MAX_TEXT = 20_000  # characters in a text box (a kernel of 11 x 11 numbers takes a few hundred)
 
@@ -95,5 +96,5 @@ class File(gr.File):
     is_template = True
 
     def preprocess(self, payload):
-        accepted = payload is None or hasattr(payload, "path") or isinstance(payload, list)
+        accepted = payload is None or hasattr(payload, "path") or isinstance(payload, (list, ListFiles))
         return _checked(self, payload, accepted, "an uploaded file", super().preprocess)

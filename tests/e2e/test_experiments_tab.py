@@ -31,7 +31,7 @@ def test_a_chosen_folder_runs_an_experiment_and_a_run_opens_in_the_other_tabs(pa
     make_folder(tmp_path, top="pets")
     page.get_by_role("tab", name="Experiments").click()
     page.locator("#experiment-folder input[type=file]").set_input_files(str(tmp_path / "pets"))
-    page.locator("#experiment-folder").get_by_text("5.jpg").first.wait_for(timeout=TIMEOUT)
+    page.locator("#experiment-folder").get_by_text(".jpg", exact=True).nth(17).wait_for(timeout=TIMEOUT)  # all 18 up
     recorded = json.loads(page.locator("#experiment-folder-paths textarea").input_value())
     assert sorted(recorded) == sorted(f"pets/{label}/{i}.jpg" for label in COLOURS for i in range(6))
     _choose(page, "experiment-dataset", "your folder")
@@ -103,7 +103,7 @@ def test_a_folder_dropped_on_the_train_tab_trains(page, screenshot):
     }
     page.locator("#train-folder").wait_for(timeout=TIMEOUT)
     page.evaluate(DROP, [pictures])
-    page.locator("#train-folder").get_by_text("3.png").first.wait_for(timeout=TIMEOUT)
+    page.locator("#train-folder").get_by_text(".png", exact=True).nth(11).wait_for(timeout=TIMEOUT)  # all 12 up
     recorded = json.loads(page.locator("#train-folder-paths textarea").input_value())
     assert sorted(recorded) == sorted(f"shapes/{label}/{i}.png" for label in pictures for i in range(4))
     _choose(page, "train-dataset", "your folder")
