@@ -359,8 +359,10 @@ class Overlay:
             axes.grid(alpha=0.3)
             if shown:
                 axes.legend(fontsize=8, loc="upper right")
-        if self.title:
-            figure.suptitle(self.title, fontsize=11)
+        seeds = any(seed for _, seed in [*self.training, *self.validation])
+        title = " ".join(part for part in (self.title, "(thin lines: further seeds)" if seeds else "") if part)
+        if title:
+            figure.suptitle(title, fontsize=11)
         return figure
 
     def png(self) -> bytes:

@@ -322,7 +322,11 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
                 label="Training and validation error, every run overlaid", elem_id="experiment-curves"
             )
     table = gr.Dataframe(
-        label="Results (mean ± spread over seeds)", interactive=False, wrap=True, elem_id="experiment-table"
+        label="Results (mean ± spread over seeds)",
+        interactive=False,
+        wrap=True,
+        column_widths=["10%", "10%", "4%", "9%", "6%", "6%", "6%", "7%", "5%", "9%", "5%", "23%"],
+        elem_id="experiment-table",
     )
     notes = gr.Markdown(label="Notes", elem_id="experiment-notes")
     downloads = inputs.File(
