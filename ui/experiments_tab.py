@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import os
 import shutil
 import time
 
@@ -29,12 +28,12 @@ from playground.jobs import (
     planned_experiment_gpu_seconds,
 )
 from ui import folders, inputs, runner
-from ui.common import keyed, result_image, uploaded_path, user_errors
+from ui.common import keyed, result_image, user_errors
 from ui.model_panel import STORE, refresh_choices, session_of
 from ui.queueing import LONG, address, admits_long_jobs, listener_gone
 from ui.runner import JOBS
 
-ZIP, FOLDER = "your zip", "your folder"
+ZIP, FOLDER = folders.ZIP, folders.FOLDER
 DATASET_CHOICES = [ZIP, FOLDER, *data.DATASETS]
 PRESET_CHOICES = [(recipe.title, name) for name, recipe in PRESETS.items()]
 HELP = """
@@ -84,19 +83,9 @@ def _config(preset, seeds, vary, values, epochs, target) -> ExperimentConfig:
 
 
 def _request(config, zip_file, dataset, limit, folder, folder_paths) -> ExperimentRequest:
-    limit = int(limit) if limit else None
-    if dataset in (None, "", ZIP):
-        if zip_file is None:
-            raise ValueError("Upload a zip of class folders, choose a folder, or pick one of the built-in datasets.")
-        name = os.path.splitext(os.path.basename(str(zip_file)))[0]
-        return ExperimentRequest(config, "zip", new_run_folder(), zip_path=uploaded_path(zip_file), zip_name=name)
-    if dataset == FOLDER:
-        files = folders.pair(folder, folder_paths)
-        name = files[0][0].split("/")[0] if files else "your folder"
-        return ExperimentRequest(config, "folder", new_run_folder(), zip_name=name, files=files)
-    if dataset not in data.DATASETS:
-        raise ValueError(f"Unknown dataset {dataset!r}.")
-    return ExperimentRequest(config, dataset, new_run_folder(), limit=limit)
+    return ExperimentRequest(
+        config, folder=new_run_folder(), **folders.source(dataset, zip_file, folder, folder_paths, limit)
+    )
 
 
 def _queue(queued, finished: dict, current: tuple | None) -> str:

@@ -18,6 +18,7 @@ import re
 import gradio as gr
 from gradio_client.utils import strip_invalid_filename_characters
 
+from playground import data
 from playground.config import get_limits
 from playground.images import IMAGE_EXTENSIONS
 from ui import inputs
@@ -106,6 +107,29 @@ def folder_input(prefix: str) -> tuple[gr.File, Paths]:
 def install(demo: gr.Blocks) -> None:
     """Put the folder script on the page (each tab with a folder upload calls this; the script runs once)."""
     demo.load(None, js=FOLDER_JS)
+
+
+ZIP, FOLDER = "your zip", "your folder"  # the dataset choices for the learner's own data, in both tabs
+
+
+def source(dataset, zip_file, folder, folder_paths, limit) -> dict:
+    """The fields a training or experiment request needs for its data: a zip's checked server path and
+    name, a folder's files paired with their paths, or a built-in dataset's name.
+
+    Raises:
+        ValueError: no upload for the choice, a folder that does not pair, or an unknown dataset.
+    """
+    if dataset == FOLDER:
+        files = pair(folder, folder_paths)
+        return {"dataset": "folder", "zip_name": files[0][0].split("/")[0], "files": files}
+    if dataset in (None, "", ZIP):
+        if zip_file is None:
+            raise ValueError("Upload a zip of class folders, choose a folder, or pick one of the built-in datasets.")
+        name = os.path.splitext(os.path.basename(str(zip_file)))[0]
+        return {"dataset": "zip", "zip_path": uploaded_path(zip_file), "zip_name": name}
+    if dataset not in data.DATASETS:
+        raise ValueError(f"Unknown dataset {dataset!r}.")
+    return {"dataset": dataset, "limit": int(limit) if limit else None}
 
 
 def pair(uploaded, paths_json) -> tuple[tuple[str, str | None], ...]:

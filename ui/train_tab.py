@@ -29,11 +29,11 @@ from playground.jobs import (
     training_job,
 )
 from ui import folders, inputs, runner
-from ui.common import keyed, result_image, uploaded_path, user_errors
+from ui.common import keyed, result_image, user_errors
 from ui.model_panel import STORE, refresh_choices, session_of
 from ui.queueing import LONG, address, admits_long_jobs, listener_gone
 
-ZIP, FOLDER = "your zip", "your folder"
+ZIP, FOLDER = folders.ZIP, folders.FOLDER
 DATASET_CHOICES = [ZIP, FOLDER, *data.DATASETS]
 MODEL_CHOICES = [*models.MODELS, *models.BASELINES]
 HELP = """
@@ -48,19 +48,11 @@ JOBS = runner.JOBS  # shared with the Experiments tab: one long job per session
 
 
 def _request(zip_file, dataset, limit, config: FinetuneConfig, folder=None, folder_paths=None) -> TrainingRequest:
-    """What the worker needs, as plain values: the upload's server path (checked), or a dataset's name."""
-    if dataset == FOLDER:
-        files = folders.pair(folder, folder_paths)
-        name = files[0][0].split("/")[0] if files else "your folder"
-        return TrainingRequest(config, "folder", new_run_folder(), zip_name=name, files=files)
-    if dataset in (None, "", ZIP):
-        if zip_file is None:
-            raise ValueError("Upload a zip of class folders, or choose one of the built-in datasets.")
-        name = os.path.splitext(os.path.basename(str(zip_file)))[0]
-        return TrainingRequest(config, "zip", new_run_folder(), zip_path=uploaded_path(zip_file), zip_name=name)
-    if dataset not in data.DATASETS:
-        raise ValueError(f"Unknown dataset {dataset!r}.")
-    return TrainingRequest(config, dataset, new_run_folder(), limit=int(limit) if limit else None)
+    """What the worker needs, as plain values: the upload's server path (checked), a folder's files, or a
+    dataset's name."""
+    return TrainingRequest(
+        config, folder=new_run_folder(), **folders.source(dataset, zip_file, folder, folder_paths, limit)
+    )
 
 
 def _progress_html(record: Progress) -> str:
