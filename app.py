@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import sys
 import threading
 from pathlib import Path
@@ -15,6 +16,7 @@ import gradio as gr
 import torch
 from starlette.middleware import Middleware
 
+from playground import workers
 from playground.config import get_limits
 from ui import (
     activations_tab,
@@ -26,13 +28,15 @@ from ui import (
     guard,
     model_panel,
     train_tab,
+    units_tab,
 )
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 HEADER = """
 # AlexNet Playground
 See what a convolutional network does by touching one: slide hand-made kernels over your photo, then
-look inside AlexNet: its layers, the filters it learned, what every layer sees, and why it chose a class;
+look inside AlexNet: its layers, the filters it learned, what every layer sees, what one unit looks for,
+and why it chose a class;
 then fine-tune it on your own photos.
 """
 
@@ -46,7 +50,7 @@ def build_demo() -> gr.Blocks:
     ) as demo:
         gr.Markdown(HEADER)
         chooser = model_panel.build_panel(demo)
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Convolution lab", id="lab"):
                 conv_lab_tab.build_tab(demo)
             with gr.Tab("Architecture", id="architecture"):
@@ -54,7 +58,9 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Filters", id="filters"):
                 filters_tab.build_tab(demo, chooser)
             with gr.Tab("Activations & predictions", id="activations"):
-                activations_tab.build_tab(demo, chooser)
+                activations = activations_tab.build_tab(demo, chooser)
+            with gr.Tab("Units", id="units") as units:
+                units_tab.build_tab(demo, chooser, activations=activations, tabs=tabs, tab=units)
             with gr.Tab("Explain", id="explain"):
                 explain_tab.build_tab(demo, chooser)
             with gr.Tab("Train", id="train"):
@@ -72,7 +78,12 @@ def tune_for_many_users() -> None:
     - glibc's allocator: at most two arenas, and large buffers (decoded photos, feature maps) from mmap
       so they go back to the system when freed; by default each request thread grew its own arena and
       the server's memory crept up with every new photo.
+    - Gradio's queue rebuilds a pandas table of its last 10,000 events after every event, for a monitoring
+      page this app does not serve: under a class's load that cost grew with every click, and the records
+      with it. It keeps 500 and summarises every 500 events instead.
     """
+    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "500")
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "500")
     torch.set_num_threads(get_limits().server_threads)
     with contextlib.suppress(RuntimeError):  # only possible before any parallel work has run
         torch.set_num_interop_threads(1)
@@ -88,13 +99,17 @@ def launch(demo: gr.Blocks, **kwargs):
     """Start the server with the app's limits, queue and stylesheet."""
     tune_for_many_users()
     limits = get_limits()
+    # api_open=False: off a Space Gradio would also answer events at /run/<name> directly, skipping the queue,
+    # its concurrency limits and its size bound; the browser and gradio_client both go through the queue.
     demo.queue(
         max_size=limits.queue_max_size,
         default_concurrency_limit=limits.concurrency,
+        api_open=False,
     )
     guard.start_sweeper()
     return demo.launch(
         max_file_size=limits.max_upload_bytes,
+        state_session_capacity=limits.sessions_kept,
         css_paths=[ASSETS / "style.css"],
         app_kwargs={"middleware": [Middleware(guard.Guard, blocks=demo)]},
         **kwargs,
@@ -102,8 +117,10 @@ def launch(demo: gr.Blocks, **kwargs):
 
 
 def warm_up() -> None:
-    """Load the pretrained model in the background so the first visitor does not wait for it."""
+    """Load the pretrained model, and start the worker processes' fork server, in the background, so the first
+    visitor (and the first job) does not wait for them."""
     threading.Thread(target=model_panel.STORE.get, args=(model_panel.DEFAULT_MODEL, None), daemon=True).start()
+    threading.Thread(target=workers.warm_up, daemon=True).start()
 
 
 if __name__ == "__main__":

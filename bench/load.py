@@ -46,6 +46,10 @@ KERNELS = (
     "light_from_above",
     "outline_center",
 )
+# The server (uvicorn) closes a connection after 5 idle seconds. A client that reuses one just as it closes
+# reads nothing back (httpx.ReadError): browsers retry such a request on a fresh connection, and so must a
+# fair bench, so it lets connections go a little before the server does.
+KEEP_ALIVE = httpx.Limits(keepalive_expiry=4)
 LAYERS = ("features.0", "features.1", "features.4", "features.7", "features.10", "classifier.1")
 
 
@@ -70,20 +74,25 @@ class App:
         self.url = url.rstrip("/")
         components = {c["id"]: c for c in config["components"]}
         self.endpoints = {}
+        self.on_load = []  # the events a browser fires when it opens the page
         for dependency in config["dependencies"]:
             name = dependency.get("api_name")
             if name:
                 inputs = [components[i] for i in dependency["inputs"]]
                 self.endpoints[name] = (dependency["id"], inputs)
+                if any(target[1] == "load" for target in dependency.get("targets", [])):
+                    self.on_load.append(name)
 
     def payload(self, name: str, photo: dict | None, **values) -> tuple[int, list]:
-        """Every input at its default value, the photo for the image input, and ``values`` by (lower-case) label."""
+        """Every input at its default value, the photo for the image input (unless None: then the page's own
+        example photo), and ``values`` by (lower-case) label."""
         fn_index, inputs = self.endpoints[name]
         data = []
         for component in inputs:
             props = component.get("props", {})
             value = props.get("value")
-            if component.get("type") in ("image", "photoinput") or props.get("elem_id", "").endswith("photo"):
+            is_photo = component.get("type") in ("image", "photoinput") or props.get("elem_id", "").endswith("photo")
+            if is_photo and photo is not None:
                 value = photo
             value = values.get((props.get("label") or "").lower(), value)
             data.append(value)
@@ -95,6 +104,7 @@ class Stats:
         self.latency: dict[str, list[float]] = {name: [] for name in INTERACTIVE}
         self.waits: dict[str, list[float]] = {name: [] for name in INTERACTIVE}
         self.failures: dict[str, list[str]] = {name: [] for name in INTERACTIVE}
+        self.page_loads: list[float] = []  # seconds until every event of opening the page completed
         self.training: list[tuple[float, float]] = []  # (time, images/s) as the status reports it
         self.memory: list[tuple[float, float]] = []  # (time, MB)
 
@@ -145,12 +155,41 @@ async def upload(client: httpx.AsyncClient, app: App, content: bytes, name: str)
     return {"path": path, "orig_name": name, "meta": {"_type": "gradio.FileData"}}
 
 
-async def learner(index: int, app: App, stats: Stats, until: float) -> None:
+async def open_page(client: httpx.AsyncClient, app: App, session: str, stats: Stats) -> None:
+    """What a browser does when a learner opens the app: every load event at once, on the example photo,
+    their results read from the session's one event stream (a session has one stream, as a page does)."""
+    started = time.perf_counter()
+    names = {}
+    for name in app.on_load:
+        fn_index, data = app.payload(name, None)
+        body = {"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None}
+        joined = await client.post(f"{app.url}/gradio_api/queue/join", json=body)
+        if joined.status_code != 200:
+            stats.failures.setdefault("page load", []).append(f"/{name}: {joined.text[:100]}")
+            continue
+        names[joined.json()["event_id"]] = name
+    async with client.stream("GET", f"{app.url}/gradio_api/queue/data", params={"session_hash": session}) as stream:
+        async for line in stream.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            message = json.loads(line[5:])
+            if message.get("msg") == "process_completed" and message.get("event_id") in names:
+                name = names.pop(message["event_id"])
+                if not message.get("success"):
+                    stats.failures.setdefault("page load", []).append(f"/{name}: {str(message)[:100]}")
+            if not names:
+                break
+    stats.page_loads.append(time.perf_counter() - started)
+
+
+async def learner(index: int, app: App, stats: Stats, until: float, page_load: bool = False) -> None:
     rng = random.Random(index)
     session = uuid.uuid4().hex[:11]
-    async with httpx.AsyncClient(timeout=120) as client:
+    async with httpx.AsyncClient(timeout=120, limits=KEEP_ALIVE) as client:
+        await asyncio.sleep(rng.uniform(0, 8))  # the class does not arrive, or click, in step
+        if page_load:
+            await open_page(client, app, session, stats)
         photo = await upload(client, app, _photo(index), f"learner{index}.jpg")
-        await asyncio.sleep(rng.uniform(0, 8))  # the class does not click in step
         while time.monotonic() < until:
             name = rng.choice(INTERACTIVE)
             options = {
@@ -172,13 +211,14 @@ async def learner(index: int, app: App, stats: Stats, until: float) -> None:
                 else:
                     stats.failures[name].append(str(message.get("output", {}).get("error"))[:120])
             except httpx.HTTPError as error:
-                stats.failures[name].append(type(error).__name__)
+                where = getattr(getattr(error, "_request", None), "url", None)
+                stats.failures[name].append(f"{type(error).__name__} ({where.path if where else 'no request'})")
             await asyncio.sleep(rng.uniform(2, 8))
 
 
 async def trainer(index: int, app: App, stats: Stats, until: float) -> None:
     session = uuid.uuid4().hex[:11]
-    async with httpx.AsyncClient(timeout=None) as client:
+    async with httpx.AsyncClient(timeout=None, limits=KEEP_ALIVE) as client:
         while time.monotonic() < until:
             fn_index, data = app.payload(
                 "train",
@@ -268,7 +308,14 @@ def report(stats: Stats, minutes: float, learners: int, trainers: int, alone: fl
             f"| /{name} | {len(times)} | {len(stats.failures[name])} | {_percentile(times, 50):.2f} s | "
             f"{_percentile(times, 95):.2f} s | {max(times, default=float('nan')):.2f} s | {_percentile(waits, 95):.2f} s |"
         )
-    failures = [f for name in INTERACTIVE for f in stats.failures[name]]
+    if stats.page_loads:
+        loads = stats.page_loads
+        print(
+            f"| opening the page ({len(loads)} learners, every load event) | {len(loads)} | "
+            f"{len(stats.failures.get('page load', []))} | {_percentile(loads, 50):.2f} s | "
+            f"{_percentile(loads, 95):.2f} s | {max(loads):.2f} s | |"
+        )
+    failures = [f for name in stats.failures for f in stats.failures[name]]
     if failures:
         print("failures (first 5):", failures[:5])
     if stats.training:
@@ -295,7 +342,7 @@ async def run(args) -> None:
         started = time.monotonic()
         until = started + args.minutes * 60
         pid = process.pid if process else args.pid
-        tasks = [learner(i, app, stats, until) for i in range(args.learners)]
+        tasks = [learner(i, app, stats, until, args.page_load) for i in range(args.learners)]
         tasks += [trainer(i, app, stats, until) for i in range(args.trainers)]
         tasks.append(watch_memory(pid, stats, started, until))
         await asyncio.gather(*tasks)
@@ -314,6 +361,9 @@ def main(argv=None) -> None:
     parser.add_argument("--url", help="a running app (default: start app.py on a free port)")
     parser.add_argument("--pid", type=int, help="with --url: the server's process id, to watch its memory")
     parser.add_argument("--alone", type=float, help="the trainer's images/s measured alone, to print beside")
+    parser.add_argument(
+        "--page-load", action="store_true", help="each learner first opens the page (every load event at once)"
+    )
     asyncio.run(run(parser.parse_args(argv)))
 
 

@@ -43,6 +43,29 @@ def activations(page):
     page.locator("#act-caption").get_by_text("features.1").first.wait_for(timeout=TIMEOUT)
 
 
+def units(page):
+    """From a click on the Activations grid to the Units tab: feature visualisation, top patches, fc7 map."""
+    page.get_by_role("tab", name="Activations & predictions").click()
+    grid = page.locator("#act-grid img")
+    grid.wait_for(timeout=TIMEOUT)
+    page.locator("#act-caption").get_by_text("features.1").first.wait_for(timeout=TIMEOUT)
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 169 / 450, box["y"] + box["height"] * 57 / 450)  # the second tile
+    page.locator("#units-deconvnet-caption").get_by_text("features.0 channel").wait_for(timeout=TIMEOUT)
+    for button, done in [
+        ("#units-visualise", page.locator("#units-featurevis-caption").get_by_text("step 256 of 256")),
+        ("#units-top", page.locator("#units-patches img").first),
+        ("#units-map-button", page.locator("#units-fc7 img")),
+        ("#units-neighbours-button", page.locator("#units-neighbours img").first),
+    ]:
+        page.locator(button).click()
+        done.wait_for(timeout=TIMEOUT)
+    spot = page.locator("#units-map img").bounding_box()
+    page.mouse.click(spot["x"] + spot["width"] * 0.5, spot["y"] + spot["height"] * 0.25)
+    page.locator("#units-field-caption").get_by_text("sees pixels").wait_for(timeout=TIMEOUT)
+    time.sleep(1)
+
+
 def explain(page):
     page.get_by_role("tab", name="Explain").click()
     page.locator("#explain-button").click()
@@ -84,7 +107,7 @@ def experiments(page):
 
 
 SHOTS = {"conv_lab": conv_lab, "architecture": architecture, "filters": filters, "activations": activations,
-         "explain": explain, "train": train, "experiments": experiments}  # fmt: skip
+         "units": units, "explain": explain, "train": train, "experiments": experiments}  # fmt: skip
 
 
 def _serve() -> tuple[subprocess.Popen, str]:

@@ -12,7 +12,9 @@ from PIL import Image
 from torch import nn
 from torchvision.utils import make_grid
 
-from playground.hooks import leaf_modules, temporary_hooks
+from playground.config import get_limits
+from playground.hooks import leaf_modules, temporary_hooks, weights_token
+from playground.images import BytesLRU
 from playground.models import MEAN, PREPROCESS, STD
 
 CAPTURED = (
@@ -68,6 +70,43 @@ def forward_with_activations(model: nn.Module, x: torch.Tensor) -> tuple[torch.T
     activations = capture(model, x)
     last = layer_names(model)[-1]
     return activations[last], activations
+
+
+@dataclasses.dataclass(frozen=True)
+class Seen:
+    """One photo through one network: the input it took, every captured layer, and its scores.
+
+    Shared by whoever asks for the same photo and weights again: read it, never write into it.
+    """
+
+    x: torch.Tensor  # (1, 3, 224, 224), normalised
+    activations: dict[str, torch.Tensor]  # layer name -> output, batch dimension kept
+    logits: torch.Tensor  # (1, classes)
+
+    @property
+    def bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.x, self.logits, *self.activations.values()))
+
+
+_SEEN = BytesLRU(lambda: get_limits().seen_photos_bytes)
+
+
+def look(model: nn.Module, photo: Image.Image, *, key=None) -> Seen:
+    """``photo`` through ``model``: preprocessing, every layer and the scores, from one forward pass.
+
+    With a ``key`` that identifies the photo (see :func:`playground.images.photo_file_key`), the result is
+    kept (bounded in bytes) for the same photo and the same weights: a learner who switches layers, asks for
+    the top-5 and then an explanation of the same photo pays for one pass, not three.
+    """
+    cache_key = None if key is None else (weights_token(model), key)
+    seen = None if cache_key is None else _SEEN.get(cache_key)
+    if seen is None:
+        x = preprocess(photo)
+        logits, activations = forward_with_activations(model, x)
+        seen = Seen(x, activations, logits)
+        if cache_key is not None:
+            _SEEN.put(cache_key, seen, seen.bytes)
+    return seen
 
 
 def as_maps(activation: torch.Tensor) -> torch.Tensor:

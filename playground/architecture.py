@@ -27,6 +27,10 @@ class LayerRow:
     activation_bytes: int  # output size in memory (float32)
     receptive_field: int | None  # input pixels one output value sees (per side); None once flattened
     stride: int | None  # input pixels between neighbouring outputs (the "jump"); None once flattened
+    # Input coordinate (row = column, as the windows are square) of the first pixel that output position 0
+    # sees; negative where padding makes it start outside the image. None once flattened. Position i sees
+    # input pixels offset + i * stride ... offset + i * stride + receptive_field - 1 (see receptive_box).
+    offset: int | None = None
 
 
 def _pair(value) -> tuple[int, int]:
@@ -58,23 +62,30 @@ def _macs(module: nn.Module, output: torch.Tensor) -> int:
     return 0
 
 
-def _window(module: nn.Module, input_hw: tuple[int, int], output_hw: tuple[int, int]) -> tuple[int, int, int] | None:
-    """(kernel, stride, dilation) along the height for layers that slide a window; None if none."""
+def _window(
+    module: nn.Module, input_hw: tuple[int, int], output_hw: tuple[int, int]
+) -> tuple[int, int, int, int] | None:
+    """(kernel, stride, dilation, padding) along the height for layers that slide a window; None if none."""
     if isinstance(module, nn.Conv2d):
-        return module.kernel_size[0], module.stride[0], module.dilation[0]
+        k, d = module.kernel_size[0], module.dilation[0]
+        padding = module.padding
+        if isinstance(padding, str):  # "valid" or "same" (stride 1, the window centred)
+            padding = (0,) if padding == "valid" else (d * (k - 1) // 2,)
+        return k, module.stride[0], d, padding[0]
     if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
         return (
             _pair(module.kernel_size)[0],
             _pair(module.stride or module.kernel_size)[0],
             _pair(getattr(module, "dilation", 1))[0],
+            _pair(module.padding)[0],
         )
     if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
         size_in, size_out = input_hw[0], output_hw[0]
         if size_in % size_out == 0:  # PyTorch's windows are then regular: kernel = stride = in / out
             step = size_in // size_out
-            return step, step, 1
+            return step, step, 1, 0
         return None
-    return (1, 1, 1)  # pointwise layers (ReLU, LRN, dropout) keep the geometry
+    return (1, 1, 1, 0)  # pointwise layers (ReLU, LRN, dropout) keep the geometry
 
 
 def trace(model: nn.Module, input_size: tuple[int, int, int] = (3, 224, 224)) -> list[LayerRow]:
@@ -91,7 +102,7 @@ def trace(model: nn.Module, input_size: tuple[int, int, int] = (3, 224, 224)) ->
         model(torch.zeros((1, *input_size)))
 
     rows = []
-    rf, jump = 1, 1  # receptive field and jump of the current feature map, in input pixels
+    rf, jump, offset = 1, 1, 0  # receptive field, jump and first pixel of the current feature map, in input pixels
     flattened = False
     for name, module, in_shape, output in records:
         params, formula = _params(module)
@@ -102,8 +113,9 @@ def trace(model: nn.Module, input_size: tuple[int, int, int] = (3, 224, 224)) ->
             if window is None:
                 flattened = True
             else:
-                k, s, d = window
-                rf, jump = rf + (k - 1) * d * jump, jump * s
+                k, s, d, p = window
+                # Output 0's window starts p positions before the previous map's position 0.
+                rf, jump, offset = rf + (k - 1) * d * jump, jump * s, offset - p * jump
         rows.append(
             LayerRow(
                 name=name,
@@ -115,9 +127,27 @@ def trace(model: nn.Module, input_size: tuple[int, int, int] = (3, 224, 224)) ->
                 activation_bytes=output[0].numel() * BYTES_PER_VALUE,
                 receptive_field=None if flattened else rf,
                 stride=None if flattened else jump,
+                offset=None if flattened else offset,
             )
         )
     return rows
+
+
+def receptive_box(row: LayerRow, y: int, x: int, image_hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The input pixels that position (y, x) of ``row``'s feature map sees: (left, top, right, bottom),
+    right and bottom exclusive, clipped to an image of ``image_hw`` (padding has no pixels to show).
+
+    Raises:
+        ValueError: a flattened layer, or a position outside its map.
+    """
+    if row.receptive_field is None:
+        raise ValueError(f"{row.name} is flattened: every one of its values sees the whole image.")
+    height, width = row.output_shape[-2:]
+    if not (0 <= y < height and 0 <= x < width):
+        raise ValueError(f"{row.name}'s maps are {height} × {width}; position (row {y}, column {x}) is outside them.")
+    top, left = row.offset + y * row.stride, row.offset + x * row.stride
+    size = row.receptive_field
+    return max(0, left), max(0, top), min(image_hw[1], left + size), min(image_hw[0], top + size)
 
 
 def totals(rows: list[LayerRow]) -> dict[str, int]:

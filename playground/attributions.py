@@ -43,7 +43,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from playground.config import get_limits
-from playground.hooks import model_lock
+from playground.hooks import model_lock, weights_token
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +62,7 @@ class Method:
     description: str  # one line for the learner
     fn: Callable[..., tuple[torch.Tensor, float | None, dict]]
     gradient_based: bool = True  # the randomisation sanity check applies
+    hooks: bool = False  # Captum puts hooks on the model: it must have the private copy to itself
 
 
 # --- model preparation --------------------------------------------------------------------------------
@@ -78,11 +79,12 @@ def explainable_copy(model: nn.Module) -> nn.Module:
     need gradients: every method differentiates with respect to the input only.
     """
     with _copies_guard:
-        fingerprint = _weights_fingerprint(model)
+        fingerprint = weights_token(model)
         cached = _copies.get(model)
         if cached is not None and cached[0] == fingerprint:
             return cached[1]
-        twin = copy.deepcopy(model).eval()
+        with model_lock(model).exclusive():  # nobody's hooks are on the model while it is copied
+            twin = copy.deepcopy(model).eval()
         for module in twin.modules():
             if getattr(module, "inplace", False):
                 module.inplace = False
@@ -92,26 +94,18 @@ def explainable_copy(model: nn.Module) -> nn.Module:
         return twin
 
 
-def _weights_fingerprint(model: nn.Module) -> tuple:
-    """Which tensors hold the weights, and how often each was written in place: cheap enough for every call.
-
-    ``load_state_dict`` and optimisers write in place, which bumps a tensor's version counter; assigning a new
-    Parameter changes the tensor itself. Hashing the values (61 M for AlexNet) would cost more than most
-    explanations. Blind spot: writes through ``parameter.data`` bypass the version counter.
-    """
-    return tuple((name, id(t), t.data_ptr(), t._version) for name, t in model.state_dict(keep_vars=True).items())
-
-
 @contextlib.contextmanager
-def _locked_copy(model: nn.Module) -> Iterator[nn.Module]:
-    """The current private copy of ``model``, held under its lock for the block.
+def _locked_copy(model: nn.Module, *, exclusive: bool = False) -> Iterator[nn.Module]:
+    """The current private copy of ``model``, held under its lock for the block: shared by methods that put
+    no hooks on it (many users' saliency maps at once), exclusively by those that do.
 
     Captum's hooks live on the copy, so any forward pass through it (or copy of it) made while another
     user's explanation runs there would pick up their hooks. Never hold it across a generator's ``yield``:
     the UI may resume the generator on another thread, which cannot release this one's lock.
     """
     twin = explainable_copy(model)
-    with model_lock(twin):
+    lock = model_lock(twin)
+    with lock.exclusive() if exclusive else lock.shared():
         yield twin
 
 
@@ -292,15 +286,26 @@ METHODS: dict[str, Method] = {
         _gradient_shap,
     ),
     "deeplift": Method(
-        "DeepLift", "Compares every neuron with its value on a black image and shares out the difference.", _deeplift
+        "DeepLift",
+        "Compares every neuron with its value on a black image and shares out the difference.",
+        _deeplift,
+        hooks=True,
     ),
     "guided_backprop": Method(
-        "Guided Backprop", "Gradients with every negative signal stopped at each ReLU: crisp edges.", _guided_backprop
+        "Guided Backprop",
+        "Gradients with every negative signal stopped at each ReLU: crisp edges.",
+        _guided_backprop,
+        hooks=True,
     ),
     "gradcam": Method(
-        "Grad-CAM", "Which places in a convolutional layer's maps push the class up, upsampled to the photo.", _gradcam
+        "Grad-CAM",
+        "Which places in a convolutional layer's maps push the class up, upsampled to the photo.",
+        _gradcam,
+        hooks=True,
     ),
-    "guided_gradcam": Method("Guided Grad-CAM", "Grad-CAM's places times Guided Backprop's detail.", _guided_gradcam),
+    "guided_gradcam": Method(
+        "Guided Grad-CAM", "Grad-CAM's places times Guided Backprop's detail.", _guided_gradcam, hooks=True
+    ),
     "occlusion": Method(
         "Occlusion",
         "Cover one square at a time with black and see how much the class score drops.",
@@ -310,30 +315,37 @@ METHODS: dict[str, Method] = {
 }
 
 
-def resolve_target(model: nn.Module, x: torch.Tensor, target, classes=None) -> int:
-    """The class index to explain: the top-1 prediction (None), an index, or a class name."""
-    if target is None or target == "":
-        with torch.no_grad():
-            return int(model(x).argmax(dim=1)[0])
-    if isinstance(target, str) and not target.lstrip("-").isdigit():
+def resolve_target(model: nn.Module, x: torch.Tensor, target, classes=None, *, logits=None) -> int:
+    """The class index to explain: the top-1 prediction (None), an index, or a class name.
+
+    ``logits``: the model's output for ``x`` when the caller has it already (saves a forward pass).
+    """
+    if isinstance(target, str) and target and not target.lstrip("-").isdigit():
         names = list(classes or [])
         if target not in names:
             raise ValueError(f"Unknown class {target!r}.")
         return names.index(target)
+    if logits is None:
+        with torch.no_grad():
+            logits = model(x)
+    if target is None or target == "":
+        return int(logits.argmax(dim=1)[0])
     index = int(target)
-    with torch.no_grad():
-        outputs = model(x).shape[1]
+    outputs = logits.shape[1]
     if not 0 <= index < outputs:
         raise ValueError(f"Class index {index} is out of range: this model has classes 0 to {outputs - 1}.")
     return index
 
 
-def attribute(model: nn.Module, x: torch.Tensor, method: str, target=None, *, classes=None, **options) -> Attribution:
+def attribute(
+    model: nn.Module, x: torch.Tensor, method: str, target=None, *, classes=None, logits=None, **options
+) -> Attribution:
     """Explain ``model``'s score for ``target`` on the (1, C, H, W) input ``x`` with ``method``.
 
     Args:
         method: a key of :data:`METHODS`.
         target: None (the top-1 class), a class index, or a class name found in ``classes``.
+        logits: ``model(x)``, when the caller has it already (the top-1 class is then found without a pass).
         options: method settings, e.g. ``n_steps`` (Integrated Gradients, at most 200), ``layer``
             (Grad-CAM; default the last convolution), ``black`` (the input-space value of a black pixel per
             channel, used as the baseline; default zeros).
@@ -342,8 +354,9 @@ def attribute(model: nn.Module, x: torch.Tensor, method: str, target=None, *, cl
         ValueError: unknown method, class or layer, or an option out of range.
     """
     _check_request(method, x)
-    with _locked_copy(model) as twin:  # Captum's hooks live on the copy; one explanation at a time per copy
-        return _run(twin, x, method, resolve_target(twin, x, target, classes), options)
+    # Captum's hooks live on the copy: a method that sets them has it to itself, the others share it.
+    with _locked_copy(model, exclusive=METHODS[method].hooks) as twin:
+        return _run(twin, x, method, resolve_target(twin, x, target, classes, logits=logits), options)
 
 
 def _check_request(method: str, x: torch.Tensor) -> None:
@@ -431,7 +444,8 @@ def sanity_check(
     _check_request(method, x)
     if not METHODS[method].gradient_based:
         raise ValueError("The sanity check applies to gradient-based methods; occlusion only runs the model forward.")
-    with _locked_copy(model) as twin:  # the trained map and the copy to break come from the same weights
+    # The trained map and the copy to break come from the same weights; nobody's hooks are on it meanwhile.
+    with _locked_copy(model, exclusive=METHODS[method].hooks) as twin:
         index = resolve_target(twin, x, target, classes)
         original = _run(twin, x, method, index, options).values
         broken = copy.deepcopy(twin)  # in-place already off; randomised step by step

@@ -1,8 +1,11 @@
 """Where a model's weights come from: torchvision's ImageNet file, or a user's checkpoint, loaded safely.
 
-Nothing in a weights file is ever executed: checkpoints load as safetensors, or through
-``torch.load(weights_only=True)``, and their keys, shapes and values are checked against the variant
-before a model takes them.
+Nothing in a weights file is ever executed (files are read by :mod:`playground.weight_files`), and a file
+is checked against the variant from its headers (names, shapes, types, its size once in float32) before
+any value is read or any model built; values are then checked to be finite. A model is built on the meta
+device and takes the file's tensors as its own, so loading costs the weights' float32 size once. A network
+built with options (:class:`playground.models.Options`) is rebuilt with the options its metadata records,
+checked against the file's shapes like everything else.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import dataclasses
 import json
 import os
 import threading
-import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,6 +23,7 @@ from torch import nn
 from playground import downloads
 from playground.config import get_limits
 from playground.models import BASELINES, IMAGENET_WEIGHTS, MODELS, build, imagenet_classes, parse_options
+from playground.weight_files import FLOAT_TYPES, WeightsFile, open_weights
 
 WEIGHTS_ENV = "PLAYGROUND_ALEXNET_WEIGHTS"  # a local copy of torchvision's alexnet-owt-7be5be79.pth
 
@@ -43,8 +47,15 @@ def _generic_classes(n: int) -> tuple[str, ...]:
     return imagenet_classes() if n == 1000 else tuple(f"class {i}" for i in range(n))
 
 
+Admit = Callable[[int], None]  # told a model's float32 weight bytes before it is built; raises ValueError to refuse
+
+
 def load(
-    name: str = "alexnet", weights: str | os.PathLike | None = "imagenet", *, generator: torch.Generator | None = None
+    name: str = "alexnet",
+    weights: str | os.PathLike | None = "imagenet",
+    *,
+    generator: torch.Generator | None = None,
+    admit: Admit | None = None,
 ) -> tuple[nn.Module, ModelInfo]:
     """Build a variant and give it weights; the model comes back in eval mode.
 
@@ -54,6 +65,8 @@ def load(
             ``PLAYGROUND_ALEXNET_WEIGHTS``, then a download unless ``PLAYGROUND_OFFLINE=1``),
             ``None`` for an untrained model, or a path to a ``.safetensors`` / ``.pt`` / ``.pth`` file.
         generator: where an untrained model's random weights come from (see :func:`models.build`).
+        admit: for a file, called with the weights' float32 bytes once they are known from its headers,
+            before any value is read (a model store makes room, or refuses, then).
 
     Returns:
         ``(model, info)``. When ImageNet weights cannot be had, the model is untrained and
@@ -73,7 +86,7 @@ def load(
             raise ValueError(f"ImageNet weights are published for 'alexnet' only, not {name!r}.")
         return _load_imagenet(generator)
     path = Path(weights)
-    model, classes = load_checkpoint(name, path)
+    model, classes = load_checkpoint(name, path, admit=admit)
     info = ModelInfo(name, "file", f"weights from your file {path.name} ({len(classes)} classes)", classes)
     return model.eval(), info
 
@@ -101,17 +114,19 @@ def how_to_get_imagenet_weights() -> str:
 
 def _load_imagenet(generator: torch.Generator | None = None) -> tuple[nn.Module, ModelInfo]:
     classes = imagenet_classes()
-    model = build("alexnet", generator=generator)
     problem = ""
     for source in (_from_cache, _from_env, _download):
         try:
             state = source()
-        except (OSError, ValueError, RuntimeError) as error:
+        except ValueError as error:  # our own sentences, which name no server path
             problem = str(error)
             continue
+        except (OSError, RuntimeError):  # the system's words may name paths: visitors see none of them
+            problem = "the weights file could not be read"
+            continue
         if state is not None:
-            model.load_state_dict(state)
-            return model.eval(), ModelInfo(
+            model = _assembled("alexnet", 1000, state)
+            return model, ModelInfo(
                 "alexnet", "imagenet", "pretrained on ImageNet (torchvision IMAGENET1K_V1)", classes
             )
     notice = (
@@ -119,13 +134,14 @@ def _load_imagenet(generator: torch.Generator | None = None) -> tuple[nn.Module,
         "are random noise and its predictions are guesses. " + how_to_get_imagenet_weights()
     )
     if problem:
-        notice += f" (Last problem: {problem})"
+        notice += f" (Last problem: {problem}.)"
+    model = build("alexnet", generator=generator)
     return model.eval(), ModelInfo("alexnet", "untrained", "untrained: ImageNet weights unavailable", classes, notice)
 
 
 def _from_cache():
     path = imagenet_weights_path()
-    return _validated_state("alexnet", _read_state(path))[0] if path.is_file() else None
+    return _state("alexnet", open_weights(path))[0] if path.is_file() else None
 
 
 def _from_env():
@@ -135,7 +151,7 @@ def _from_env():
     path = Path(value)
     if not path.is_file():
         raise ValueError(f"{WEIGHTS_ENV} does not name a file")
-    return _validated_state("alexnet", _read_state(path))[0]
+    return _state("alexnet", open_weights(path))[0]
 
 
 def _download():
@@ -152,184 +168,92 @@ def _download():
 # --- users' checkpoints ----------------------------------------------------------------------------------
 
 
-def load_checkpoint(name: str, path: Path) -> tuple[nn.Module, tuple[str, ...]]:
+def load_checkpoint(name: str, path: Path, *, admit: Admit | None = None) -> tuple[nn.Module, tuple[str, ...]]:
     """Load a user's weights file for variant ``name``; nothing in the file is ever executed.
 
     Raises:
-        ValueError: wrong extension, unreadable file, wrong keys or shapes, or non-finite values.
+        ValueError: wrong extension, unreadable file, wrong keys, shapes or types, too large, or non-finite
+            values.
     """
-    state, metadata = _read_state(path)
-    state, num_classes = _validated_state(name, (state, metadata))
-    classes = metadata.get("classes")
-    if classes is None:
-        classes = _generic_classes(num_classes)
-    model = build(name, num_classes=num_classes, **metadata.get("options", {}))
-    model.load_state_dict(state)
-    return model, tuple(classes)
+    file = open_weights(path)
+    state, num_classes = _state(name, file, admit)
+    classes = file.metadata.get("classes")
+    model = _assembled(name, num_classes, state, options=_options(file))
+    return model, tuple(classes or _generic_classes(num_classes))
 
 
-def load_user_checkpoint(path: str | os.PathLike, variant: str | None = None) -> tuple[nn.Module, ModelInfo]:
+def load_user_checkpoint(
+    path: str | os.PathLike, variant: str | None = None, *, admit: Admit | None = None
+) -> tuple[nn.Module, ModelInfo]:
     """Load a user's checkpoint, working out which variant it fits when ``variant`` is None.
 
-    The variant named in a safetensors file's metadata is tried first, then every variant in turn; a
-    network built with options (``models.Options``: tanh, no LRN, a conv removed, ...) is rebuilt with the
-    options its metadata records, once they agree with the file's own tensors.
+    The variant named in a safetensors file's metadata is tried first, then every variant in turn, each
+    with the options the metadata records (tanh, no LRN, a conv removed, ...). ``admit`` is told the
+    weights' float32 bytes before any value is read (see :func:`load`).
 
     Raises:
         ValueError: the file fits no variant (the message says why it did not fit the first one tried).
     """
     path = Path(path)
     if variant is not None:
-        return load(variant, path)
-    state, metadata = _read_state(path)
-    named = metadata.get("variant")
+        return load(variant, path, admit=admit)
+    file = open_weights(path)
+    named = file.metadata.get("variant")
     if named in BASELINES:
-        return _load_baseline(path, named, state, metadata)
+        return _load_baseline(file, named, admit)
     candidates = ([named] if named in MODELS else []) + [name for name in MODELS if name != named]
     first_error = None
     for name in candidates:
         try:
-            state_ok, num_classes = _validated_state(name, (state, metadata))
+            num_classes = _fit(name, file)
         except _KeyMismatch as error:
             first_error = first_error or error
             continue
         except ValueError as error:  # the names fit this variant, the values do not: that is the news
             raise ValueError(f"These weights have {name}'s layout but cannot be used: {error}") from None
-        options = metadata.get("options", {})
-        model = build(name, num_classes=num_classes, **options)
-        model.load_state_dict(state_ok)
-        classes = tuple(metadata.get("classes") or _generic_classes(num_classes))
+        state, _ = _state(name, file, admit, num_classes)
+        options = _options(file)
+        model = _assembled(name, num_classes, state, options=options)
+        classes = tuple(file.metadata.get("classes") or _generic_classes(num_classes))
         built = f"{name} ({describe_options(options)})" if options else name
-        info = ModelInfo(name, "file", f"{built} with weights from {path.name} ({num_classes} classes)", classes)
-        return model.eval(), info
+        info = ModelInfo(name, "file", f"{built} with weights from {file.name} ({num_classes} classes)", classes)
+        return model, info
     raise ValueError(f"These weights fit none of the AlexNet variants. {first_error}")
 
 
-def _load_baseline(path: Path, name: str, state, metadata) -> tuple[nn.Module, ModelInfo]:
+def _load_baseline(file: WeightsFile, name: str, admit: Admit | None) -> tuple[nn.Module, ModelInfo]:
     try:
-        input_shape = tuple(int(d) for d in json.loads(metadata.get("input_shape", "null")))
+        input_shape = tuple(int(d) for d in json.loads(file.metadata.get("input_shape", "null")))
         assert len(input_shape) == 3 and all(0 < d <= 4096 for d in input_shape)
     except (TypeError, ValueError, AssertionError):
-        raise ValueError(f"{path.name} is a {name} baseline without a valid input shape in its metadata.") from None
-    if metadata.get("options"):
-        raise ValueError(f"{path.name} is a {name} baseline, but its metadata records AlexNet options; it is refused.")
-    weights = [key for key in state if key.endswith(".weight") and key.split(".")[0].isdigit()]
-    num_classes = int(state[max(weights, key=lambda k: int(k.split(".")[0]))].shape[0]) if weights else 0
+        raise ValueError(f"{file.name} is a {name} baseline without a valid input shape in its metadata.") from None
+    if file.metadata.get("options"):
+        raise ValueError(f"{file.name} is a {name} baseline, but its metadata records AlexNet options; it is refused.")
+    weights = [key for key in file.shapes if key.endswith(".weight") and key.split(".")[0].isdigit()]
+    head = max(weights, key=lambda k: int(k.split(".")[0])) if weights else None
+    num_classes = file.shapes[head][0] if head and len(file.shapes[head]) == 2 else 0
     if not 1 <= num_classes <= get_limits().max_checkpoint_classes:
-        raise ValueError(f"{path.name} does not hold {name} weights.")
-    # The metadata says how large a model to build; the file's own tensors must agree before anything is
+        raise ValueError(f"{file.name} does not hold {name} weights.")
+    # The metadata says how large a model to build; the file's own shapes must agree before anything is
     # allocated (a 2 KB file could otherwise claim a 3 x 1000 x 1000 input and a multi-gigabyte layer).
-    with torch.device("meta"):
-        reference = build(name, num_classes=num_classes, input_shape=input_shape).state_dict()
-    if set(reference) != set(state) or any(tuple(state[k].shape) != tuple(v.shape) for k, v in reference.items()):
+    reference = _reference(name, num_classes, input_shape)
+    if set(reference) != set(file.shapes) or any(file.shapes[k] != shape for k, shape in reference.items()):
         raise ValueError(f"These weights do not fit the {name} baseline for inputs {input_shape}.")
-    model = build(name, num_classes=num_classes, input_shape=input_shape)  # no larger than the file's tensors
-    if not all(torch.isfinite(t).all() for t in state.values()):
-        raise ValueError("These weights contain NaN or infinite values, so they cannot be used.")
-    model.load_state_dict({k: v.float() for k, v in state.items()})
-    classes = tuple(metadata.get("classes") or _generic_classes(num_classes))
-    return model.eval(), ModelInfo(name, "file", f"{name} baseline from {path.name} ({num_classes} classes)", classes)
+    _check_types_and_size(file, reference, head)
+    if admit:
+        admit(file.float32_bytes(reference))
+    model = _assembled(name, num_classes, file.values(reference), input_shape)
+    classes = tuple(file.metadata.get("classes") or _generic_classes(num_classes))
+    return model, ModelInfo(name, "file", f"{name} baseline from {file.name} ({num_classes} classes)", classes)
 
 
-def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    suffix = path.suffix.lower()
-    if suffix == ".safetensors":
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(str(path), framework="pt", device="cpu") as handle:
-                metadata = handle.metadata() or {}
-                state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (not iterable)
-        except (SafetensorError, OSError, ValueError) as error:
-            raise ValueError(f"{path.name} is not a readable safetensors file ({error}).") from None
-        return state, _parse_metadata(metadata)
-    if suffix in (".pt", ".pth"):
-        _check_zip_container(path)
-        try:
-            # weights_only=True: only tensors and plain containers are rebuilt; a pickle that would run
-            # code is refused instead of executed.
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises many kinds for corrupt or hostile pickles
-            raise ValueError(
-                f"{path.name} could not be loaded as plain weights; only tensors are accepted, never code "
-                f"({type(error).__name__})."
-            ) from None
-        metadata = {}
-        if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-            metadata = {key: value for key, value in obj.items() if key != "state_dict"}
-            obj = obj["state_dict"]
-        if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-            raise ValueError(f"{path.name} does not hold a dictionary of weight tensors.")
-        if not all(isinstance(k, str) for k in obj):
-            raise ValueError(f"{path.name} names its weights with something other than text.")
-        _check_plain_tensors(path, obj)
-        kept = {key: metadata[key] for key in ("classes", "options") if metadata.get(key) is not None}
-        if "options" in kept:
-            kept["options"] = _checked_options(kept["options"])
-        return obj, kept
-    raise ValueError(f"Checkpoints must be .safetensors, .pt or .pth files, not {path.suffix or 'no extension'}.")
+class _KeyMismatch(ValueError):
+    """The weights' names belong to another variant (as opposed to right names with bad values)."""
 
 
-def _check_plain_tensors(path: Path, state: dict[str, torch.Tensor]) -> None:
-    """Every tensor must own exactly its bytes: dense, contiguous, filling its storage, sharing it with none.
-
-    A pickle can describe a tensor as a view: a 100,000 x 4,096 "weight" that expands one stored number
-    (stride 0), or many weights over one storage. Such a file is a few kilobytes, and the first copy of
-    its tensors would allocate gigabytes. torch.save never writes them for a model's weights.
-    """
-    storages = set()
-    for key, tensor in state.items():
-        if tensor.layout != torch.strided:
-            raise ValueError(f"{key} is stored in a {tensor.layout} layout; weights must be plain dense tensors.")
-        storage = tensor.untyped_storage()
-        owns = tensor.is_contiguous() and tensor.storage_offset() == 0
-        if not owns or storage.nbytes() != tensor.numel() * tensor.element_size() or storage.data_ptr() in storages:
-            raise ValueError(f"{path.name} stores {key} as a view of other data, which plain weights never are.")
-        storages.add(storage.data_ptr())
-
-
-def _check_zip_container(path: Path) -> None:
-    """Refuse a zip-format .pt whose entries are compressed or would expand far beyond the file.
-
-    torch.save writes uncompressed (stored) entries, so its files never expand; a hand-made file with
-    deflated entries could turn a few hundred kilobytes into many gigabytes inside torch.load.
-    """
-    if not zipfile.is_zipfile(path):
-        return  # the legacy format: tensors are stored raw, so the file's size bounds them
-    try:
-        with zipfile.ZipFile(path) as archive:
-            entries = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError):
-        raise ValueError(f"{path.name} is a damaged checkpoint archive.") from None
-    if any(entry.compress_type != zipfile.ZIP_STORED for entry in entries):
-        raise ValueError(f"{path.name} has compressed entries; torch.save never writes those, so it is refused.")
-    if sum(entry.file_size for entry in entries) > get_limits().max_checkpoint_expansion * max(path.stat().st_size, 1):
-        raise ValueError(f"{path.name} claims to hold far more data than its size; it is refused.")
-
-
-def _parse_metadata(metadata: dict[str, str]) -> dict:
-    """safetensors metadata is str -> str; class names are stored as a JSON list under "classes"."""
-    parsed = {}
-    if "classes" in metadata:
-        try:
-            classes = json.loads(metadata["classes"])
-        except json.JSONDecodeError:
-            raise ValueError("The checkpoint's class names are not valid JSON.") from None
-        parsed["classes"] = classes
-    for key in ("variant", "config", "metrics", "input_shape"):
-        if key in metadata:
-            parsed[key] = metadata[key]
-    if "options" in metadata:
-        try:
-            options = json.loads(metadata["options"])
-        except json.JSONDecodeError:
-            raise ValueError("The checkpoint's model options are not valid JSON.") from None
-        parsed["options"] = _checked_options(options)
-    return parsed
-
-
-def _checked_options(options) -> dict:
-    """The model options a checkpoint records, as build() takes them; a sentence when they are not valid."""
+def _options(file: WeightsFile) -> dict:
+    """The model options a file's metadata records, as build() takes them; a sentence when they are not valid."""
+    options = file.metadata.get("options", {})
     if not isinstance(options, dict):
         raise ValueError("The checkpoint's model options are not a set of named values.")
     try:
@@ -343,21 +267,28 @@ def describe_options(options: dict) -> str:
     return ", ".join(f"{key}={value}" for key, value in options.items())
 
 
-class _KeyMismatch(ValueError):
-    """The weights' names belong to another variant (as opposed to right names with bad values)."""
+def _reference(name: str, num_classes: int, input_shape=None, options=None) -> dict[str, tuple[int, ...]]:
+    """The shapes a model of this variant has: built on the meta device (no memory, no initialisation)."""
+    with torch.device("meta"):
+        model = build(name, num_classes=num_classes, input_shape=input_shape, **(options or {}))
+    return {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
 
 
-def _validated_state(name: str, state_and_metadata) -> tuple[dict[str, torch.Tensor], int]:
-    """Check keys, shapes and values against variant ``name``; the class count comes from the file."""
-    state, metadata = state_and_metadata
-    options = metadata.get("options", {})  # already checked to be buildable (see _checked_options)
-    with torch.device("meta"):  # shapes only: no memory, no initialisation
-        reference = build(name, num_classes=1, **options).state_dict()
+def _counters(name: str, options: dict) -> set[str]:
+    """The buffers that count rather than weigh (batch norm's num_batches_tracked): whole numbers."""
+    with torch.device("meta"):
+        model = build(name, num_classes=1, **options)
+    return {key for key, tensor in model.state_dict().items() if not tensor.is_floating_point()}
+
+
+def _fit(name: str, file: WeightsFile) -> int:
+    """Check names, shapes, types and size against variant ``name`` from the headers; the class count
+    comes from the file. Nothing is read."""
+    options = _options(file)
+    reference = _reference(name, 1, options=options)
     head = [key for key in reference if key.startswith("classifier.")][-2:]  # final weight and bias
-    if not all(isinstance(key, str) for key in state):
-        raise ValueError("These weights are named with something other than text.")
-    missing = sorted(set(reference) - set(state))
-    unexpected = sorted(set(state) - set(reference))
+    missing = sorted(set(reference) - set(file.shapes))
+    unexpected = sorted(set(file.shapes) - set(reference))
     if missing or unexpected:
         details = []
         if missing:
@@ -366,36 +297,76 @@ def _validated_state(name: str, state_and_metadata) -> tuple[dict[str, torch.Ten
             details.append(f"unexpected {', '.join(unexpected[:4])}{' …' if len(unexpected) > 4 else ''}")
         described = f"{name} built with {describe_options(options)} (as the file's metadata says)" if options else name
         raise _KeyMismatch(f"These weights do not fit {described}: {'; '.join(details)}.")
-    num_classes = int(state[head[0]].shape[0]) if state[head[0]].ndim == 2 else -1
+    head_shape = file.shapes[head[0]]
+    num_classes = head_shape[0] if len(head_shape) == 2 else -1
     if not 1 <= num_classes <= get_limits().max_checkpoint_classes:
-        raise ValueError(f"The final layer of these weights has an impossible shape {tuple(state[head[0]].shape)}.")
-    for key, expected in reference.items():
-        shape = tuple(expected.shape)
+        raise ValueError(f"The final layer of these weights has an impossible shape {head_shape}.")
+    for key, shape in reference.items():
         if key in head:
             shape = (num_classes,) + shape[1:]
-        tensor = state[key]
-        if tensor.layout != torch.strided:
-            raise ValueError(f"{key} is stored in a {tensor.layout} layout; weights must be plain dense tensors.")
-        if tuple(tensor.shape) != shape:
-            raise ValueError(
-                f"These weights do not fit {name}: {key} has shape {tuple(tensor.shape)}, expected {shape}."
-            )
-        if not expected.is_floating_point():  # a counter, such as batch norm's num_batches_tracked
-            if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
-                raise ValueError(f"{key} holds {tensor.dtype} values; it counts, so it must hold whole numbers.")
-            continue
-        if not tensor.is_floating_point():
-            raise ValueError(f"{key} holds {tensor.dtype} values; weights must be floating point.")
-        if not torch.isfinite(tensor).all():
-            raise ValueError(f"{key} contains NaN or infinite values, so these weights cannot be used.")
-    classes = metadata.get("classes")
+        if file.shapes[key] != shape:
+            raise ValueError(f"These weights do not fit {name}: {key} has shape {file.shapes[key]}, expected {shape}.")
+    _check_types_and_size(file, reference, head[0], _counters(name, options))
+    classes = file.metadata.get("classes")
     if classes is not None and (
         not isinstance(classes, list) or len(classes) != num_classes or not all(isinstance(c, str) for c in classes)
     ):
         raise ValueError(
             f"The checkpoint lists {len(classes) if isinstance(classes, list) else 'no valid'} class names for {num_classes} outputs."
         )
-    return {key: state[key].to(reference[key].dtype) for key in reference}, num_classes
+    return num_classes
+
+
+def _check_types_and_size(file: WeightsFile, keys, head: str, counters=frozenset()) -> None:
+    limits = get_limits()
+    for key in keys:
+        if key in counters:
+            if not file.types[key].startswith(("int", "uint")):
+                raise ValueError(f"{key} holds {file.types[key]} values; it counts, so it must hold whole numbers.")
+            continue
+        if file.types[key] not in FLOAT_TYPES:
+            kinds = ", ".join(FLOAT_TYPES)
+            raise ValueError(f"{key} holds {file.types[key]} values; weights must be one of {kinds}.")
+    classes, features = file.shapes[head][0], file.shapes[head][-1]
+    if classes * features > limits.max_checkpoint_head_values:
+        raise ValueError(
+            f"The final layer has {classes:,} classes x {features:,} features; at most "
+            f"{limits.max_checkpoint_head_values:,} weights are accepted there."
+        )
+    size = file.float32_bytes(keys)
+    if size > limits.max_checkpoint_bytes:
+        raise ValueError(
+            f"These weights take {size / 2**20:,.0f} MB as float32; the limit is "
+            f"{limits.max_checkpoint_bytes / 2**20:,.0f} MB."
+        )
+
+
+def _state(
+    name: str, file: WeightsFile, admit: Admit | None = None, num_classes: int | None = None
+) -> tuple[dict[str, torch.Tensor], int]:
+    """The file's values for variant ``name`` as float32, after every check that needs none of them."""
+    num_classes = num_classes or _fit(name, file)
+    options = _options(file)
+    keys = list(_reference(name, num_classes, options=options))
+    if admit:
+        admit(file.float32_bytes(keys))
+    state = file.values(keys)
+    for key in _counters(name, options):  # read as float32 like the rest; a counter is a whole number again
+        state[key] = state[key].to(torch.int64)
+    return state, num_classes
+
+
+def _assembled(
+    name: str, num_classes: int, state: dict[str, torch.Tensor], input_shape=None, options=None
+) -> nn.Module:
+    """A model of ``name`` whose weights are ``state``'s tensors themselves (built on the meta device, so
+    nothing is initialised or copied), in eval mode."""
+    with torch.device("meta"):
+        model = build(name, num_classes=num_classes, input_shape=input_shape, **(options or {}))
+    model.load_state_dict(state, assign=True)
+    if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):  # a tensor the file cannot have set
+        raise ValueError("These weights leave part of the model without values.")
+    return model.eval()
 
 
 def save_checkpoint(

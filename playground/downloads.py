@@ -40,9 +40,12 @@ def download(
     if offline():
         raise ValueError(f"downloads are switched off ({OFFLINE_ENV}=1)")
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile(dir=target.parent, suffix=".part", delete=False)  # noqa: SIM115 (renamed below)
+    except OSError as error:
+        raise ValueError(f"the download could not be stored ({_reason(error)})") from None
     digest = hashlib.sha256()
-    handle = tempfile.NamedTemporaryFile(dir=target.parent, suffix=".part", delete=False)  # noqa: SIM115 (renamed below)
     try:
         with handle, urllib.request.urlopen(url, timeout=get_limits().download_timeout_seconds) as response:
             total, done = int(response.headers.get("Content-Length", 0) or 0), 0
@@ -54,9 +57,17 @@ def download(
                     progress(done, total)
     except OSError as error:
         os.unlink(handle.name)
-        raise ValueError(f"the download failed ({error}); is the machine online?") from None
+        raise ValueError(f"the download failed ({_reason(error)}); is the machine online?") from None
     if sha256_prefix and not digest.hexdigest().startswith(sha256_prefix):
         os.unlink(handle.name)
         raise ValueError("the downloaded file did not match its checksum")
     os.replace(handle.name, target)
     return target
+
+
+def _reason(error: OSError) -> str:
+    """What went wrong, in words that name no file on this machine (messages reach visitors)."""
+    if getattr(error, "filename", None) or getattr(error, "filename2", None):
+        return error.strerror or type(error).__name__
+    reason = getattr(error, "reason", None)  # urllib's errors carry the network's reason
+    return str(reason if reason is not None else error.strerror or type(error).__name__)

@@ -227,13 +227,18 @@ def load_photo_file(path: str | os.PathLike) -> Image.Image:
     two users of the same photo may share an entry. Size and modification time are in the key in case a
     path is ever reused; failures are not cached.
     """
-    stat = os.stat(path)
-    key = (os.fspath(path), stat.st_size, stat.st_mtime_ns)
+    key = photo_file_key(path)
     photo = _PHOTOS.get(key)
     if photo is None:
         photo = load_image(path)
         _PHOTOS.put(key, photo, photo.width * photo.height * len(photo.getbands()))
     return photo
+
+
+def photo_file_key(path: str | os.PathLike) -> tuple:
+    """What identifies a photo file's contents for caches: its path, size and modification time."""
+    stat = os.stat(path)
+    return (os.fspath(path), stat.st_size, stat.st_mtime_ns)
 
 
 def forget_decoded_photos() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable
+from typing import TypeAlias
 
 from torch import nn
 
@@ -17,6 +18,8 @@ from playground.checkpoints import ModelInfo
 from playground.config import get_limits
 
 SESSION_PREFIX = "mine:"
+# Makes a model, calling the admit function it is handed with the weights' bytes as soon as it knows them.
+Loader: TypeAlias = Callable[[Callable[[int], None]], tuple[nn.Module, ModelInfo]]
 
 
 def _load_shared(name: str) -> tuple[nn.Module, ModelInfo]:
@@ -61,6 +64,7 @@ class ModelStore:
         self._total_bytes = total_bytes or limits.models_total_bytes  # users' models, all sessions together
         self._shared: dict[str, tuple[nn.Module, ModelInfo]] = {}
         self._sessions: dict[str, dict[str, _Kept]] = {}
+        self._reserved: dict[object, tuple[str, int]] = {}  # loads in progress: token -> (session, bytes)
         self._lock = threading.Lock()
         self._added = 0
         self._load_locks = {name: threading.Lock() for name in models.MODELS}
@@ -104,37 +108,82 @@ class ModelStore:
         sessions it opens, only ever evicts models of its own while it holds more than anyone else.
 
         Raises:
-            ValueError: no session, a model larger than a session may keep, or a model the tabs cannot look
-                inside (a baseline without convolutions).
+            ValueError: no session, a model larger than a session may keep, a model the tabs cannot look
+                inside (a baseline without convolutions), or no room while other models are being loaded.
         """
+        self._check(session, info.name)
+        size = charge(model)
+        with self._lock:
+            self._make_room(session, size)
+            key = f"{SESSION_PREFIX}{self._added}:{info.description}"
+            self._added += 1
+            self._sessions.setdefault(session, {})[key] = _Kept(
+                model.eval(), info, visitor or session, size, self._added
+            )
+            return key
+
+    def load(self, session: str, loader: Loader, *, visitor: str = "") -> str:
+        """Keep the model ``loader`` makes for ``session``, charged before it is made; returns its key.
+
+        ``loader`` is handed an ``admit(weight_bytes)`` to call as soon as it knows the size of the weights
+        (a checkpoint's headers say it before any value is read): room is made then, as :meth:`add` makes it,
+        and held for this load, so a model that cannot be kept is refused before it is built, and loads in
+        progress together never exceed the server's budget.
+
+        Raises:
+            ValueError: as :meth:`add`, and whatever ``loader`` raises.
+        """
+        token = object()
+
+        def admit(weight_bytes: int) -> None:
+            size = 2 * weight_bytes
+            with self._lock:
+                self._reserved.pop(token, None)
+                self._make_room(session, size)
+                self._reserved[token] = (session, size)
+
+        self._check(session, None)
+        try:
+            model, info = loader(admit)
+            with self._lock:
+                self._reserved.pop(token, None)
+            return self.add(session, model, info, visitor=visitor)
+        finally:
+            with self._lock:
+                self._reserved.pop(token, None)
+
+    def _check(self, session: str, name: str | None) -> None:
         if not session:
             raise ValueError("A session is needed to keep a model of your own.")
-        if info.name not in models.MODELS:
+        if name is not None and name not in models.MODELS:
             raise ValueError(
-                f"This is a {info.name} baseline: it has no convolutional layers, so the tabs that look inside a "
+                f"This is a {name} baseline: it has no convolutional layers, so the tabs that look inside a "
                 "network (filters, activations, explanations) have nothing to show for it. Load an AlexNet checkpoint."
             )
-        size = charge(model)
+
+    def _make_room(self, session: str, size: int) -> None:
+        """Evict until a new model of ``size`` fits the session's and the server's budgets (lock held)."""
         if size > self._session_bytes:
             raise ValueError(
                 f"This model is too large to keep here ({size / 2**20:,.0f} MB with the copy explanations use; "
                 f"a session may keep {self._session_bytes / 2**20:,.0f} MB)."
             )
-        with self._lock:
-            own = self._sessions.setdefault(session, {})
-            while own and (
-                len(own) >= self._per_session or sum(k.bytes for k in own.values()) + size > self._session_bytes
-            ):
-                own.pop(min(own, key=lambda key: own[key].order))
-            while self._held() + size > self._total_bytes:
-                self._evict_from_the_heaviest_visitor()
-            key = f"{SESSION_PREFIX}{self._added}:{info.description}"
-            self._added += 1
-            own[key] = _Kept(model.eval(), info, visitor or session, size, self._added)
-            return key
+        own = self._sessions.get(session, {})
+        loading = sum(size for owner, size in self._reserved.values() if owner == session)
+        while own and (
+            len(own) >= self._per_session or sum(k.bytes for k in own.values()) + loading + size > self._session_bytes
+        ):
+            own.pop(min(own, key=lambda key: own[key].order))
+        if loading + size > self._session_bytes:
+            raise ValueError("Another model of yours is being loaded; please wait for it to finish.")
+        while self._held() + size > self._total_bytes:
+            if not any(self._sessions.values()):
+                raise ValueError("The server is busy loading other models; please try again in a minute.")
+            self._evict_from_the_heaviest_visitor()
 
     def _held(self) -> int:
-        return sum(kept.bytes for held in self._sessions.values() for kept in held.values())
+        kept = sum(kept.bytes for held in self._sessions.values() for kept in held.values())
+        return kept + sum(size for _, size in self._reserved.values())
 
     def _evict_from_the_heaviest_visitor(self) -> None:
         by_visitor: dict[str, int] = {}

@@ -1,7 +1,7 @@
 """Long work in a process of its own, so the server keeps answering clicks and survives whatever happens there.
 
-A :class:`Worker` runs a generator function in a child process started fresh for the job (``spawn``: no
-state shared with the server), at a lower CPU priority and with a bounded number of threads, and streams
+A :class:`Worker` runs a generator function in a child process that shares no state with the server, at a
+lower CPU priority and with a bounded number of threads, and streams
 the generator's records back through a pipe. Stopping it terminates the process, so a stop takes effect
 at once wherever the job is (decoding a zip, computing features, exporting ONNX) and all of its memory
 goes back to the system. A crash, a ``kill`` or an out-of-memory in the child ends the job with a
@@ -29,6 +29,20 @@ from typing import Any
 from playground.config import get_limits
 
 POLL_SECONDS = 0.5  # how long a read waits before handing control back (so callers can check a Stop flag)
+# Imported once by the fork server, so that a job's process starts in a fraction of a second instead of the
+# ~3 s a fresh interpreter takes to import torch. The fork server is itself a fresh process (never a fork of
+# the server, with its threads and users' data) that only imports these; it never runs torch, so the forks
+# start without thread pools or CUDA state.
+PRELOADED = ("torch", "torchvision", "playground.jobs", "playground.unit_jobs")
+
+
+def _context():
+    """Processes forked from a fork server that has imported :data:`PRELOADED` (``spawn`` where there is none)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(PRELOADED))
+    return context
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,13 +52,23 @@ class WorkerSettings:
     memory_bytes: int  # the child's data-segment limit (0: none); past it, the job ends with a sentence
     stale_seconds: float  # a job whose records nobody pulled for this long is stopped
     seed: int = 0  # torch's generator in the child, which is the job's own (dropout becomes reproducible)
+    kind: str = "training"  # what the learner knows the job as, for the messages ("The training process ...")
 
     @classmethod
-    def from_limits(cls, seed: int = 0) -> WorkerSettings:
+    def from_limits(cls, seed: int = 0, *, memory_bytes: int | None = None, kind: str = "training") -> WorkerSettings:
+        """The limits' settings; ``memory_bytes`` instead of a training worker's memory limit."""
         limits = get_limits()
-        return cls(
-            limits.worker_nice, limits.worker_threads, limits.worker_memory_bytes, limits.worker_stale_seconds, seed
-        )
+        memory = limits.worker_memory_bytes if memory_bytes is None else memory_bytes
+        return cls(limits.worker_nice, limits.worker_threads, memory, limits.worker_stale_seconds, seed, kind)
+
+
+def warm_up() -> None:
+    """Start the fork server now (it takes seconds to import torch), so the first job starts at once."""
+    context = _context()
+    if context.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 class Worker:
@@ -58,7 +82,7 @@ class Worker:
 
     def __init__(self, target: Callable[..., Iterator], *args, settings: WorkerSettings | None = None):
         self.settings = settings or WorkerSettings.from_limits()
-        context = multiprocessing.get_context("spawn")
+        context = _context()
         self._receiver, sender = context.Pipe(duplex=False)
         self._process = context.Process(target=_child, args=(sender, target, args, self.settings), daemon=True)
         self._process.start()
@@ -117,10 +141,10 @@ class Worker:
         code = self._process.exitcode
         if code is not None and code < 0:  # killed by a signal: the kernel's out-of-memory killer, most often
             return (
-                "The training process was stopped by the system (it may have run out of memory). "
+                f"The {self.settings.kind} process was stopped by the system (it may have run out of memory). "
                 "Try fewer images, a smaller batch or a smaller model; your earlier results are unchanged."
             )
-        return f"The training process ended unexpectedly (exit code {code}); your earlier results are unchanged."
+        return f"The {self.settings.kind} process ended unexpectedly (exit code {code}); your earlier results are unchanged."
 
 
 def _child(sender, target: Callable[..., Iterator], args: tuple, settings: WorkerSettings) -> None:
@@ -141,7 +165,7 @@ def _child(sender, target: Callable[..., Iterator], args: tuple, settings: Worke
         # tensors over as shared memory that vanishes when this process exits, before the server reads it.
         sender.send_bytes(pickle.dumps((kind, payload), protocol=pickle.HIGHEST_PROTOCOL))
 
-    failed = "The training process failed ({}); your earlier results are unchanged."
+    failed = f"The {settings.kind} process failed ({{}}); your earlier results are unchanged."
     try:
         for record in target(*args):
             send("record", record)
@@ -150,7 +174,7 @@ def _child(sender, target: Callable[..., Iterator], args: tuple, settings: Worke
         send("error", str(error))
     except (MemoryError, RuntimeError) as error:
         if isinstance(error, MemoryError) or "alloc" in str(error).lower():
-            send("error", _OUT_OF_MEMORY)
+            send("error", _OUT_OF_MEMORY.format(settings.kind))
         else:
             traceback.print_exc()
             send("error", failed.format(type(error).__name__))
@@ -162,7 +186,7 @@ def _child(sender, target: Callable[..., Iterator], args: tuple, settings: Worke
 
 
 _OUT_OF_MEMORY = (
-    "The training process ran out of the memory it may use. Try fewer images, a smaller batch or a smaller "
+    "The {} process ran out of the memory it may use. Try fewer images, a smaller batch or a smaller "
     "model; your earlier results are unchanged."
 )
 

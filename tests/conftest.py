@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -26,9 +27,10 @@ def _free_port() -> int:
 SERVER: dict = {}  # the running app's process id, for tests that watch its memory
 
 
-@pytest.fixture(scope="session")
-def app_url(tmp_path_factory):
-    """Start ``python app.py`` exactly as ``make run`` does, on a free local port."""
+@contextlib.contextmanager
+def start_app(tmp_path_factory, **settings):
+    """Start ``python app.py`` exactly as ``make run`` does, on a free local port, with extra environment
+    ``settings``: ``with start_app(...) as (url, process)``; stopped when the block ends."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("server") / "app.log"
     env = dict(
@@ -38,11 +40,11 @@ def app_url(tmp_path_factory):
         GRADIO_ANALYTICS_ENABLED="False",
         PLAYGROUND_OFFLINE="1",  # never download weights in tests ...
         TORCH_HOME=str(tmp_path_factory.mktemp("torch-home")),  # ... nor find a real cached copy
+        **settings,
     )
     with open(log_path, "w") as log:
         process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    SERVER["pid"] = process.pid
     deadline = time.monotonic() + 180
     while True:
         try:
@@ -55,12 +57,23 @@ def app_url(tmp_path_factory):
             process.kill()
             pytest.fail(f"the app did not start; its log:\n{log_path.read_text()[-4000:]}")
         time.sleep(0.5)
-    yield url
-    process.terminate()
     try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        yield url, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory):
+    """The app, as ``make run`` serves it, for every HTTP and browser test; as on a Space, one proxy in front
+    is trusted to append the visitor's address to X-Forwarded-For (a test that sets it plays that proxy)."""
+    with start_app(tmp_path_factory, PLAYGROUND_PROXY_HOPS="1") as (url, process):
+        SERVER["pid"] = process.pid
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 
@@ -23,6 +24,45 @@ def test_build_demo_builds_blocks_with_named_endpoints():
     names = {dep.get("api_name") for dep in demo.config["dependencies"]}
     assert {"apply_kernel", "describe_kernel", "explain_pixel", "preset_gallery"} <= names
     assert None not in names  # every event has an api_name
+
+
+def test_the_server_keeps_gradios_event_records_small(monkeypatch):
+    """Gradio rebuilt a table of its last 10,000 events after every event: a cost that grew with every click."""
+    monkeypatch.delenv("GRADIO_ANALYTICS_MAX_EVENTS", raising=False)
+    monkeypatch.delenv("GRADIO_ANALYTICS_CACHE_FREQUENCY", raising=False)
+    app.tune_for_many_users()
+    queue = gr.Blocks().queue()._queue
+    assert queue.ANALYTICS_MAX_EVENTS <= 500 and queue.ANAYLTICS_CACHE_FREQUENCY >= 500
+
+
+def test_the_server_keeps_page_state_for_a_bounded_number_of_sessions(monkeypatch):
+    """Gradio keeps ~0.6 MB of page state per session (10,000 of them by default): API clients never close."""
+    from playground.config import get_limits
+    from ui import guard
+
+    launched = {}
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.update(kwargs))
+    monkeypatch.setattr(guard, "start_sweeper", lambda: None)
+    app.launch(gr.Blocks())
+    assert launched["state_session_capacity"] == get_limits().sessions_kept <= 1000
+    assert launched["max_file_size"] == get_limits().max_upload_bytes
+
+
+def test_result_pictures_are_written_once_and_whole(tmp_path, monkeypatch):
+    """A picture many learners get (a kernel's heat map) is written once, and never rewritten while one of
+    them downloads it (a half-written file broke downloads under load)."""
+    from PIL import Image
+
+    from ui.common import result_image
+
+    output = result_image()
+    monkeypatch.setattr(output, "GRADIO_CACHE", str(tmp_path))
+    picture = Image.new("RGB", (40, 30), (10, 200, 30))
+    first = output.postprocess(picture).path
+    written = os.stat(first).st_mtime_ns
+    assert output.postprocess(picture).path == first and os.stat(first).st_mtime_ns == written
+    assert Image.open(first).convert("RGB").getpixel((5, 5)) == (10, 200, 30)
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["image.png"]  # nothing half-written left
 
 
 def test_apply_kernel_handler_with_only_an_image():

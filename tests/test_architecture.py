@@ -1,7 +1,8 @@
 import pytest
 import torch
+from torch import nn
 
-from playground.architecture import params_by_layer, totals, trace
+from playground.architecture import params_by_layer, receptive_box, totals, trace
 from playground.models import MODELS, build
 
 # The lecture's shape trace of the compact AlexNet (seeds), layer by layer.
@@ -98,3 +99,63 @@ def test_trace_leaves_no_hooks_and_keeps_the_mode():
         trace(model)
     assert model.training
     assert all(not m._forward_hooks for m in model.modules())
+
+
+def _linear_copy(features: nn.Sequential) -> nn.Sequential:
+    """The same geometry with every path kept open: positive weights, no ReLU or LRN, max pools as average
+    pools. Then an output value's gradient is non-zero exactly on the input pixels it sees."""
+    layers = []
+    for module in features:
+        if isinstance(module, nn.Conv2d):
+            conv = nn.Conv2d(
+                module.in_channels,
+                module.out_channels,
+                module.kernel_size,
+                module.stride,
+                module.padding,
+                module.dilation,
+                module.groups,
+                bias=False,
+            )
+            nn.init.constant_(conv.weight, 1.0)
+            layers.append(conv)
+        elif isinstance(module, nn.MaxPool2d):
+            layers.append(nn.AvgPool2d(module.kernel_size, module.stride, module.padding))
+        else:
+            layers.append(nn.Identity())
+    return nn.Sequential(*layers).double()
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_receptive_boxes_are_the_gradient_footprint_of_one_output(name):
+    model = build(name)
+    rows = {r.name: r for r in trace(model)}
+    linear = _linear_copy(model.features)
+    x = torch.ones(1, 3, 224, 224, dtype=torch.float64, requires_grad=True)
+    for index in range(len(model.features)):
+        row = rows[f"features.{index}"]
+        height, width = row.output_shape[-2:]
+        for y, x_ in {(0, 0), (height // 2, width // 3), (height - 1, width - 1)}:
+            x.grad = None
+            linear[: index + 1](x)[0, 0, y, x_].backward()
+            touched = torch.nonzero(x.grad[0].abs().sum(0))
+            footprint = (
+                int(touched[:, 1].min()),
+                int(touched[:, 0].min()),
+                int(touched[:, 1].max()) + 1,
+                int(touched[:, 0].max()) + 1,
+            )
+            assert receptive_box(row, y, x_, (224, 224)) == footprint, (row.name, y, x_)
+
+
+def test_receptive_box_numbers_and_refusals():
+    rows = {r.name: r for r in trace(build("alexnet"))}
+    conv1 = rows["features.0"]
+    assert conv1.offset == -2  # padding 2: position 0 starts two pixels before the image
+    assert receptive_box(conv1, 0, 0, (224, 224)) == (0, 0, 9, 9)  # pixels -2 ... 8, clipped to 0 ... 8
+    assert receptive_box(conv1, 10, 20, (224, 224)) == (78, 38, 89, 49)  # 11 pixels from -2 + 4 * i
+    assert (rows["features.10"].receptive_field, rows["features.10"].offset) == (163, -66)
+    with pytest.raises(ValueError, match="13 × 13"):
+        receptive_box(rows["features.10"], 13, 0, (224, 224))
+    with pytest.raises(ValueError, match="flattened"):
+        receptive_box(rows["classifier.1"], 0, 0, (224, 224))

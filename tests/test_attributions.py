@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -220,13 +221,13 @@ def test_the_private_copy_is_run_and_copied_only_under_its_lock(monkeypatch, sma
 
     def forward(module, args):
         if module is twin:  # deep copies of the twin inherit this hook; they are private to their caller
-            seen.append(("forward", lock._is_owned()))
+            seen.append(("forward", lock.held()))
 
     deepcopy = copy.deepcopy
 
     def spying_deepcopy(obj, *args, **kwargs):
         if obj is twin:
-            seen.append(("deepcopy", lock._is_owned()))
+            seen.append(("deepcopy", lock.held()))
         return deepcopy(obj, *args, **kwargs)
 
     twin.register_forward_pre_hook(forward)
@@ -311,3 +312,81 @@ def test_randomising_the_network_changes_gradient_maps(efficientnet, cup_on_bric
 def test_sanity_check_refuses_occlusion(variants, small_input):
     with pytest.raises(ValueError, match="gradient-based"):
         next(X.sanity_check(variants["alexnet"], small_input, "occlusion"))
+
+
+@pytest.mark.parametrize("method", [m for m in X.METHODS if not X.METHODS[m].hooks])
+def test_methods_said_to_set_no_hooks_set_none(method, monkeypatch, small_input):
+    """They share the private copy with other users' explanations, so a hook of theirs would leak into others'."""
+    model = build("alexnet_compact", num_classes=10).eval()
+    X.explainable_copy(model)
+    registered = []
+    for name in ("register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook"):
+        original = getattr(torch.nn.Module, name)
+        monkeypatch.setattr(
+            torch.nn.Module,
+            name,
+            lambda self, *a, _original=original, _name=name, **k: registered.append(_name) or _original(self, *a, **k),
+        )
+    monkeypatch.setattr(torch.Tensor, "register_hook", lambda self, hook: registered.append("tensor hook"))
+    X.attribute(model, small_input, method, 3, n_steps=4)
+    assert registered == []
+
+
+def test_explanations_without_hooks_run_side_by_side(monkeypatch, small_input):
+    """Two learners' saliency maps of the one shared model need not wait for each other."""
+    import threading
+
+    model = build("alexnet_compact", num_classes=10).eval()
+    barrier, met = threading.Barrier(2, timeout=5), []
+    saliency = X.METHODS["saliency"]
+
+    def meeting(*args, **kwargs):
+        barrier.wait()
+        met.append(True)
+        return saliency.fn(*args, **kwargs)
+
+    monkeypatch.setitem(X.METHODS, "saliency", dataclasses.replace(saliency, fn=meeting))
+    threads = [threading.Thread(target=X.attribute, args=(model, small_input, "saliency", 3)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(met) == 2
+
+
+def test_a_known_output_saves_the_forward_pass(small_input):
+    model = build("alexnet_compact", num_classes=10).eval()
+    with torch.no_grad():
+        logits = model(small_input)
+    passes = []
+    twin = X.explainable_copy(model)
+    handle = twin.register_forward_pre_hook(lambda *args: passes.append(1))
+    try:
+        result = X.attribute(model, small_input, "saliency", None, logits=logits)
+    finally:
+        handle.remove()
+    assert result.target == int(logits.argmax()) and len(passes) == 1  # the gradient's own pass only
+
+
+def test_the_private_copy_never_inherits_another_users_hooks(small_input):
+    """A capture of the shared model (its hooks on it) may be running when the copy is made."""
+    import threading
+
+    from playground.hooks import temporary_hooks
+
+    model = build("alexnet_compact", num_classes=10).eval()
+    inside, leave = threading.Event(), threading.Event()
+
+    def capturing():
+        with temporary_hooks(model, {"features.0": lambda *args: None}):
+            inside.set()
+            leave.wait(5)
+
+    thread = threading.Thread(target=capturing)
+    thread.start()
+    inside.wait(5)
+    threading.Timer(0.3, leave.set).start()
+    twin = X.explainable_copy(model)  # waits for the capture to end
+    thread.join()
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in twin.modules())
+    assert not any(m._forward_hooks for m in model.modules())

@@ -228,6 +228,128 @@ def test_odd_keys_and_layouts_are_refused_with_a_message(tmp_path):
         checkpoints.load_user_checkpoint(path)
 
 
+# --- sized from the headers, before anything is read or built ---------------------------------------------
+
+
+@pytest.fixture
+def limits(monkeypatch):
+    """Set some limits for one test (both modules that enforce checkpoint limits read them)."""
+    from playground import weight_files
+    from playground.config import Limits
+
+    def use(**values):
+        chosen = Limits(**values)
+        monkeypatch.setattr(checkpoints, "get_limits", lambda: chosen)
+        monkeypatch.setattr(weight_files, "get_limits", lambda: chosen)
+
+    return use
+
+
+@pytest.fixture
+def never_read(monkeypatch):
+    """Fail the test if any value of a weights file is read."""
+    from playground import weight_files
+
+    def refuse(self, keys):
+        raise AssertionError("a value was read")
+
+    monkeypatch.setattr(weight_files.WeightsFile, "values", refuse)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_half_precision_weights_are_sized_as_float32_before_they_are_read(tmp_path, suffix, limits, never_read):
+    model, _ = _trained()
+    state = {key: value.half() for key, value in model.state_dict().items()}
+    path = tmp_path / f"half{suffix}"
+    save_file(state, str(path)) if suffix == ".safetensors" else torch.save(state, path)
+    as_float32 = 4 * sum(v.numel() for v in state.values())
+    limits(max_checkpoint_bytes=as_float32 - 1)  # the file itself (2 bytes a value) is well under it
+    assert path.stat().st_size < as_float32 / 1.9
+    with pytest.raises(ValueError, match=r"take \d+ MB as float32; the limit is"):
+        checkpoints.load_user_checkpoint(path)
+
+
+def test_half_precision_weights_load_widened(tmp_path):
+    model, _ = _trained()
+    path = tmp_path / "half.safetensors"
+    save_file({key: value.to(torch.bfloat16) for key, value in model.state_dict().items()}, str(path))
+    loaded, _ = checkpoints.load_user_checkpoint(path)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    torch.testing.assert_close(loaded.features[0].weight, model.features[0].weight.to(torch.bfloat16).float())
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_unsupported_number_types_get_a_sentence(tmp_path, suffix):
+    model, _ = _trained()
+    state = model.state_dict()
+    state["features.0.weight"] = state["features.0.weight"].to(torch.float8_e4m3fn)
+    path = tmp_path / f"fp8{suffix}"
+    save_file(state, str(path)) if suffix == ".safetensors" else torch.save(state, path)
+    with pytest.raises(
+        ValueError, match="features.0.weight holds float8_e4m3fn values; weights must be one of float32"
+    ):
+        checkpoints.load_user_checkpoint(path)
+
+
+def test_a_final_layer_of_too_many_classes_times_features_is_refused_unread(tmp_path, limits, never_read):
+    model, _ = _trained()  # 3 classes x 2,048 features
+    path = save_checkpoint(model, tmp_path / "wide.safetensors", variant="alexnet_compact", classes=["a", "b", "c"])
+    limits(max_checkpoint_head_values=3 * 2048 - 1)
+    with pytest.raises(ValueError, match="3 classes x 2,048 features; at most 6,143 weights"):
+        checkpoints.load_user_checkpoint(path)
+
+
+def test_the_caller_is_told_the_size_before_anything_is_read(tmp_path, never_read):
+    model, _ = _trained()
+    path = tmp_path / "mine.pt"
+    torch.save(model.state_dict(), path)
+    told = []
+
+    def admit(size):
+        told.append(size)
+        raise ValueError("no room")
+
+    with pytest.raises(ValueError, match="no room"):
+        checkpoints.load_user_checkpoint(path, admit=admit)
+    assert told == [4 * sum(p.numel() for p in model.parameters())]
+
+
+def test_the_loaded_model_holds_the_files_tensors_not_a_copy(tmp_path, monkeypatch):
+    """Built on the meta device and handed the file's tensors: no second copy, no initialisation."""
+    from playground import weight_files
+
+    model, _ = _trained()
+    path = tmp_path / "mine.pt"
+    torch.save(model.state_dict(), path)
+    read = {}
+    original = weight_files.WeightsFile.values
+    monkeypatch.setattr(
+        weight_files.WeightsFile, "values", lambda self, keys: read.update(original(self, keys)) or read
+    )
+    loaded, _ = checkpoints.load_user_checkpoint(path)
+    assert loaded.classifier[6].weight.data_ptr() == read["classifier.6.weight"].data_ptr()
+    torch.testing.assert_close(loaded.classifier[6].weight, model.classifier[6].weight)
+
+
+def test_problems_with_the_imagenet_weights_name_no_server_path(tmp_path, monkeypatch):
+    monkeypatch.setenv(downloads.OFFLINE_ENV, "0")
+    monkeypatch.setenv("TORCH_HOME", "/proc/nope")  # nothing can be created there
+
+    def unreachable(*args, **kwargs):
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(downloads.urllib.request, "urlopen", unreachable)
+    _, info = load("alexnet", "imagenet")
+    assert info.source == "untrained" and "Last problem" in info.notice
+    assert "/proc" not in info.notice and "nope" not in info.notice
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))  # a cached file that is damaged
+    cached = checkpoints.imagenet_weights_path()
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"PK\x03\x04 not really a zip")
+    _, info = load("alexnet", "imagenet")
+    assert "Last problem" in info.notice and str(tmp_path) not in info.notice, info.notice
+
+
 # --- networks built with options, and checkpoints saved before options existed -----------------------
 
 

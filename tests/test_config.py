@@ -17,6 +17,7 @@ SETTINGS = {
     "PLAYGROUND_FASHION_MNIST_DIR",
     "PLAYGROUND_CHROMIUM",
     "PLAYGROUND_BENCH_DATA",
+    "PLAYGROUND_PROXY_HOPS",  # how many proxies stand in front of the app (0 is a valid answer)
 }
 
 
@@ -65,3 +66,53 @@ def test_every_limit_the_code_reads_from_the_environment_lives_in_limits():
             read |= set(re.findall(r"PLAYGROUND_[A-Z_]+", path.read_text()))
     read |= set(re.findall(r"PLAYGROUND_[A-Z_]+", (ROOT / "app.py").read_text()))
     assert read - SETTINGS - fields == set()
+
+
+def test_the_servers_own_numbers_are_limits_too():
+    """Concurrency per event, text and message lengths: each follows its environment variable."""
+    code = (
+        "import app\n"
+        "from ui import inputs, common\n"
+        "demo = app.build_demo()\n"
+        "by_name = {f.api_name: f.concurrency_limit for f in demo.fns.values()}\n"
+        "print(*(by_name[n] for n in ('webcam_frame', 'attribute', 'compare', 'sanity_check')))\n"
+        "box = inputs.Textbox(label='Kernel')\n"
+        "try:\n    box.preprocess('x' * 11)\nexcept Exception as e:\n    print(e)\n"
+        "print(len(common.bounded('y' * 1000)))\n"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PLAYGROUND_OFFLINE": "1",
+        "PLAYGROUND_WEBCAM_CONCURRENCY": "3",
+        "PLAYGROUND_ATTRIBUTE_CONCURRENCY": "5",
+        "PLAYGROUND_COMPARE_CONCURRENCY": "6",
+        "PLAYGROUND_SANITY_CHECK_CONCURRENCY": "7",
+        "PLAYGROUND_MAX_TEXT_CHARS": "10",
+        "PLAYGROUND_MAX_MESSAGE_CHARS": "50",
+    }
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    concurrency, text, message = out.stdout.strip().splitlines()[-3:]
+    assert concurrency == "3 5 6 7"
+    assert "Kernel: expected text of at most 10 characters" in text
+    assert message == "50"
+
+
+def test_the_memory_budgets_fit_a_16_gb_cpu_space_with_room_to_spare():
+    """What the server may hold at once by its own limits, plus its own ~2 GB, leaves headroom on 16 GB."""
+    limits = Limits()
+    sessions = limits.sessions_kept * 700_000  # Gradio's state of one session with every tab loaded: ~0.7 MB
+    caches = (
+        limits.decoded_photos_bytes
+        + limits.seen_photos_bytes
+        + limits.editor_blobs_bytes
+        + limits.units_cache_bytes
+        + sessions
+    )
+    workers = (
+        limits.long_jobs_running * limits.worker_memory_bytes
+        + limits.units_jobs_running * limits.units_worker_memory_bytes
+    )
+    total = 2e9 + caches + limits.models_total_bytes + workers
+    assert total <= 16e9 - 2e9, f"{total / 1e9:.1f} GB"
+    assert limits.max_checkpoint_bytes <= limits.models_session_bytes // 2  # a file the loader takes can be kept

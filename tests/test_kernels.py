@@ -393,7 +393,7 @@ def check_claim(name: str, claim: str, probes, mode: str) -> None:
     result = run_lab(_square(), LabSettings(kernel=name, color=mode))
     kh, kw = result.weights.shape
     values = result.output if result.output.ndim == 2 else result.output[:, :, 0]
-    pixels = np.asarray(result.image, dtype=np.float64)
+    pixels = np.asarray(result.image.convert("RGB"), dtype=np.float64)
     peak = float(np.abs(values).max())
 
     def at(array, row, col):  # output (and picture) index of the kernel centred on input (row, col)

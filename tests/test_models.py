@@ -275,13 +275,19 @@ def test_the_papers_initialisation():
         assert (
             abs(float(layer.weight.detach().std()) - 0.01) < 0.001 and abs(float(layer.weight.detach().mean())) < 0.001
         )
-    assert [float(c.bias.unique()) for c in convs] == [0.0, 1.0, 0.0, 1.0, 1.0]  # conv2, conv4, conv5 start at 1
-    assert [float(m.bias.unique()) for m in linears] == [1.0, 1.0, 0.0]  # fc6, fc7; the output layer at 0
+    assert [float(c.bias.detach().unique()) for c in convs] == [
+        0.0,
+        1.0,
+        0.0,
+        1.0,
+        1.0,
+    ]  # conv2, conv4, conv5 start at 1
+    assert [float(m.bias.detach().unique()) for m in linears] == [1.0, 1.0, 0.0]  # fc6, fc7; the output layer at 0
     again = build("alexnet", num_classes=10, init="paper", generator=torch.Generator().manual_seed(0))
     assert torch.equal(again.features[0].weight, model.features[0].weight)
     # A removed conv leaves the others their own numbers: without conv4, conv5 still starts at 1.
     dropped = build("alexnet_compact", init="paper", drop_conv=4)
-    assert [float(c.bias.unique()) for c in _modules(dropped, torch.nn.Conv2d)] == [0.0, 1.0, 0.0, 1.0]
+    assert [float(c.bias.detach().unique()) for c in _modules(dropped, torch.nn.Conv2d)] == [0.0, 1.0, 0.0, 1.0]
     default = build("alexnet", num_classes=10, generator=torch.Generator().manual_seed(0))
     assert float(default.features[3].bias.abs().max()) < 1 / (64 * 25) ** 0.5 + 1e-6  # torch's ±1/√fan_in
 

@@ -100,3 +100,46 @@ def test_a_baseline_cannot_join_the_chooser(baseline):
     with pytest.raises(ValueError, match="no convolutional layers"):
         store.add("s", build(baseline, num_classes=2), info)
     assert [key for _, key in store.choices("s")] == ["alexnet", "alexnet2012", "alexnet_compact"]
+
+
+def _loader(events, *, weight_bytes=None, wait=None):
+    """A loader as playground.checkpoints is one: it tells the store the weights' size, then builds."""
+
+    def load(admit):
+        model = build("alexnet_compact", num_classes=2)
+        admit(weight_bytes or COMPACT // 2)
+        events.append("admitted")
+        if wait is not None:
+            wait.wait(timeout=30)
+        events.append("built")
+        return model, ModelInfo("alexnet_compact", "file", "m", ("x", "y"))
+
+    return load
+
+
+def test_a_model_is_charged_before_it_is_built():
+    store = ModelStore(_fake_loader([]), session_bytes=COMPACT // 2)
+    events = []
+    with pytest.raises(ValueError, match="too large to keep here"):
+        store.load("s", _loader(events))
+    assert events == [] and store.held_bytes() == 0  # refused at admit: nothing after it ran
+    store = ModelStore(_fake_loader([]))
+    key = store.load("s", _loader(events))
+    assert events == ["admitted", "built"] and store.get(key, "s") and store.held_bytes() == COMPACT
+
+
+def test_loads_in_progress_count_against_the_servers_budget():
+    import threading
+
+    store = ModelStore(_fake_loader([]), per_session=3, session_bytes=3 * COMPACT, total_bytes=COMPACT * 3 // 2)
+    release, events, keys = threading.Event(), [], []
+    first = threading.Thread(target=lambda: keys.append(store.load("a", _loader(events, wait=release), visitor="1")))
+    first.start()
+    while "admitted" not in events:
+        first.join(0.01)
+    assert store.held_bytes() == COMPACT  # the load in progress is charged already
+    with pytest.raises(ValueError, match="busy loading other models"):
+        store.load("b", _loader([]), visitor="2")
+    release.set()
+    first.join()
+    assert store.get(keys[0], "a") and store.held_bytes() == COMPACT  # charged once, when kept

@@ -55,6 +55,13 @@ def tensors():
     yield {"weights": torch.arange(1_000_000, dtype=torch.float32)}  # copied through the pipe, not shared
 
 
+SERVER_STATE = "as imported"  # the server may change its modules' state; a job's process must not see it
+
+
+def reading_state():
+    yield SERVER_STATE
+
+
 def _all(worker: Worker) -> list:
     return [record for record in worker.records(poll=0.1) if record is not None]
 
@@ -125,3 +132,18 @@ def test_a_job_nobody_reads_is_stopped_by_the_reaper():
         time.sleep(0.2)
     assert not worker.alive() and "nobody was listening" in worker.stopped_because
     assert worker not in set(workers._LIVE)
+
+
+def test_a_jobs_process_shares_nothing_with_the_server():
+    """Jobs are forked from a fork server that only imported modules, never from the server itself."""
+    globals()["SERVER_STATE"] = "changed by the server"
+    try:
+        assert _all(Worker(reading_state, settings=QUIET)) == ["as imported"]
+    finally:
+        globals()["SERVER_STATE"] = "as imported"
+
+
+def test_the_message_names_the_job_the_learner_started():
+    units = WorkerSettings(nice=5, threads=1, memory_bytes=0, stale_seconds=60.0, kind="Units")
+    with pytest.raises(ValueError, match=r"^The Units process failed \(KeyError\)"):
+        _all(Worker(crashing, settings=units))

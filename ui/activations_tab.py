@@ -6,8 +6,9 @@ import gradio as gr
 import pandas as pd
 
 from playground import activations as A
+from playground.config import get_limits
 from ui import inputs
-from ui.common import open_photo, photo_input, photo_with_examples, result_image, user_errors
+from ui.common import look, open_photo, photo_input, photo_with_examples, result_image, user_errors
 from ui.model_panel import get_model, notice_markdown
 
 DEFAULT_LAYER = "features.1"  # the ReLU after conv1: sparse maps of edges and colour blobs
@@ -35,8 +36,8 @@ def layers(model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Request = None)
 def activations(model_key="alexnet", image=None, layer=DEFAULT_LAYER, channel=None, request: gr.Request = None):
     """The input as the network sees it, the layer's most active channels, one channel over the photo."""
     model, info = get_model(model_key, request)
-    x = A.preprocess(open_photo(image))
-    _, acts = A.forward_with_activations(model, x)
+    seen = look(model, image)
+    x, acts = seen.x, seen.activations
     layer, note = _layer(model, layer)
     activation = acts[layer]
     grid = A.channel_grid(activation, k=16)
@@ -68,7 +69,8 @@ def activations(model_key="alexnet", image=None, layer=DEFAULT_LAYER, channel=No
 def predict(model_key="alexnet", image=None, request: gr.Request = None):
     """Top-5 classes with their probabilities, and where the class names and weights come from."""
     model, info = get_model(model_key, request)
-    top = A.predict(model, A.preprocess(open_photo(image)), info.classes)
+    seen = look(model, image)
+    top = A.predict(model, seen.x, info.classes, logits=seen.logits)
     return dict(top), notice_markdown(info, "these predictions are guesses") or f"Weights: {info.description}."
 
 
@@ -84,7 +86,8 @@ def webcam_frame(frame, model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Re
     return A.channel_grid(activation, k=16, tile_px=64).image
 
 
-def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
+def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> dict:
+    """Lay out the tab; returns the components another tab may listen to (the Units tab: clicks on the grid)."""
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             image = photo_with_examples("act-photo", height=240)
@@ -143,6 +146,7 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         outputs=live,
         stream_every=0.05,  # the browser sends the next frame as soon as the last result is back
         time_limit=120,
-        concurrency_limit=4,
+        concurrency_limit=get_limits().webcam_concurrency,
         api_name="webcam_frame",
     )
+    return {"photo": image, "layer": layer, "grid": grid}

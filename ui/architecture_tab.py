@@ -19,6 +19,7 @@ COLUMNS = [
     "activations (KB)",
     "receptive field",
     "stride",
+    "position 0 sees (pixels)",
 ]
 
 EXPLAIN = """
@@ -28,7 +29,9 @@ channels). A fully connected layer from *n* to *m* units has *n × m + m*. ReLU,
 have no parameters. **Multiply-adds** are what one image costs: each output value of a convolution
 takes *C_in / g × k × k* of them. The **receptive field** is how many input pixels (per side) one
 value can see, and the **stride** how far apart, in input pixels, neighbouring values look: both grow
-layer by layer, which is how deep layers come to see whole objects. Once the maps are flattened into
+layer by layer, which is how deep layers come to see whole objects. **Position 0 sees** the rows (and
+columns) of input pixels the first value of a map looks at: padding makes it start before pixel 0;
+position *i* sees the same window moved *i × stride* pixels on (the Units tab draws these boxes). Once the maps are flattened into
 the fully connected layers, every value sees the whole image.
 """
 
@@ -54,6 +57,7 @@ def architecture(model_key="alexnet", request: gr.Request = None):
                 f"{r.activation_bytes / 1024:,.1f}",
                 "whole image" if r.receptive_field is None else f"{r.receptive_field} × {r.receptive_field}",
                 "" if r.stride is None else str(r.stride),
+                "" if r.offset is None else f"{r.offset} … {r.offset + r.receptive_field - 1}",
             ]
             for r in rows
         ],

@@ -10,19 +10,17 @@ import inspect
 import io
 import os
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
-from gradio.components.base import server
 from gradio.data_classes import ImageData
 from gradio.utils import get_upload_folder
 from PIL import Image
 
+from playground import activations as A
 from playground.config import get_limits
-from playground.images import check_header, load_image, load_photo_file
+from playground.images import load_image, load_photo_file, photo_file_key
 
 # scikit-image ships these photos, so the repository carries none. The coffee cup comes first.
 EXAMPLE_PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "camera")
@@ -79,84 +77,6 @@ class PhotoInput(gr.Image):
         raise gr.Error("Please upload the image as a file.")
 
 
-class SafeImageEditor(gr.ImageEditor):
-    """``gr.ImageEditor`` whose every input is bounded before Gradio decodes or stores it.
-
-    Gradio's editor takes its pictures two ways: as files named in the event's payload, and as blobs sent
-    one by one to its ``accept_blobs`` server function and kept in the component (shared by every session)
-    until the event uses them. Here a payload may name only uploads, a few layers, each checked from its
-    header against a canvas-sized pixel limit; and blobs are checked the same way on arrival, their index
-    is bounded, and what all sessions keep is bounded in bytes and in time.
-    """
-
-    is_template = True
-    # No __init__ override: Gradio reads a component's settings from its constructor's signature.
-
-    def preprocess(self, payload):
-        if payload is not None:
-            limits = get_limits()
-            if len(payload.layers or []) > limits.editor_max_layers:
-                raise gr.Error(
-                    f"The editor sent {len(payload.layers)} layers; at most {limits.editor_max_layers} are accepted."
-                )
-            for item in [payload.background, payload.composite, *(payload.layers or [])]:
-                if item is not None and getattr(item, "url", None) and str(item.url).startswith("data:"):
-                    raise gr.Error("Please paint on the photo in the editor.")
-                if item is not None and getattr(item, "path", None):
-                    _checked_canvas(uploaded_path(item.path))
-            if payload.id is not None:  # the blobs are used now: Gradio drops them, so does our account
-                with _EDITOR_LOCK:
-                    _BLOB_BORN.pop((id(self), payload.id), None)
-                    _BLOB_BYTES.pop((id(self), payload.id), None)
-        return super().preprocess(payload)
-
-    @server
-    def accept_blobs(self, data):
-        limits = get_limits()
-        fields, files = data.data, data.files
-        kind, index, blob_id = fields.get("type"), fields.get("index"), str(fields.get("id") or "")
-        index = None if index in (None, "", "null") else index
-        if kind not in ("layer", "background", "composite") or not 0 < len(blob_id) <= 64 or len(files) != 1:
-            raise gr.Error("The editor sent something it should not have; please reload the page.")
-        if index is not None and not (str(index).isdigit() and int(index) < limits.editor_max_layers):
-            raise gr.Error(f"The editor accepts at most {limits.editor_max_layers} layers.")
-        content = files[0][1]
-        if len(content) > limits.editor_blob_bytes:
-            raise gr.Error(f"That layer is too large ({len(content) / 1e6:.0f} MB); please use a smaller photo.")
-        _checked_canvas(content)
-        with _EDITOR_LOCK:
-            _BLOB_BYTES[(id(self), blob_id)] = _BLOB_BYTES.get((id(self), blob_id), 0) + len(content)
-            _BLOB_BORN.setdefault((id(self), blob_id), time.monotonic())
-            self._forget_old_blobs(limits)
-            return super().accept_blobs(data)
-
-    def _forget_old_blobs(self, limits) -> None:
-        """Drop blob sets past their lifetime, then the oldest while all of them exceed the byte budget."""
-        mine = [key for key in _BLOB_BORN if key[0] == id(self)]
-        now = time.monotonic()
-        for key in sorted(mine, key=_BLOB_BORN.get):
-            too_old = now - _BLOB_BORN[key] > limits.editor_blob_seconds
-            too_much = sum(_BLOB_BYTES.get(k, 0) for k in _BLOB_BORN if k[0] == id(self)) > limits.editor_blobs_bytes
-            if not (too_old or too_much):
-                break
-            self.blob_storage.pop(key[1], None)
-            _BLOB_BORN.pop(key, None)
-            _BLOB_BYTES.pop(key, None)
-
-
-_EDITOR_LOCK = threading.Lock()
-_BLOB_BORN: dict[tuple[int, str], float] = {}  # (editor, blob set id) -> when its first blob arrived
-_BLOB_BYTES: dict[tuple[int, str], int] = {}
-
-
-def _checked_canvas(source) -> None:
-    """Refuse an editor picture whose header declares more pixels than a canvas may have (nothing decoded)."""
-    try:
-        check_header(source, max_pixels=get_limits().editor_max_pixels)
-    except ValueError as error:
-        raise gr.Error(f"The editor's picture cannot be used: {error}") from None
-
-
 class ResultImage(gr.Image):
     """An output image sent as an exact PNG saved at the fastest compression level.
 
@@ -175,7 +95,12 @@ class ResultImage(gr.Image):
         folder = Path(self.GRADIO_CACHE) / hashlib.sha256(data).hexdigest()
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "image.png"
-        path.write_bytes(data)
+        if not path.exists():  # the same picture (a kernel's heat map, say) is often sent to many learners
+            # Written beside and renamed into place: a learner downloading the file while another request
+            # writes it must never read half of it (that broke downloads under load).
+            with tempfile.NamedTemporaryFile(dir=folder, suffix=".part", delete=False) as handle:
+                handle.write(data)
+            os.replace(handle.name, path)
         self.temp_files.add(str(path))  # so the app's delete_cache clears old results too
         return ImageData(path=str(path), orig_name=path.name)
 
@@ -204,22 +129,33 @@ def open_photo(source) -> Image.Image:
     Raises:
         ValueError: no photo, or one that cannot be used (the sentence says why).
     """
+    return _open_photo(source)[0]
+
+
+def _open_photo(source) -> tuple[Image.Image, tuple | None]:
+    """The photo, and what identifies its file for caches (None for the bytes of a data: URL)."""
     if source is None:
         raise ValueError("Upload a photo, use the webcam, or click one of the examples first.")
     if isinstance(source, (bytes, bytearray)):
-        return load_image(source)
+        return load_image(source), None
     try:
-        return load_photo_file(uploaded_path(source))
+        path = uploaded_path(source)
+        return load_photo_file(path), photo_file_key(path)
     except OSError:
         raise ValueError(UNREADABLE) from None
 
 
-MAX_MESSAGE = 400  # characters: our sentences are shorter; a value quoted in one is cut, never echoed whole
+def look(model, source) -> A.Seen:
+    """A photo (as :func:`open_photo` takes it) through ``model``: its input, every layer and its scores,
+    computed once per photo and weights however many tabs ask (see :func:`playground.activations.look`)."""
+    photo, key = _open_photo(source)
+    return A.look(model, photo, key=key)
 
 
 def bounded(message: str) -> str:
-    """A message as the user may see it: at most ``MAX_MESSAGE`` characters."""
-    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
+    """A message as the user may see it: at most ``Limits.max_message_chars`` characters."""
+    most = get_limits().max_message_chars
+    return message if len(message) <= most else message[: most - 1] + "…"
 
 
 def user_errors(fn):

@@ -154,7 +154,7 @@ def experiment(
         if listener_gone(request):
             return
         yield {"status": "<p>Starting a worker process and reading the data…</p>", "table": None, "notes": ""}
-        worker = runner.start(experiment_job, job)
+        worker = runner.start(experiment_job, job, kind="experiment")
         JOBS.attach(session, worker)
         hard_stop = time.monotonic() + config.max_seconds + 120  # the job stops itself at the cap; a backstop
         labels = [run.label for run in (config.runs or config.recipe.runs)]
@@ -264,9 +264,12 @@ def open_run(run, request: gr.Request = None):
             "Choose a finished run of your experiment first (baselines cannot be opened: no convolutions)."
         )
     index = int(run)
-    model, info = checkpoints.load_user_checkpoint(kept.checkpoints[index])
-    info = ModelInfo(info.name, "file", f"experiment: {kept.descriptions[index]}", info.classes)
-    key = STORE.add(session, model, info, visitor=address(request))
+
+    def loader(admit):  # charged to the store from the file's headers, before the model is built
+        model, info = checkpoints.load_user_checkpoint(kept.checkpoints[index], admit=admit)
+        return model, ModelInfo(info.name, "file", f"experiment: {kept.descriptions[index]}", info.classes)
+
+    key = STORE.load(session, loader, visitor=address(request))
     return refresh_choices(key, request), f"Opened **{kept.descriptions[index]}**: it is now the chosen model."
 
 

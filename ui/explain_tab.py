@@ -12,7 +12,9 @@ from playground.attributions import METHODS, agreement_matrix, attribute, compar
 from playground.config import get_limits
 from playground.models import BLACK, imagenet_classes
 from ui import inputs
-from ui.common import SafeImageEditor, open_photo, photo_with_examples, result_image, user_errors
+from ui.background import in_background
+from ui.common import look, open_photo, photo_with_examples, result_image, user_errors
+from ui.editor import SafeImageEditor
 from ui.model_panel import get_model, notice_markdown
 
 TOP1 = "top-1 prediction"
@@ -27,8 +29,7 @@ two maps' absolute values (1: the same pixels matter in the same order, 0: unrel
 
 def _prepare(model_key, image, target, request):
     model, info = get_model(model_key, request)
-    x = A.preprocess(open_photo(image))
-    return model, info, x, None if target in (None, "", TOP1) else target
+    return model, info, look(model, image), None if target in (None, "", TOP1) else target
 
 
 def _facts(info, result, probability) -> str:
@@ -50,11 +51,8 @@ def _facts(info, result, probability) -> str:
     return "\n\n".join(lines + ([notice] if notice else []))
 
 
-def _probability(model, x, index) -> float:
-    import torch
-
-    with torch.no_grad():
-        return float(torch.softmax(model(x)[0], 0)[index])
+def _probability(seen, index) -> float:
+    return float(seen.logits[0].float().softmax(0)[index])
 
 
 @user_errors
@@ -70,21 +68,29 @@ def explain(
     request: gr.Request = None,
 ):
     """One attribution method in detail: the map for the chosen class, and what went into it."""
-    model, info, x, target = _prepare(model_key, image, target, request)
+    model, info, seen, target = _prepare(model_key, image, target, request)
     result = attribute(
-        model, x, method, target, classes=info.classes, black=BLACK, n_steps=int(n_steps), layer=layer or None
+        model,
+        seen.x,
+        method,
+        target,
+        classes=info.classes,
+        logits=seen.logits,
+        black=BLACK,
+        n_steps=int(n_steps),
+        layer=layer or None,
     )
-    picture = attribution_image(result.values, A.network_view(x), view=view, sign=sign, size_in=4.5)
-    return picture, _facts(info, result, _probability(model, x, result.target))
+    picture = attribution_image(result.values, A.network_view(seen.x), view=view, sign=sign, size_in=4.5)
+    return picture, _facts(info, result, _probability(seen, result.target))
 
 
 @user_errors
 def compare_all(model_key="alexnet", image=None, target=TOP1, sign="absolute", request: gr.Request = None):
     """Every method on the same photo and class, then how much each pair agrees (streams as it goes)."""
-    model, info, x, target = _prepare(model_key, image, target, request)
-    view = A.network_view(x)
+    model, info, seen, target = _prepare(model_key, image, target, request)
+    view = A.network_view(seen.x)
     gallery, maps, total = [], {}, 0.0
-    for result in compare(model, x, target, classes=info.classes, black=BLACK):
+    for result in in_background(compare(model, seen.x, target, classes=info.classes, black=BLACK)):
         maps[result.method], total = result.values, total + result.seconds
         gallery.append(
             (
@@ -112,10 +118,10 @@ def compare_all(model_key="alexnet", image=None, target=TOP1, sign="absolute", r
 @user_errors
 def run_sanity_check(model_key="alexnet", image=None, target=TOP1, method="saliency", request: gr.Request = None):
     """Cascading randomisation: how the map changes as the network is destroyed from the top."""
-    model, info, x, target = _prepare(model_key, image, target, request)
-    view = A.network_view(x)
+    model, info, seen, target = _prepare(model_key, image, target, request)
+    view = A.network_view(seen.x)
     gallery, rows = [], []
-    for step in sanity_check(model, x, method, target, classes=info.classes, black=BLACK):
+    for step in in_background(sanity_check(model, seen.x, method, target, classes=info.classes, black=BLACK)):
         caption = "trained" if not step.randomised else f"randomised down to {step.randomised}"
         gallery.append((attribution_image(step.values, view), f"{caption}: similarity {step.similarity:.2f}"))
         rows.append([caption, round(step.similarity, 3)])
@@ -148,6 +154,7 @@ def editor_background(image):
 def occlude(model_key="alexnet", image=None, edited=None, request: gr.Request = None):
     """Top-5 before and after covering the painted region with the ImageNet mean colour."""
     model, info = get_model(model_key, request)
+    seen = look(model, image)
     photo = open_photo(image)
     layers = [np.asarray(layer) for layer in (edited or {}).get("layers") or []]
     strokes = [
@@ -158,7 +165,7 @@ def occlude(model_key="alexnet", image=None, edited=None, request: gr.Request = 
     if not mask.any():
         raise ValueError("Paint over part of the photo first (the brush in the editor), then press the button.")
     covered, fraction = cover(photo, mask)  # resizes the canvas-sized mask to the photo
-    before = A.predict(model, A.preprocess(photo), info.classes)
+    before = A.predict(model, seen.x, info.classes, logits=seen.logits)
     ranked = A.predict(model, A.preprocess(covered), info.classes, k=len(info.classes))
     after = ranked[:5]
     name, p_before = before[0]
@@ -265,14 +272,14 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         outputs=[detail, facts],
         api_name="attribute",
         trigger_mode="always_last",
-        concurrency_limit=2,
+        concurrency_limit=get_limits().attribute_concurrency,
     )
     comparing = compare_button.click(
         compare_all,
         inputs=[chooser, image, target, sign],
         outputs=[gallery, agreement, compare_status],
         api_name="compare",
-        concurrency_limit=1,
+        concurrency_limit=get_limits().compare_concurrency,
     )
     compare_stop.click(None, cancels=[comparing])
     checking = sanity_button.click(
@@ -280,7 +287,7 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         inputs=[chooser, image, target, sanity_method],
         outputs=[sanity_gallery, sanity_table, sanity_verdict],
         api_name="sanity_check",
-        concurrency_limit=1,
+        concurrency_limit=get_limits().sanity_check_concurrency,
     )
     sanity_stop.click(None, cancels=[checking])
     occlude_button.click(

@@ -1,12 +1,17 @@
 """A gate in front of the app for what reaches it over HTTP before any handler runs.
 
-Gradio stores every upload it is sent, of any type, and passes an event's values to its components
-however many there are. This ASGI middleware answers with a sentence, before anything is stored or run:
+Gradio reads a request's whole body before any check of ours could run, stores every upload it is sent,
+fetches any URL a file value names, and passes an event's values to its components however many there
+are. This ASGI middleware answers with a sentence instead, before Gradio reads anything:
 
-- uploads: each network address may send so many bytes an hour; files other than the kinds the app's
-  inputs take (images, zips, checkpoints) may only come in small requests; and the folder where uploads
+- every POST: its body is bounded (an event's values, an editor's picture, anything else small), read
+  here and handed on only when it fits;
+- uploads: a file of a kind the app's inputs do not take is refused first (only small requests may carry
+  other files); then each network address may send so many bytes an hour, and the folder where uploads
   and results live is kept under its disk budget, oldest files swept first;
-- events (``/queue/join``): the body is bounded, and must carry one value for each of the event's inputs.
+- events (``/queue/join``, ``/call/…``, ``/run/…``, ``/stream/…``): they must name an event of this app and
+  carry one well-formed value for each of its inputs, files only as uploads (never a URL for the server to
+  fetch); and one visitor may have only so many waiting in the queue.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ from gradio.utils import get_upload_folder
 
 from playground.config import get_limits
 from playground.images import IMAGE_EXTENSIONS
+from ui import queueing
+from ui.inputs import short
 
 ACCEPTED_FILES = (*IMAGE_EXTENSIONS, ".zip", ".safetensors", ".pt", ".pth")
-SMALL_REQUEST = 1024 * 1024  # a request this small may carry any file (stray files inside an uploaded folder)
+EVENTS = re.compile(r"(queue/join|call/v2/[^/]+|call/[^/]+|run/[^/]+|api/[^/]+|stream/[^/]+)/?")
 
 
 class Guard:
@@ -34,16 +41,31 @@ class Guard:
         self.blocks = blocks
         self._sent: dict[str, deque] = defaultdict(deque)  # address -> (time, bytes) of its uploads this hour
         self._lock = threading.Lock()
+        self._parameters: dict[str, list[str]] | None = None  # api name -> parameter names, for /call/v2
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
-        path = scope["path"]
-        if path.endswith("/gradio_api/upload"):
+        limits = get_limits()
+        route = scope["path"].split("/gradio_api/", 1)[-1]
+        if route.rstrip("/") == "upload":
             return await self._upload(scope, receive, send)
-        if path.endswith("/gradio_api/queue/join"):
-            return await self._join(scope, receive, send)
-        return await self.app(scope, receive, send)
+        event = EVENTS.fullmatch(route)
+        if event:
+            most = limits.max_request_bytes
+        elif route.rstrip("/") == "component_server":  # the editor sends its pictures here, one at a time
+            most = limits.editor_blob_bytes + limits.small_request_bytes
+        else:
+            most = limits.small_request_bytes
+        read = await _read_body(scope, receive, most)
+        if read is None:
+            return await _refuse(send, 413, f"That request is too large; the limit is {most / 2**20:,.0f} MB.")
+        messages, body = read
+        if event:
+            status, problem = self._event_problem(event.group(1), body, scope)
+            if problem:
+                return await _refuse(send, status, problem)
+        return await self.app(scope, _replay(messages, receive), send)
 
     # --- uploads ----------------------------------------------------------------------------------
 
@@ -56,28 +78,27 @@ class Guard:
             return await _refuse(
                 send, 413, f"That file is too large; the limit is {limits.max_upload_bytes / 2**20:,.0f} MB."
             )
-        address = _address(scope)
-        problem = self._charge(address, length, limits)
+        head, watcher = [], None
+        if length > limits.small_request_bytes:  # the kind is checked first: a refused file costs no budget
+            seen = b""  # read on until the first part's headers are in (they end with a blank line)
+            while b"\r\n\r\n" not in seen and len(seen) < 65536:
+                message = await receive()
+                head.append(message)
+                seen += message.get("body", b"")
+                if message["type"] != "http.request" or not message.get("more_body"):
+                    break
+            watcher = _PartWatcher(_boundary(scope))
+            names = watcher.names(seen)
+            if not names or any(not _accepted(name) for name in names):
+                kinds = ", ".join(ACCEPTED_FILES)
+                return await _refuse(send, 415, f"Only images, zips and checkpoints can be uploaded here ({kinds}).")
+        problem = self._charge(queueing.address(scope), length, limits)
         if problem:
             return await _refuse(send, 429, problem)
         if not sweep(length):
             return await _refuse(
                 send, 507, "The server's storage for uploads is full right now; please try again later."
             )
-        if length <= SMALL_REQUEST:
-            return await self.app(scope, receive, send)
-        head, seen = [], b""  # read on until the first part's headers are in (they end with a blank line)
-        while b"\r\n\r\n" not in seen and len(seen) < 65536:
-            message = await receive()
-            head.append(message)
-            seen += message.get("body", b"")
-            if message["type"] != "http.request" or not message.get("more_body"):
-                break
-        watcher = _PartWatcher(_boundary(scope))
-        names = watcher.names(seen)
-        if not names or any(not _accepted(name) for name in names):
-            kinds = ", ".join(ACCEPTED_FILES)
-            return await _refuse(send, 415, f"Only images, zips and checkpoints can be uploaded here ({kinds}).")
         return await self.app(scope, _replay(head, receive, watcher), send)
 
     def _charge(self, address: str, length: int, limits) -> str:
@@ -97,40 +118,124 @@ class Guard:
 
     # --- events -----------------------------------------------------------------------------------
 
-    async def _join(self, scope, receive, send):
-        limits = get_limits()
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            chunks.append(message)
-            size += len(message.get("body", b""))
-            if size > limits.max_request_bytes:
-                return await _refuse(
-                    send, 413, f"That request is too large; the limit is {limits.max_request_bytes / 2**20:,.0f} MB."
-                )
-            if message["type"] != "http.request" or not message.get("more_body"):
-                break
-        problem = self._shape_problem(b"".join(m.get("body", b"") for m in chunks))
-        if problem:
-            return await _refuse(send, 422, problem)
-        return await self.app(scope, _replay(chunks, receive), send)
-
-    def _shape_problem(self, body: bytes) -> str:
+    def _event_problem(self, route: str, body: bytes, scope) -> tuple[int, str]:
+        """(HTTP status, sentence) when an event request cannot go on to Gradio, else (200, "")."""
         try:
             payload = json.loads(body)
-            fn_index, data = payload.get("fn_index"), payload.get("data")
-        except (ValueError, AttributeError):
-            return "The request is not the JSON an event expects."
-        fn = self.blocks.fns.get(fn_index) if isinstance(fn_index, int) else None
-        if fn is None or not isinstance(data, list):
-            return "The request names no event of this app, or carries no list of values."
-        names = [getattr(block, "label", None) or type(block).__name__.lower() for block in fn.inputs]
-        if len(data) != len(names):
-            return (
-                f"This event takes {len(names)} value(s), in this order: {', '.join(map(str, names))}; "
-                f"the request has {len(data)}."
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            return 422, "The request is not the JSON an event expects."
+        parts = route.rstrip("/").split("/")
+        kind, api_name = parts[0], parts[-1]
+        if kind == "stream" and not isinstance(payload.get("fn_index"), int):  # a stream's next chunk
+            problem = (
+                ""
+                if not _names_a_url(payload.get("data"))
+                else "Upload the file itself; this server does not fetch files from URLs."
             )
+            return (422, problem) if problem else (200, "")
+        if route.startswith("call/v2/"):
+            pairs, problem = self._by_keyword(api_name, payload)
+        else:
+            pairs, problem = self._by_position(kind, api_name, payload)
+        for block, value in pairs:
+            problem = problem or _value_problem(block, value)
+        if problem:
+            return 422, problem
+        if kind in ("queue", "call"):  # these take a place in the queue
+            session = payload.get("session_hash")
+            problem = queueing.crowding_problem(
+                getattr(self.blocks, "_queue", None),
+                session if isinstance(session, str) else None,
+                queueing.address(scope),
+            )
+            if problem:
+                return 429, problem
+        return 200, ""
+
+    def _by_position(self, kind: str, api_name: str, payload: dict) -> tuple[list, str]:
+        """(input, value) pairs of a request that lists its values (``data``), or why it cannot."""
+        data, fn_index = payload.get("data"), payload.get("fn_index")
+        if kind in ("queue", "stream") or isinstance(fn_index, int):
+            fn = self.blocks.fns.get(fn_index) if type(fn_index) is int else None
+        else:
+            fn = next((f for f in self.blocks.fns.values() if f.api_name == api_name), None)
+        if fn is None or not isinstance(data, list):
+            return [], "The request names no event of this app, or carries no list of values."
+        inputs = list(fn.inputs)
+        public = [block for block in inputs if not getattr(block, "skip_api", False)]
+        if kind in ("call", "run", "api") and len(data) == len(public) != len(inputs):
+            inputs = public  # the simple API leaves out inputs a client never sets
+        if len(data) != len(inputs):
+            names = ", ".join(_name(block) for block in inputs)
+            return [], f"This event takes {len(inputs)} value(s), in this order: {names}; the request has {len(data)}."
+        return list(zip(inputs, data, strict=True)), ""
+
+    def _by_keyword(self, api_name: str, payload: dict) -> tuple[list, str]:
+        """(input, value) pairs of a ``/call/v2`` request, whose values are named, or why it cannot."""
+        fn = next((f for f in self.blocks.fns.values() if f.api_name == api_name), None)
+        if self._parameters is None:
+            endpoints = self.blocks.get_api_info()["named_endpoints"]
+            self._parameters = {
+                name.lstrip("/"): [p.get("parameter_name") for p in info["parameters"]]
+                for name, info in endpoints.items()
+            }
+        names = self._parameters.get(api_name)
+        if fn is None or names is None:
+            return [], "The request names no event of this app."
+        unknown = [key for key in payload if key not in names and key != "oauth_token"]
+        if unknown:
+            return [], f"This event takes {', '.join(map(str, names))}; {short(unknown[0])} is not one of them."
+        public = [block for block in fn.inputs if not getattr(block, "skip_api", False)]
+        by_name = dict(zip(names, public, strict=False))
+        return [(by_name[key], value) for key, value in payload.items() if key in by_name], ""
+
+
+def _name(block) -> str:
+    return str(getattr(block, "label", None) or getattr(block, "elem_id", None) or type(block).__name__.lower())
+
+
+def _value_problem(block, value) -> str:
+    """Why one input's value cannot go on to Gradio, with a sentence naming the input, or "".
+
+    Gradio fetches a file value that names a URL (in full, to memory and disk) and validates file values
+    outside its error handling (a blank "Error"); both happen before any code of ours could look.
+    """
+    if _names_a_url(value):
+        return f"{_name(block)}: upload the file itself; this server does not fetch files from URLs."
+    model = getattr(block, "data_model", None)
+    if value is None or model is None:
         return ""
+    try:
+        model.model_validate(value, context={"validate_meta": True})
+    except Exception:  # noqa: BLE001  (pydantic's messages quote the whole value; ours do not)
+        kind = "an uploaded file" if "File" in model.__name__ or "Image" in model.__name__ else "a value of its kind"
+        if model.__name__ == "EditorData":
+            kind = "the editor's pictures (uploaded files)"
+        return f"{_name(block)}: expected {kind}, got {short(value)}."
+    return ""
+
+
+def _names_a_url(value) -> bool:
+    """True when ``value``, however deeply nested, holds a file whose ``path`` is a web address (Gradio would
+    download it, whatever the input) or one that only a web address names. A file already uploaded here may
+    carry its own ``url`` beside its path."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            path, url = item.get("path"), item.get("url")
+            if _web(path) or (not path and _web(url)):
+                return True
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+def _web(text) -> bool:
+    return isinstance(text, str) and text.strip().lower().startswith(("http://", "https://", "//"))
 
 
 def _accepted(name: bytes) -> bool:
@@ -144,12 +249,21 @@ def _content_length(scope) -> int | None:
     return None
 
 
-def _address(scope) -> str:
-    for key, value in scope.get("headers", []):
-        if key == b"x-forwarded-for":
-            return value.decode("latin-1").split(",")[0].strip()
-    client = scope.get("client")
-    return client[0] if client else ""
+async def _read_body(scope, receive, most: int):
+    """(messages, body) of a request whose body is at most ``most`` bytes, or None (read no further)."""
+    length = _content_length(scope)
+    if length is not None and length > most:
+        return None
+    messages, size = [], 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        size += len(message.get("body", b""))
+        if size > most:
+            return None
+        if message["type"] != "http.request" or not message.get("more_body"):
+            break
+    return messages, b"".join(m.get("body", b"") for m in messages)
 
 
 def _boundary(scope) -> bytes:
@@ -202,16 +316,16 @@ async def _refuse(send, status: int, sentence: str) -> None:
 
 _sweep_lock = threading.Lock()
 _usage = {"bytes": 0, "measured": -1e9}  # the folder's size when last measured, plus uploads since
-RESCAN_SECONDS = 30.0
 
 
 def sweep(incoming: int = 0) -> bool:
     """Keep the upload and result folder under its disk budget, oldest files first; True if ``incoming``
-    fits. The folder is measured at most every ``RESCAN_SECONDS`` (and whenever it looks full)."""
-    budget = get_limits().uploads_disk_bytes
+    fits. The folder is measured at most every ``Limits.disk_rescan_seconds`` (and whenever it looks full)."""
+    limits = get_limits()
+    budget = limits.uploads_disk_bytes
     with _sweep_lock:
         now = time.monotonic()
-        if now - _usage["measured"] < RESCAN_SECONDS and _usage["bytes"] + incoming <= budget:
+        if now - _usage["measured"] < limits.disk_rescan_seconds and _usage["bytes"] + incoming <= budget:
             _usage["bytes"] += incoming
             return True
         files = _files(Path(get_upload_folder()))
@@ -242,12 +356,13 @@ def _files(folder: Path) -> list[tuple[float, int, Path]]:
     return found
 
 
-def start_sweeper(every: float = 60.0) -> None:
-    """Sweep in the background too: results (every click writes one) fill the folder as well as uploads."""
+def start_sweeper() -> None:
+    """Sweep in the background too (every ``Limits.disk_sweep_seconds``): results (every click writes one)
+    fill the folder as well as uploads."""
 
     def loop():
         while True:
-            time.sleep(every)
+            time.sleep(get_limits().disk_sweep_seconds)
             with _sweep_lock:
                 _usage["measured"] = -1e9  # measure afresh
             sweep()

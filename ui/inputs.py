@@ -13,7 +13,7 @@ import numbers
 import gradio as gr
 from gradio.data_classes import ListFiles
 
-MAX_TEXT = 20_000  # characters in a text box (a kernel of 11 x 11 numbers takes a few hundred)
+from playground.config import get_limits
 
 
 def short(value, limit: int = 40) -> str:
@@ -38,7 +38,7 @@ def _number(payload) -> bool:
 
 
 def _choice(payload) -> bool:
-    return isinstance(payload, (str, numbers.Real)) and len(str(payload)) <= MAX_TEXT
+    return isinstance(payload, (str, numbers.Real)) and len(str(payload)) <= get_limits().max_text_chars
 
 
 # Each keeps its Gradio class first among its bases: the page draws a subclass with its base's code.
@@ -70,8 +70,9 @@ class Textbox(gr.Textbox):
     is_template = True
 
     def preprocess(self, payload):
-        accepted = payload is None or (isinstance(payload, str) and len(payload) <= MAX_TEXT)
-        return _checked(self, payload, accepted, f"text of at most {MAX_TEXT:,} characters", super().preprocess)
+        most = get_limits().max_text_chars
+        accepted = payload is None or (isinstance(payload, str) and len(payload) <= most)
+        return _checked(self, payload, accepted, f"text of at most {most:,} characters", super().preprocess)
 
 
 class Radio(gr.Radio):

@@ -59,8 +59,13 @@ def load_checkpoint(file, variant="auto", request: gr.Request = None):
     """Load an uploaded .safetensors / .pt / .pth checkpoint into this session's model chooser."""
     if file is None:
         raise ValueError("Choose a .safetensors, .pt or .pth file first.")
-    model, info = checkpoints.load_user_checkpoint(uploaded_path(file), None if variant in (None, "auto") else variant)
-    key = STORE.add(session_of(request), model, info, visitor=address(request))
+    path, variant = uploaded_path(file), None if variant in (None, "auto") else variant
+    # Charged to the store from the file's headers, before the model is built (see ModelStore.load).
+    key = STORE.load(
+        session_of(request),
+        lambda admit: checkpoints.load_user_checkpoint(path, variant, admit=admit),
+        visitor=address(request),
+    )
     return refresh_choices(key, request), describe_model(key, request)
 
 

@@ -1,4 +1,4 @@
-"""What Gradio's queue knows, for long jobs: who is queued or running, and whether anyone still listens.
+"""What Gradio's queue knows: who is queued or running, whether anyone still listens, and who is asking.
 
 Gradio 6 answers neither question in its public API, so this module reads its queue (``Blocks._queue``):
 the waiting events per concurrency group, the running ones, and each session's unread messages. It is
@@ -9,6 +9,7 @@ each answer through a running server.
 from __future__ import annotations
 
 import functools
+import os
 
 import gradio as gr
 from gradio.context import LocalContext
@@ -16,7 +17,7 @@ from gradio.context import LocalContext
 from playground.config import get_limits
 
 LONG = "long-jobs"  # the concurrency group of jobs that run for minutes (training, experiments)
-UNREAD_MESSAGES_WHEN_GONE = 8  # a listener drains its stream at once; this many unread means nobody is there
+UNITS = "unit-jobs"  # the Units tab's passes (seconds to minutes): admitted like long jobs, queued apart from them
 
 
 def _queue():
@@ -24,19 +25,45 @@ def _queue():
     return getattr(blocks, "_queue", None)
 
 
-def address(request) -> str:
-    """The visitor's address: the first hop a proxy recorded (a Space or a reverse proxy), else the peer.
+PROXY_HOPS_ENV = "PLAYGROUND_PROXY_HOPS"  # proxies in front of the app that append to X-Forwarded-For
 
-    Works on a ``gr.Request`` and on the HTTP request a queued event keeps. Without a proxy in front, a
-    client can write its own X-Forwarded-For; per-session and whole-server limits hold regardless.
+
+@functools.cache
+def proxy_hops() -> int:
+    """How many proxies in front of the app to trust: ``PLAYGROUND_PROXY_HOPS``, else one on a Hugging Face
+    Space (which sets ``SPACE_ID``; its proxy appends the visitor's address) and none elsewhere."""
+    text = os.environ.get(PROXY_HOPS_ENV)
+    if text is None:
+        return 1 if os.environ.get("SPACE_ID") else 0
+    if not text.strip().isdigit():
+        raise ValueError(f"{PROXY_HOPS_ENV}={text!r} is not valid: it counts proxies (0, 1, 2, ...)")
+    return int(text)
+
+
+def address(request) -> str:
+    """The visitor's network address, for per-address limits: on a ``gr.Request``, on the HTTP request a
+    queued event keeps, and on an ASGI scope (the guard's).
+
+    A client can write any X-Forwarded-For it likes; a proxy appends the address it saw to what it was sent.
+    So the entry the nearest trusted proxy appended (``proxy_hops()`` from the right) names the visitor, and
+    with no proxy trusted it is the peer of the connection.
     """
     if request is None:
         return ""
-    headers = getattr(request, "headers", None) or {}
-    forwarded = headers.get("x-forwarded-for", "")
-    if forwarded:
-        return forwarded.split(",")[0].strip()
-    return getattr(getattr(request, "client", None), "host", "") or ""
+    if isinstance(request, dict):  # an ASGI scope
+        headers = request.get("headers", [])
+        forwarded = [value.decode("latin-1") for key, value in headers if key == b"x-forwarded-for"]
+        peer = (request.get("client") or ("",))[0]
+    else:
+        headers = getattr(request, "headers", None) or {}
+        getlist = getattr(headers, "getlist", None)
+        forwarded = getlist("x-forwarded-for") if getlist else [headers.get("x-forwarded-for", "")]
+        peer = getattr(getattr(request, "client", None), "host", "") or ""
+    hops = proxy_hops()
+    entries = [entry.strip() for line in forwarded for entry in line.split(",") if entry.strip()]
+    if hops and entries:
+        return entries[-min(hops, len(entries))]
+    return peer or ""
 
 
 def listener_gone(request: gr.Request | None) -> bool:
@@ -50,28 +77,28 @@ def listener_gone(request: gr.Request | None) -> bool:
     if queue is None or not session:
         return False
     pending = queue.pending_messages_per_session.get(session)
-    return pending is not None and pending.qsize() >= UNREAD_MESSAGES_WHEN_GONE
+    return pending is not None and pending.qsize() >= get_limits().unread_messages_when_gone
 
 
-def _long_events() -> tuple[list, list]:
-    """(waiting, running) events of the long-jobs group."""
+def _long_events(group_id: str = LONG) -> tuple[list, list]:
+    """(waiting, running) events of a concurrency group (the long-jobs one by default)."""
     queue = _queue()
     if queue is None:
         return [], []
-    group = queue.event_queue_per_concurrency_id.get(LONG)
+    group = queue.event_queue_per_concurrency_id.get(group_id)
     waiting = list(group.queue) if group else []
-    running = [event for job in list(queue.active_jobs) if job for event in job if event.concurrency_id == LONG]
+    running = [event for job in list(queue.active_jobs) if job for event in job if event.concurrency_id == group_id]
     return waiting, running
 
 
-def admission_problem(request: gr.Request | None) -> str:
+def admission_problem(request: gr.Request | None, group: str = LONG) -> str:
     """Why a new long job from this visitor cannot join the queue now, or "" when it can.
 
     One job per session and a few per address at a time (queued or running), and only a few waiting
     for the whole server, so long jobs can never fill the queue that everyone's clicks go through.
     """
     limits = get_limits()
-    waiting, running = _long_events()
+    waiting, running = _long_events(group)
     session, where = getattr(request, "session_hash", None), address(request)
     mine = [event for event in waiting + running if event.session_hash == session]
     if mine:
@@ -90,9 +117,34 @@ def admission_problem(request: gr.Request | None) -> str:
     return ""
 
 
-def admits_long_jobs(handler):
+def crowding_problem(queue, session: str | None, where: str) -> str:
+    """Why one more event from this session and address cannot wait in ``queue`` (Gradio's), or "".
+
+    A browser has a few events in flight (opening the page fires a dozen at once); a client that joins
+    event after event, fresh session or not, could otherwise fill the queue that everyone's clicks go
+    through. Asked by the guard before Gradio's own queue sees the request.
+    """
+    if queue is None:
+        return ""
+    limits = get_limits()
+    waiting = [event for group in list(queue.event_queue_per_concurrency_id.values()) for event in list(group.queue)]
+    if session and sum(event.session_hash == session for event in waiting) >= limits.queued_events_per_session:
+        return (
+            f"You already have {limits.queued_events_per_session} requests waiting; please wait for them to "
+            "finish before sending more."
+        )
+    if where and sum(address(event.request) == where for event in waiting) >= limits.queued_events_per_address:
+        return (
+            f"{limits.queued_events_per_address} requests from your network are already waiting; please try "
+            "again in a moment."
+        )
+    return ""
+
+
+def admits_long_jobs(handler, group: str = LONG):
     """A Gradio validator for ``handler``'s event: refuse a long job at the door, before it takes a place in
-    the queue.
+    the queue. Jobs are counted within their concurrency ``group``: a learner may train and look at units
+    at the same time, but runs one job of each kind.
 
     Gradio calls a validator with the handler's own parameters (the request among them, where the handler
     asks for one), and wants a verdict per input; the refusal is shown on the first one.
@@ -103,7 +155,7 @@ def admits_long_jobs(handler):
         values = [*args, *kwargs.values()]
         request = next((value for value in values if isinstance(value, gr.Request)), None)
         verdicts = [None] * sum(1 for value in values if not isinstance(value, gr.Request))
-        problem = admission_problem(request)
+        problem = admission_problem(request, group)
         if problem and verdicts:
             verdicts[0] = gr.validate(False, problem)
         return verdicts

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 from playground.config import get_limits
 from playground.jobs import Jobs
-from playground.workers import Worker
+from playground.workers import Worker, WorkerSettings
 
 JOBS = Jobs()  # one long job per session, a training or an experiment (both tabs claim here)
 
@@ -64,14 +64,16 @@ def _booked(argument) -> int:
     return math.ceil(argument.gpu_seconds)
 
 
-def start(target: Callable[..., Iterator], argument):
+def start(target: Callable[..., Iterator], argument, *, memory_bytes: int | None = None, kind: str = "training"):
     """Run ``target(argument)`` where long jobs run here; iterate ``.records()`` for what it yields.
 
     ``argument.gpu_seconds`` is the GPU time the job plans to use: on ZeroGPU it books the slot.
+    ``memory_bytes``: the worker's memory limit, when not a training worker's; ``kind``: what the learner
+    knows the job as, for the messages.
 
     Raises:
         ValueError: on ZeroGPU, a job longer than the longest slot.
     """
     if zero_gpu():
         return GpuSlotJob(target, argument)
-    return Worker(target, argument)
+    return Worker(target, argument, settings=WorkerSettings.from_limits(memory_bytes=memory_bytes, kind=kind))

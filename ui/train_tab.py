@@ -28,8 +28,9 @@ from playground.jobs import (
     planned_gpu_seconds,
     training_job,
 )
+from playground.unit_jobs import SessionZips
 from ui import folders, inputs, runner
-from ui.common import keyed, result_image, user_errors
+from ui.common import keyed, result_image, uploaded_path, user_errors
 from ui.model_panel import STORE, refresh_choices, session_of
 from ui.queueing import LONG, address, admits_long_jobs, listener_gone
 
@@ -45,6 +46,7 @@ layer on features computed once (fast, even on a CPU); *full* trains every layer
 STOPPED = "<p>Stopped. Nothing from this run was kept; your earlier results are unchanged.</p>"
 
 JOBS = runner.JOBS  # shared with the Experiments tab: one long job per session
+ZIPS = SessionZips()  # each session's last zip, which the Units tab can read as "my zip"
 
 
 def _request(zip_file, dataset, limit, config: FinetuneConfig, folder=None, folder_paths=None) -> TrainingRequest:
@@ -129,6 +131,8 @@ def train(
         )
         config.validate()
         job = _request(zip_file, dataset, limit, config, folder, folder_paths)
+        if job.zip_path:
+            ZIPS.remember(session, job.zip_path)
         job = dataclasses.replace(job, gpu_seconds=planned_gpu_seconds(job) if runner.zero_gpu() else 0.0)
         if listener_gone(request):  # it waited in the queue for a visitor who has gone
             return
@@ -249,8 +253,16 @@ def request_stop(request: gr.Request = None):
 
 
 @user_errors
+def remember_zip(zip_file, request: gr.Request = None):
+    """An uploaded zip becomes this session's "my zip" in the Units tab, trained on or not."""
+    if zip_file is not None:
+        ZIPS.remember(session_of(request), uploaded_path(zip_file))
+
+
+@user_errors
 def forget(request: gr.Request):
     JOBS.forget(session_of(request))
+    ZIPS.forget(session_of(request))
 
 
 def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
@@ -343,6 +355,7 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         validator=admits_long_jobs(handler),  # refused at the door, before it takes a place in the queue
     )
     stop_button.click(request_stop, api_name="stop_training", cancels=[training])
+    zip_file.upload(remember_zip, inputs=zip_file, api_name="remember_zip", api_visibility="undocumented")
     confusion.select(
         pick_cell,
         inputs=confusion,

@@ -1,0 +1,225 @@
+"""The Units tab's long passes, as jobs a worker process runs (see :mod:`playground.workers`), and the
+datasets they read.
+
+Each job takes one picklable :class:`UnitJob` and yields picklable records: previews of a feature
+visualisation, the tiles of a whole layer, progress through a dataset, then the finished result. The network
+travels as plain-pickled bytes (a copy: the server's shared model is never moved into shared memory) and
+only as much of it as the job needs: the features up to the unit, or the whole model for fc7.
+
+Datasets: ``"examples"`` (the example photos), the built-in ones of :data:`playground.data.DATASETS`, and
+``"my zip"``, the last zip this session gave the Train tab (:class:`SessionZips` remembers it).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import pickle
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torchvision.utils import make_grid
+
+from playground import data, uploads
+from playground.config import get_limits
+from playground.data import ImageDataset, to_tensor
+from playground.featurevis import FeatureVisSettings, truncated, visualise
+from playground.toppatches import top_patches
+
+if TYPE_CHECKING:
+    from playground.retrieval import Fc7Features
+
+EXAMPLES = "examples"
+MY_ZIP = "my zip"
+
+
+def dataset_names() -> list[str]:
+    """What the Units tab's dataset chooser offers, in order."""
+    return [EXAMPLES, *data.DATASETS, MY_ZIP]
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetChoice:
+    name: str  # one of dataset_names()
+    zip_path: str | None = None  # "my zip": the upload's path on the server
+    example_names: tuple[str, ...] = ()  # "examples": scikit-image photo names
+    limit: int = 1_000  # at most this many images of a built-in dataset or zip
+
+    def identity(self, session: str) -> tuple:
+        """The dataset part of a cache key; a session's own zip is that session's alone."""
+        if self.name == MY_ZIP:
+            stat = os.stat(self.zip_path) if self.zip_path and os.path.exists(self.zip_path) else None
+            return (MY_ZIP, session, self.zip_path, stat and (stat.st_size, stat.st_mtime_ns), self.limit)
+        return (self.name, self.example_names if self.name == EXAMPLES else self.limit)
+
+
+def choose_dataset(name: str, *, zip_path: str | None, example_names: tuple[str, ...]) -> DatasetChoice:
+    """Check a dataset name (and, for "my zip", that this session has one).
+
+    Raises:
+        ValueError: an unknown name, or "my zip" before any zip was uploaded in this session.
+    """
+    if name not in dataset_names():
+        raise ValueError(f"Unknown dataset {str(name)[:40]!r}; choose one of: {', '.join(dataset_names())}.")
+    if name == MY_ZIP and not zip_path:
+        raise ValueError(
+            "This session has no zip yet: upload a zip of class folders in the Train tab, then come back "
+            "(or choose the examples or a built-in dataset)."
+        )
+    return DatasetChoice(name, zip_path, tuple(example_names), get_limits().units_dataset_images)
+
+
+def open_dataset(choice: DatasetChoice) -> ImageDataset:
+    """Read the chosen dataset (in the worker: reading a zip or decoding Fashion-MNIST takes seconds).
+
+    Raises:
+        ValueError: a dataset that cannot be had here or has no images (the sentence says which).
+    """
+    if choice.name == EXAMPLES:
+        from skimage import data as photos
+
+        pictures = [Image.fromarray(np.asarray(getattr(photos, n)())).convert("RGB") for n in choice.example_names]
+        if not pictures:
+            raise ValueError("There are no example photos to look through.")
+        images = torch.stack([to_tensor(p, data.STORE_SIZE) for p in pictures])
+        return ImageDataset("the example photos", images, torch.arange(len(pictures)), choice.example_names)
+    if choice.name == MY_ZIP:
+        if not choice.zip_path or not os.path.isfile(choice.zip_path):
+            raise ValueError("Your zip is no longer on the server (uploads are swept after a while); upload it again.")
+        dataset = uploads.read_zip(choice.zip_path, name="your zip")
+    else:
+        dataset = data.open_dataset(choice.name, limit=choice.limit)
+    if len(dataset) > choice.limit:
+        keep = torch.tensor(data.spread(list(range(len(dataset))), choice.limit))
+        dataset = dataclasses.replace(dataset, images=dataset.images[keep], labels=dataset.labels[keep])
+    if len(dataset) == 0:
+        raise ValueError(f"{dataset.name} has no images.")
+    return dataset
+
+
+class SessionZips:
+    """The last zip each session uploaded or trained on, for the Units tab's "my zip" (bounded in sessions)."""
+
+    def __init__(self, sessions: int | None = None):
+        self._sessions = sessions or get_limits().zips_remembered
+        self._paths: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, session: str, path: str) -> None:
+        if not session:
+            return
+        with self._lock:
+            self._paths.pop(session, None)
+            self._paths[session] = path
+            while len(self._paths) > self._sessions:
+                self._paths.popitem(last=False)
+
+    def last(self, session: str) -> str | None:
+        with self._lock:
+            return self._paths.get(session or "")
+
+    def forget(self, session: str) -> None:
+        with self._lock:
+            self._paths.pop(session, None)
+
+
+# --- the jobs --------------------------------------------------------------------------------------------
+
+
+class Trunk(nn.Module):
+    """Just a model's ``features``, under the same name, so layer names and the trace stay the same."""
+
+    def __init__(self, features: nn.Sequential):
+        super().__init__()
+        self.features = features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+def pack(module: nn.Module) -> bytes:
+    """A module as plain-pickle bytes (a copy of its weights, never shared memory)."""
+    return pickle.dumps(module, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitJob:
+    kind: str  # "featurevis", "grid", "top_patches" or "fc7"
+    network: bytes  # pack(Trunk(model.features)), or pack(model) for fc7
+    layer: str = ""
+    channels: tuple[int, ...] = ()
+    settings: FeatureVisSettings = FeatureVisSettings()
+    dataset: DatasetChoice | None = None
+    gpu_seconds: float = 120.0  # what a ZeroGPU slot books for it (ui.runner); every pass here fits
+
+
+@dataclasses.dataclass(frozen=True)
+class GridProgress:
+    done: int  # channels finished
+    total: int
+    picture: Image.Image  # the grid so far (finished tiles, then the ones forming)
+    final: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Fc7Map:
+    features: Fc7Features
+    picture: Image.Image | None  # None for fewer than 5 images
+
+
+def run_job(job: UnitJob) -> Iterator:
+    """What a worker runs for a :class:`UnitJob`: the records of its pass, the result last."""
+    network = pickle.loads(job.network)  # our own bytes, made by pack() in the server
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    network.eval()
+    if job.kind == "featurevis":
+        yield from visualise(truncated(network, job.layer), list(job.channels), job.settings)
+    elif job.kind == "grid":
+        yield from layer_grid(network, job.layer, list(job.channels), job.settings)
+    elif job.kind == "top_patches":
+        yield from top_patches(network, open_dataset(job.dataset))
+    elif job.kind == "fc7":
+        # Imported here: matplotlib and scikit-learn cost a worker that only optimises a picture half a second.
+        from playground.retrieval import Fc7Features, dataset_features, draw_map
+
+        for record in dataset_features(network, open_dataset(job.dataset)):
+            if isinstance(record, Fc7Features):
+                record = Fc7Map(record, None if record.coordinates is None else draw_map(record))
+            yield record
+    else:
+        raise ValueError(f"Unknown kind of unit job {job.kind!r}.")
+
+
+def layer_grid(model: nn.Module, layer: str, channels: list[int], settings: FeatureVisSettings):
+    """Feature visualisations of many channels, optimised a batch at a time; yields the grid as it forms."""
+    trunk = truncated(model, layer)
+    chunk = 64 if settings.size <= 64 else 16  # small pictures batch well; large ones show progress sooner
+    done: list[torch.Tensor] = []
+    for start in range(0, len(channels), chunk):
+        for preview in visualise(trunk, channels[start : start + chunk], settings):
+            current = [_tensor(image) for image in preview.images]
+            if preview.final:
+                done.extend(current)
+                current = []
+            finished = len(done) == len(channels)
+            yield GridProgress(len(done), len(channels), compose(done + current, len(channels)), finished)
+
+
+def _tensor(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+
+
+def compose(tiles: list[torch.Tensor], total: int) -> Image.Image:
+    """Tiles (3, s, s) uint8 in a near-square grid sized for ``total``, blank where not yet formed."""
+    side = tiles[0].shape[-1]
+    blank = torch.full((3, side, side), 255, dtype=torch.uint8)
+    padded = tiles + [blank] * (total - len(tiles))
+    grid = make_grid(torch.stack(padded), nrow=int(np.ceil(np.sqrt(total))), padding=2, pad_value=255)
+    return Image.fromarray(grid.permute(1, 2, 0).numpy())

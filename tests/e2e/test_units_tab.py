@@ -1,0 +1,45 @@
+"""The Units tab in a real browser: a click on a channel of the Activations grid lands here with it chosen."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+TIMEOUT = 90_000
+
+
+def test_a_click_in_the_activations_grid_lands_in_units(page, screenshot):
+    page.get_by_role("tab", name="Activations & predictions").click()
+    grid = page.locator("#act-grid img")
+    grid.wait_for(timeout=TIMEOUT)
+    caption = page.locator("#act-caption").get_by_text("features.1").first
+    caption.wait_for(timeout=TIMEOUT)
+    shown = re.search(r"channels ([\d, ]+)\)", page.locator("#act-caption").inner_text()).group(1)
+    second = int(shown.split(", ")[1])  # the grid's tiles, row by row: the second is right of the first
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#act-grid img'); return i && i.complete && i.naturalWidth > 0; }"
+    )
+    natural = grid.evaluate("image => image.naturalWidth")
+    step = (natural - 2) // 4  # 16 tiles, 4 a row, 2 px apart (torchvision's make_grid)
+    box = grid.bounding_box()
+    x, y = 2 + step + step / 2, 2 + step / 2  # the second tile's centre
+    page.mouse.click(box["x"] + box["width"] * x / natural, box["y"] + box["height"] * y / natural)
+
+    page.locator("#units-deconvnet-caption").get_by_text(f"features.0 channel {second}").wait_for(timeout=TIMEOUT)
+    assert page.locator("#units-channel input").input_value() == str(second)
+    assert "features.0" in page.locator("#units-layer input").input_value()
+    assert page.locator("#units-visualise").is_visible()  # the Units tab is the one shown
+
+    page.locator("#units-visualise").click()
+    page.locator("#units-featurevis-caption").get_by_text("step 256 of 256").wait_for(timeout=TIMEOUT)
+    page.locator("#units-top").click()
+    page.locator("#units-patches img").first.wait_for(timeout=TIMEOUT)
+
+    field_map = page.locator("#units-map img")
+    field_map.wait_for(timeout=TIMEOUT)
+    spot = field_map.bounding_box()
+    page.mouse.click(spot["x"] + spot["width"] * 0.5, spot["y"] + spot["height"] * 0.25)
+    page.locator("#units-field-caption").get_by_text("sees pixels").wait_for(timeout=TIMEOUT)
+    screenshot("units")

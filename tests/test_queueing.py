@@ -1,0 +1,94 @@
+"""ui.queueing's answers that need no running server: who a visitor is, and whether it crowds the queue."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from playground.config import Limits
+from ui import queueing
+
+
+@pytest.fixture
+def hops(monkeypatch):
+    def trust(n: int):
+        monkeypatch.setattr(queueing, "proxy_hops", lambda: n)
+
+    return trust
+
+
+def _scope(forwarded: list[bytes], peer="10.0.0.9"):
+    return {"headers": [(b"x-forwarded-for", value) for value in forwarded], "client": (peer, 5000)}
+
+
+def test_the_address_is_the_entry_the_trusted_proxy_appended(hops):
+    hops(1)
+    # A client wrote "6.6.6.6" itself; the one proxy in front appended what it saw: 203.0.113.7.
+    assert queueing.address(_scope([b"6.6.6.6, 203.0.113.7"])) == "203.0.113.7"
+    assert queueing.address(_scope([b"6.6.6.6", b"203.0.113.7"])) == "203.0.113.7"  # two header lines, in order
+    assert queueing.address(_scope([])) == "10.0.0.9"  # nothing appended: the peer
+    hops(2)
+    assert queueing.address(_scope([b"6.6.6.6, 198.51.100.1, 10.1.1.1"])) == "198.51.100.1"
+    hops(0)  # no proxy trusted: whatever a client writes is ignored
+    assert queueing.address(_scope([b"6.6.6.6"])) == "10.0.0.9"
+
+
+def test_the_same_answer_for_a_request_object(hops):
+    hops(1)
+    request = types.SimpleNamespace(
+        headers={"x-forwarded-for": "6.6.6.6, 203.0.113.7"}, client=types.SimpleNamespace(host="10.0.0.9")
+    )
+    assert queueing.address(request) == "203.0.113.7"
+    hops(0)
+    assert queueing.address(request) == "10.0.0.9"
+    assert queueing.address(None) == ""
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [({}, 0), ({"SPACE_ID": "someone/alexnet"}, 1), ({"SPACE_ID": "x", "PLAYGROUND_PROXY_HOPS": "0"}, 0)],
+)
+def test_proxies_trusted_by_default_only_on_a_space(monkeypatch, environ, expected):
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.delenv("PLAYGROUND_PROXY_HOPS", raising=False)
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    queueing.proxy_hops.cache_clear()
+    try:
+        assert queueing.proxy_hops() == expected
+    finally:
+        queueing.proxy_hops.cache_clear()
+
+
+def test_a_bad_proxy_count_is_refused_with_its_name(monkeypatch):
+    monkeypatch.setenv("PLAYGROUND_PROXY_HOPS", "one")
+    queueing.proxy_hops.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="PLAYGROUND_PROXY_HOPS"):
+            queueing.proxy_hops()
+    finally:
+        queueing.proxy_hops.cache_clear()
+
+
+def test_one_session_or_address_may_hold_only_part_of_the_queue(hops, monkeypatch):
+    hops(0)
+    monkeypatch.setattr(
+        queueing, "get_limits", lambda: Limits(queued_events_per_session=2, queued_events_per_address=3)
+    )
+
+    def event(session, peer):
+        return types.SimpleNamespace(
+            session_hash=session, request=types.SimpleNamespace(headers={}, client=types.SimpleNamespace(host=peer))
+        )
+
+    queue = types.SimpleNamespace(
+        event_queue_per_concurrency_id={
+            "a": types.SimpleNamespace(queue=[event("s1", "10.0.0.1"), event("s1", "10.0.0.1")]),
+            "b": types.SimpleNamespace(queue=[event("s2", "10.0.0.1"), event("s3", "10.0.0.2")]),
+        }
+    )
+    assert "You already have 2 requests waiting" in queueing.crowding_problem(queue, "s1", "10.0.0.1")
+    assert "from your network" in queueing.crowding_problem(queue, "fresh", "10.0.0.1")
+    assert queueing.crowding_problem(queue, "fresh", "10.0.0.2") == ""
+    assert queueing.crowding_problem(None, "s1", "10.0.0.1") == ""

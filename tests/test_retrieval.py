@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from playground import checkpoints, data
+from playground.models import MODELS, build
+from playground.retrieval import Fc7Features, dataset_features, draw_map, fc7, neighbours, query_batch
+
+
+def _features(model, dataset) -> Fc7Features:
+    return list(dataset_features(model, dataset))[-1]
+
+
+@pytest.fixture(scope="module")
+def mapped():
+    model = build("alexnet_compact", num_classes=5, generator=torch.Generator().manual_seed(0)).eval()
+    dataset = data.synthetic(limit=30)
+    return model, dataset, _features(model, dataset)
+
+
+def test_features_are_the_input_of_the_last_layer(mapped):
+    model, dataset, features = mapped
+    assert features.features.shape == (30, 2048) and features.thumbnails.shape == (30, 3, 48, 48)
+    x = query_batch(Image.fromarray(dataset.images[4].permute(1, 2, 0).numpy()))
+    with torch.no_grad():  # by hand: everything before the classifier's last Linear
+        h = torch.flatten(model.avgpool(model.features(x)), 1)
+        expected = model.classifier[:-1](h)
+    assert torch.allclose(fc7(model, x), expected, atol=1e-5)
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_every_image_is_its_own_nearest_neighbour(mapped):
+    model, dataset, features = mapped
+    for index in (0, 13, 29):
+        photo = Image.fromarray(dataset.images[index].permute(1, 2, 0).numpy())
+        found = neighbours(features, fc7(model, query_batch(photo))[0], k=8)
+        assert len(found) == 8 and found[0].index == index
+        assert found[0].distance == pytest.approx(0.0, abs=1e-4)
+        assert [n.distance for n in found] == sorted(n.distance for n in found)
+        assert found[0].label == dataset.classes[int(dataset.labels[index])]
+
+
+def test_the_map_places_every_image(mapped):
+    _, _, features = mapped
+    assert features.coordinates.shape == (30, 2) and np.isfinite(features.coordinates).all()
+    picture = draw_map(features)
+    assert picture.width == 900 and picture.height > 900
+
+
+def test_tiny_datasets_have_neighbours_but_no_map():
+    model = build("alexnet_compact", num_classes=5).eval()
+    few = data.synthetic(limit=5)
+    few = type(few)("few", few.images[:3], few.labels[:3], few.classes)
+    features = _features(model, few)
+    assert features.coordinates is None
+    with pytest.raises(ValueError, match="fewer than 5"):
+        draw_map(features)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_variant_and_a_trained_checkpoint(name, tmp_path):
+    model = build(name, num_classes=3).eval()
+    path = checkpoints.save_checkpoint(model, tmp_path / "mine.safetensors", variant=name, classes=["a", "b", "c"])
+    loaded, _ = checkpoints.load_user_checkpoint(path)
+    x = query_batch(Image.new("RGB", (300, 240), (120, 30, 200)))
+    width = 2048 if name == "alexnet_compact" else 4096
+    assert fc7(loaded, x).shape == (1, width)

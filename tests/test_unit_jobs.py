@@ -1,0 +1,87 @@
+import io
+import time
+import zipfile
+
+import pytest
+from PIL import Image
+
+from playground import unit_jobs as J
+from playground.featurevis import FeatureVisSettings, Preview
+from playground.models import build
+from playground.retrieval import Fc7Progress
+from playground.toppatches import TopPatches
+from playground.workers import Worker, WorkerSettings
+
+
+def _zip(path, classes=("cats", "dogs"), per_class=3):
+    with zipfile.ZipFile(path, "w") as archive:
+        for c, name in enumerate(classes):
+            for i in range(per_class):
+                buffer = io.BytesIO()
+                Image.new("RGB", (40, 30), (80 * c, 20 * i, 100)).save(buffer, format="PNG")
+                archive.writestr(f"{name}/{i}.png", buffer.getvalue())
+    return str(path)
+
+
+def test_dataset_choices_and_their_sentences(tmp_path):
+    assert J.dataset_names()[0] == "examples" and J.dataset_names()[-1] == "my zip" and "synthetic" in J.dataset_names()
+    with pytest.raises(ValueError, match="Unknown dataset"):
+        J.choose_dataset("imagenet", zip_path=None, example_names=())
+    with pytest.raises(ValueError, match="This session has no zip yet"):
+        J.choose_dataset("my zip", zip_path=None, example_names=())
+    examples = J.open_dataset(J.choose_dataset("examples", zip_path=None, example_names=("coffee", "camera")))
+    assert examples.images.shape == (2, 3, 224, 224) and examples.classes == ("coffee", "camera")
+    mine = J.open_dataset(J.choose_dataset("my zip", zip_path=_zip(tmp_path / "pets.zip"), example_names=()))
+    assert len(mine) == 6 and mine.classes == ("cats", "dogs")
+    gone = J.DatasetChoice("my zip", zip_path=str(tmp_path / "swept.zip"))
+    with pytest.raises(ValueError, match="no longer on the server"):
+        J.open_dataset(gone)
+    with pytest.raises(ValueError, match="no example photos"):
+        J.open_dataset(J.DatasetChoice("examples"))
+    limited = J.open_dataset(J.DatasetChoice("synthetic", limit=12))
+    assert len(limited) <= 12
+
+
+def test_a_sessions_zip_is_its_own(tmp_path):
+    zips = J.SessionZips(sessions=2)
+    zips.remember("a", "/uploads/a.zip")
+    zips.remember("b", "/uploads/b.zip")
+    assert zips.last("a") == "/uploads/a.zip" and zips.last("c") is None
+    zips.remember("c", "/uploads/c.zip")  # the oldest session goes past the bound
+    assert zips.last("a") is None and zips.last("c") == "/uploads/c.zip"
+    zips.forget("c")
+    assert zips.last("c") is None
+    path = _zip(tmp_path / "x.zip")
+    a, b = (J.DatasetChoice("my zip", zip_path=path).identity(s) for s in ("a", "b"))
+    assert a != b  # the same file, asked for by two sessions, is cached apart
+
+
+def test_each_kind_of_job_runs_in_process():
+    model = build("alexnet_compact", num_classes=3).eval()
+    trunk = J.pack(J.Trunk(model.features))
+    settings = FeatureVisSettings(steps=4, size=48, preview_seconds=0)
+    records = list(J.run_job(J.UnitJob("featurevis", trunk, "features.3", (5,), settings)))
+    assert all(isinstance(r, Preview) for r in records) and records[-1].final
+    grid = list(J.run_job(J.UnitJob("grid", trunk, "features.0", tuple(range(48)), settings)))
+    assert grid[-1].final and grid[-1].done == 48 and grid[-1].picture.width == 7 * 50 + 2
+    tops = list(J.run_job(J.UnitJob("top_patches", trunk, dataset=J.DatasetChoice("synthetic", limit=10))))
+    assert isinstance(tops[-1], TopPatches) and tops[-1].images == 10
+    fc7 = list(J.run_job(J.UnitJob("fc7", J.pack(model), dataset=J.DatasetChoice("synthetic", limit=10))))
+    assert isinstance(fc7[0], Fc7Progress) and fc7[-1].features.features.shape == (10, 2048)
+    assert fc7[-1].picture is not None
+    with pytest.raises(ValueError, match="Unknown kind"):
+        list(J.run_job(J.UnitJob("nonsense", trunk)))
+
+
+def test_stop_ends_a_feature_visualisation_in_its_worker_at_once():
+    model = build("alexnet_compact", num_classes=3).eval()
+    job = J.UnitJob("featurevis", J.pack(J.Trunk(model.features)), "features.10", (1,), FeatureVisSettings(steps=512))
+    worker = Worker(J.run_job, job, settings=WorkerSettings(nice=0, threads=1, memory_bytes=0, stale_seconds=60))
+    previews = (record for record in worker.records() if record is not None)
+    first = next(previews)
+    assert isinstance(first, Preview) and first.step < 512
+    worker.stop()
+    deadline = time.monotonic() + 5
+    while worker.alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not worker.alive()

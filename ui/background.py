@@ -1,0 +1,52 @@
+"""Long work that stays in the server (compare-all, the sanity check) runs on low-priority threads.
+
+Such work takes seconds of a core, and everyone's clicks share the same cores. Training goes to a worker
+process (:mod:`playground.workers`); work that needs the server's own models and caches runs here instead,
+step by step on a few threads whose CPU niceness is raised once, when each thread starts: when a click
+needs a core, the kernel gives it that core, and the long work uses what the clicks leave.
+
+Linux applies ``setpriority`` to a single thread when given its thread id. Raising niceness needs no
+privilege; lowering it again would, so these threads stay niced for their life and never serve a click.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import functools
+import os
+import threading
+from collections.abc import Iterator
+
+from playground.config import get_limits
+
+_END = object()
+
+
+def _lower_own_priority() -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not Linux, or not allowed: plain threads then
+        me = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + get_limits().worker_nice))
+
+
+@functools.cache
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(
+        max_workers=get_limits().long_jobs_running, thread_name_prefix="background", initializer=_lower_own_priority
+    )
+
+
+def in_background(items: Iterator) -> Iterator:
+    """Iterate ``items`` (a generator), each step computed on a low-priority thread.
+
+    The caller's thread only waits. Closing this iterator (a Stop, a closed tab) closes ``items`` between
+    steps, so its ``finally`` runs as usual.
+    """
+    try:
+        while True:
+            item = _pool().submit(next, items, _END).result()
+            if item is _END:
+                return
+            yield item
+    finally:
+        items.close()
