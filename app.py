@@ -22,6 +22,7 @@ from ui import (
     activations_tab,
     architecture_tab,
     conv_lab_tab,
+    experiments_tab,
     explain_tab,
     filters_tab,
     guard,
@@ -64,6 +65,8 @@ def build_demo() -> gr.Blocks:
                 explain_tab.build_tab(demo, chooser)
             with gr.Tab("Train", id="train"):
                 train_tab.build_tab(demo, chooser)
+            with gr.Tab("Experiments", id="experiments"):
+                experiments_tab.build_tab(demo, chooser)
     return demo
 
 

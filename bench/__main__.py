@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import conv_lab, explain, model_tabs, training, units
+from bench import conv_lab, experiments, explain, model_tabs, training, units
 from bench.common import machine
 
 
@@ -23,6 +23,8 @@ def main() -> None:
     training.run()
     print("\n## Units (feature visualisation, top patches, fc7 map; one torch thread, as in a worker)", flush=True)
     units.run()
+    print("\n## Experiments (the lecture's ladder, the paper's ablations)", flush=True)
+    experiments.run()
 
 
 if __name__ == "__main__":

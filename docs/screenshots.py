@@ -92,8 +92,22 @@ def train(page):
     time.sleep(2)  # let the plots settle
 
 
+def experiments(page):
+    """A real experiment: the ReLU-vs-tanh preset on the synthetic set, two seeds, as it stands."""
+    page.get_by_role("tab", name="Experiments").click()
+    page.locator("#experiment-dataset input").click()
+    page.get_by_role("option", name="synthetic", exact=True).click()
+    seeds = page.locator("#experiment-seeds input[type=number]")
+    seeds.fill("2")
+    seeds.press("Enter")
+    page.locator("#experiment-button").click()
+    page.locator("#experiment-status").get_by_text("Done").wait_for(timeout=TIMEOUT)
+    page.locator("#experiment-downloads").get_by_text("summary.csv").wait_for(timeout=TIMEOUT)
+    time.sleep(2)
+
+
 SHOTS = {"conv_lab": conv_lab, "architecture": architecture, "filters": filters, "activations": activations,
-         "units": units, "explain": explain, "train": train}  # fmt: skip
+         "units": units, "explain": explain, "train": train, "experiments": experiments}  # fmt: skip
 
 
 def _serve() -> tuple[subprocess.Popen, str]:

@@ -48,6 +48,8 @@ def _params(module: nn.Module) -> tuple[int, str]:
     if isinstance(module, nn.Linear):
         bias = module.out_features if module.bias is not None else 0
         return module.in_features * module.out_features + bias, f"{module.in_features} × {module.out_features} + {bias}"
+    if isinstance(module, nn.BatchNorm2d) and module.affine:  # (models.build(..., batch_norm=True))
+        return 2 * module.num_features, f"2 × {module.num_features} (a scale and a shift per channel)"
     return 0, "0"
 
 

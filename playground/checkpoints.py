@@ -3,7 +3,9 @@
 Nothing in a weights file is ever executed (files are read by :mod:`playground.weight_files`), and a file
 is checked against the variant from its headers (names, shapes, types, its size once in float32) before
 any value is read or any model built; values are then checked to be finite. A model is built on the meta
-device and takes the file's tensors as its own, so loading costs the weights' float32 size once.
+device and takes the file's tensors as its own, so loading costs the weights' float32 size once. A network
+built with options (:class:`playground.models.Options`) is rebuilt with the options its metadata records,
+checked against the file's shapes like everything else.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from torch import nn
 
 from playground import downloads
 from playground.config import get_limits
-from playground.models import BASELINES, IMAGENET_WEIGHTS, MODELS, build, imagenet_classes
+from playground.models import BASELINES, IMAGENET_WEIGHTS, MODELS, build, imagenet_classes, parse_options
 from playground.weight_files import FLOAT_TYPES, WeightsFile, open_weights
 
 WEIGHTS_ENV = "PLAYGROUND_ALEXNET_WEIGHTS"  # a local copy of torchvision's alexnet-owt-7be5be79.pth
@@ -176,7 +178,8 @@ def load_checkpoint(name: str, path: Path, *, admit: Admit | None = None) -> tup
     file = open_weights(path)
     state, num_classes = _state(name, file, admit)
     classes = file.metadata.get("classes")
-    return _assembled(name, num_classes, state), tuple(classes or _generic_classes(num_classes))
+    model = _assembled(name, num_classes, state, options=_options(file))
+    return model, tuple(classes or _generic_classes(num_classes))
 
 
 def load_user_checkpoint(
@@ -184,8 +187,9 @@ def load_user_checkpoint(
 ) -> tuple[nn.Module, ModelInfo]:
     """Load a user's checkpoint, working out which variant it fits when ``variant`` is None.
 
-    The variant named in a safetensors file's metadata is tried first, then every variant in turn. ``admit``
-    is told the weights' float32 bytes before any value is read (see :func:`load`).
+    The variant named in a safetensors file's metadata is tried first, then every variant in turn, each
+    with the options the metadata records (tanh, no LRN, a conv removed, ...). ``admit`` is told the
+    weights' float32 bytes before any value is read (see :func:`load`).
 
     Raises:
         ValueError: the file fits no variant (the message says why it did not fit the first one tried).
@@ -208,9 +212,11 @@ def load_user_checkpoint(
         except ValueError as error:  # the names fit this variant, the values do not: that is the news
             raise ValueError(f"These weights have {name}'s layout but cannot be used: {error}") from None
         state, _ = _state(name, file, admit, num_classes)
-        model = _assembled(name, num_classes, state)
+        options = _options(file)
+        model = _assembled(name, num_classes, state, options=options)
         classes = tuple(file.metadata.get("classes") or _generic_classes(num_classes))
-        info = ModelInfo(name, "file", f"{name} with weights from {file.name} ({num_classes} classes)", classes)
+        built = f"{name} ({describe_options(options)})" if options else name
+        info = ModelInfo(name, "file", f"{built} with weights from {file.name} ({num_classes} classes)", classes)
         return model, info
     raise ValueError(f"These weights fit none of the AlexNet variants. {first_error}")
 
@@ -221,6 +227,8 @@ def _load_baseline(file: WeightsFile, name: str, admit: Admit | None) -> tuple[n
         assert len(input_shape) == 3 and all(0 < d <= 4096 for d in input_shape)
     except (TypeError, ValueError, AssertionError):
         raise ValueError(f"{file.name} is a {name} baseline without a valid input shape in its metadata.") from None
+    if file.metadata.get("options"):
+        raise ValueError(f"{file.name} is a {name} baseline, but its metadata records AlexNet options; it is refused.")
     weights = [key for key in file.shapes if key.endswith(".weight") and key.split(".")[0].isdigit()]
     head = max(weights, key=lambda k: int(k.split(".")[0])) if weights else None
     num_classes = file.shapes[head][0] if head and len(file.shapes[head]) == 2 else 0
@@ -243,17 +251,41 @@ class _KeyMismatch(ValueError):
     """The weights' names belong to another variant (as opposed to right names with bad values)."""
 
 
-def _reference(name: str, num_classes: int, input_shape=None) -> dict[str, tuple[int, ...]]:
+def _options(file: WeightsFile) -> dict:
+    """The model options a file's metadata records, as build() takes them; a sentence when they are not valid."""
+    options = file.metadata.get("options", {})
+    if not isinstance(options, dict):
+        raise ValueError("The checkpoint's model options are not a set of named values.")
+    try:
+        return parse_options(options).changed()
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"The checkpoint's metadata records model options that cannot be built: {error}") from None
+
+
+def describe_options(options: dict) -> str:
+    """A network's options in a few words: ``activation=tanh, drop_conv=3``."""
+    return ", ".join(f"{key}={value}" for key, value in options.items())
+
+
+def _reference(name: str, num_classes: int, input_shape=None, options=None) -> dict[str, tuple[int, ...]]:
     """The shapes a model of this variant has: built on the meta device (no memory, no initialisation)."""
     with torch.device("meta"):
-        model = build(name, num_classes=num_classes, input_shape=input_shape)
+        model = build(name, num_classes=num_classes, input_shape=input_shape, **(options or {}))
     return {key: tuple(tensor.shape) for key, tensor in model.state_dict().items()}
+
+
+def _counters(name: str, options: dict) -> set[str]:
+    """The buffers that count rather than weigh (batch norm's num_batches_tracked): whole numbers."""
+    with torch.device("meta"):
+        model = build(name, num_classes=1, **options)
+    return {key for key, tensor in model.state_dict().items() if not tensor.is_floating_point()}
 
 
 def _fit(name: str, file: WeightsFile) -> int:
     """Check names, shapes, types and size against variant ``name`` from the headers; the class count
     comes from the file. Nothing is read."""
-    reference = _reference(name, 1)
+    options = _options(file)
+    reference = _reference(name, 1, options=options)
     head = [key for key in reference if key.startswith("classifier.")][-2:]  # final weight and bias
     missing = sorted(set(reference) - set(file.shapes))
     unexpected = sorted(set(file.shapes) - set(reference))
@@ -263,7 +295,8 @@ def _fit(name: str, file: WeightsFile) -> int:
             details.append(f"missing {', '.join(missing[:4])}{' …' if len(missing) > 4 else ''}")
         if unexpected:
             details.append(f"unexpected {', '.join(unexpected[:4])}{' …' if len(unexpected) > 4 else ''}")
-        raise _KeyMismatch(f"These weights do not fit {name}: {'; '.join(details)}.")
+        described = f"{name} built with {describe_options(options)} (as the file's metadata says)" if options else name
+        raise _KeyMismatch(f"These weights do not fit {described}: {'; '.join(details)}.")
     head_shape = file.shapes[head[0]]
     num_classes = head_shape[0] if len(head_shape) == 2 else -1
     if not 1 <= num_classes <= get_limits().max_checkpoint_classes:
@@ -273,7 +306,7 @@ def _fit(name: str, file: WeightsFile) -> int:
             shape = (num_classes,) + shape[1:]
         if file.shapes[key] != shape:
             raise ValueError(f"These weights do not fit {name}: {key} has shape {file.shapes[key]}, expected {shape}.")
-    _check_types_and_size(file, reference, head[0])
+    _check_types_and_size(file, reference, head[0], _counters(name, options))
     classes = file.metadata.get("classes")
     if classes is not None and (
         not isinstance(classes, list) or len(classes) != num_classes or not all(isinstance(c, str) for c in classes)
@@ -284,9 +317,13 @@ def _fit(name: str, file: WeightsFile) -> int:
     return num_classes
 
 
-def _check_types_and_size(file: WeightsFile, keys, head: str) -> None:
+def _check_types_and_size(file: WeightsFile, keys, head: str, counters=frozenset()) -> None:
     limits = get_limits()
     for key in keys:
+        if key in counters:
+            if not file.types[key].startswith(("int", "uint")):
+                raise ValueError(f"{key} holds {file.types[key]} values; it counts, so it must hold whole numbers.")
+            continue
         if file.types[key] not in FLOAT_TYPES:
             kinds = ", ".join(FLOAT_TYPES)
             raise ValueError(f"{key} holds {file.types[key]} values; weights must be one of {kinds}.")
@@ -309,17 +346,23 @@ def _state(
 ) -> tuple[dict[str, torch.Tensor], int]:
     """The file's values for variant ``name`` as float32, after every check that needs none of them."""
     num_classes = num_classes or _fit(name, file)
-    keys = list(_reference(name, num_classes))
+    options = _options(file)
+    keys = list(_reference(name, num_classes, options=options))
     if admit:
         admit(file.float32_bytes(keys))
-    return file.values(keys), num_classes
+    state = file.values(keys)
+    for key in _counters(name, options):  # read as float32 like the rest; a counter is a whole number again
+        state[key] = state[key].to(torch.int64)
+    return state, num_classes
 
 
-def _assembled(name: str, num_classes: int, state: dict[str, torch.Tensor], input_shape=None) -> nn.Module:
+def _assembled(
+    name: str, num_classes: int, state: dict[str, torch.Tensor], input_shape=None, options=None
+) -> nn.Module:
     """A model of ``name`` whose weights are ``state``'s tensors themselves (built on the meta device, so
     nothing is initialised or copied), in eval mode."""
     with torch.device("meta"):
-        model = build(name, num_classes=num_classes, input_shape=input_shape)
+        model = build(name, num_classes=num_classes, input_shape=input_shape, **(options or {}))
     model.load_state_dict(state, assign=True)
     if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):  # a tensor the file cannot have set
         raise ValueError("These weights leave part of the model without values.")
@@ -327,12 +370,21 @@ def _assembled(name: str, num_classes: int, state: dict[str, torch.Tensor], inpu
 
 
 def save_checkpoint(
-    model: nn.Module, path: str | os.PathLike, *, variant: str, classes, extra: dict | None = None
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    variant: str,
+    classes,
+    extra: dict | None = None,
+    options: dict | None = None,
 ) -> Path:
-    """Write ``model``'s weights as safetensors with the class names and variant in the metadata."""
+    """Write ``model``'s weights as safetensors with the class names and variant in the metadata, and the
+    model options it was built with (those that differ from the defaults), so loading rebuilds it."""
     from safetensors.torch import save_file
 
     metadata = {"classes": json.dumps(list(classes)), "variant": variant}
+    if options:
+        metadata["options"] = json.dumps(parse_options(options).changed())
     metadata.update({key: json.dumps(value) for key, value in (extra or {}).items()})
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     save_file(state, str(path), metadata=metadata)

@@ -82,6 +82,8 @@ class Limits:
     long_jobs_per_address: int = 2  # queued or running, from one network address (one per session)
     gpu_slot_seconds: float = 300.0  # on a ZeroGPU Space: the longest GPU slot a job may book
     runs_kept: int = 16  # finished runs kept across sessions (API callers never close a tab)
+    experiment_runs: int = 24  # runs times seeds in one experiment (the time cap still covers them all)
+    experiment_weights_bytes: int = 1024**3  # one experiment's runs kept on disk, to open in the other tabs
     misclassified_thumbnails: int = 500  # per run, for browsing the confusion matrix
     # Units tab: feature visualisation, top patches, fc7 maps (each pass in a worker process).
     units_cache_bytes: int = 256 * 1024**2  # finished passes kept (AlexNet's top-9 patches of one dataset: ~115 MB)

@@ -1,8 +1,8 @@
 """Fine-tuning: one generator, ``finetune(config, dataset)``, on a CPU or a GPU, alone or under torchrun.
 
 The whole decoded dataset sits on the device as one uint8 tensor; batches are index slices of a
-random permutation, and augmentation (random resized crops, flips, colour jitter) runs on the same
-device as the model, batch by batch. On a GPU the model also runs in bf16 autocast with channels_last
+random permutation, and augmentation (random resized crops, flips, colour jitter, PCA colour noise;
+:mod:`playground.batches`) runs on the same device as the model, batch by batch. On a GPU the model also runs in bf16 autocast with channels_last
 memory and, for longer runs, ``torch.compile``. The same code runs on a CPU without those.
 
 Hardware, time and accuracy (``python -m bench``; 2-core Xeon, no GPU, torch 2.14, untrained backbone
@@ -11,6 +11,10 @@ because ImageNet weights cannot be downloaded there):
   about 46 % validation accuracy (random conv features; with ImageNet weights the lecture reports 80-90 %);
 - full fine-tuning of AlexNet at 224 px, batch 16: ~24 images/s (the plain DataLoader + PIL recipe: ~18).
 GPU figures are unmeasured (no GPU was at hand); the bench prints them when CUDA is present.
+
+Beyond the course's recipe, a run can follow the paper's: any of the network options of
+:class:`playground.models.Options`, PCA colour noise, SGD with weight decay, the learning rate divided by
+10 when validation stops improving, early stopping, top-5 error and ten-crop testing.
 
 Randomness is private to the run: the split, initial weights, order and augmentation come from
 generators seeded by ``config.seed``; torch's process-wide generator is never reseeded (other users
@@ -30,11 +34,10 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import roi_align
 
 from playground import checkpoints, models
+from playground.batches import ColourPCA, colour_pca, prepare_batch, ten_crops
 from playground.data import ImageDataset, stratified_split
-from playground.models import MEAN, STD
 
 FEATURE_CHUNK = 64  # head-only: images per backbone pass (a stop or the time cap acts between chunks)
 
@@ -55,28 +58,91 @@ class FinetuneConfig:
     flip: bool = True  # random horizontal flips
     color_jitter: bool = False  # random brightness, contrast and saturation (±30 %)
     val_fraction: float = 0.2  # stratified validation split
-    seed: int = 0
+    seed: int = 0  # initial weights, batch order and augmentation (and the split, unless split_seed says)
     device: str = "auto"  # "auto" (CUDA when present), "cpu" or "cuda"
     max_seconds: float | None = None  # wall-clock cap: stop after the step that crosses it
     compile: str = "auto"  # torch.compile: "auto" (GPU runs of 200+ steps), "yes" or "no"
+    # The network's shape: models.Options, whose defaults build each variant as published.
+    activation: str = "relu"  # "tanh" or "sigmoid": the paper's Figure 1 compares ReLU with tanh
+    lrn: bool | None = None  # local response normalisation after conv1/conv2 (None: the variant's choice)
+    pooling: str = "overlapping"  # "plain": 2 x 2 windows instead of the paper's overlapping 3 x 3 at stride 2
+    dropout: float = 0.5  # the head's dropout probability (0: none; the paper says the net overfits then)
+    batch_norm: bool = False  # batch normalisation after every conv (it came three years after AlexNet)
+    init: str = "default"  # "paper": N(0, 0.01) weights, biases 1 in conv2/4/5 and fc6/fc7
+    drop_conv: int | None = None  # remove conv2, conv3 or conv4 (the paper: about 2 points of top-1 each)
+    # The paper's training recipe, each part optional.
+    pca_colour: bool = False  # "fancy PCA": shift each image's colours along the data's principal RGB axes
+    schedule: str = "constant"  # "constant" (the course's recipe), "cosine" to zero, "plateau": ÷10 when stuck
+    plateau_patience: int = 1  # "plateau": epochs without a better validation accuracy tolerated before ÷10
+    early_stopping: int = 0  # stop after this many epochs without a better validation accuracy (0: never)
+    ten_crop: bool = False  # validate on the paper's ten views (corners, centre, mirrored), averaged
+    split_seed: int | None = None  # the train/validation split (None: seed); experiments share one split
+
+    def model_options(self) -> dict:
+        """The :class:`playground.models.Options` this run builds with, those that differ from the defaults.
+
+        Raises:
+            ValueError: an impossible option value.
+        """
+        names = [field.name for field in dataclasses.fields(models.Options)]
+        return models.parse_options({name: getattr(self, name) for name in names}).changed()
 
     def validate(self) -> None:
-        models.spec(self.model)  # raises for an unknown name
+        record = models.spec(self.model)  # raises for an unknown name
         for name, value, low, high in (
             ("epochs", self.epochs, 1, 1000),
             ("batch_size", self.batch_size, 1, 4096),
             ("image_size", self.image_size, 16, 512),
+            ("plateau_patience", self.plateau_patience, 0, 100),
+            ("early_stopping", self.early_stopping, 0, 1000),
         ):
             if int(value) != value or not low <= value <= high:
                 raise ValueError(f"{name.replace('_', ' ')} must be a whole number from {low} to {high}, got {value}.")
         if not 0 < self.lr <= 1:
             raise ValueError(f"The learning rate must be between 0 and 1, got {self.lr}.")
+        if not 0 <= self.weight_decay <= 1:
+            raise ValueError(f"Weight decay must be between 0 and 1, got {self.weight_decay}.")
         if (
             self.mode not in ("head", "full")
             or self.optimizer not in ("adam", "sgd")
             or self.compile not in ("auto", "yes", "no")
+            or self.schedule not in ("constant", "cosine", "plateau")
         ):
-            raise ValueError("mode is 'head' or 'full', optimizer 'adam' or 'sgd', compile 'auto', 'yes' or 'no'.")
+            raise ValueError(
+                "mode is 'head' or 'full', optimizer 'adam' or 'sgd', compile 'auto', 'yes' or 'no', "
+                "schedule 'constant', 'cosine' or 'plateau'."
+            )
+        options = self.model_options()
+        if record.convolutional and self.image_size < (smallest := models.smallest_input(self.model, **options)):
+            raise ValueError(
+                f"{self.model} cannot see {self.image_size} px images: they shrink to nothing before its last "
+                f"pooling layer. Use {smallest} px or more."
+            )
+        if options and not record.convolutional:
+            raise ValueError(
+                f"The {self.model} baseline has no convolutional layers: the AlexNet options do not apply."
+            )
+        if self.pretrained and record.weights is not None:
+            shape = {key: value for key, value in options.items() if key != "dropout"}  # dropout has no weights
+            if "drop_conv" in shape:
+                raise ValueError(
+                    f"Removing conv{self.drop_conv} from a pretrained AlexNet leaves the next layer without the inputs "
+                    "its ImageNet weights were learned on. Train from scratch (no pretrained weights) to remove a layer."
+                )
+            if shape:
+                raise ValueError(
+                    f"The ImageNet weights were learned by AlexNet as published; with {_words(shape)} they would not "
+                    "compute what they learned. Train from scratch (no pretrained weights) to change the network."
+                )
+        if record.convolutional and self.mode == "head" and (self.pca_colour or self.ten_crop):
+            raise ValueError(
+                "PCA colour noise and ten-crop testing change the images, and head-only training computes each "
+                "image's features once, unaugmented. Use full training for them."
+            )
+
+
+def _words(options: dict) -> str:
+    return ", ".join(f"{key}={value}" for key, value in options.items())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,16 +176,25 @@ class FinetuneResult:
     notice: str = ""  # e.g. "ImageNet weights unavailable: trained from scratch"
     stopped_early: bool = False
     initial_first_conv: torch.Tensor | None = None  # the first layer's weights before training (CPU)
+    top5_accuracy: float | None = None  # validation; None with five classes or fewer (it would always be 100 %)
+    best_epoch: int | None = None  # early stopping: the epoch whose weights (and scores) these are
 
     def model(self) -> nn.Module:
         """The trained network, rebuilt on the CPU in eval mode."""
-        network = models.build(self.variant, num_classes=len(self.classes), input_shape=self.input_shape)
+        network = models.build(
+            self.variant,
+            num_classes=len(self.classes),
+            input_shape=self.input_shape,
+            **self.config.model_options(),
+        )
         network.load_state_dict(self.state_dict)
         return network.eval()
 
     def metrics(self) -> dict:
         return {
             "val_accuracy": self.val_accuracy,
+            "top5_accuracy": self.top5_accuracy,
+            "best_epoch": self.best_epoch,
             "history": self.history,
             "classes": list(self.classes),
             "per_class_accuracy": dict(zip(self.classes, self.per_class_accuracy)),
@@ -139,61 +214,13 @@ class FinetuneResult:
             path,
             variant=self.variant,
             classes=self.classes,
+            options=self.config.model_options(),
             extra={
                 "input_shape": list(self.input_shape),
                 "config": dataclasses.asdict(self.config),
                 "metrics": metrics,
             },
         )
-
-
-# --- the batch pipeline (the same on CPU and GPU) -------------------------------------------------------
-
-
-def prepare_batch(
-    images: torch.Tensor,
-    size: int,
-    *,
-    train: bool,
-    crop: bool = True,
-    flip: bool = True,
-    color_jitter: bool = False,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """uint8 (B, C, H, W) on any device -> normalised float (B, 3, size, size), augmented when ``train``.
-
-    Every image gets its own crop, flip and colours: crops are ``roi_align`` boxes, one per image.
-    """
-    x = images.float().div_(255)
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)  # gray datasets (Fashion-MNIST) feed the RGB networks
-    batch, _, height, width = x.shape
-    device = x.device
-
-    def rand(*shape):
-        return torch.rand(*shape, generator=generator, device="cpu").to(device)
-
-    if train and crop:
-        area = (0.35 + 0.65 * rand(batch)) * height * width
-        aspect = torch.exp(math.log(3 / 4) + rand(batch) * math.log(16 / 9))
-        w = torch.sqrt(area * aspect).clamp(max=width)
-        h = torch.sqrt(area / aspect).clamp(max=height)
-        x0, y0 = rand(batch) * (width - w), rand(batch) * (height - h)
-        boxes = torch.stack([torch.arange(batch, device=device, dtype=x.dtype), x0, y0, x0 + w, y0 + h], dim=1)
-        x = roi_align(x.contiguous(), boxes, output_size=(size, size), aligned=True)
-    elif (height, width) != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=size < height)
-    if train and flip:
-        mirrored = rand(batch) < 0.5
-        x = torch.where(mirrored[:, None, None, None], x.flip(-1), x)
-    if train and color_jitter:
-        brightness, contrast, saturation = (0.7 + 0.6 * rand(3, batch, 1, 1, 1)).unbind(0)
-        x = x * brightness
-        gray = x.mean(dim=1, keepdim=True)
-        x = (x - gray.mean(dim=(2, 3), keepdim=True)) * contrast + gray.mean(dim=(2, 3), keepdim=True)
-        gray = x.mean(dim=1, keepdim=True)
-        x = (gray + (x - gray) * saturation).clamp_(0, 1)
-    return (x - MEAN.to(device)) / STD.to(device)
 
 
 # --- models ----------------------------------------------------------------------------------------------
@@ -220,10 +247,14 @@ def _make_model(config: FinetuneConfig, num_classes: int, generator: torch.Gener
         head = nn.Linear(model.classifier[-1].in_features, num_classes)  # a fresh head for our classes
         models.initialise(head, generator)
         model.classifier[-1] = head
+        for module in model.modules():  # the one option that leaves ImageNet weights meaningful (see validate)
+            if isinstance(module, nn.Dropout):
+                module.p = config.dropout
     else:
         if config.pretrained:
             notice = f"{config.model} has no pretrained weights; it trains from scratch."
-        model = models.build(config.model, num_classes=num_classes, generator=generator)
+        options = config.model_options()
+        model = models.build(config.model, num_classes=num_classes, generator=generator, **options)
     for module in model.modules():  # training needs no in-place tricks and they upset autograd hooks
         if getattr(module, "inplace", False):
             module.inplace = False
@@ -276,6 +307,8 @@ def gpu_seconds(config: FinetuneConfig, images: int) -> float:
         seconds = images * per_image / 3  # the backbone once, forward only; the head costs nothing
     else:
         seconds = train_images * config.epochs * per_image + images * config.epochs * per_image / 3
+    if config.ten_crop:  # nine more passes over the validation images, every epoch
+        seconds += 9 * images * config.val_fraction * config.epochs * per_image / 3
     steps = math.ceil(train_images / config.batch_size) * config.epochs
     compiling = config.compile == "yes" or (config.compile == "auto" and steps >= 200)
     return _GPU_START_SECONDS + seconds + (_GPU_COMPILE_SECONDS if compiling else 0.0)
@@ -311,6 +344,7 @@ class _Run:
     notice: str
     initial_first_conv: torch.Tensor | None
     fold: tuple | None = None  # head only: (head, mean, scale) to fold back into the head at the end
+    pca: ColourPCA | None = None  # the training set's colour axes, for PCA colour noise
 
 
 def finetune(config: FinetuneConfig, dataset: ImageDataset) -> Iterator[Progress | FinetuneResult]:
@@ -325,7 +359,8 @@ def finetune(config: FinetuneConfig, dataset: ImageDataset) -> Iterator[Progress
     config.validate()
     device = _device(config.device)
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    train_idx, val_idx = stratified_split(dataset.labels, config.val_fraction, config.seed)
+    split_seed = config.seed if config.split_seed is None else config.split_seed
+    train_idx, val_idx = stratified_split(dataset.labels, config.val_fraction, split_seed)
     if len(train_idx) < 2 or len(val_idx) < 1:
         raise ValueError("Too few images to train and validate on: use at least a few images per class.")
     run = model = None
@@ -354,6 +389,8 @@ def finetune(config: FinetuneConfig, dataset: ImageDataset) -> Iterator[Progress
             notice=notice,
             initial_first_conv=convs[0].weight.detach().cpu().clone() if convs else None,
         )
+        if config.pca_colour:  # the training images' principal colour axes (validate() refused head only)
+            run.pca = colour_pca(run.inputs[train_idx.to(device)])
         if run.head_only:
             yield from _standardised_features(run)
         elif plan.compile:
@@ -434,6 +471,7 @@ def _batch(run: _Run, images: torch.Tensor, *, train: bool, generator: torch.Gen
         crop=config.crop,
         flip=config.flip,
         color_jitter=config.color_jitter,
+        pca=run.pca,
         generator=generator,
     )
     return x.contiguous(memory_format=torch.channels_last) if run.plan.channels_last else x
@@ -449,17 +487,52 @@ def _batches(order: torch.Tensor, batch_size: int):
         yield order[start : start + batch_size]
 
 
-def _predict(run: _Run) -> tuple[torch.Tensor, torch.Tensor]:
-    """(predicted class, its probability) for every validation image, on the CPU."""
+@dataclasses.dataclass(frozen=True)
+class _Scores:
+    """One validation pass, on the CPU."""
+
+    predicted: torch.Tensor  # (N,) the top class
+    confidence: torch.Tensor  # (N,) its probability
+    top5: torch.Tensor  # (N,) whether the true class is among the five most probable
+    accuracy: float
+
+    @property
+    def top5_accuracy(self) -> float:
+        return float(self.top5.float().mean())
+
+
+def _predict(run: _Run) -> _Scores:
+    """Every validation image's prediction; with ``ten_crop``, the mean probabilities of its ten views."""
     run.forward.eval()
-    predictions, confidences = [], []
+    predictions, confidences, top5 = [], [], []
     with torch.no_grad(), torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.plan.autocast):
         for index in _batches(run.val_idx.to(run.device), max(64, run.config.batch_size)):
-            probabilities = torch.softmax(run.forward(_inputs(run, index, train=False)).float(), dim=1)
+            if run.config.ten_crop:
+                views = ten_crops(run.inputs[index], run.config.image_size)  # (10, B, 3, size, size)
+                probabilities = torch.stack([torch.softmax(run.forward(v).float(), dim=1) for v in views]).mean(0)
+            else:
+                probabilities = torch.softmax(run.forward(_inputs(run, index, train=False)).float(), dim=1)
             confidence, predicted = probabilities.max(dim=1)
+            best = probabilities.topk(min(5, probabilities.shape[1]), dim=1).indices  # (B, 5)
             predictions.append(predicted)
             confidences.append(confidence)
-    return torch.cat(predictions).cpu(), torch.cat(confidences).cpu()
+            top5.append((best == run.labels[index][:, None]).any(dim=1))
+    predicted = torch.cat(predictions).cpu()
+    truth = run.dataset.labels[run.val_idx]
+    return _Scores(
+        predicted, torch.cat(confidences).cpu(), torch.cat(top5).cpu(), float((predicted == truth).float().mean())
+    )
+
+
+def _schedule(config: FinetuneConfig, optimizer: torch.optim.Optimizer, total_steps: int):
+    """torch's learning-rate scheduler for ``config.schedule`` (None: a constant rate)."""
+    if config.schedule == "cosine":  # stepped after every step, down to zero at the last
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
+    if config.schedule == "plateau":  # stepped after every epoch with the validation accuracy
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=0.1, patience=config.plateau_patience
+        )
+    return None
 
 
 def _train(run: _Run, optimizer: torch.optim.Optimizer) -> Generator[Progress, None, FinetuneResult]:
@@ -468,12 +541,14 @@ def _train(run: _Run, optimizer: torch.optim.Optimizer) -> Generator[Progress, N
     per_rank = len(run.train_idx) // world  # every rank takes the same number of steps, or DDP waits forever
     steps_per_epoch = math.ceil(per_rank / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
+    scheduler = _schedule(config, optimizer, total_steps)
     history, val_accuracy, step, seen, stopped_early = [], None, 0, 0, False
+    best = None  # early stopping: (epoch, scores, weights on the CPU) of the best validation accuracy so far
     loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
     shown, last_sync = (0.0, 0.0), 0.0
     for epoch in range(1, config.epochs + 1):
         run.forward.train()
-        epoch_start, count = time.perf_counter(), 0
+        epoch_start, count, rate = time.perf_counter(), 0, optimizer.param_groups[0]["lr"]
         loss_sum.zero_()
         correct.zero_()
         # The same permutation on every rank (seeded by the epoch), cut into equal disjoint shards.
@@ -487,6 +562,8 @@ def _train(run: _Run, optimizer: torch.optim.Optimizer) -> Generator[Progress, N
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if config.schedule == "cosine":
+                scheduler.step()
             step, seen, count = step + 1, seen + len(index), count + len(index)
             # Running sums stay on the device; reading them forces a GPU sync, so do it twice a second.
             loss_sum += loss.detach() * len(index)
@@ -502,25 +579,50 @@ def _train(run: _Run, optimizer: torch.optim.Optimizer) -> Generator[Progress, N
             if _all_agree(config.max_seconds is not None and elapsed > config.max_seconds, device, world):
                 stopped_early = True
                 break
-        predicted, confidence = _predict(run)
-        val_accuracy = float((predicted == run.labels[run.val_idx.to(device)].cpu()).float().mean())
+        scores = _predict(run)
+        val_accuracy = scores.accuracy  # the same on every rank: every rank validates the whole set
         history.append(
             {"epoch": epoch, "loss": float(loss_sum) / max(count, 1), "accuracy": float(correct) / max(count, 1),
-             "val_accuracy": val_accuracy, "seconds": time.perf_counter() - epoch_start}
+             "val_accuracy": val_accuracy, "val_top5_accuracy": scores.top5_accuracy, "lr": rate,
+             "seconds": time.perf_counter() - epoch_start}
         )  # fmt: skip
+        if config.schedule == "plateau":
+            scheduler.step(val_accuracy)
+        if config.early_stopping and (best is None or val_accuracy > best[1].accuracy):
+            best = (epoch, scores, {k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()})
         if stopped_early:
-            run.notice = (
-                run.notice + " " if run.notice else ""
-            ) + f"Stopped at the {config.max_seconds:g} s time cap after epoch {epoch}."
+            _tell(run, f"Stopped at the {config.max_seconds:g} s time cap after epoch {epoch}.")
             break
+        if config.early_stopping and epoch - best[0] >= config.early_stopping and epoch < config.epochs:
+            _tell(
+                run,
+                f"Stopped early after epoch {epoch}: validation accuracy had not improved for {epoch - best[0]} epoch(s).",
+            )
+            break
+    if best is not None:  # early stopping keeps the best epoch's weights, and reports that epoch's scores
+        run.model.load_state_dict(best[2])
+        scores = best[1]
+        _tell(run, f"The weights kept are epoch {best[0]}'s, the best on validation.")
     seconds = time.perf_counter() - run.started
     if run.fold is not None:
         _fold(*run.fold)
-    return _result(run, history, predicted, confidence, seconds, seen * world / max(seconds, 1e-9), stopped_early)
+    result = _result(run, history, scores, seconds, seen * world / max(seconds, 1e-9), stopped_early)
+    return dataclasses.replace(result, best_epoch=best[0] if best else None)
 
 
-def _result(run: _Run, history, predicted, confidence, seconds, images_per_second, stopped_early) -> FinetuneResult:
+def _on_cpu(tensor: torch.Tensor) -> torch.Tensor:
+    """A weight as float32 on the CPU; a counter (batch norm's num_batches_tracked) stays a whole number."""
+    tensor = tensor.detach().cpu().clone()
+    return tensor.float() if tensor.is_floating_point() else tensor
+
+
+def _tell(run: _Run, sentence: str) -> None:
+    run.notice = f"{run.notice} {sentence}" if run.notice else sentence
+
+
+def _result(run: _Run, history, scores: _Scores, seconds, images_per_second, stopped_early) -> FinetuneResult:
     """The validation report (confusion matrix, per-class accuracy, mistakes) and the weights, on the CPU."""
+    predicted, confidence = scores.predicted, scores.confidence
     truth = run.dataset.labels[run.val_idx]
     k = len(run.dataset.classes)
     confusion = np.zeros((k, k), dtype=np.int64)
@@ -530,7 +632,7 @@ def _result(run: _Run, history, predicted, confidence, seconds, images_per_secon
     misclassified = [(int(run.val_idx[i]), int(truth[i]), int(predicted[i]), float(confidence[i])) for i in wrong]
     misclassified.sort(key=lambda item: -item[3])  # the most confident mistakes first
     return FinetuneResult(
-        state_dict={key: value.detach().float().cpu().clone() for key, value in run.model.state_dict().items()},
+        state_dict={key: _on_cpu(value) for key, value in run.model.state_dict().items()},
         variant=run.config.model,
         input_shape=(3, run.config.image_size, run.config.image_size),
         classes=run.dataset.classes,
@@ -545,6 +647,7 @@ def _result(run: _Run, history, predicted, confidence, seconds, images_per_secon
         notice=run.notice.strip(),
         stopped_early=stopped_early,
         initial_first_conv=run.initial_first_conv,
+        top5_accuracy=scores.top5_accuracy if k > 5 else None,
     )
 
 

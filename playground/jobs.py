@@ -1,5 +1,5 @@
-"""Training jobs: the job itself (what a worker process runs), and per session at most one running and
-the last finished run kept for browsing.
+"""Long jobs, training and experiments: the jobs themselves (what a worker process runs), and per session at
+most one running and the last finished run of each kind kept for browsing.
 
 Like :class:`playground.store.ModelStore`, the bookkeeping is per-session state that lives on the
 server; a session's entries go when it ends (:meth:`Jobs.forget`), and finished runs are bounded across
@@ -13,12 +13,15 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from PIL import Image
 
-from playground import data, uploads
+from playground import data, models, uploads
 from playground.config import get_limits
 from playground.data import ImageDataset
+from playground.experiment_report import ExperimentResult, RunOutcome, write_results
+from playground.experiments import ExperimentConfig, Queued, RunDone, Step, plan, run_experiment
 from playground.export import write_bundle
 from playground.finetune import FinetuneConfig, FinetuneResult, Progress, finetune, gpu_seconds
 
@@ -56,12 +59,13 @@ class Run:
 @dataclasses.dataclass(frozen=True)
 class TrainingRequest:
     config: FinetuneConfig  # its max_seconds is the cap for the whole job, reading the data included
-    dataset: str  # a name of data.DATASETS, or "zip"
+    dataset: str  # a name of data.DATASETS, "zip", or "folder" (uploaded file by file)
     folder: str  # where the downloads are written
     zip_path: str | None = None
-    zip_name: str = "your zip"
+    zip_name: str = "your zip"  # the zip's or the folder's name
     limit: int | None = None  # at most this many images of a built-in dataset
     gpu_seconds: float = 0.0  # GPU time to book where a job must (ZeroGPU); see planned_gpu_seconds
+    files: tuple[tuple[str, str], ...] = ()  # "folder": (path inside the folder, uploaded file) of each file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,12 +91,7 @@ def training_job(request: TrainingRequest) -> Iterator[DatasetReady | Progress |
     """
     started = time.monotonic()
     dataset = _open(request)
-    report = (
-        dataset.report.summary()
-        if dataset.report
-        else f"{dataset.name}: {len(dataset)} images, {len(dataset.classes)} classes."
-    )
-    yield DatasetReady(report)
+    yield DatasetReady(_report(dataset))
     cap = request.config.max_seconds
     config = (
         request.config
@@ -110,11 +109,15 @@ def training_job(request: TrainingRequest) -> Iterator[DatasetReady | Progress |
     yield TrainingOutcome(result, thumbnails(dataset, result), files, dataset.name)
 
 
-def _open(request: TrainingRequest) -> ImageDataset:
+def _open(request: TrainingRequest | ExperimentRequest) -> ImageDataset:
     if request.dataset == "zip":
         if not request.zip_path:
             raise ValueError("Upload a zip of class folders, or choose one of the built-in datasets.")
         return uploads.read_zip(request.zip_path, name=request.zip_name)
+    if request.dataset == "folder":
+        if not request.files:
+            raise ValueError("Choose (or drop) a folder of class folders, or choose one of the built-in datasets.")
+        return uploads.read_files(request.files, name=request.zip_name)
     if request.dataset not in data.DATASETS:
         raise ValueError(f"Unknown dataset {request.dataset!r}.")
     return data.open_dataset(request.dataset, limit=request.limit)
@@ -124,10 +127,12 @@ def _open(request: TrainingRequest) -> ImageDataset:
 _BUILT_IN_IMAGES = {"synthetic": 300, "fashion-mnist": 60_000, "cifar10": 50_000, "five-flowers": 3_670}
 
 
-def planned_images(request: TrainingRequest) -> int:
+def planned_images(request: TrainingRequest | ExperimentRequest) -> int:
     """How many images the job will read, known before it starts (to book GPU time)."""
     if request.dataset == "zip":
         return uploads.count_images(request.zip_path) if request.zip_path else 0
+    if request.dataset == "folder":
+        return len(request.files)
     full = _BUILT_IN_IMAGES.get(request.dataset, 0)
     return min(request.limit, full) if request.limit else full
 
@@ -135,6 +140,92 @@ def planned_images(request: TrainingRequest) -> int:
 def planned_gpu_seconds(request: TrainingRequest) -> float:
     """The GPU time the job will need, estimated from its planned steps (see finetune.gpu_seconds)."""
     return gpu_seconds(request.config, planned_images(request))
+
+
+# --- the experiment job ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentRequest:
+    config: ExperimentConfig  # its max_seconds caps the whole job, reading the data included
+    dataset: str  # a name of data.DATASETS, "zip" or "folder"
+    folder: str  # where the results and the runs' weights are written
+    zip_path: str | None = None
+    zip_name: str = "your zip"
+    limit: int | None = None  # images of a built-in dataset (None: the experiment's own)
+    gpu_seconds: float = 0.0
+    files: tuple[tuple[str, str], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFinished:
+    """One run of the experiment is done; its weights are on disk (``checkpoint``), unless they could not be
+    kept (a baseline, or the experiment's disk budget was spent)."""
+
+    index: int
+    outcome: RunOutcome
+    checkpoint: str | None
+    description: str  # how the model chooser names it
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentOutcome:
+    result: ExperimentResult
+    files: list[str]  # results.json, results.csv, summary.csv, curves.png
+    checkpoints: dict[int, str]  # planned run -> its weights
+    descriptions: dict[int, str]
+
+
+def experiment_job(
+    request: ExperimentRequest,
+) -> Iterator[DatasetReady | Queued | Step | RunFinished | ExperimentOutcome]:
+    """Read the data, run every (run, seed), keep each run's weights to open later, write the results.
+
+    Raises:
+        ValueError: bad data, a bad experiment, or a run that cannot be trained (the sentence says which).
+    """
+    started = time.monotonic()
+    plan(request.config)  # a bad combination is refused before any data is read
+    dataset = _open(dataclasses.replace(request, limit=request.limit or request.config.limit()))
+    yield DatasetReady(_report(dataset))
+    cap = request.config.max_seconds
+    config = (
+        request.config
+        if cap is None
+        else dataclasses.replace(request.config, max_seconds=max(0.0, cap - (time.monotonic() - started)))
+    )
+    kept, checkpoints, descriptions = 0, {}, {}
+    budget = get_limits().experiment_weights_bytes
+    Path(request.folder).mkdir(parents=True, exist_ok=True)
+    for record in run_experiment(config, dataset):
+        if isinstance(record, RunDone):
+            result, path = record.result, None
+            size = sum(t.numel() * t.element_size() for t in result.state_dict.values())
+            description = (
+                f"{record.outcome.label} (seed {record.outcome.seed}) on {dataset.name}, {result.val_accuracy:.0%} val."
+            )
+            if models.spec(result.variant).convolutional and kept + size <= budget:
+                path = str(Path(request.folder) / f"run-{record.index}.safetensors")
+                result.save(path)
+                kept, checkpoints[record.index], descriptions[record.index] = kept + size, path, description
+            yield RunFinished(record.index, record.outcome, path, description)  # the weights stay here
+        elif isinstance(record, ExperimentResult):
+            files = [str(path) for path in write_results(record, request.folder)]
+            yield ExperimentOutcome(record, files, checkpoints, descriptions)
+        else:
+            yield record
+
+
+def _report(dataset: ImageDataset) -> str:
+    if dataset.report:
+        return dataset.report.summary()
+    return f"{dataset.name}: {len(dataset)} images, {len(dataset.classes)} classes."
+
+
+def planned_experiment_gpu_seconds(request: ExperimentRequest) -> float:
+    """The GPU time every planned run needs together (see finetune.gpu_seconds)."""
+    images = planned_images(dataclasses.replace(request, limit=request.limit or request.config.limit()))
+    return sum(gpu_seconds(item.config, images) for item in plan(request.config))
 
 
 def new_run_folder() -> str:
@@ -163,13 +254,23 @@ class _Claim:
     worker: object | None = None  # a playground.workers.Worker once started
 
 
+@dataclasses.dataclass
+class ExperimentRun:
+    """What a session keeps of its last finished experiment (freed when the session ends)."""
+
+    result: ExperimentResult
+    checkpoints: dict[int, str]  # planned run -> its weights, to open in the other tabs
+    descriptions: dict[int, str]
+    folder: str  # the results files and the weights
+
+
 class Jobs:
-    """One training job per session; the last finished run per session."""
+    """One long job per session, a training or an experiment; the last finished run of each kind per session."""
 
     def __init__(self, *, runs_kept: int | None = None):
         self._lock = threading.Lock()
         self._running: dict[str, _Claim] = {}  # session -> its job
-        self._runs: dict[str, Run] = {}  # oldest first
+        self._runs: dict[tuple[str, str], Run | ExperimentRun] = {}  # (session, kind) -> its last; oldest first
         self._runs_kept = runs_kept or get_limits().runs_kept
 
     def claim(self, session: str) -> threading.Event:
@@ -183,7 +284,9 @@ class Jobs:
         """
         with self._lock:
             if self._busy(session):
-                raise ValueError("You already have a training job running; stop it or wait for it to finish.")
+                raise ValueError(
+                    "You already have a training job or an experiment running; stop it or wait for it to finish."
+                )
             claim = self._running[session] = _Claim()
             return claim.stop
 
@@ -212,24 +315,25 @@ class Jobs:
         if claim:
             claim.stop.set()
 
-    def keep(self, session: str, run: Run) -> None:
-        """Keep ``run`` as the session's last; the oldest run of any session goes past the bound."""
+    def keep(self, session: str, run: Run | ExperimentRun, kind: str = "train") -> None:
+        """Keep ``run`` as the session's last of its ``kind`` ("train" or "experiment"); past the bound, the
+        oldest run of any session goes, with its files."""
         with self._lock:
-            dropped = [self._runs.pop(session)] if session in self._runs else []
-            self._runs[session] = run
+            dropped = [self._runs.pop((session, kind))] if (session, kind) in self._runs else []
+            self._runs[(session, kind)] = run
             while len(self._runs) > self._runs_kept:
                 dropped.append(self._runs.pop(next(iter(self._runs))))
         for old in dropped:
             shutil.rmtree(old.folder, ignore_errors=True)
 
-    def last_run(self, session: str) -> Run | None:
+    def last_run(self, session: str, kind: str = "train") -> Run | ExperimentRun | None:
         with self._lock:
-            return self._runs.get(session)
+            return self._runs.get((session, kind))
 
     def forget(self, session: str) -> None:
-        """The session ended: stop its job and delete its run's files."""
+        """The session ended: stop its job and delete its runs' files."""
         self.stop(session)
         with self._lock:
-            run = self._runs.pop(session, None)
-        if run:
+            runs = [self._runs.pop(key) for key in list(self._runs) if key[0] == session]
+        for run in runs:
             shutil.rmtree(run.folder, ignore_errors=True)

@@ -7,6 +7,7 @@ CPU, nccl on GPUs); only rank 0 prints and writes files.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -45,6 +46,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default=defaults.device, choices=["auto", "cpu", "cuda"])
     parser.add_argument("--max-seconds", type=float, default=None, help="wall-clock cap")
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    paper = parser.add_argument_group("the paper's options (see playground.models.Options and FinetuneConfig)")
+    paper.add_argument("--activation", default=defaults.activation, choices=["relu", "tanh", "sigmoid"])
+    paper.add_argument("--lrn", choices=["on", "off"], help="local response normalisation (default: the model's)")
+    paper.add_argument("--pooling", default=defaults.pooling, choices=["overlapping", "plain"])
+    paper.add_argument("--dropout", type=float, default=defaults.dropout)
+    paper.add_argument("--batch-norm", action="store_true")
+    paper.add_argument("--init", default=defaults.init, choices=["default", "paper"])
+    paper.add_argument("--drop-conv", type=int, choices=[2, 3, 4], help="remove this convolutional layer")
+    paper.add_argument("--pca-colour", action="store_true", help="the paper's PCA colour noise")
+    paper.add_argument("--schedule", default=defaults.schedule, choices=["constant", "cosine", "plateau"])
+    paper.add_argument("--early-stopping", type=int, default=0, help="stop after N epochs without improvement")
+    paper.add_argument("--ten-crop", action="store_true", help="validate on the paper's ten crops")
     parser.add_argument("--out", required=True, help="folder for model.safetensors and metrics.json")
     return parser.parse_args(argv)
 
@@ -61,15 +74,29 @@ def _bar(progress: Progress) -> str:
     )
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if distributed:
-        use_cuda = args.device != "cpu" and torch.cuda.is_available()
+@contextlib.contextmanager
+def distributed(device: str):
+    """Join torchrun's process group when there is one (``WORLD_SIZE`` > 1); yields this process's rank."""
+    joined = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if joined:
+        use_cuda = device != "cpu" and torch.cuda.is_available()
         dist.init_process_group("nccl" if use_cuda else "gloo")
         if use_cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    rank = dist.get_rank() if distributed else 0
+    try:
+        yield dist.get_rank() if joined else 0
+    finally:
+        if joined:
+            dist.destroy_process_group()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    with distributed(args.device) as rank:
+        return _train(args, rank)
+
+
+def _train(args: argparse.Namespace, rank: int) -> int:
     try:
         dataset = data.open_dataset(args.data, limit=args.limit)
         config = FinetuneConfig(
@@ -88,6 +115,17 @@ def main(argv=None) -> int:
             seed=args.seed,
             device=args.device,
             max_seconds=args.max_seconds,
+            activation=args.activation,
+            lrn=None if args.lrn is None else args.lrn == "on",
+            pooling=args.pooling,
+            dropout=args.dropout,
+            batch_norm=args.batch_norm,
+            init=args.init,
+            drop_conv=args.drop_conv,
+            pca_colour=args.pca_colour,
+            schedule=args.schedule,
+            early_stopping=args.early_stopping,
+            ten_crop=args.ten_crop,
         )
         result, shown = None, 0.0
         for record in finetune(config, dataset):
@@ -112,9 +150,6 @@ def main(argv=None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    finally:
-        if distributed:
-            dist.destroy_process_group()
 
 
 if __name__ == "__main__":

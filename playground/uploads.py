@@ -1,13 +1,15 @@
-"""A user's own images as a dataset: a zip of class folders, or a local folder of them.
+"""A user's own images as a dataset: a zip of class folders, a folder of them uploaded file by file (from the
+browser), or a local folder. All three go through one intake with the same checks.
 
 Uploaded archives are read member by member in memory: nothing is ever extracted to disk. The whole
-archive is refused, with the problem named, when any member could escape its folder or balloon in
-memory; files that are not usable images are skipped and listed in the report.
+archive (or folder) is refused, with the problem named, when any member could escape its folder or balloon
+in memory; files that are not usable images are skipped and listed in the report.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import stat
 import struct
@@ -47,6 +49,19 @@ def _check_directory(source, limits: Limits) -> None:
         raise ValueError(f"The archive has {entries:,} members; the limit is {limits.max_zip_members:,}.")
 
 
+def _check_name(name: str, where: str) -> None:
+    """Refuse a path that could leave its folder or means something else on another system."""
+    item = "member" if where == "archive" else "file"
+    if "\\" in name:
+        raise ValueError(
+            f"The {where} has a {item} with a backslash in its name ({name!r}); please zip the folders again."
+        )
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise ValueError(f"The {where} has a {item} with an absolute path ({name!r}), which is not allowed.")
+    if ".." in name.split("/"):
+        raise ValueError(f"The {where} has a {item} that points outside its folder ({name!r}), which is not allowed.")
+
+
 def _check_member(info: zipfile.ZipInfo, limits: Limits) -> None:
     name = info.filename
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
@@ -54,14 +69,7 @@ def _check_member(info: zipfile.ZipInfo, limits: Limits) -> None:
         raise ValueError(
             f"The archive member {name!r} uses a compression method we do not accept; please zip it again (deflate)."
         )
-    if "\\" in name:
-        raise ValueError(
-            f"The archive has a member with a backslash in its name ({name!r}); please zip the folders again."
-        )
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        raise ValueError(f"The archive has a member with an absolute path ({name!r}), which is not allowed.")
-    if ".." in name.split("/"):
-        raise ValueError(f"The archive has a member that points outside its folder ({name!r}), which is not allowed.")
+    _check_name(name, "archive")
     if stat.S_ISLNK(info.external_attr >> 16):
         raise ValueError(f"The archive contains a symbolic link ({name!r}); only plain files are allowed.")
     if info.flag_bits & 0x1:
@@ -69,6 +77,69 @@ def _check_member(info: zipfile.ZipInfo, limits: Limits) -> None:
     ratio = info.file_size / info.compress_size if info.compress_size else 0
     if ratio > limits.max_zip_ratio and info.file_size > 1_000_000:
         raise ValueError(f"The archive member {name!r} expands {ratio:.0f}-fold, which looks like a zip bomb.")
+
+
+class _Unreadable(Exception):
+    """A member whose bytes cannot be had (the reason is the message): skipped and reported, not fatal."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Member:
+    name: str  # its path inside the archive or the folder, "/"-separated
+    read: Callable[[], bytes]  # its bytes, never more than it declared plus one; _Unreadable when damaged
+
+
+def _dataset(
+    members: list[_Member],
+    *,
+    where: str,
+    limits: Limits,
+    size: int,
+    name: str,
+    should_stop: Callable[[], bool] | None = None,
+    limit: int | None = None,
+) -> ImageDataset:
+    """The one intake for zips and folders: hidden files and macOS metadata ignored, one top folder taken as
+    the root, one folder per class, files that are not usable images skipped and reported."""
+    files, ignored = [], 0
+    for member in members:
+        parts = [p for p in member.name.split("/") if p]
+        if not parts:
+            continue
+        if _ignored(parts):
+            ignored += 1
+            continue
+        files.append((member, parts))
+    if not files:
+        raise ValueError(f"The {where} holds no files: put one folder per class, with the images inside.")
+    tops = {parts[0] for _, parts in files}
+    if len(tops) == 1 and all(len(parts) == 3 for _, parts in files):
+        files = [(member, parts[1:]) for member, parts in files]  # flowers/daisy/1.jpg: "flowers" is the root
+    wrong = [member.name for member, parts in files if len(parts) != 2]
+    if wrong:
+        raise ValueError(
+            f"Files must sit in one folder per class (class/image.jpg), but {wrong[0]!r} does not "
+            f"({len(wrong)} such file{'s' if len(wrong) > 1 else ''})."
+        )
+    if limit:
+        files = spread(sorted(files, key=lambda item: item[0].name), limit)
+    items, skipped = [], []
+    for member, (label, filename) in files:
+        if not filename.lower().endswith(IMAGE_EXTENSIONS):
+            skipped.append((member.name, "not an image file"))
+            continue
+        if should_stop is not None and should_stop():
+            raise ValueError(f"Stopped while reading the {where}.")
+        try:
+            content = member.read()
+        except _Unreadable as error:
+            skipped.append((member.name, str(error)))
+            continue
+        try:
+            items.append((label, to_tensor(load_image(content, limits=limits), size)))
+        except ValueError as error:
+            skipped.append((member.name, str(error)))
+    return assemble(name, items, skipped, ignored, limits)
 
 
 def read_zip(
@@ -106,44 +177,75 @@ def read_zip(
             raise ValueError(
                 f"The archive would expand to {total / 1e6:,.0f} MB; the limit is {limits.max_zip_bytes / 1e6:,.0f} MB."
             )
-        files, ignored = [], 0
-        for info in members:
-            parts = [p for p in info.filename.split("/") if p]
-            if info.is_dir() or not parts:
-                continue
-            if _ignored(parts):
-                ignored += 1
-                continue
-            files.append((info, parts))
-        if not files:
-            raise ValueError("The archive holds no files: put one folder per class, with the images inside.")
-        tops = {parts[0] for _, parts in files}
-        if len(tops) == 1 and all(len(parts) == 3 for _, parts in files):
-            files = [(info, parts[1:]) for info, parts in files]  # flowers/daisy/1.jpg: "flowers" is the root
-        wrong = [info.filename for info, parts in files if len(parts) != 2]
-        if wrong:
+
+        def reader(info: zipfile.ZipInfo) -> Callable[[], bytes]:
+            def read() -> bytes:
+                try:
+                    with archive.open(info) as handle:
+                        return handle.read(info.file_size + 1)  # never more than the header promised
+                except (zipfile.BadZipFile, NotImplementedError, zlib.error, EOFError, OSError, RuntimeError) as error:
+                    raise _Unreadable(f"damaged inside the archive ({type(error).__name__})") from None
+
+            return read
+
+        entries = [_Member(info.filename, reader(info)) for info in members if not info.is_dir()]
+        return _dataset(entries, where="archive", limits=limits, size=size, name=name, should_stop=should_stop)
+
+
+def read_files(
+    files,
+    *,
+    limits: Limits | None = None,
+    size: int = STORE_SIZE,
+    name: str = "your folder",
+    should_stop: Callable[[], bool] | None = None,
+) -> ImageDataset:
+    """A folder of class folders that arrived as separate files: ``files`` pairs each file's path inside the
+    folder (``flowers/daisy/1.jpg``, as the browser names it) with where its bytes are on this machine (None
+    for a file the browser listed but did not send: it is reported as skipped).
+
+    The same checks as a zip: the whole folder is refused for too many files, too many bytes, or a path
+    that is absolute, has backslashes or ``..``; hidden files are ignored; files that are not usable images
+    are skipped and reported.
+
+    Raises:
+        ValueError: a sentence naming what is wrong with the folder.
+    """
+    limits = limits or get_limits()
+    files = list(files)
+    if len(files) > limits.max_zip_members:
+        raise ValueError(f"The folder has {len(files):,} files; the limit is {limits.max_zip_members:,}.")
+    if not all(isinstance(relative, str) and 0 < len(relative) <= 1024 for relative, _ in files):
+        raise ValueError("Every file of the folder needs its path inside the folder (at most 1,024 characters).")
+    for relative, _ in files:
+        _check_name(relative, "folder")
+    sizes = []
+    for relative, local in files:
+        try:
+            sizes.append(0 if local is None else os.stat(local).st_size)
+        except OSError:
             raise ValueError(
-                f"Files must sit in one folder per class (class/image.jpg), but {wrong[0]!r} does not "
-                f"({len(wrong)} such file{'s' if len(wrong) > 1 else ''})."
-            )
-        items, skipped = [], []
-        for info, (label, filename) in files:
-            if not filename.lower().endswith(IMAGE_EXTENSIONS):
-                skipped.append((info.filename, "not an image file"))
-                continue
-            if should_stop is not None and should_stop():
-                raise ValueError("Stopped while reading the archive.")
+                f"The folder's file {relative!r} did not arrive; please choose the folder again."
+            ) from None
+    if sum(sizes) > limits.max_zip_bytes:
+        raise ValueError(
+            f"The folder holds {sum(sizes) / 1e6:,.0f} MB; the limit is {limits.max_zip_bytes / 1e6:,.0f} MB."
+        )
+
+    def reader(local, declared: int) -> Callable[[], bytes]:
+        def read() -> bytes:
+            if local is None:
+                raise _Unreadable("not sent by the page (it sends images only)")
             try:
-                with archive.open(info) as handle:
-                    data = handle.read(info.file_size + 1)  # never more than the header promised
-            except (zipfile.BadZipFile, NotImplementedError, zlib.error, EOFError, OSError, RuntimeError) as error:
-                skipped.append((info.filename, f"damaged inside the archive ({type(error).__name__})"))
-                continue
-            try:
-                items.append((label, to_tensor(load_image(data, limits=limits), size)))
-            except ValueError as error:
-                skipped.append((info.filename, str(error)))
-    return assemble(name, items, skipped, ignored, limits)
+                with open(local, "rb") as handle:
+                    return handle.read(declared + 1)
+            except OSError as error:
+                raise _Unreadable(f"could not be read ({type(error).__name__})") from None
+
+        return read
+
+    entries = [_Member(relative, reader(local, size_)) for (relative, local), size_ in zip(files, sizes)]
+    return _dataset(entries, where="folder", limits=limits, size=size, name=name, should_stop=should_stop)
 
 
 def count_images(source, *, limits: Limits | None = None) -> int:
@@ -169,16 +271,16 @@ def read_folder(
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"{root} is not a folder of class folders.")
-    paths = sorted(p for p in root.glob("*/*") if p.is_file() and not _ignored(p.relative_to(root).parts))
-    if limit:
-        paths = spread(paths, limit)
-    items, skipped = [], []
-    for path in paths:
-        if path.suffix.lower() not in IMAGE_EXTENSIONS:
-            skipped.append((str(path.relative_to(root)), "not an image file"))
-            continue
-        try:
-            items.append((path.parent.name, to_tensor(load_image(path, limits=limits), size)))
-        except ValueError as error:
-            skipped.append((str(path.relative_to(root)), str(error)))
-    return assemble(root.name, items, skipped, 0, limits)
+    paths = sorted(p for p in root.glob("*/*") if p.is_file())  # class folders; anything else is not looked at
+
+    def reader(path: Path) -> Callable[[], bytes]:
+        def read() -> bytes:
+            try:
+                return path.read_bytes()
+            except OSError as error:
+                raise _Unreadable(f"could not be read ({type(error).__name__})") from None
+
+        return read
+
+    entries = [_Member(p.relative_to(root).as_posix(), reader(p)) for p in paths]
+    return _dataset(entries, where="folder", limits=limits, size=size, name=root.name, limit=limit)

@@ -114,8 +114,7 @@ def _open_pickle(path: Path) -> WeightsFile:
     obj = _torch_load(path, mmap=zipped)
     metadata = {}
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        classes = obj.get("classes")
-        metadata = {"classes": classes} if classes is not None else {}
+        metadata = {key: obj[key] for key in ("classes", "options") if obj.get(key) is not None}
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{path.name} does not hold a dictionary of weight tensors.")
@@ -207,4 +206,9 @@ def _parse_metadata(metadata: dict[str, str]) -> dict:
     for key in ("variant", "config", "metrics", "input_shape"):
         if key in metadata:
             parsed[key] = metadata[key]
+    if "options" in metadata:  # the model options it was built with (checkpoints checks them)
+        try:
+            parsed["options"] = json.loads(metadata["options"])
+        except json.JSONDecodeError:
+            raise ValueError("The checkpoint's model options are not valid JSON.") from None
     return parsed

@@ -106,9 +106,9 @@ class _Request:
 def test_one_job_per_session_and_stopping_mid_run(tmp_path, monkeypatch, how):
     import gradio as gr
 
-    from ui import train_tab
+    from ui import folders, train_tab
 
-    monkeypatch.setattr(train_tab, "uploaded_path", lambda path: str(path))  # a local file stands in for an upload
+    monkeypatch.setattr(folders, "uploaded_path", lambda path: str(path))  # a local file stands in for an upload
     request = _Request(f"session-{how}")
     run = train_tab.train(
         make_zip(tmp_path / "z.zip", per_class=8), "your zip", "alexnet_compact", "full", True, 50, 4, request=request
@@ -221,10 +221,10 @@ def _photo_path():
 def test_a_worker_that_dies_mid_run_gets_a_sentence_and_keeps_the_earlier_model(tmp_path, monkeypatch):
     import gradio as gr
 
-    from ui import train_tab
+    from ui import folders, train_tab
     from ui.model_panel import STORE
 
-    monkeypatch.setattr(train_tab, "uploaded_path", lambda path: str(path))
+    monkeypatch.setattr(folders, "uploaded_path", lambda path: str(path))
     request = _Request("dies-mid-run")
     first = list(
         train_tab.train(make_zip(tmp_path / "a.zip"), "your zip", "alexnet_compact", "head", True, 1, request=request)

@@ -348,3 +348,103 @@ def test_problems_with_the_imagenet_weights_name_no_server_path(tmp_path, monkey
     cached.write_bytes(b"PK\x03\x04 not really a zip")
     _, info = load("alexnet", "imagenet")
     assert "Last problem" in info.notice and str(tmp_path) not in info.notice, info.notice
+
+
+# --- networks built with options, and checkpoints saved before options existed -----------------------
+
+
+def test_checkpoints_saved_before_options_existed_still_load(tmp_path):
+    from tests.test_models import TODAY
+
+    for name, make in TODAY.items():
+        torch.manual_seed(1)
+        today = make(3).eval()
+        # Exactly what the code before options wrote: class names and variant in the metadata, nothing else.
+        path = tmp_path / f"{name}.safetensors"
+        state = {k: v.contiguous() for k, v in today.state_dict().items()}
+        save_file(state, str(path), metadata={"classes": json.dumps(["a", "b", "c"]), "variant": name})
+        for loaded, info in (checkpoints.load_user_checkpoint(path), load(name, path)):
+            x = torch.randn(1, 3, 224, 224)
+            with torch.no_grad():
+                torch.testing.assert_close(loaded(x), today(x))
+            assert info.classes == ("a", "b", "c") and repr(loaded.features) == repr(today.features)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"activation": "tanh"}, {"lrn": True, "pooling": "plain"}, {"batch_norm": True, "drop_conv": 3}, {"dropout": 0.0}],
+)
+def test_a_network_built_with_options_is_rebuilt_from_its_metadata(tmp_path, options):
+    torch.manual_seed(0)
+    model = build("alexnet_compact", num_classes=2, **options).eval()
+    path = save_checkpoint(
+        model, tmp_path / "m.safetensors", variant="alexnet_compact", classes=["x", "y"], options=options
+    )
+    loaded, info = checkpoints.load_user_checkpoint(path)
+    assert repr(loaded) == repr(model) and not loaded.training
+    assert "alexnet_compact (" in info.description and next(iter(options)) in info.description
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    again, _ = load("alexnet_compact", path)
+    assert repr(again) == repr(model)
+
+
+def test_metadata_that_disagrees_with_the_file_is_refused_before_anything_is_built(tmp_path, monkeypatch):
+    model = build("alexnet_compact", num_classes=2)
+    path = save_checkpoint(model, tmp_path / "m.safetensors", variant="alexnet_compact", classes=["x", "y"])
+
+    def with_metadata(name, **extra):
+        target = tmp_path / name
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(target), metadata={"variant": "alexnet_compact", **extra})
+        return target
+
+    built = []
+    original = checkpoints.build
+
+    def spy(*args, **kwargs):
+        built.append(torch.empty(0).device.type)  # "meta" inside the shape check, "cpu" for a real model
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoints, "build", spy)
+    claims_a_removed_conv = with_metadata("dropped.safetensors", options=json.dumps({"drop_conv": 3}))
+    with pytest.raises(
+        ValueError, match=r"do not fit alexnet_compact built with drop_conv=3 \(as the file's metadata says\)"
+    ):
+        checkpoints.load_user_checkpoint(claims_a_removed_conv)
+    claims_batch_norm = with_metadata("bn.safetensors", options=json.dumps({"batch_norm": True}))
+    with pytest.raises(ValueError, match="missing features.1.bias"):
+        checkpoints.load_user_checkpoint(claims_batch_norm)
+    assert built and set(built) == {"meta"}  # only shapes were ever built
+    for options, message in (
+        ('{"activation": "gelu"}', "cannot be built: Model options: activation is one of relu, tanh, sigmoid"),
+        ('{"layers": 100}', "cannot be built: Unknown model option layers"),
+        ('["tanh"]', "not a set of named values"),
+        ("{not json", "model options are not valid JSON"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            checkpoints.load_user_checkpoint(with_metadata("odd.safetensors", options=options))
+    monkeypatch.setattr(checkpoints, "build", original)
+    loaded, _ = checkpoints.load_user_checkpoint(path)  # the file as saved loads
+    mlp = build("mlp", num_classes=2, input_shape=(3, 8, 8))
+    target = tmp_path / "mlp.safetensors"
+    save_file(
+        {k: v.contiguous() for k, v in mlp.state_dict().items()},
+        str(target),
+        metadata={"variant": "mlp", "input_shape": "[3, 8, 8]", "options": '{"activation": "tanh"}'},
+    )
+    with pytest.raises(ValueError, match="baseline, but its metadata records AlexNet options"):
+        checkpoints.load_user_checkpoint(target)
+
+
+def test_pt_files_may_carry_options_too(tmp_path):
+    model = build("alexnet_compact", num_classes=2, activation="tanh")
+    path = tmp_path / "tanh.pt"
+    torch.save({"state_dict": model.state_dict(), "classes": ["x", "y"], "options": {"activation": "tanh"}}, path)
+    loaded, _ = checkpoints.load_user_checkpoint(path)
+    assert _tanh_count(loaded) == 7
+
+
+def _tanh_count(model):
+    return sum(isinstance(m, torch.nn.Tanh) for m in model.modules())

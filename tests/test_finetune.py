@@ -1,3 +1,4 @@
+import dataclasses
 import gc
 import json
 import os
@@ -374,3 +375,142 @@ def test_the_compiled_fast_path_runs_on_a_cpu(stripes):
     assert plan_for(torch.device("cpu"), config, 2).compile
     progress, result = _run(config, few)
     assert progress[-1].step == 2 and np.isfinite(result.history[0]["loss"]) and result.confusion.sum() == 5
+
+
+# --- the paper's options: network shape, schedule, early stopping, top-5, ten crops, PCA colour -------------
+
+
+def _tiny(stripes, per_class=6):
+    keep = torch.cat([torch.nonzero(stripes.labels == label).flatten()[:per_class] for label in range(5)])
+    return data.ImageDataset("tiny", stripes.images[keep], stripes.labels[keep], stripes.classes)
+
+
+def test_the_defaults_are_todays_recipe():
+    config = FinetuneConfig()
+    assert config.model_options() == {} and config.schedule == "constant" and not config.pca_colour
+    assert config.early_stopping == 0 and not config.ten_crop and config.split_seed is None
+
+
+def test_network_options_reach_the_model_its_checkpoint_and_back(stripes, tmp_path):
+    config = FinetuneConfig(
+        model="alexnet_compact", mode="full", pretrained=False, image_size=64, epochs=1, batch_size=16,
+        activation="tanh", drop_conv=3, batch_norm=True, init="paper", dropout=0.0,
+    )  # fmt: skip
+    _, result = _run(config, _tiny(stripes))
+    model = result.model()
+    assert sum(isinstance(m, torch.nn.Tanh) for m in model.modules()) == 6  # four convs, fc6, fc7
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) == 4
+    assert result.state_dict["features.1.num_batches_tracked"].dtype == torch.int64
+    path = tmp_path / "tanh.safetensors"
+    result.save(path)
+    loaded, info = checkpoints.load_user_checkpoint(path)
+    x = prepare_batch(stripes.images[:4], 64, train=False)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    assert "activation=tanh" in info.description
+
+
+def test_bad_combinations_get_a_sentence(stripes):
+    for bad, message in (
+        (dict(model="alexnet", drop_conv=3), "Removing conv3 from a pretrained AlexNet"),
+        (dict(model="alexnet", activation="tanh"), "with activation=tanh they would not compute what they learned"),
+        (dict(model="alexnet", mode="head", pca_colour=True), "Use full training"),
+        (dict(model="alexnet_compact", pretrained=False, mode="head", ten_crop=True), "Use full training"),
+        (dict(model="mlp", mode="full", lrn=True), "baseline has no convolutional layers"),
+        (dict(model="alexnet_compact", activation="gelu"), "activation is one of"),
+        (dict(schedule="step"), "schedule 'constant', 'cosine' or 'plateau'"),
+        (dict(weight_decay=-1), "Weight decay must be between 0 and 1"),
+        (dict(model="alexnet_compact", pretrained=False, image_size=32), "shrink to nothing .* Use 63 px or more"),
+        (dict(model="alexnet_compact", image_size=32, pooling="plain"), "Use 35 px or more"),
+        (dict(early_stopping=-2), "early stopping must be a whole number"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            list(finetune(FinetuneConfig(**bad), stripes))
+    FinetuneConfig(model="alexnet", dropout=0.2).validate()  # dropout has no weights: fine on ImageNet weights
+    model, _ = engine._make_model(FinetuneConfig(model="alexnet", dropout=0.2), 5, torch.Generator().manual_seed(0))
+    assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [0.2, 0.2]
+
+
+def test_schedules_change_the_learning_rate_as_they_say(stripes, monkeypatch):
+    tiny = _tiny(stripes)
+    base = dict(model="alexnet_compact", mode="head", pretrained=False, image_size=64, epochs=4, lr=0.01)
+    _, constant = _run(FinetuneConfig(**base), tiny)
+    assert [h["lr"] for h in constant.history] == [0.01] * 4
+    _, cosine = _run(FinetuneConfig(**base, schedule="cosine", batch_size=8), tiny)  # 3 steps an epoch, 12 in all
+    rates = [h["lr"] for h in cosine.history]
+    expected = [0.01 * (1 + np.cos(np.pi * 3 * e / 12)) / 2 for e in range(4)]  # at the start of each epoch
+    np.testing.assert_allclose(rates, expected, rtol=1e-6)
+    stuck = iter([0.5, 0.5, 0.5, 0.5, 0.5])  # validation never improves after the first epoch
+    original = engine._predict
+
+    def never_better(run):
+        scores = original(run)
+        return dataclasses.replace(scores, accuracy=next(stuck))
+
+    monkeypatch.setattr(engine, "_predict", never_better)
+    _, plateau = _run(FinetuneConfig(**base, schedule="plateau", plateau_patience=1), tiny)
+    # Epoch 1 sets the mark; epochs 2 and 3 do not beat it; past the one tolerated, the rate drops ÷10.
+    np.testing.assert_allclose([h["lr"] for h in plateau.history], [0.01, 0.01, 0.01, 0.001])
+
+
+def test_early_stopping_keeps_the_best_epochs_weights(stripes, monkeypatch):
+    accuracies = iter([0.4, 0.8, 0.6, 0.7, 0.6, 0.9])
+    weights, original = [], engine._predict
+
+    def scripted(run):
+        weights.append({k: v.clone() for k, v in run.model.state_dict().items()})
+        return dataclasses.replace(original(run), accuracy=next(accuracies))
+
+    monkeypatch.setattr(engine, "_predict", scripted)
+    config = FinetuneConfig(
+        model="alexnet_compact", mode="full", pretrained=False, image_size=64, epochs=6, early_stopping=2
+    )
+    _, result = _run(config, _tiny(stripes))
+    assert len(result.history) == 4 and result.best_epoch == 2  # epochs 3 and 4 did not beat epoch 2
+    assert "Stopped early after epoch 4" in result.notice and "epoch 2's" in result.notice
+    assert all(torch.equal(result.state_dict[k], weights[1][k].float()) for k in result.state_dict)
+    assert not torch.equal(result.state_dict["features.0.weight"], weights[3]["features.0.weight"])
+
+
+def test_top5_and_ten_crop_scores_match_an_independent_count():
+    import torchvision.transforms.v2.functional as TF
+
+    ten = data.synthetic(per_class=8, size=48)  # five kinds of pattern, relabelled into ten classes below
+    labels = ten.labels * 2 + torch.arange(len(ten.labels)) % 2
+    ten = data.ImageDataset("ten", ten.images, labels, tuple(f"c{i}" for i in range(10)))
+    config = FinetuneConfig(
+        model="alexnet_compact", mode="full", pretrained=False, image_size=64, epochs=2, ten_crop=True, split_seed=5
+    )
+    _, result = _run(config, ten)
+    _, val_idx = data.stratified_split(ten.labels, config.val_fraction, 5)  # split_seed, not seed
+    model = result.model()
+    resized = prepare_batch(ten.images[val_idx], 73, train=False)  # 64 of 73, as 224 of 256
+    with torch.no_grad():
+        probabilities = torch.stack([torch.softmax(model(v), 1) for v in TF.ten_crop(resized, [64, 64])]).mean(0)
+    truth = ten.labels[val_idx]
+    assert result.val_accuracy == pytest.approx(float((probabilities.argmax(1) == truth).float().mean()))
+    top5 = (probabilities.topk(5, dim=1).indices == truth[:, None]).any(1).float().mean()
+    assert result.top5_accuracy == pytest.approx(float(top5)) and result.top5_accuracy >= result.val_accuracy
+    assert result.history[-1]["val_top5_accuracy"] == pytest.approx(result.top5_accuracy)
+    assert result.confusion.sum() == len(val_idx)
+
+
+def test_five_classes_or_fewer_have_no_top5_score(stripes):
+    config = FinetuneConfig(model="alexnet_compact", mode="head", pretrained=False, image_size=64, epochs=1)
+    _, result = _run(config, _tiny(stripes))
+    assert result.top5_accuracy is None and result.metrics()["top5_accuracy"] is None
+
+
+def test_pca_colour_runs_from_the_private_generator(stripes):
+    config = FinetuneConfig(
+        model="alexnet_compact", mode="full", pretrained=False, image_size=64, epochs=1, dropout=0.0,
+        pca_colour=True, seed=3,
+    )  # fmt: skip
+    torch.manual_seed(11)
+    before = torch.get_rng_state()
+    _, first = _run(config, _tiny(stripes))
+    assert torch.equal(torch.get_rng_state(), before)  # not one number from the process-wide generator
+    _, second = _run(config, _tiny(stripes))
+    assert all(torch.equal(first.state_dict[k], second.state_dict[k]) for k in first.state_dict)
+    _, without = _run(dataclasses.replace(config, pca_colour=False), _tiny(stripes))
+    assert not torch.equal(first.state_dict["features.0.weight"], without.state_dict["features.0.weight"])

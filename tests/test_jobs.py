@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 from playground import jobs
 from playground.finetune import FinetuneConfig, Progress
@@ -64,3 +65,68 @@ def test_a_sessions_job_slot_frees_when_its_worker_is_gone_even_if_nobody_releas
     book.attach("s", _DeadWorker())  # its handler was abandoned when the browser left
     assert not book.busy("s")
     book.claim("s")  # a new job may start
+
+
+def test_an_experiment_job_reads_runs_keeps_each_runs_weights_and_writes_the_results(tmp_path):
+    from playground import checkpoints
+    from playground.experiments import ExperimentConfig, Queued, Step
+    from playground.jobs import ExperimentOutcome, ExperimentRequest, RunFinished, experiment_job
+
+    config = ExperimentConfig(preset="relu-vs-tanh", base=dict(epochs=1, image_size=64), seeds=1)
+    request = ExperimentRequest(
+        config, "zip", str(tmp_path / "run"), zip_path=str(make_zip(tmp_path / "c.zip")), zip_name="c"
+    )
+    records = list(experiment_job(request))
+    assert isinstance(records[0], DatasetReady) and isinstance(records[1], Queued)
+    finished = [r for r in records if isinstance(r, RunFinished)]
+    assert [r.outcome.label for r in finished] == ["ReLU", "tanh"] and isinstance(records[2], Step)
+    model, info = checkpoints.load_user_checkpoint(finished[1].checkpoint)  # the tanh run, rebuilt as tanh
+    assert any(isinstance(m, torch.nn.Tanh) for m in model.modules()) and info.classes == ("blue", "green", "red")
+    assert finished[1].description == "tanh (seed 0) on c, " + f"{finished[1].outcome.val_accuracy:.0%} val."
+    outcome = records[-1]
+    assert isinstance(outcome, ExperimentOutcome) and outcome.checkpoints == {
+        0: finished[0].checkpoint,
+        1: finished[1].checkpoint,
+    }
+    assert sorted(os.path.basename(f) for f in outcome.files) == [
+        "curves.png",
+        "results.csv",
+        "results.json",
+        "summary.csv",
+    ]
+
+
+def test_an_experiment_keeps_weights_within_its_disk_budget_and_never_a_baselines(tmp_path, monkeypatch):
+    from playground.config import Limits
+    from playground.experiments import ExperimentConfig, compose
+    from playground.jobs import ExperimentRequest, RunFinished, experiment_job
+
+    monkeypatch.setattr(jobs, "get_limits", lambda: Limits(experiment_weights_bytes=80_000_000))  # one compact net
+    config = ExperimentConfig(preset="lrn", base=dict(epochs=1), seeds=2)  # four compact nets of ~59 MB
+    request = ExperimentRequest(config, "synthetic", str(tmp_path / "run"), limit=50)
+    finished = [r for r in experiment_job(request) if isinstance(r, RunFinished)]
+    assert [r.checkpoint is not None for r in finished] == [True, False, False, False]
+    baselines = ExperimentConfig(preset="ladder", runs=compose("model", "linear, mlp"), base=dict(epochs=1))
+    finished = [
+        r
+        for r in experiment_job(ExperimentRequest(baselines, "synthetic", str(tmp_path / "b"), limit=50))
+        if isinstance(r, RunFinished)
+    ]
+    assert [r.checkpoint for r in finished] == [None, None]  # no convolutions: nothing the other tabs could show
+
+
+def test_both_kinds_of_run_are_kept_per_session_and_forgotten_together(tmp_path):
+    from playground.jobs import ExperimentRun
+
+    book = Jobs(runs_kept=4)
+    trained, experimented = tmp_path / "t", tmp_path / "e"
+    trained.mkdir()
+    experimented.mkdir()
+    book.keep("s", jobs.Run(None, {}, str(trained)))
+    book.keep("s", ExperimentRun(None, {}, {}, str(experimented)), "experiment")
+    assert book.last_run("s").folder == str(trained) and book.last_run("s", "experiment").folder == str(experimented)
+    with pytest.raises(ValueError, match="training job or an experiment"):
+        book.claim("s") and book.claim("s")
+    book.forget("s")
+    assert book.last_run("s") is None and book.last_run("s", "experiment") is None
+    assert not trained.exists() and not experimented.exists()

@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torchvision
 
 from playground import models
 from playground.models import MODELS, build
@@ -89,3 +90,225 @@ def test_unknown_names_and_bad_class_counts():
         build("vgg")
     with pytest.raises(ValueError, match="num_classes"):
         build("alexnet", num_classes=0)
+
+
+# --- options: each changes what it says, and the defaults are today's networks --------------------------
+
+
+# Today's two hand-written variants, copied verbatim from the code before options existed: the defaults must
+# build exactly these (torchvision's own builder is the reference for "alexnet").
+def _today_alexnet2012(num_classes):
+    def lrn():
+        return torch.nn.LocalResponseNorm(size=5, alpha=1e-4 * 5, beta=0.75, k=2.0)
+
+    nn = torch.nn
+    features = nn.Sequential(
+        nn.Conv2d(3, 96, kernel_size=11, stride=4, padding=2), nn.ReLU(inplace=True), lrn(),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(96, 256, kernel_size=5, padding=2, groups=2), nn.ReLU(inplace=True), lrn(),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(256, 384, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 384, kernel_size=3, padding=1, groups=2), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1, groups=2), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+    )  # fmt: skip
+    classifier = nn.Sequential(
+        nn.Dropout(p=0.5), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(inplace=True),
+        nn.Dropout(p=0.5), nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Linear(4096, num_classes),
+    )  # fmt: skip
+    return _today_layout(features, classifier)
+
+
+def _today_alexnet_compact(num_classes):
+    nn = torch.nn
+    features = nn.Sequential(
+        nn.Conv2d(3, 48, kernel_size=11, stride=4, padding=2), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(48, 128, kernel_size=5, padding=2), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(128, 192, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(192, 192, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(192, 128, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+    )  # fmt: skip
+    classifier = nn.Sequential(
+        nn.Linear(128 * 6 * 6, 2048), nn.ReLU(inplace=True), nn.Dropout(p=0.5),
+        nn.Linear(2048, 2048), nn.ReLU(inplace=True), nn.Dropout(p=0.5), nn.Linear(2048, num_classes),
+    )  # fmt: skip
+    return _today_layout(features, classifier)
+
+
+def _today_layout(features, classifier):
+    model = torch.nn.Module()
+    model.features, model.avgpool, model.classifier = features, torch.nn.AdaptiveAvgPool2d((6, 6)), classifier
+    model.forward = lambda x: classifier(torch.flatten(model.avgpool(features(x)), 1))
+    return model
+
+
+TODAY = {
+    "alexnet": lambda k: torchvision.models.alexnet(weights=None, num_classes=k),
+    "alexnet2012": _today_alexnet2012,
+    "alexnet_compact": _today_alexnet_compact,
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_the_defaults_build_exactly_todays_networks(name):
+    ours, today = build(name, num_classes=7), TODAY[name](7)
+    for part in ("features", "avgpool", "classifier"):
+        assert repr(getattr(ours, part)) == repr(getattr(today, part))
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in today.state_dict().items()}
+    ours.load_state_dict(today.state_dict())
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(x), today.eval()(x))
+    assert repr(build("alexnet")) == repr(torchvision.models.alexnet())  # down to the class name
+
+
+def _count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def _modules(model, kind):
+    return [m for m in model.modules() if isinstance(m, kind)]
+
+
+@pytest.mark.parametrize("activation, kind", [("tanh", torch.nn.Tanh), ("sigmoid", torch.nn.Sigmoid)])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_activation_replaces_every_relu(name, activation, kind):
+    model = build(name, num_classes=10, activation=activation)
+    assert not _modules(model, torch.nn.ReLU) and len(_modules(model, kind)) == 7  # five convs, fc6, fc7
+    assert _count(model) == _count(build(name, num_classes=10))  # an activation has no parameters
+    assert [type(m) for m in model.features][:2] == [torch.nn.Conv2d, kind]  # in the ReLU's place
+    with torch.no_grad():
+        response = model.features[:2](torch.randn(1, 3, 64, 64) * 50)
+    low = -1.0 if activation == "tanh" else 0.0
+    assert response.min() >= low and response.max() <= 1.0 and response.min() < 0.5 * low + 0.01
+
+
+def test_lrn_on_and_off():
+    assert not _modules(build("alexnet2012", lrn=False), torch.nn.LocalResponseNorm)
+    assert len(_modules(build("alexnet2012", lrn=None), torch.nn.LocalResponseNorm)) == 2  # the paper's choice
+    for name in ("alexnet", "alexnet_compact"):
+        assert not _modules(build(name), torch.nn.LocalResponseNorm)
+        features = build(name, lrn=True).features
+        kinds = [type(m).__name__ for m in features]
+        assert kinds[:4] == ["Conv2d", "ReLU", "LocalResponseNorm", "MaxPool2d"]
+        assert (
+            kinds[4:8] == ["Conv2d", "ReLU", "LocalResponseNorm", "MaxPool2d"] and kinds.count("LocalResponseNorm") == 2
+        )
+        assert _count(build(name, lrn=True)) == _count(build(name))
+
+
+@pytest.mark.parametrize("size", [224, 100, 64])
+def test_plain_pooling_has_windows_that_do_not_overlap(size):
+    torch.manual_seed(0)
+    for pooling, window in (("overlapping", 3), ("plain", 2)):
+        model = build("alexnet_compact", num_classes=3, pooling=pooling).eval()
+        pools = [i for i, m in enumerate(model.features) if isinstance(m, torch.nn.MaxPool2d)]
+        assert all(model.features[i].kernel_size == window and model.features[i].stride == 2 for i in pools)
+        x, side = torch.randn(1, 3, size, size), None
+        for i, layer in enumerate(model.features):
+            before = x.shape[-1]
+            x = layer(x)
+            if i in pools:
+                side = (before - window) // 2 + 1  # torch's formula, floor((n - k) / s) + 1
+                assert x.shape[-1] == side
+        # How many windows pick each input pixel as their maximum: 2 or more only where windows overlap.
+        pixels = torch.randn(1, 4, 27, 27, requires_grad=True)
+        model.features[pools[0]](pixels).sum().backward()
+        assert (pixels.grad.max() > 1) == (pooling == "overlapping")
+    assert _count(build("alexnet", pooling="plain")) == HAND_COUNTS["alexnet"]
+
+
+def test_dropout_probability_and_none():
+    model = build("alexnet_compact", num_classes=3, dropout=0.2)
+    assert [m.p for m in _modules(model, torch.nn.Dropout)] == [0.2, 0.2]
+    model = build("alexnet_compact", num_classes=3, dropout=0.0).train()
+    x = torch.randn(2, 3, 64, 64)
+    torch.testing.assert_close(model(x), model(x))  # training mode, and nothing random left
+    assert build("alexnet", num_classes=3).classifier[6].out_features == 3  # the head keeps its names
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_batch_norm_after_every_conv(name):
+    model = build(name, batch_norm=True)
+    kinds = [type(m) for m in model.features]
+    norms = [i for i, kind in enumerate(kinds) if kind is torch.nn.BatchNorm2d]
+    assert len(norms) == 5 and all(kinds[i - 1] is torch.nn.Conv2d for i in norms)
+    convs = _modules(model, torch.nn.Conv2d)
+    assert [model.features[i].num_features for i in norms] == [c.out_channels for c in convs]
+    assert _count(model) == HAND_COUNTS[name] + 2 * sum(c.out_channels for c in convs)  # a scale and a shift each
+    assert "features.1.running_mean" in model.state_dict()
+
+
+def test_drop_conv_removes_one_layer_and_adapts_the_next():
+    widths = {"alexnet": [64, 192, 384, 256, 256], "alexnet_compact": [48, 128, 192, 192, 128]}
+    hidden = {"alexnet": 4096, "alexnet_compact": 2048}
+    kernels = [11, 5, 3, 3, 3]
+    for name, out in widths.items():
+        for dropped in (2, 3, 4):
+            model = build(name, num_classes=10, drop_conv=dropped)
+            convs = _modules(model, torch.nn.Conv2d)
+            kept = [n for n in range(5) if n != dropped - 1]
+            assert [c.out_channels for c in convs] == [out[n] for n in kept]
+            assert [c.kernel_size[0] for c in convs] == [kernels[n] for n in kept]
+            assert all(b.in_channels == a.out_channels for a, b in zip(convs, convs[1:]))
+            assert len(_modules(model, torch.nn.ReLU)) == 6 and len(_modules(model, torch.nn.MaxPool2d)) == 3
+            previous = [3] + [out[n] for n in kept][:-1]
+            expected = sum(_conv(out[n], i, kernels[n]) for n, i in zip(kept, previous)) + _linear(
+                out[4] * 36, hidden[name]
+            ) + _linear(hidden[name], hidden[name]) + _linear(hidden[name], 10)  # fmt: skip
+            assert _count(model) == expected
+            assert model.eval()(torch.randn(1, 3, 224, 224)).shape == (1, 10)
+            assert model.features(torch.randn(1, 3, 224, 224)).shape == (1, out[4], 6, 6)  # the maps keep their size
+    paper = build("alexnet2012", drop_conv=3)  # conv4 (two groups) now takes conv2's 256 maps
+    assert [(c.in_channels, c.groups) for c in _modules(paper, torch.nn.Conv2d)][2] == (256, 2)
+
+
+def test_the_papers_initialisation():
+    before = torch.get_rng_state()
+    model = build("alexnet", num_classes=10, init="paper", generator=torch.Generator().manual_seed(0))
+    assert torch.equal(torch.get_rng_state(), before)  # drawn from the private generator only
+    convs, linears = _modules(model, torch.nn.Conv2d), _modules(model, torch.nn.Linear)
+    for layer in convs + linears:
+        assert (
+            abs(float(layer.weight.detach().std()) - 0.01) < 0.001 and abs(float(layer.weight.detach().mean())) < 0.001
+        )
+    assert [float(c.bias.detach().unique()) for c in convs] == [
+        0.0,
+        1.0,
+        0.0,
+        1.0,
+        1.0,
+    ]  # conv2, conv4, conv5 start at 1
+    assert [float(m.bias.detach().unique()) for m in linears] == [1.0, 1.0, 0.0]  # fc6, fc7; the output layer at 0
+    again = build("alexnet", num_classes=10, init="paper", generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again.features[0].weight, model.features[0].weight)
+    # A removed conv leaves the others their own numbers: without conv4, conv5 still starts at 1.
+    dropped = build("alexnet_compact", init="paper", drop_conv=4)
+    assert [float(c.bias.detach().unique()) for c in _modules(dropped, torch.nn.Conv2d)] == [0.0, 1.0, 0.0, 1.0]
+    default = build("alexnet", num_classes=10, generator=torch.Generator().manual_seed(0))
+    assert float(default.features[3].bias.abs().max()) < 1 / (64 * 25) ** 0.5 + 1e-6  # torch's ±1/√fan_in
+
+
+def test_bad_options_get_a_sentence():
+    with pytest.raises(ValueError, match="Unknown model option activaton"):
+        build("alexnet", activaton="tanh")
+    with pytest.raises(ValueError, match="activation is one of relu, tanh, sigmoid, not 'gelu'"):
+        build("alexnet", activation="gelu")
+    with pytest.raises(ValueError, match="drop_conv removes conv 2, 3 or 4"):
+        build("alexnet", drop_conv=1)
+    with pytest.raises(ValueError, match="dropout is a probability"):
+        build("alexnet", dropout=1.0)
+    with pytest.raises(ValueError, match="baseline has no convolutional layers"):
+        build("mlp", num_classes=3, batch_norm=True)
+    assert models.Options(activation="tanh", lrn=False).changed() == {"activation": "tanh", "lrn": False}
+
+
+@pytest.mark.parametrize("options", [{"batch_norm": True}, {"drop_conv": 3, "lrn": True}, {"pooling": "plain"}])
+def test_the_layer_table_counts_every_option_as_torch_does(options):
+    from playground.architecture import totals, trace
+
+    model = build("alexnet_compact", num_classes=5, **options)
+    assert totals(trace(model))["params"] == _count(model)

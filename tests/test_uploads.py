@@ -174,3 +174,58 @@ def test_a_damaged_member_is_skipped_not_fatal(tmp_path):
 def test_reading_can_be_stopped(tmp_path):
     with pytest.raises(ValueError, match="Stopped"):
         uploads.read_zip(_zip(tmp_path / "f.zip", _good()), should_stop=lambda: True)
+
+
+# --- a folder that arrives file by file (a browser's directory upload): the same intake as a zip ---------
+
+
+def _folder(tmp_path, files: dict):
+    """Write each file under its own random-looking name, as an upload server stores them, and pair it with
+    its path inside the folder, as the browser names it."""
+    pairs = []
+    for i, (relative, content) in enumerate(files.items()):
+        stored = tmp_path / "uploads" / f"{i:04d}" / relative.rsplit("/", 1)[-1].replace("\\", "_")
+        stored.parent.mkdir(parents=True)
+        stored.write_bytes(content)
+        pairs.append((relative, str(stored)))
+    return pairs
+
+
+def test_a_folder_gives_the_same_dataset_as_its_zip(tmp_path):
+    files = {**_good("pets/"), "pets/.DS_Store": b"finder", "pets/cat/notes.txt": b"hello", "pets/dog/x.jpg": b"bad"}
+    folder = uploads.read_files(_folder(tmp_path, files), size=16, name="pets")
+    zipped = uploads.read_zip(_zip(tmp_path / "pets.zip", files), size=16, name="pets")
+    assert folder.classes == zipped.classes == ("cat", "dog")
+    assert torch.equal(folder.images, zipped.images) and torch.equal(folder.labels, zipped.labels)
+    assert folder.report == zipped.report  # the same files skipped for the same reasons, the same ignored
+    assert dict(folder.report.skipped)["pets/cat/notes.txt"] == "not an image file"
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"../evil.jpg": _jpeg()}, "folder has a file that points outside its folder"),
+        ({"cat/../../evil.jpg": _jpeg()}, "outside its folder"),
+        ({"/etc/evil.jpg": _jpeg()}, "absolute path"),
+        ({"cat\\evil.jpg": _jpeg()}, "backslash"),
+    ],
+)
+def test_a_hostile_folder_is_refused_whole(tmp_path, extra, message):
+    with pytest.raises(ValueError, match=message):
+        uploads.read_files(_folder(tmp_path, {**_good(), **extra}))
+
+
+def test_a_folder_is_held_to_the_zip_limits(tmp_path):
+    pairs = _folder(tmp_path, _good())
+    with pytest.raises(ValueError, match="The folder has 8 files; the limit is 5"):
+        uploads.read_files(pairs, limits=Limits(max_zip_members=5))
+    with pytest.raises(ValueError, match="The folder holds 0 MB; the limit is 0 MB"):
+        uploads.read_files(pairs, limits=Limits(max_zip_bytes=1000))
+    with pytest.raises(ValueError, match="one folder per class"):
+        uploads.read_files(_folder(tmp_path / "flat", {"a.jpg": _jpeg(), "b.jpg": _jpeg()}))
+    with pytest.raises(ValueError, match="did not arrive"):
+        uploads.read_files([("cat/0.jpg", str(tmp_path / "missing.jpg"))])
+    with pytest.raises(ValueError, match="path inside the folder"):
+        uploads.read_files([(None, pairs[0][1])])
+    with pytest.raises(ValueError, match="Stopped while reading the folder"):
+        uploads.read_files(pairs, should_stop=lambda: True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numbers
 
 import gradio as gr
+from gradio.data_classes import ListFiles
 
 from playground.config import get_limits
 
@@ -96,5 +97,5 @@ class File(gr.File):
     is_template = True
 
     def preprocess(self, payload):
-        accepted = payload is None or hasattr(payload, "path") or isinstance(payload, list)
+        accepted = payload is None or hasattr(payload, "path") or isinstance(payload, (list, ListFiles))
         return _checked(self, payload, accepted, "an uploaded file", super().preprocess)

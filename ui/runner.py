@@ -14,7 +14,10 @@ import os
 from collections.abc import Callable, Iterator
 
 from playground.config import get_limits
+from playground.jobs import Jobs
 from playground.workers import Worker, WorkerSettings
+
+JOBS = Jobs()  # one long job per session, a training or an experiment (both tabs claim here)
 
 
 def zero_gpu() -> bool:

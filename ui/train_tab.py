@@ -21,7 +21,6 @@ from playground.filters import filter_grid
 from playground.finetune import FinetuneConfig, FinetuneResult, Progress
 from playground.jobs import (
     DatasetReady,
-    Jobs,
     Run,
     TrainingOutcome,
     TrainingRequest,
@@ -30,36 +29,32 @@ from playground.jobs import (
     training_job,
 )
 from playground.unit_jobs import SessionZips
-from ui import inputs, runner
+from ui import folders, inputs, runner
 from ui.common import keyed, result_image, uploaded_path, user_errors
 from ui.model_panel import STORE, refresh_choices, session_of
 from ui.queueing import LONG, address, admits_long_jobs, listener_gone
 
-ZIP = "your zip"
-DATASET_CHOICES = [ZIP, *data.DATASETS]
+ZIP, FOLDER = folders.ZIP, folders.FOLDER
+DATASET_CHOICES = [ZIP, FOLDER, *data.DATASETS]
 MODEL_CHOICES = [*models.MODELS, *models.BASELINES]
 HELP = """
-Upload a **zip of class folders** (`daisy/1.jpg`, `rose/7.jpg`, …, or all inside one top folder) or pick a
-dataset, then press **Train**. The defaults are the course's recipe: ImageNet-pretrained AlexNet, a new
+Upload a **zip of class folders** (`daisy/1.jpg`, `rose/7.jpg`, …, or all inside one top folder), choose or
+drop a **folder** of them, or pick a dataset, then press **Train**. The defaults are the course's recipe: ImageNet-pretrained AlexNet, a new
 final layer for your classes, Adam at 0.001, batch 16, 10 epochs. *Head only* trains just that final
 layer on features computed once (fast, even on a CPU); *full* trains every layer with augmentation.
 """
 STOPPED = "<p>Stopped. Nothing from this run was kept; your earlier results are unchanged.</p>"
 
-JOBS = Jobs()
+JOBS = runner.JOBS  # shared with the Experiments tab: one long job per session
 ZIPS = SessionZips()  # each session's last zip, which the Units tab can read as "my zip"
 
 
-def _request(zip_file, dataset, limit, config: FinetuneConfig) -> TrainingRequest:
-    """What the worker needs, as plain values: the upload's server path (checked), or a dataset's name."""
-    if dataset in (None, "", ZIP):
-        if zip_file is None:
-            raise ValueError("Upload a zip of class folders, or choose one of the built-in datasets.")
-        name = os.path.splitext(os.path.basename(str(zip_file)))[0]
-        return TrainingRequest(config, "zip", new_run_folder(), zip_path=uploaded_path(zip_file), zip_name=name)
-    if dataset not in data.DATASETS:
-        raise ValueError(f"Unknown dataset {dataset!r}.")
-    return TrainingRequest(config, dataset, new_run_folder(), limit=int(limit) if limit else None)
+def _request(zip_file, dataset, limit, config: FinetuneConfig, folder=None, folder_paths=None) -> TrainingRequest:
+    """What the worker needs, as plain values: the upload's server path (checked), a folder's files, or a
+    dataset's name."""
+    return TrainingRequest(
+        config, folder=new_run_folder(), **folders.source(dataset, zip_file, folder, folder_paths, limit)
+    )
 
 
 def _progress_html(record: Progress) -> str:
@@ -105,6 +100,9 @@ def train(
     flip=True,
     color_jitter=False,
     limit=1000,
+    weight_decay=0.0,
+    folder=None,
+    folder_paths=None,
     request: gr.Request = None,
 ):
     """Fine-tune and stream progress; at the end, the results and the model in this session's chooser.
@@ -128,10 +126,11 @@ def train(
             crop=bool(crop),
             flip=bool(flip),
             color_jitter=bool(color_jitter),
+            weight_decay=float(weight_decay or 0.0),
             max_seconds=get_limits().train_max_seconds,  # the cap covers reading the data too
         )
         config.validate()
-        job = _request(zip_file, dataset, limit, config)
+        job = _request(zip_file, dataset, limit, config, folder, folder_paths)
         if job.zip_path:
             ZIPS.remember(session, job.zip_path)
         job = dataclasses.replace(job, gpu_seconds=planned_gpu_seconds(job) if runner.zero_gpu() else 0.0)
@@ -268,9 +267,11 @@ def forget(request: gr.Request):
 
 def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
     gr.Markdown(HELP)
+    folders.install(demo)
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             zip_file = inputs.File(file_types=[".zip"], label="Zip of class folders", elem_id="train-zip")
+            folder, folder_paths = folders.folder_input("train")
             dataset = inputs.Dropdown(DATASET_CHOICES, value=ZIP, label="Dataset", elem_id="train-dataset")
             limit = inputs.Slider(
                 100, 10_000, value=1000, step=100, label="At most this many images (built-in datasets)"
@@ -285,6 +286,9 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
             with gr.Row():
                 lr = inputs.Number(1e-3, label="Learning rate", minimum=1e-6, maximum=1.0)
                 optimizer = inputs.Radio(["adam", "sgd"], value="adam", label="Optimizer")
+            weight_decay = inputs.Number(
+                0.0, label="Weight decay (the paper: 0.0005, with SGD)", minimum=0.0, maximum=1.0, elem_id="train-decay"
+            )
             with gr.Row():
                 crop = inputs.Checkbox(True, label="Random crops")
                 flip = inputs.Checkbox(True, label="Flips")
@@ -340,6 +344,9 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
             flip,
             color_jitter,
             limit,
+            weight_decay,
+            folder,
+            folder_paths,
         ],
         outputs=list(outputs.values()),
         api_name="train",

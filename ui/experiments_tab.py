@@ -1,0 +1,348 @@
+"""Tab 7, Experiments: the lecture's ladder and the paper's ablations, run side by side on your data, with
+the paper's or the lecture's number beside ours; every finished run can be opened in the other tabs."""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import shutil
+import time
+
+import gradio as gr
+import pandas as pd
+import torch
+
+from playground import checkpoints, data
+from playground.checkpoints import ModelInfo
+from playground.config import get_limits
+from playground.experiment_report import Overlay, Target, summarise, write_results
+from playground.experiments import PRESETS, SETTINGS, ExperimentConfig, Queued, Step, compose, plan
+from playground.jobs import (
+    DatasetReady,
+    ExperimentOutcome,
+    ExperimentRequest,
+    ExperimentRun,
+    RunFinished,
+    experiment_job,
+    new_run_folder,
+    planned_experiment_gpu_seconds,
+)
+from ui import folders, inputs, runner
+from ui.common import keyed, result_image, user_errors
+from ui.model_panel import STORE, refresh_choices, session_of
+from ui.queueing import LONG, address, admits_long_jobs, listener_gone
+from ui.runner import JOBS
+
+ZIP, FOLDER = folders.ZIP, folders.FOLDER
+DATASET_CHOICES = [ZIP, FOLDER, *data.DATASETS]
+PRESET_CHOICES = [(recipe.title, name) for name, recipe in PRESETS.items()]
+HELP = """
+Run the lecture's ladder or one of the paper's ablations on **your data** (a zip or a folder of class folders)
+or a built-in set: the runs differ in one setting, share one train/validation split and the same seeds, and
+train one after another. Or compose your own: pick a setting and the values to compare. Repeats over two or
+more seeds give a spread, and the table says when a difference is inside the noise.
+"""
+STOPPED = "Stopped. The runs that had finished are kept below (and can be opened in the other tabs)."
+
+
+@user_errors
+def describe(preset="relu-vs-tanh") -> str:
+    """What a preset compares, how, and the number the paper or the lecture gives (labelled as theirs)."""
+    recipe = ExperimentConfig(preset=preset).recipe
+    config = ExperimentConfig(preset=preset)
+    base = {**recipe.base, **(recipe.gpu if config.full_size() else {})}
+    runs = "; ".join(f"**{run.label}** ({_settings(run.settings)})" for run in recipe.runs)
+    return (
+        f"**{recipe.title}.** {recipe.question}\n\n"
+        f"Runs: {runs}. Shared: {_settings(base)}; built-in data: {config.limit() or 'every'} images. "
+        f"Epochs to target count epochs to {recipe.target.describe()}.\n\n"
+        f"<div class='theirs'><b>Theirs, not ours:</b> {html.escape(recipe.theirs)}</div>"
+    )
+
+
+def _settings(settings: dict) -> str:
+    return ", ".join(f"{key}={value}" for key, value in settings.items()) or "the defaults"
+
+
+def _config(preset, seeds, vary, values, epochs, target) -> ExperimentConfig:
+    recipe = ExperimentConfig(preset=preset).recipe
+    base = {"epochs": int(epochs)} if epochs else {}
+    goal = Target(float(target) / 100, recipe.target.on) if target else None
+    runs = compose(vary, values) if values and str(values).strip() else ()
+    config = ExperimentConfig(
+        preset=preset,
+        runs=runs,
+        base=base,
+        seeds=int(seeds),
+        target=goal,
+        max_seconds=get_limits().train_max_seconds,  # the training cap covers the whole experiment
+    )
+    plan(config)  # a bad combination gets its sentence now, before a worker starts
+    (goal or recipe.target).check()
+    return config
+
+
+def _request(config, zip_file, dataset, limit, folder, folder_paths) -> ExperimentRequest:
+    return ExperimentRequest(
+        config, folder=new_run_folder(), **folders.source(dataset, zip_file, folder, folder_paths, limit)
+    )
+
+
+def _queue(queued, finished: dict, current: tuple | None) -> str:
+    """The experiment's runs in order: done (with the score), running (where it is), waiting."""
+    items = []
+    for index, (label, seed) in enumerate(queued):
+        name = f"{html.escape(label)} <small>(seed {seed})</small>"
+        if index in finished:
+            items.append(f"<li>✓ {name}: validation accuracy {finished[index].val_accuracy:.1%}</li>")
+        elif current and current[0] == index:
+            items.append(f"<li><b>▶ {name}</b>: {html.escape(current[1])}</li>")
+        else:
+            items.append(f"<li>· {name}</li>")
+    return f"<ol class='experiment-queue'>{''.join(items)}</ol>"
+
+
+def _where(step: Step) -> str:
+    progress = step.progress
+    if not progress.total_steps:
+        return progress.message
+    return (
+        f"epoch {progress.epoch} of {progress.epochs}, step {progress.step} of {progress.total_steps}, "
+        f"training accuracy {progress.accuracy:.1%}"
+    )
+
+
+def _table(result) -> pd.DataFrame:
+    return pd.DataFrame(result.table())
+
+
+def _notes(result) -> str:
+    theirs = (
+        f"<div class='theirs'><b>Theirs, not ours:</b> {html.escape(result.theirs)}</div>\n\n" if result.theirs else ""
+    )
+    return theirs + "\n".join(f"- {html.escape(note)}" for note in result.notes)
+
+
+@user_errors
+def experiment(
+    zip_file=None,
+    dataset=ZIP,
+    preset="relu-vs-tanh",
+    seeds=1,
+    vary="activation",
+    values="",
+    epochs=0,
+    target=0,
+    limit=0,
+    folder=None,
+    folder_paths=None,
+    request: gr.Request = None,
+):
+    """Run the experiment in a worker process and stream its queue, curves and table; keep its runs.
+
+    Yields dicts keyed by output name (see :func:`build_tab`); an output a message leaves out keeps its value.
+    """
+    session = session_of(request)
+    stop = JOBS.claim(session)  # one long job per session: a training or an experiment
+    worker = job = None
+    kept = None  # this experiment's ExperimentRun once a run has finished
+    try:
+        config = _config(preset, seeds, vary, values, epochs, target)
+        job = _request(config, zip_file, dataset, limit, folder, folder_paths)
+        if runner.zero_gpu():
+            job = dataclasses.replace(job, gpu_seconds=planned_experiment_gpu_seconds(job))
+        if listener_gone(request):
+            return
+        yield {"status": "<p>Starting a worker process and reading the data…</p>", "table": None, "notes": ""}
+        worker = runner.start(experiment_job, job, kind="experiment")
+        JOBS.attach(session, worker)
+        hard_stop = time.monotonic() + config.max_seconds + 120  # the job stops itself at the cap; a backstop
+        labels = [run.label for run in (config.runs or config.recipe.runs)]
+        goal = config.target or config.recipe.target
+        overlay = Overlay(labels, goal, f"{config.recipe.title if not config.runs else 'Your experiment'}")
+        queued, finished, outcomes, current, shown, report = (), {}, [], None, 0.0, ""
+        for record in worker.records():
+            if stop.is_set() or listener_gone(request):
+                worker.stop()
+                name = job.zip_name if job.dataset in ("zip", "folder") else job.dataset
+                yield {"report": report, **_stopped(kept, config, labels, outcomes, goal, name, overlay)}
+                return
+            if time.monotonic() > hard_stop:
+                raise ValueError(f"The experiment ran well past its {config.max_seconds:g} s cap and was stopped.")
+            if isinstance(record, DatasetReady):
+                report = record.report
+                yield {"report": report}
+            elif isinstance(record, Queued):
+                queued = record.runs
+                yield {"status": _queue(queued, finished, None)}
+            elif isinstance(record, Step):
+                overlay.add(record.label, record.seed, record.progress)
+                current = (record.index, _where(record))
+                if time.monotonic() - shown > 1.0:
+                    shown = time.monotonic()
+                    yield {"status": _queue(queued, finished, current), "curves": overlay.image()}
+            elif isinstance(record, RunFinished):
+                overlay.settle(record.outcome)
+                finished[record.index] = record.outcome
+                outcomes.append(record.outcome)
+                kept = _keep(session, kept, job.folder, record)
+                partial = summarise(config.recipe, labels, outcomes, goal, dataset_name="", planned=len(queued),
+                                    capped=False, seconds=0.0)  # fmt: skip
+                yield {
+                    "status": _queue(queued, finished, None),
+                    "curves": overlay.image(),
+                    "table": _table(partial),
+                    "runs": _run_choices(kept),
+                }
+            elif isinstance(record, ExperimentOutcome):
+                kept = kept or _keep(session, None, job.folder, None)
+                kept.result = record.result
+                result = record.result
+                yield {
+                    "status": _queue(queued, finished, None)
+                    + f"<p><b>Done</b>: {len(result.outcomes)} of {result.planned} runs in {result.seconds:,.0f} s.</p>",
+                    "report": report,  # every output in the last message: an API client reads only that one
+                    "curves": overlay_image(record.files),
+                    "table": _table(result),
+                    "notes": _notes(result),
+                    "downloads": record.files,
+                    "runs": _run_choices(kept),
+                }
+    finally:
+        if worker is not None:
+            worker.stop()
+        if job is not None and kept is None:
+            shutil.rmtree(job.folder, ignore_errors=True)  # nothing finished: nothing to keep
+        JOBS.release(session)
+
+
+def overlay_image(files: list[str]) -> str:
+    return next(path for path in files if path.endswith(".png"))
+
+
+def _keep(session, kept: ExperimentRun | None, folder: str, finished: RunFinished | None) -> ExperimentRun:
+    """This session's experiment as runs finish: each run's weights, to open in the other tabs."""
+    if kept is None:
+        kept = ExperimentRun(None, {}, {}, folder)
+        JOBS.keep(session, kept, "experiment")  # the session's previous experiment (and its files) goes
+    if finished is not None and finished.checkpoint:
+        kept.checkpoints[finished.index] = finished.checkpoint
+        kept.descriptions[finished.index] = finished.description
+    return kept
+
+
+def _stopped(kept, config, labels, outcomes, goal, dataset, overlay) -> dict:
+    """Stop pressed (or the listener left): what finished stays, with its files."""
+    if not outcomes:
+        return {"status": f"<p>{STOPPED}</p>"}
+    result = summarise(config.recipe if not config.runs else None, labels, outcomes, goal, dataset_name=dataset,
+                       planned=len(outcomes), capped=False, seconds=0.0)  # fmt: skip
+    kept.result = result
+    files = [str(path) for path in write_results(result, kept.folder)]
+    return {
+        "status": f"<p>{STOPPED}</p>",
+        "curves": overlay.image(),
+        "table": _table(result),
+        "notes": _notes(result),
+        "downloads": files,
+        "runs": _run_choices(kept),
+    }
+
+
+def _run_choices(kept: ExperimentRun | None):
+    choices = [(text, str(index)) for index, text in sorted(kept.descriptions.items())] if kept else []
+    return gr.update(choices=choices, value=choices[-1][1] if choices else None)
+
+
+@user_errors
+def open_run(run, request: gr.Request = None):
+    """Put a finished run of this session's experiment into the model chooser, for every other tab."""
+    session = session_of(request)
+    kept = JOBS.last_run(session, "experiment")
+    if kept is None or run in (None, "") or not str(run).isdigit() or int(run) not in kept.checkpoints:
+        raise ValueError(
+            "Choose a finished run of your experiment first (baselines cannot be opened: no convolutions)."
+        )
+    index = int(run)
+
+    def loader(admit):  # charged to the store from the file's headers, before the model is built
+        model, info = checkpoints.load_user_checkpoint(kept.checkpoints[index], admit=admit)
+        return model, ModelInfo(info.name, "file", f"experiment: {kept.descriptions[index]}", info.classes)
+
+    key = STORE.load(session, loader, visitor=address(request))
+    return refresh_choices(key, request), f"Opened **{kept.descriptions[index]}**: it is now the chosen model."
+
+
+@user_errors
+def request_stop(request: gr.Request = None):
+    JOBS.stop(session_of(request))
+
+
+def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
+    gr.Markdown(HELP)
+    folders.install(demo)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=320):
+            zip_file = inputs.File(file_types=[".zip"], label="Zip of class folders", elem_id="experiment-zip")
+            folder, folder_paths = folders.folder_input("experiment")
+            dataset = inputs.Dropdown(DATASET_CHOICES, value=ZIP, label="Dataset", elem_id="experiment-dataset")
+            limit = inputs.Slider(0, 20_000, value=0, step=100, label="Images of a built-in dataset (0: the preset's)")
+            preset = inputs.Dropdown(
+                PRESET_CHOICES, value="relu-vs-tanh", label="Experiment", elem_id="experiment-preset"
+            )
+            about = gr.Markdown(describe("relu-vs-tanh"), elem_id="experiment-about")
+            with gr.Accordion(
+                "Compose your own runs (they replace the preset's; its shared settings stay)", open=False
+            ):
+                with gr.Row():
+                    vary = inputs.Dropdown(list(SETTINGS), value="activation", label="Setting to vary")
+                    values = inputs.Textbox("", label="Values, separated by commas", placeholder="relu, tanh, sigmoid",
+                                            elem_id="experiment-values")  # fmt: skip
+            with gr.Row():
+                seeds = inputs.Slider(1, 5, value=1, step=1, label="Seeds (repeats)", elem_id="experiment-seeds")
+                epochs = inputs.Slider(
+                    0, 50, value=0, step=1, label="Epochs (0: the preset's)", elem_id="experiment-epochs"
+                )
+            target = inputs.Number(0, label="Target error in % (0: the preset's)", minimum=0, maximum=99)
+            with gr.Row():
+                run_button = gr.Button("Run the experiment", variant="primary", elem_id="experiment-button")
+                stop_button = gr.Button("Stop", variant="stop", elem_id="experiment-stop")
+        with gr.Column(scale=2):
+            status = gr.HTML(label="Queue", elem_id="experiment-status")
+            report = gr.Markdown(label="Dataset", elem_id="experiment-report")
+            curves = result_image(
+                label="Training and validation error, every run overlaid", elem_id="experiment-curves"
+            )
+    table = gr.Dataframe(
+        label="Results (mean ± spread over seeds)",
+        interactive=False,
+        wrap=True,
+        column_widths=["10%", "10%", "4%", "9%", "6%", "6%", "6%", "7%", "5%", "9%", "5%", "23%"],
+        elem_id="experiment-table",
+    )
+    notes = gr.Markdown(label="Notes", elem_id="experiment-notes")
+    downloads = inputs.File(
+        label="Downloads: results.json, results.csv (every run and seed), summary.csv (the table), curves.png",
+        file_count="multiple",
+        elem_id="experiment-downloads",
+    )
+    with gr.Row():
+        runs = inputs.Dropdown([], label="A finished run", elem_id="experiment-runs", scale=2)
+        open_button = gr.Button("Open it in the other tabs", elem_id="experiment-open")
+        opened = gr.Markdown(elem_id="experiment-opened")
+
+    outputs = {"status": status, "report": report, "curves": curves, "table": table, "notes": notes,
+               "downloads": downloads, "runs": runs}  # fmt: skip
+    handler = keyed(experiment, outputs)
+    running = run_button.click(
+        handler,
+        inputs=[zip_file, dataset, preset, seeds, vary, values, epochs, target, limit, folder, folder_paths],
+        outputs=list(outputs.values()),
+        api_name="experiment",
+        concurrency_limit=1 if torch.cuda.is_available() else get_limits().long_jobs_running,
+        concurrency_id=LONG,  # one long job per session, training or experiment, admitted at the door
+        validator=admits_long_jobs(handler),
+    )
+    stop_button.click(request_stop, api_name="stop_experiment", cancels=[running])
+    preset.change(describe, inputs=preset, outputs=about, api_name="describe_experiment")
+    open_button.click(open_run, inputs=runs, outputs=[chooser, opened], api_name="open_run")

@@ -1,0 +1,171 @@
+"""A folder of class folders, chosen or dropped in the browser, for the Train and Experiments tabs.
+
+Gradio 6's directory upload (``gr.File(file_count="directory")``) sends every file of the folder, but each
+under its bare name (``1.jpg``): the front end copies each file into a new ``File`` before uploading it,
+which drops the browser's ``webkitRelativePath`` (``flowers/daisy/1.jpg``), and a folder dropped on it is
+not opened at all. So a small script (:data:`FOLDER_JS`) writes the path of every chosen file, in order,
+into a hidden box beside the upload; for a dropped folder it walks the folder itself (the browser's
+``webkitGetAsEntry``) and hands the files to the same upload. :func:`pair` then matches each uploaded file
+with its path, and :func:`playground.uploads.read_files` reads them under the same checks as a zip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import gradio as gr
+from gradio_client.utils import strip_invalid_filename_characters
+
+from playground import data
+from playground.config import get_limits
+from playground.images import IMAGE_EXTENSIONS
+from ui import inputs
+from ui.common import uploaded_path
+
+FOLDER_JS = r"""
+() => {
+  if (window.playgroundFolders) return;  // one hook for every folder upload of the page
+  window.playgroundFolders = true;
+  const keep = (holder, paths) => {
+    const box = document.querySelector(`#${holder.id}-paths textarea, #${holder.id}-paths input`);
+    if (!box) return;
+    box.value = JSON.stringify(paths);
+    box.dispatchEvent(new Event("input", { bubbles: true }));
+  };
+  // Chosen in the file picker: the browser knows each file's path inside the folder. Captured before
+  // Gradio's own handler, which copies the files without it.
+  document.addEventListener("change", (event) => {
+    const input = event.target;
+    const holder = input instanceof HTMLInputElement && input.type === "file" && input.closest(".folder-upload");
+    const files = holder ? Array.from(input.files || []) : [];
+    if (files.length && files.every((file) => file.webkitRelativePath)) {
+      keep(holder, files.map((file) => file.webkitRelativePath));
+    }
+  }, true);
+  // Dropped: walk the folder, then give its files to the same upload, with their paths.
+  const walk = async (entry, found) => {
+    if (entry.isFile) {
+      found.push([entry.fullPath.replace(/^\/+/, ""), await new Promise((ok, fail) => entry.file(ok, fail))]);
+    } else if (entry.isDirectory) {
+      const reader = entry.createReader();
+      for (;;) {
+        const batch = await new Promise((ok, fail) => reader.readEntries(ok, fail));
+        if (!batch.length) break;
+        for (const child of batch) await walk(child, found);
+      }
+    }
+  };
+  document.addEventListener("drop", async (event) => {
+    const holder = event.target.closest && event.target.closest(".folder-upload");
+    const items = holder && event.dataTransfer ? Array.from(event.dataTransfer.items || []) : [];
+    const entries = items.map((item) => item.webkitGetAsEntry && item.webkitGetAsEntry()).filter(Boolean);
+    if (!entries.some((entry) => entry.isDirectory)) return;  // plain files: Gradio's own drop takes them
+    event.preventDefault();
+    event.stopPropagation();
+    const found = [];
+    for (const entry of entries) await walk(entry, found);
+    const input = holder.querySelector("input[type=file]");
+    const transfer = new DataTransfer();
+    found.forEach(([, file]) => transfer.items.add(file));
+    keep(holder, found.map(([path]) => path));
+    input.files = transfer.files;
+    input.dispatchEvent(new Event("change", { bubbles: true }));
+  }, true);
+}
+"""
+
+
+class Paths(gr.Textbox):
+    """The hidden box of paths inside the folder: a JSON list, bounded by the folder limits (a path is at
+    most 1,024 characters), not by a text box's."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        limits = get_limits()
+        bound = limits.max_zip_members * 1030 + 2
+        accepted = payload is None or (isinstance(payload, str) and len(payload) <= bound)
+        return inputs._checked(self, payload, accepted, "the folder's file paths", super().preprocess)
+
+
+def folder_input(prefix: str) -> tuple[gr.File, Paths]:
+    """The folder upload and its hidden box of paths (elem ids ``{prefix}-folder`` and ``{prefix}-folder-paths``)."""
+    files = inputs.File(
+        file_count="directory",
+        file_types=list(IMAGE_EXTENSIONS),  # the page leaves out other files (a stray .DS_Store) before uploading
+        label="Or a folder of class folders (choose it, or drop it here)",
+        elem_id=f"{prefix}-folder",
+        elem_classes=["folder-upload"],
+        height=200,  # a folder lists many files: they scroll
+    )
+    paths = Paths(label="Paths inside the folder", visible="hidden", elem_id=f"{prefix}-folder-paths")
+    return files, paths
+
+
+def install(demo: gr.Blocks) -> None:
+    """Put the folder script on the page (each tab with a folder upload calls this; the script runs once)."""
+    demo.load(None, js=FOLDER_JS)
+
+
+ZIP, FOLDER = "your zip", "your folder"  # the dataset choices for the learner's own data, in both tabs
+
+
+def source(dataset, zip_file, folder, folder_paths, limit) -> dict:
+    """The fields a training or experiment request needs for its data: a zip's checked server path and
+    name, a folder's files paired with their paths, or a built-in dataset's name.
+
+    Raises:
+        ValueError: no upload for the choice, a folder that does not pair, or an unknown dataset.
+    """
+    if dataset == FOLDER:
+        files = pair(folder, folder_paths)
+        return {"dataset": "folder", "zip_name": files[0][0].split("/")[0], "files": files}
+    if dataset in (None, "", ZIP):
+        if zip_file is None:
+            raise ValueError("Upload a zip of class folders, choose a folder, or pick one of the built-in datasets.")
+        name = os.path.splitext(os.path.basename(str(zip_file)))[0]
+        return {"dataset": "zip", "zip_path": uploaded_path(zip_file), "zip_name": name}
+    if dataset not in data.DATASETS:
+        raise ValueError(f"Unknown dataset {dataset!r}.")
+    return {"dataset": dataset, "limit": int(limit) if limit else None}
+
+
+def pair(uploaded, paths_json) -> tuple[tuple[str, str | None], ...]:
+    """(path inside the folder, server path) for every file the page listed; None for files it did not send.
+
+    The uploads come in the order the page listed the folder's files, less the files it left out (other
+    kinds than images), each under its bare name as the server stored it; so each upload is matched with
+    the next listed path of the same name.
+
+    Raises:
+        ValueError: no folder, paths missing or malformed, or uploads that do not match the paths.
+    """
+    if not uploaded:
+        raise ValueError("Choose (or drop) a folder of class folders, or choose one of the built-in datasets.")
+    limits = get_limits()
+    try:
+        paths = json.loads(paths_json or "null")
+    except json.JSONDecodeError:
+        paths = None
+    if not isinstance(paths, list) or not all(isinstance(p, str) and 0 < len(p) <= 1024 for p in paths):
+        raise ValueError(
+            "The folder's files came without their paths inside the folder, so their classes are unknown. Choose "
+            "the folder again (API clients: send folder_paths, a JSON list of each file's path, in order)."
+        )
+    if max(len(uploaded), len(paths)) > limits.max_zip_members:
+        raise ValueError(
+            f"The folder has {max(len(uploaded), len(paths)):,} files; the limit is {limits.max_zip_members:,}."
+        )
+    stored, at = [None] * len(paths), 0
+    for upload in uploaded:
+        server_path = uploaded_path(upload)
+        name = os.path.basename(server_path)
+        while at < len(paths) and strip_invalid_filename_characters(re.split(r"[/\\]", paths[at])[-1]) != name:
+            at += 1
+        if at == len(paths):
+            raise ValueError("The folder's files do not match the list of their paths; please choose the folder again.")
+        stored[at] = server_path
+        at += 1
+    return tuple(zip(paths, stored))
