@@ -62,6 +62,15 @@ class WorkerSettings:
         return cls(limits.worker_nice, limits.worker_threads, memory, limits.worker_stale_seconds, seed, kind)
 
 
+def idle_priority(thread_or_process: int) -> None:
+    """Put a process (or, on Linux, one thread, by its native id; 0 is the caller) in the idle scheduling class:
+    it runs only when nothing else wants the core. A niceness of +10 still took a tenth of a core from a class's
+    clicks whenever they wanted both cores; an idle-class job takes what they leave. Needs no privilege; where
+    the system has no such class, niceness alone applies."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(thread_or_process, os.SCHED_IDLE, os.sched_param(0))
+
+
 def warm_up() -> None:
     """Start the fork server now (it takes seconds to import torch), so the first job starts at once."""
     context = _context()
@@ -151,6 +160,7 @@ def _child(sender, target: Callable[..., Iterator], args: tuple, settings: Worke
     """The child process: lower priority, bounded threads and memory, then run the job and send its records."""
     with contextlib.suppress(OSError):  # a container may forbid it; the job still runs
         os.nice(settings.nice)
+    idle_priority(0)
     import torch
 
     if settings.memory_bytes and not torch.cuda.is_available():  # CUDA reserves address space of its own

@@ -8,7 +8,7 @@ def _steps(log):
     try:
         for i in range(3):
             me = threading.get_native_id()
-            log.append((me, os.getpriority(os.PRIO_PROCESS, me)))
+            log.append((me, os.getpriority(os.PRIO_PROCESS, me), os.sched_getscheduler(me)))
             yield i
     finally:
         log.append("closed")
@@ -20,7 +20,8 @@ def test_long_work_runs_step_by_step_on_threads_of_lower_priority():
     log = []
     assert list(in_background(_steps(log))) == [0, 1, 2]
     assert log[-1] == "closed"
-    assert all(thread != me and nice > mine for thread, nice in log[:-1])
+    assert all(thread != me and nice > mine and policy == os.SCHED_IDLE for thread, nice, policy in log[:-1])
+    assert os.sched_getscheduler(me) != os.SCHED_IDLE
     assert os.getpriority(os.PRIO_PROCESS, me) == mine  # the caller (a thread that serves clicks) is untouched
 
 

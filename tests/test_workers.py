@@ -23,7 +23,13 @@ def counting(n: int):
 def describing():
     import torch
 
-    yield {"niceness": os.nice(0), "threads": torch.get_num_threads(), "seed": torch.initial_seed(), "pid": os.getpid()}
+    yield {
+        "niceness": os.nice(0),
+        "policy": os.sched_getscheduler(0),
+        "threads": torch.get_num_threads(),
+        "seed": torch.initial_seed(),
+        "pid": os.getpid(),
+    }
 
 
 def refusing():
@@ -75,6 +81,7 @@ def test_records_arrive_in_order_and_the_process_ends():
 def test_the_child_runs_at_lower_priority_with_bounded_threads_and_its_own_seed():
     [facts] = _all(Worker(describing, settings=QUIET))
     assert facts["niceness"] >= os.nice(0) + 5 and facts["threads"] == 1 and facts["seed"] == 123
+    assert facts["policy"] == os.SCHED_IDLE  # it runs when no click wants the core
     assert facts["pid"] != os.getpid()
 
 

@@ -2,11 +2,12 @@
 
 Such work takes seconds of a core, and everyone's clicks share the same cores. Training goes to a worker
 process (:mod:`playground.workers`); work that needs the server's own models and caches runs here instead,
-step by step on a few threads whose CPU niceness is raised once, when each thread starts: when a click
-needs a core, the kernel gives it that core, and the long work uses what the clicks leave.
+step by step on a few threads put in the idle scheduling class (and niced) once, when each thread starts:
+when a click needs a core, the kernel gives it that core, and the long work uses what the clicks leave.
 
-Linux applies ``setpriority`` to a single thread when given its thread id. Raising niceness needs no
-privilege; lowering it again would, so these threads stay niced for their life and never serve a click.
+Linux applies ``sched_setscheduler`` and ``setpriority`` to a single thread when given its thread id. Going
+down needs no privilege; coming back up would, so these threads stay low for their life and never serve a
+click.
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ import threading
 from collections.abc import Iterator
 
 from playground.config import get_limits
+from playground.workers import idle_priority
 
 _END = object()
 
 
 def _lower_own_priority() -> None:
+    me = threading.get_native_id()
     with contextlib.suppress(OSError, AttributeError):  # not Linux, or not allowed: plain threads then
-        me = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + get_limits().worker_nice))
+    idle_priority(me)
 
 
 @functools.cache
