@@ -10,6 +10,7 @@ import inspect
 import io
 import os
 import tempfile
+import zlib
 from pathlib import Path
 
 import gradio as gr
