@@ -430,17 +430,10 @@ def _standardised_features(run: _Run) -> Iterator[Progress]:
             chunks.append(backbone(_batch(run, images[start : start + FEATURE_CHUNK], train=False)).float())
         done = min(len(images), start + FEATURE_CHUNK)
         yield Progress(
-            0,
-            0,
-            0,
-            run.config.epochs,
-            0.0,
-            0.0,
-            None,
-            0.0,
-            0.0,
-            f"Computing the frozen backbone's features once: {done} of {len(images)} images…",
-        )
+            step=0, total_steps=0, epoch=0, epochs=run.config.epochs, loss=0.0, accuracy=0.0, val_accuracy=None,
+            images_per_second=0.0, seconds_left=0.0,
+            message=f"Computing the frozen backbone's features once: {done} of {len(images)} images…",
+        )  # fmt: skip
         if run.config.max_seconds is not None and time.perf_counter() - run.started > run.config.max_seconds:
             raise ValueError(
                 f"The {run.config.max_seconds:g} s time cap was reached while computing features; use fewer images."
@@ -573,8 +566,9 @@ def _train(run: _Run, optimizer: torch.optim.Optimizer) -> Generator[Progress, N
             if now - last_sync > 0.5 or step % steps_per_epoch == 0:
                 shown, last_sync = (float(loss_sum) / count, float(correct) / count), now
             yield Progress(
-                step, total_steps, epoch, config.epochs, shown[0], shown[1], val_accuracy,
-                seen * world / max(elapsed, 1e-9), (total_steps - step) * elapsed / step,
+                step=step, total_steps=total_steps, epoch=epoch, epochs=config.epochs, loss=shown[0],
+                accuracy=shown[1], val_accuracy=val_accuracy, images_per_second=seen * world / max(elapsed, 1e-9),
+                seconds_left=(total_steps - step) * elapsed / step,
             )  # fmt: skip
             if _all_agree(config.max_seconds is not None and elapsed > config.max_seconds, device, world):
                 stopped_early = True
@@ -606,7 +600,10 @@ def _train(run: _Run, optimizer: torch.optim.Optimizer) -> Generator[Progress, N
     seconds = time.perf_counter() - run.started
     if run.fold is not None:
         _fold(*run.fold)
-    result = _result(run, history, scores, seconds, seen * world / max(seconds, 1e-9), stopped_early)
+    result = _result(
+        run, history, scores, seconds=seconds, images_per_second=seen * world / max(seconds, 1e-9),
+        stopped_early=stopped_early,
+    )  # fmt: skip
     return dataclasses.replace(result, best_epoch=best[0] if best else None)
 
 
@@ -620,7 +617,7 @@ def _tell(run: _Run, sentence: str) -> None:
     run.notice = f"{run.notice} {sentence}" if run.notice else sentence
 
 
-def _result(run: _Run, history, scores: _Scores, seconds, images_per_second, stopped_early) -> FinetuneResult:
+def _result(run: _Run, history, scores: _Scores, *, seconds, images_per_second, stopped_early) -> FinetuneResult:
     """The validation report (confusion matrix, per-class accuracy, mistakes) and the weights, on the CPU."""
     predicted, confidence = scores.predicted, scores.confidence
     truth = run.dataset.labels[run.val_idx]

@@ -53,13 +53,19 @@ class WorkerSettings:
     stale_seconds: float  # a job whose records nobody pulled for this long is stopped
     seed: int = 0  # torch's generator in the child, which is the job's own (dropout becomes reproducible)
     kind: str = "training"  # what the learner knows the job as, for the messages ("The training process ...")
+    idle: bool = True  # in the idle scheduling class (training); False: niced only, for a job a learner watches
 
     @classmethod
-    def from_limits(cls, seed: int = 0, *, memory_bytes: int | None = None, kind: str = "training") -> WorkerSettings:
+    def from_limits(
+        cls, seed: int = 0, *, memory_bytes: int | None = None, kind: str = "training", idle: bool = True
+    ) -> WorkerSettings:
         """The limits' settings; ``memory_bytes`` instead of a training worker's memory limit."""
         limits = get_limits()
         memory = limits.worker_memory_bytes if memory_bytes is None else memory_bytes
-        return cls(limits.worker_nice, limits.worker_threads, memory, limits.worker_stale_seconds, seed, kind)
+        return cls(
+            nice=limits.worker_nice, threads=limits.worker_threads, memory_bytes=memory,
+            stale_seconds=limits.worker_stale_seconds, seed=seed, kind=kind, idle=idle,
+        )  # fmt: skip
 
 
 def idle_priority(thread_or_process: int) -> None:
@@ -160,7 +166,8 @@ def _child(sender, target: Callable[..., Iterator], args: tuple, settings: Worke
     """The child process: lower priority, bounded threads and memory, then run the job and send its records."""
     with contextlib.suppress(OSError):  # a container may forbid it; the job still runs
         os.nice(settings.nice)
-    idle_priority(0)
+    if settings.idle:
+        idle_priority(0)
     import torch
 
     if settings.memory_bytes and not torch.cuda.is_available():  # CUDA reserves address space of its own

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
@@ -81,8 +82,14 @@ def test_records_arrive_in_order_and_the_process_ends():
 def test_the_child_runs_at_lower_priority_with_bounded_threads_and_its_own_seed():
     [facts] = _all(Worker(describing, settings=QUIET))
     assert facts["niceness"] >= os.nice(0) + 5 and facts["threads"] == 1 and facts["seed"] == 123
-    assert facts["policy"] == os.SCHED_IDLE  # it runs when no click wants the core
+    assert facts["policy"] == os.SCHED_IDLE  # a training runs when no click wants the core
     assert facts["pid"] != os.getpid()
+
+
+def test_a_job_the_learner_watches_is_niced_but_not_idle_class():
+    watched = dataclasses.replace(QUIET, idle=False)
+    [facts] = _all(Worker(describing, settings=watched))
+    assert facts["niceness"] >= os.nice(0) + 5 and facts["policy"] == os.SCHED_OTHER
 
 
 def test_tensors_survive_the_child_exiting_at_once():

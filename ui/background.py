@@ -2,12 +2,16 @@
 
 Such work takes seconds of a core, and everyone's clicks share the same cores. Training goes to a worker
 process (:mod:`playground.workers`); work that needs the server's own models and caches runs here instead,
-step by step on a few threads put in the idle scheduling class (and niced) once, when each thread starts:
-when a click needs a core, the kernel gives it that core, and the long work uses what the clicks leave.
+step by step on a few threads niced once, when each thread starts: when a click needs a core, the kernel
+gives it most of that core.
 
-Linux applies ``sched_setscheduler`` and ``setpriority`` to a single thread when given its thread id. Going
-down needs no privilege; coming back up would, so these threads stay low for their life and never serve a
-click.
+Niced, not put in the idle scheduling class as training's processes are: these threads share the server's
+interpreter lock, and an idle-class thread that holds it while the cores are busy waits (with the lock) until
+nothing else wants a core, stalling every click behind it. A niced thread still gets a tenth of a core, so it
+hands the lock back within milliseconds.
+
+Linux applies ``setpriority`` to a single thread when given its thread id. Going down needs no privilege;
+coming back up would, so these threads stay low for their life and never serve a click.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import threading
 from collections.abc import Iterator
 
 from playground.config import get_limits
-from playground.workers import idle_priority
 
 _END = object()
 
@@ -29,7 +32,6 @@ def _lower_own_priority() -> None:
     me = threading.get_native_id()
     with contextlib.suppress(OSError, AttributeError):  # not Linux, or not allowed: plain threads then
         os.setpriority(os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + get_limits().worker_nice))
-    idle_priority(me)
 
 
 @functools.cache

@@ -64,16 +64,23 @@ def _booked(argument) -> int:
     return math.ceil(argument.gpu_seconds)
 
 
-def start(target: Callable[..., Iterator], argument, *, memory_bytes: int | None = None, kind: str = "training"):
+def start(
+    target: Callable[..., Iterator], argument, *, memory_bytes: int | None = None, kind: str = "training",
+    idle: bool = True,
+):  # fmt: skip
     """Run ``target(argument)`` where long jobs run here; iterate ``.records()`` for what it yields.
 
     ``argument.gpu_seconds`` is the GPU time the job plans to use: on ZeroGPU it books the slot.
     ``memory_bytes``: the worker's memory limit, when not a training worker's; ``kind``: what the learner
-    knows the job as, for the messages.
+    knows the job as, for the messages; ``idle``: run in the idle scheduling class (a training, which can wait
+    for the cores the clicks leave), else only niced (a job the learner sits and watches, such as a feature
+    visualisation with a budget of seconds, which a busy class would otherwise starve).
 
     Raises:
         ValueError: on ZeroGPU, a job longer than the longest slot.
     """
     if zero_gpu():
         return GpuSlotJob(target, argument)
-    return Worker(target, argument, settings=WorkerSettings.from_limits(memory_bytes=memory_bytes, kind=kind))
+    return Worker(
+        target, argument, settings=WorkerSettings.from_limits(memory_bytes=memory_bytes, kind=kind, idle=idle)
+    )

@@ -73,7 +73,8 @@ def _records(job: UnitJob, request):
     listener ends the handler (its ``finally`` runs when Gradio cancels the generator)."""
     if listener_gone(request):  # it waited in the queue for a visitor who has gone
         return
-    worker = runner.start(run_job, job, memory_bytes=get_limits().units_worker_memory_bytes, kind="Units")
+    # watched as it forms, with a budget of seconds: niced, not idle-class (a busy class would starve it)
+    worker = runner.start(run_job, job, memory_bytes=get_limits().units_worker_memory_bytes, kind="Units", idle=False)
     try:
         for record in worker.records():
             if listener_gone(request):

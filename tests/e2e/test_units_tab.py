@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 pytestmark = pytest.mark.e2e
 TIMEOUT = 90_000
@@ -33,7 +34,12 @@ def test_a_click_in_the_activations_grid_lands_in_units(page, screenshot):
     assert page.locator("#units-visualise").is_visible()  # the Units tab is the one shown
 
     page.locator("#units-visualise").click()
-    page.locator("#units-featurevis-caption").get_by_text("step 256 of 256").wait_for(timeout=TIMEOUT)
+    caption = page.locator("#units-featurevis-caption")
+    try:
+        caption.get_by_text("step 256 of 256").wait_for(timeout=TIMEOUT)
+    except PlaywrightTimeout:
+        screenshot("units-featurevis-timeout")
+        raise AssertionError(f"no final picture; the caption says {caption.inner_text()!r}") from None
     page.locator("#units-top").click()
     page.locator("#units-patches img").first.wait_for(timeout=TIMEOUT)
 
