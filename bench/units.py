@@ -20,7 +20,7 @@ from playground import models, units, uploads
 from playground.featurevis import FeatureVisSettings, grid_settings, truncated, visualise
 from playground.retrieval import Fc7Features, dataset_features, draw_map, fc7, neighbours, query_batch
 from playground.toppatches import TopPatches, top_patches
-from playground.unit_jobs import Trunk, UnitJob, layer_grid, pack, run_job
+from playground.unit_jobs import UnitJob, layer_grid, pack, run_job
 from playground.workers import Worker
 
 
@@ -44,7 +44,7 @@ def run(images: int = 1000) -> None:
         seconds, gap, _ = _timed(visualise(truncated(model, "features.10"), [3], FeatureVisSettings()))
         report("feature visualisation, conv5 channel, 256 steps at 128 px", seconds * 1000, 10_000)
         report("  longest wait between two previews", gap * 1000, 1000)
-        job = UnitJob("featurevis", pack(Trunk(model.features)), "features.10", (3,), FeatureVisSettings())
+        job = UnitJob("featurevis", pack(model, trunk=True), "features.10", (3,), FeatureVisSettings())
         start = time.perf_counter()
         worker, first = Worker(run_job, job), None
         for record in worker.records():

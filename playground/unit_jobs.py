@@ -30,6 +30,7 @@ from playground import data, uploads
 from playground.config import get_limits
 from playground.data import ImageDataset, to_tensor
 from playground.featurevis import FeatureVisSettings, truncated, visualise
+from playground.hooks import model_lock
 from playground.toppatches import top_patches
 
 if TYPE_CHECKING:
@@ -143,15 +144,21 @@ class Trunk(nn.Module):
         return self.features(x)
 
 
-def pack(module: nn.Module) -> bytes:
-    """A module as plain-pickle bytes (a copy of its weights, never shared memory)."""
-    return pickle.dumps(module, protocol=pickle.HIGHEST_PROTOCOL)
+def pack(model: nn.Module, *, trunk: bool = False) -> bytes:
+    """``model`` (or, ``trunk``, just its :class:`Trunk`) as plain-pickle bytes: a copy of its weights, never
+    shared memory.
+
+    Copied under the model's exclusive lock: another learner's capture on the same shared model holds its
+    hooks there meanwhile, and a hook is neither picklable nor anything a worker should carry.
+    """
+    with model_lock(model).exclusive():
+        return pickle.dumps(Trunk(model.features) if trunk else model, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 @dataclasses.dataclass(frozen=True)
 class UnitJob:
     kind: str  # "featurevis", "grid", "top_patches" or "fc7"
-    network: bytes  # pack(Trunk(model.features)), or pack(model) for fc7
+    network: bytes  # pack(model, trunk=True), or pack(model) for fc7
     layer: str = ""
     channels: tuple[int, ...] = ()
     settings: FeatureVisSettings = FeatureVisSettings()

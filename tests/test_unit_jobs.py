@@ -58,7 +58,7 @@ def test_a_sessions_zip_is_its_own(tmp_path):
 
 def test_each_kind_of_job_runs_in_process():
     model = build("alexnet_compact", num_classes=3).eval()
-    trunk = J.pack(J.Trunk(model.features))
+    trunk = J.pack(model, trunk=True)
     settings = FeatureVisSettings(steps=4, size=48, preview_seconds=0)
     records = list(J.run_job(J.UnitJob("featurevis", trunk, "features.3", (5,), settings)))
     assert all(isinstance(r, Preview) for r in records) and records[-1].final
@@ -75,7 +75,7 @@ def test_each_kind_of_job_runs_in_process():
 
 def test_stop_ends_a_feature_visualisation_in_its_worker_at_once():
     model = build("alexnet_compact", num_classes=3).eval()
-    job = J.UnitJob("featurevis", J.pack(J.Trunk(model.features)), "features.10", (1,), FeatureVisSettings(steps=512))
+    job = J.UnitJob("featurevis", J.pack(model, trunk=True), "features.10", (1,), FeatureVisSettings(steps=512))
     worker = Worker(J.run_job, job, settings=WorkerSettings(nice=0, threads=1, memory_bytes=0, stale_seconds=60))
     previews = (record for record in worker.records() if record is not None)
     first = next(previews)
@@ -85,3 +85,34 @@ def test_stop_ends_a_feature_visualisation_in_its_worker_at_once():
     while worker.alive() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not worker.alive()
+
+
+def test_packing_a_shared_model_waits_for_anothers_capture_and_carries_no_hooks():
+    """A learner's Visualise while another's Activations capture holds hooks on the same shared model."""
+    import pickle
+    import threading
+
+    from playground.hooks import temporary_hooks
+
+    model = build("alexnet_compact", num_classes=3).eval()
+    hooked, release = threading.Event(), threading.Event()
+
+    def capture():
+        with temporary_hooks(model, {"features.0": lambda *_: None}):
+            hooked.set()
+            release.wait(10)
+
+    other = threading.Thread(target=capture)
+    other.start()
+    hooked.wait(10)
+    packed = []
+    packer = threading.Thread(target=lambda: packed.append(J.pack(model, trunk=True)))
+    packer.start()
+    packer.join(0.3)
+    assert packer.is_alive() and not packed  # it waits until the capture's hooks are gone
+    release.set()
+    packer.join(10)
+    other.join(10)
+    trunk = pickle.loads(packed[0])
+    assert isinstance(trunk, J.Trunk) and not any(m._forward_hooks for m in trunk.modules())
+    assert isinstance(pickle.loads(J.pack(model)), type(model))

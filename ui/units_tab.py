@@ -26,7 +26,6 @@ from playground.unit_jobs import (
     EXAMPLES,
     Fc7Map,
     GridProgress,
-    Trunk,
     UnitJob,
     choose_dataset,
     dataset_names,
@@ -115,7 +114,7 @@ def feature_visualisation(model_key="alexnet", layer=DEFAULT_LAYER, channel=DEFA
     if kept is not None:
         yield kept
         return
-    job = UnitJob("featurevis", pack(Trunk(model.features)), layer, (channel,), settings)
+    job = UnitJob("featurevis", pack(model, trunk=True), layer, (channel,), settings)
     direction = "silence" if settings.negative else "excite"
     untrained = "\n\n" + notice_markdown(info, "this is what a random filter responds to") if info.notice else ""
     for record in _records(job, request):
@@ -141,7 +140,7 @@ def layer_grid(model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Request = N
         return
     settings = grid_settings(units.layer_row(model, layer).receptive_field)
     count = units.channels_of(model, layer)
-    job = UnitJob("grid", pack(Trunk(model.features)), layer, tuple(range(count)), settings)
+    job = UnitJob("grid", pack(model, trunk=True), layer, tuple(range(count)), settings)
     for record in _records(job, request):
         if isinstance(record, GridProgress):
             progress((record.done, count), desc=f"{layer}: {record.done} of {count} channels done")
@@ -173,7 +172,7 @@ def top_patches(model_key="alexnet", layer=DEFAULT_LAYER, channel=DEFAULT_CHANNE
     key = choice.identity(session_of(request))
     found = RESULTS.get("top_patches", identity, key)
     if found is None:
-        for record in _records(UnitJob("top_patches", pack(Trunk(model.features)), dataset=choice), request):
+        for record in _records(UnitJob("top_patches", pack(model, trunk=True), dataset=choice), request):
             if isinstance(record, PassProgress):
                 progress((record.done, record.total), desc=record.message)
             elif isinstance(record, TopPatches):
