@@ -1,7 +1,8 @@
 """Units: feature visualisation, whole-layer grid, top patches and fc7 map of 1,000 photos, neighbours, deconvnet.
 
 The passes run as a worker runs them (one torch thread, in process here so the figures are the work itself);
-one feature visualisation is also timed end to end through a real worker process (spawn, imports, previews).
+one feature visualisation is also timed end to end through a real worker process, as the Units tab starts one
+(forked from the running fork server, niced, previews through the pipe).
 Data: ``PLAYGROUND_BENCH_DATA`` or ``../shared/data/flowers5`` (1,000 of its photos, spread over the classes).
 """
 
@@ -17,11 +18,12 @@ from bench.common import median_ms, report
 from bench.training import FLOWERS
 from playground import activations as A
 from playground import models, units, uploads
+from playground.config import get_limits
 from playground.featurevis import FeatureVisSettings, grid_settings, truncated, visualise
 from playground.retrieval import Fc7Features, dataset_features, draw_map, fc7, neighbours, query_batch
 from playground.toppatches import TopPatches, top_patches
 from playground.unit_jobs import UnitJob, layer_grid, pack, run_job
-from playground.workers import Worker
+from playground.workers import Worker, WorkerSettings, warm_up
 
 
 def _timed(records) -> tuple[float, float, object]:
@@ -45,8 +47,12 @@ def run(images: int = 1000) -> None:
         report("feature visualisation, conv5 channel, 256 steps at 128 px", seconds * 1000, 10_000)
         report("  longest wait between two previews", gap * 1000, 1000)
         job = UnitJob("featurevis", pack(model, trunk=True), "features.10", (3,), FeatureVisSettings())
+        warm_up()  # the app starts its fork server when it starts
+        settings = WorkerSettings.from_limits(
+            memory_bytes=get_limits().units_worker_memory_bytes, kind="Units", idle=False
+        )
         start = time.perf_counter()
-        worker, first = Worker(run_job, job), None
+        worker, first = Worker(run_job, job, settings=settings), None
         for record in worker.records():
             if record is not None and first is None:
                 first = time.perf_counter() - start
