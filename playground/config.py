@@ -77,6 +77,9 @@ class Limits:
     # workers 6 GiB + one unit pass 2 GiB = 13.8 GB (a test adds these up).
     worker_memory_bytes: int = 3 * 1024**3
     worker_stale_seconds: float = 10.0  # a job whose progress nobody has read for this long is stopped
+    # A live learning-curve plot is redrawn at most this often (the status line every half second): drawing
+    # one takes ~150 ms of the server's CPU, which every 0.5 s cost a class's clicks a third of a core.
+    plot_seconds: float = 3.0
     long_jobs_running: int = 2  # at once on a CPU server (on a GPU, one: the others wait their turn)
     long_jobs_waiting: int = 4  # in the whole queue; more are refused at the door, so clicks always have room
     long_jobs_per_address: int = 2  # queued or running, from one network address (one per session)

@@ -160,7 +160,7 @@ def experiment(
         labels = [run.label for run in (config.runs or config.recipe.runs)]
         goal = config.target or config.recipe.target
         overlay = Overlay(labels, goal, f"{config.recipe.title if not config.runs else 'Your experiment'}")
-        queued, finished, outcomes, current, shown, report = (), {}, [], None, 0.0, ""
+        queued, finished, outcomes, current, shown, drawn, report = (), {}, [], None, 0.0, 0.0, ""
         for record in worker.records():
             if stop.is_set() or listener_gone(request):
                 worker.stop()
@@ -178,9 +178,12 @@ def experiment(
             elif isinstance(record, Step):
                 overlay.add(record.label, record.seed, record.progress)
                 current = (record.index, _where(record))
-                if time.monotonic() - shown > 1.0:
-                    shown = time.monotonic()
-                    yield {"status": _queue(queued, finished, current), "curves": overlay.image()}
+                now = time.monotonic()
+                if now - shown > 1.0:
+                    shown, update = now, {"status": _queue(queued, finished, current)}
+                    if now - drawn > get_limits().plot_seconds:
+                        drawn, update["curves"] = now, overlay.image()
+                    yield update
             elif isinstance(record, RunFinished):
                 overlay.settle(record.outcome)
                 finished[record.index] = record.outcome

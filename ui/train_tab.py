@@ -140,7 +140,7 @@ def train(
         worker = runner.start(training_job, job)
         JOBS.attach(session, worker)
         hard_stop = time.monotonic() + config.max_seconds + 120  # the job stops itself at the cap; this is a backstop
-        curves, shown, last_val_epoch, last_step, report = Curves(), 0.0, 0, 0, ""
+        curves, shown, drawn, last_val_epoch, last_step, report = Curves(), 0.0, 0.0, 0, 0, ""
         for record in worker.records():
             if stop.is_set() or listener_gone(request):  # Stop pressed, the session ended, or nobody listens
                 worker.stop()
@@ -159,9 +159,13 @@ def train(
             elif isinstance(record, Progress):
                 if record.total_steps:
                     last_val_epoch, last_step = _track(curves, record, last_val_epoch), record.step
-                if time.monotonic() - shown > 0.5 or record.step == record.total_steps:
-                    shown = time.monotonic()
-                    yield {"status": _progress_html(record), "curves": curves.image()}
+                now = time.monotonic()
+                if now - shown > 0.5 or record.step == record.total_steps:
+                    shown = now
+                    update = {"status": _progress_html(record)}
+                    if now - drawn > get_limits().plot_seconds or record.step == record.total_steps:
+                        drawn, update["curves"] = now, curves.image()
+                    yield update
     finally:
         if worker is not None:
             worker.stop()
