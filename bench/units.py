@@ -47,10 +47,12 @@ def run(images: int = 1000) -> None:
         report("feature visualisation, conv5 channel, 256 steps at 128 px", seconds * 1000, 10_000)
         report("  longest wait between two previews", gap * 1000, 1000)
         job = UnitJob("featurevis", pack(model, trunk=True), "features.10", (3,), FeatureVisSettings())
-        warm_up()  # the app starts its fork server when it starts
+        warm_up()  # the app starts its fork server when it starts, long before the first click ...
         settings = WorkerSettings.from_limits(
             memory_bytes=get_limits().units_worker_memory_bytes, kind="Units", idle=False
         )
+        tiny = UnitJob("featurevis", job.network, "features.10", (3,), FeatureVisSettings(steps=1, size=32))
+        list(Worker(run_job, tiny, settings=settings).records())  # ... and has imported torch by then
         start = time.perf_counter()
         worker, first = Worker(run_job, job, settings=settings), None
         for record in worker.records():
