@@ -16,20 +16,17 @@ import gradio as gr
 import torch
 from starlette.middleware import Middleware
 
-from playground import workers
 from playground.config import get_limits
-from ui import (
-    activations_tab,
-    architecture_tab,
-    conv_lab_tab,
-    experiments_tab,
-    explain_tab,
-    filters_tab,
-    guard,
-    model_panel,
-    train_tab,
-    units_tab,
-)
+from playground.serving import workers
+from ui import guard, model_panel
+from ui.tabs import activations as activations_tab
+from ui.tabs import architecture as architecture_tab
+from ui.tabs import conv_lab as conv_lab_tab
+from ui.tabs import experiments as experiments_tab
+from ui.tabs import explain as explain_tab
+from ui.tabs import filters as filters_tab
+from ui.tabs import train as train_tab
+from ui.tabs import units as units_tab
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 HEADER = """

@@ -14,9 +14,10 @@ import time
 import torch
 
 from bench.training import FLOWERS
-from playground import data, uploads
-from playground.experiment_report import ExperimentResult
-from playground.experiments import PRESETS, ExperimentConfig, plan, run_experiment
+from playground.data import datasets as data
+from playground.data import uploads
+from playground.training.experiments import PRESETS, ExperimentConfig, plan, run_experiment
+from playground.training.report import ExperimentResult
 
 
 def timed(config: ExperimentConfig, dataset) -> tuple[ExperimentResult, float]:

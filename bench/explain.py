@@ -8,9 +8,9 @@ from skimage import data
 
 from bench.common import median_ms, report
 from playground import activations as A
-from playground.attributions import METHODS, attribute, explainable_copy, sanity_check
-from playground.checkpoints import load
+from playground.explain.attributions import METHODS, attribute, explainable_copy, sanity_check
 from playground.models import BLACK
+from playground.weights.checkpoints import load
 
 
 def run() -> None:

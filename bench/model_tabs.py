@@ -11,8 +11,8 @@ from bench.common import median_ms, report
 from playground import activations as A
 from playground import filters as F
 from playground.architecture import trace
-from playground.checkpoints import load
 from playground.images import load_image
+from playground.weights.checkpoints import load
 
 
 def run() -> None:

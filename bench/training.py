@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from bench.common import report
-from playground import uploads
-from playground.finetune import FinetuneConfig, FinetuneResult, finetune
+from playground.data import uploads
+from playground.training.finetune import FinetuneConfig, FinetuneResult, finetune
 
 FLOWERS = Path(
     os.environ.get("PLAYGROUND_BENCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "flowers5")

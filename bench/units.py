@@ -17,13 +17,15 @@ from skimage import data as photos
 from bench.common import median_ms, report
 from bench.training import FLOWERS
 from playground import activations as A
-from playground import models, units, uploads
+from playground import models
 from playground.config import get_limits
-from playground.featurevis import FeatureVisSettings, grid_settings, truncated, visualise
-from playground.retrieval import Fc7Features, dataset_features, draw_map, fc7, neighbours, query_batch
-from playground.toppatches import TopPatches, top_patches
-from playground.unit_jobs import UnitJob, layer_grid, pack, run_job
-from playground.workers import Worker, WorkerSettings, warm_up
+from playground.data import uploads
+from playground.serving.workers import Worker, WorkerSettings, warm_up
+from playground.units import probes as units
+from playground.units.featurevis import FeatureVisSettings, grid_settings, truncated, visualise
+from playground.units.jobs import UnitJob, layer_grid, pack, run_job
+from playground.units.retrieval import Fc7Features, dataset_features, draw_map, fc7, neighbours, query_batch
+from playground.units.toppatches import TopPatches, top_patches
 
 
 def _timed(records) -> tuple[float, float, object]:

@@ -12,7 +12,7 @@ Each can be built with the paper's ablations (:class:`Options`: tanh or sigmoid 
 plain instead of overlapping pooling, dropout, batch norm, the paper's initialisation, a middle conv
 removed); without options each is exactly the published network, with the same layer names and weights.
 
-Where weights come from (ImageNet, users' files) is :mod:`playground.checkpoints`' business.
+Where weights come from (ImageNet, users' files) is :mod:`playground.weights.checkpoints`' business.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from playground import models
-from playground.data import ImageDataset
+from playground.data.datasets import ImageDataset
 
 SIZE = 64
 BLOB = 0  # conv1 channel that looks for a red blob

@@ -14,8 +14,8 @@ from PIL import Image
 
 import app
 from playground.kernels import output_size
-from ui import conv_lab_tab as conv_lab
 from ui.common import example_paths
+from ui.tabs import conv_lab
 
 
 def test_build_demo_builds_blocks_with_named_endpoints():

@@ -174,7 +174,8 @@ def test_the_training_cap_covers_the_whole_experiment_and_stop_keeps_what_finish
     import gradio as gr
 
     from playground.config import Limits
-    from ui import experiments_tab, train_tab
+    from ui.tabs import experiments as experiments_tab
+    from ui.tabs import train as train_tab
 
     monkeypatch.setattr(experiments_tab, "get_limits", lambda: Limits(train_max_seconds=25))
     request = _Request("capped-experiment")

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from playground.checkpoints import save_checkpoint
 from playground.models import build
+from playground.weights.checkpoints import save_checkpoint
 from ui.common import example_paths
 
 pytestmark = pytest.mark.http
@@ -140,7 +140,7 @@ def test_webcam_frame_handler():
     # gradio_client cannot drive a streaming input, so the handler the stream calls is tested directly.
     import io
 
-    from ui.activations_tab import webcam_frame
+    from ui.tabs.activations import webcam_frame
 
     buffer = io.BytesIO()
     Image.open(example_paths()[3]).save(buffer, "JPEG")
@@ -155,8 +155,8 @@ def test_webcam_frame_handler():
 def test_a_baseline_checkpoint_is_refused_by_the_chooser_with_a_sentence(client, tmp_path, baseline):
     from gradio_client.exceptions import AppError
 
-    from playground import data
-    from playground.finetune import FinetuneConfig, finetune
+    from playground.data import datasets as data
+    from playground.training.finetune import FinetuneConfig, finetune
 
     config = FinetuneConfig(model=baseline, image_size=64, epochs=1)
     result = list(finetune(config, data.synthetic(per_class=5, size=32)))[-1]

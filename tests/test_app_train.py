@@ -106,7 +106,8 @@ class _Request:
 def test_one_job_per_session_and_stopping_mid_run(tmp_path, monkeypatch, how):
     import gradio as gr
 
-    from ui import folders, train_tab
+    from ui import folders
+    from ui.tabs import train as train_tab
 
     monkeypatch.setattr(folders, "uploaded_path", lambda path: str(path))  # a local file stands in for an upload
     request = _Request(f"session-{how}")
@@ -138,10 +139,10 @@ def test_choosing_a_confusion_cell_shows_those_mistakes(tmp_path):
     import gradio as gr
     import pandas as pd
 
-    from playground import data
-    from playground.finetune import FinetuneConfig, FinetuneResult, finetune
-    from playground.jobs import Run
-    from ui import train_tab
+    from playground.data import datasets as data
+    from playground.serving.jobs import Run
+    from playground.training.finetune import FinetuneConfig, FinetuneResult, finetune
+    from ui.tabs import train as train_tab
 
     stripes = data.synthetic(per_class=10, size=32)
     config = FinetuneConfig(model="alexnet_compact", mode="head", pretrained=False, image_size=64, epochs=1)
@@ -221,8 +222,9 @@ def _photo_path():
 def test_a_worker_that_dies_mid_run_gets_a_sentence_and_keeps_the_earlier_model(tmp_path, monkeypatch):
     import gradio as gr
 
-    from ui import folders, train_tab
+    from ui import folders
     from ui.model_panel import STORE
+    from ui.tabs import train as train_tab
 
     monkeypatch.setattr(folders, "uploaded_path", lambda path: str(path))
     request = _Request("dies-mid-run")
@@ -245,7 +247,7 @@ def test_a_worker_that_dies_mid_run_gets_a_sentence_and_keeps_the_earlier_model(
 
 def test_the_time_cap_ends_a_job_with_its_result_and_says_so(tmp_path, monkeypatch):
     from playground.config import Limits
-    from ui import train_tab
+    from ui.tabs import train as train_tab
 
     monkeypatch.setattr(train_tab, "get_limits", lambda: Limits(train_max_seconds=8))
     request = _Request("capped")

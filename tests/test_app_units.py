@@ -11,8 +11,8 @@ import zipfile
 import pytest
 from PIL import Image
 
-from playground.checkpoints import save_checkpoint
 from playground.models import build
+from playground.weights.checkpoints import save_checkpoint
 from tests.conftest import SERVER
 from ui.common import EXAMPLE_PHOTOS, example_paths
 
@@ -126,7 +126,7 @@ def test_bad_feature_visualisation_requests(client):
 def test_the_handlers_refuse_a_baseline_with_a_sentence(name):
     import gradio as gr
 
-    from ui import units_tab
+    from ui.tabs import units as units_tab
 
     # ... and the handlers, reached another way, say why.
     with pytest.raises(gr.Error, match=f"The {name} baseline has no convolutional layers"):
@@ -204,7 +204,7 @@ def test_every_units_event_returns_what_its_outputs_expect():
     returns_pairs = {"feature_visualisation", "unit_deconvnet", "receptive_field"}
     for block in demo.fns.values():
         fn = getattr(block.fn, "__wrapped__", block.fn)
-        if getattr(fn, "__module__", "") != "ui.units_tab" or not inspect.isfunction(fn):
+        if getattr(fn, "__module__", "") != "ui.tabs.units" or not inspect.isfunction(fn):
             continue
         expected = 2 if fn.__name__ in returns_pairs else None
         if expected:

@@ -9,8 +9,8 @@ from PIL import Image
 from skimage import data
 from torch import nn
 
-from playground import attributions as X
-from playground.attribution_views import attribution_image
+from playground.explain import attributions as X
+from playground.explain.views import attribution_image
 from playground.hooks import model_lock
 from playground.models import MODELS, build
 

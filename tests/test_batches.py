@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from playground import models
-from playground.batches import PCA_ALPHA_STD, colour_pca, prepare_batch, ten_crops
+from playground.training.batches import PCA_ALPHA_STD, colour_pca, prepare_batch, ten_crops
 
 AXIS = np.array([0.8, 0.55, 0.24]) / np.linalg.norm([0.8, 0.55, 0.24])  # the colours vary mostly along this
 

@@ -6,9 +6,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from playground import checkpoints, downloads
-from playground.checkpoints import load, save_checkpoint
+from playground import downloads
 from playground.models import build
+from playground.weights import checkpoints
+from playground.weights.checkpoints import load, save_checkpoint
 
 
 @pytest.fixture(autouse=True)
@@ -234,8 +235,8 @@ def test_odd_keys_and_layouts_are_refused_with_a_message(tmp_path):
 @pytest.fixture
 def limits(monkeypatch):
     """Set some limits for one test (both modules that enforce checkpoint limits read them)."""
-    from playground import weight_files
     from playground.config import Limits
+    from playground.weights import files as weight_files
 
     def use(**values):
         chosen = Limits(**values)
@@ -248,7 +249,7 @@ def limits(monkeypatch):
 @pytest.fixture
 def never_read(monkeypatch):
     """Fail the test if any value of a weights file is read."""
-    from playground import weight_files
+    from playground.weights import files as weight_files
 
     def refuse(self, keys):
         raise AssertionError("a value was read")
@@ -316,7 +317,7 @@ def test_the_caller_is_told_the_size_before_anything_is_read(tmp_path, never_rea
 
 def test_the_loaded_model_holds_the_files_tensors_not_a_copy(tmp_path, monkeypatch):
     """Built on the meta device and handed the file's tensors: no second copy, no initialisation."""
-    from playground import weight_files
+    from playground.weights import files as weight_files
 
     model, _ = _trained()
     path = tmp_path / "mine.pt"

@@ -1,4 +1,4 @@
-from playground.curves import Curves
+from playground.training.curves import Curves
 
 
 def test_every_series_is_drawn_with_its_name_in_the_legend():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from playground import data
+from playground.data import datasets as data
 
 
 def _idx(path, array: np.ndarray):

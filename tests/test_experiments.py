@@ -16,11 +16,22 @@ import torch
 from PIL import Image
 from scipy import stats
 
-from playground import data, experiments, models
-from playground import finetune as engine
+from playground import models
 from playground.config import Limits
-from playground.experiment_report import ExperimentResult, Overlay, Target, verdict, write_results
-from playground.experiments import PRESETS, ExperimentConfig, Queued, RunDone, Step, compose, plan, run_experiment
+from playground.data import datasets as data
+from playground.training import experiments
+from playground.training import finetune as engine
+from playground.training.experiments import (
+    PRESETS,
+    ExperimentConfig,
+    Queued,
+    RunDone,
+    Step,
+    compose,
+    plan,
+    run_experiment,
+)
+from playground.training.report import ExperimentResult, Overlay, Target, verdict, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(image_size=64, epochs=2, batch_size=16)
@@ -244,7 +255,7 @@ def _env(tmp_path):
 
 def test_the_command_line(tmp_path):
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "playground.experiments", "--preset", "relu-vs-tanh", "--data", "synthetic",
+    command = [sys.executable, "-m", "playground.training.experiments", "--preset", "relu-vs-tanh", "--data", "synthetic",
                "--seeds", "2", "--epochs", "1", "--limit", "60", "--scale", "cpu", "--out", str(out)]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -266,7 +277,7 @@ def test_the_command_line(tmp_path):
 def test_the_command_line_under_torchrun(tmp_path):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-               "-m", "playground.experiments", "--preset", "dropout", "--data", "synthetic", "--epochs", "1",
+               "-m", "playground.training.experiments", "--preset", "dropout", "--data", "synthetic", "--epochs", "1",
                "--limit", "60", "--device", "cpu", "--scale", "cpu", "--out", str(out)]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -2,9 +2,16 @@ import numpy as np
 import pytest
 import torch
 
-from playground.featurevis import FeatureVisSettings, FourierImage, grid_settings, random_warp, truncated, visualise
 from playground.models import MODELS, build
-from playground.toppatches import TopPatches, top_patches
+from playground.units.featurevis import (
+    FeatureVisSettings,
+    FourierImage,
+    grid_settings,
+    random_warp,
+    truncated,
+    visualise,
+)
+from playground.units.toppatches import TopPatches, top_patches
 from tests.planted import BLOB, EDGE, planted_dataset, planted_model
 
 QUICK = FeatureVisSettings(steps=96, size=48, preview_seconds=0.0)

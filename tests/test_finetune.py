@@ -13,9 +13,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from playground import checkpoints, data, models
-from playground import finetune as engine
-from playground.finetune import FinetuneConfig, FinetuneResult, Progress, finetune, plan_for, prepare_batch
+from playground import models
+from playground.data import datasets as data
+from playground.training import finetune as engine
+from playground.training.finetune import FinetuneConfig, FinetuneResult, Progress, finetune, plan_for, prepare_batch
+from playground.weights import checkpoints
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -220,7 +222,7 @@ def test_the_command_line_end_to_end(tmp_path):
     command = [
         sys.executable,
         "-m",
-        "playground.train",
+        "playground.training.train",
         "--data",
         "synthetic",
         "--model",
@@ -244,7 +246,7 @@ def test_the_command_line_end_to_end(tmp_path):
     assert info.classes == data.SYNTHETIC_CLASSES and "validation accuracy" in done.stderr
 
     bad = subprocess.run(
-        [sys.executable, "-m", "playground.train", "--data", str(tmp_path / "missing.zip"), "--out", str(out)],
+        [sys.executable, "-m", "playground.training.train", "--data", str(tmp_path / "missing.zip"), "--out", str(out)],
         cwd=ROOT,
         env=_env(tmp_path),
         capture_output=True,
@@ -270,7 +272,7 @@ def test_torchrun_with_two_cpu_processes(tmp_path, source):
         "--nproc_per_node=2",
         f"--master_port={_free_port()}",
         "-m",
-        "playground.train",
+        "playground.training.train",
         "--data",
         spec,
         "--model",
@@ -298,7 +300,7 @@ def test_torchrun_with_two_cpu_processes(tmp_path, source):
 def test_bundle_with_onnx_predicts_what_torch_predicts(stripes, tmp_path):
     import onnxruntime
 
-    from playground.export import write_bundle
+    from playground.training.export import write_bundle
 
     config = FinetuneConfig(
         model="alexnet_compact", mode="full", pretrained=False, image_size=64, epochs=1, batch_size=32

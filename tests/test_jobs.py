@@ -7,9 +7,9 @@ import os
 import pytest
 import torch
 
-from playground import jobs
-from playground.finetune import FinetuneConfig, Progress
-from playground.jobs import DatasetReady, Jobs, TrainingOutcome, TrainingRequest, planned_images, training_job
+from playground.serving import jobs
+from playground.serving.jobs import DatasetReady, Jobs, TrainingOutcome, TrainingRequest, planned_images, training_job
+from playground.training.finetune import FinetuneConfig, Progress
 from tests.test_app_train import make_zip
 
 
@@ -68,9 +68,9 @@ def test_a_sessions_job_slot_frees_when_its_worker_is_gone_even_if_nobody_releas
 
 
 def test_an_experiment_job_reads_runs_keeps_each_runs_weights_and_writes_the_results(tmp_path):
-    from playground import checkpoints
-    from playground.experiments import ExperimentConfig, Queued, Step
-    from playground.jobs import ExperimentOutcome, ExperimentRequest, RunFinished, experiment_job
+    from playground.serving.jobs import ExperimentOutcome, ExperimentRequest, RunFinished, experiment_job
+    from playground.training.experiments import ExperimentConfig, Queued, Step
+    from playground.weights import checkpoints
 
     config = ExperimentConfig(preset="relu-vs-tanh", base=dict(epochs=1, image_size=64), seeds=1)
     request = ExperimentRequest(
@@ -98,8 +98,8 @@ def test_an_experiment_job_reads_runs_keeps_each_runs_weights_and_writes_the_res
 
 def test_an_experiment_keeps_weights_within_its_disk_budget_and_never_a_baselines(tmp_path, monkeypatch):
     from playground.config import Limits
-    from playground.experiments import ExperimentConfig, compose
-    from playground.jobs import ExperimentRequest, RunFinished, experiment_job
+    from playground.serving.jobs import ExperimentRequest, RunFinished, experiment_job
+    from playground.training.experiments import ExperimentConfig, compose
 
     monkeypatch.setattr(jobs, "get_limits", lambda: Limits(experiment_weights_bytes=80_000_000))  # one compact net
     config = ExperimentConfig(preset="lrn", base=dict(epochs=1), seeds=2)  # four compact nets of ~59 MB
@@ -116,7 +116,7 @@ def test_an_experiment_keeps_weights_within_its_disk_budget_and_never_a_baseline
 
 
 def test_both_kinds_of_run_are_kept_per_session_and_forgotten_together(tmp_path):
-    from playground.jobs import ExperimentRun
+    from playground.serving.jobs import ExperimentRun
 
     book = Jobs(runs_kept=4)
     trained, experimented = tmp_path / "t", tmp_path / "e"

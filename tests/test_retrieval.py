@@ -3,9 +3,10 @@ import pytest
 import torch
 from PIL import Image
 
-from playground import checkpoints, data
+from playground.data import datasets as data
 from playground.models import MODELS, build
-from playground.retrieval import Fc7Features, dataset_features, draw_map, fc7, neighbours, query_batch
+from playground.units.retrieval import Fc7Features, dataset_features, draw_map, fc7, neighbours, query_batch
+from playground.weights import checkpoints
 
 
 def _features(model, dataset) -> Fc7Features:

@@ -8,9 +8,9 @@ import types
 
 import pytest
 
-from playground.finetune import FinetuneConfig, gpu_seconds
-from playground.jobs import TrainingRequest, planned_gpu_seconds
-from playground.workers import Worker
+from playground.serving.jobs import TrainingRequest, planned_gpu_seconds
+from playground.serving.workers import Worker
+from playground.training.finetune import FinetuneConfig, gpu_seconds
 from ui import runner
 
 

@@ -1,8 +1,8 @@
 import pytest
 
-from playground.checkpoints import ModelInfo
 from playground.models import build
-from playground.store import ModelStore, charge
+from playground.serving.store import ModelStore, charge
+from playground.weights.checkpoints import ModelInfo
 
 
 def _fake_loader(calls):
@@ -103,7 +103,7 @@ def test_a_baseline_cannot_join_the_chooser(baseline):
 
 
 def _loader(events, *, weight_bytes=None, wait=None):
-    """A loader as playground.checkpoints is one: it tells the store the weights' size, then builds."""
+    """A loader as playground.weights.checkpoints is one: it tells the store the weights' size, then builds."""
 
     def load(admit):
         model = build("alexnet_compact", num_classes=2)

@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from playground.architecture import receptive_box, trace
-from playground.finetune import prepare_batch
 from playground.models import MEAN, MODELS, STD, build
-from playground.toppatches import PassProgress, TopPatches, top_patches
+from playground.training.finetune import prepare_batch
+from playground.units.toppatches import PassProgress, TopPatches, top_patches
 from tests.planted import BLOB, BLOB_IMAGES, EDGE, EDGE_IMAGES, RED, planted_dataset, planted_model
 
 

@@ -5,12 +5,12 @@ import zipfile
 import pytest
 from PIL import Image
 
-from playground import unit_jobs as J
-from playground.featurevis import FeatureVisSettings, Preview
 from playground.models import build
-from playground.retrieval import Fc7Progress
-from playground.toppatches import TopPatches
-from playground.workers import Worker, WorkerSettings
+from playground.serving.workers import Worker, WorkerSettings
+from playground.units import jobs as J
+from playground.units.featurevis import FeatureVisSettings, Preview
+from playground.units.retrieval import Fc7Progress
+from playground.units.toppatches import TopPatches
 
 
 def _zip(path, classes=("cats", "dogs"), per_class=3):

@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from playground import checkpoints, units
 from playground.architecture import receptive_box, trace
-from playground.finetune import prepare_batch
 from playground.models import BASELINES, MODELS, build
+from playground.training.finetune import prepare_batch
+from playground.units import probes as units
+from playground.weights import checkpoints
 from tests.planted import BLOB, BLOB_IMAGES, planted_dataset, planted_model
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from playground import uploads
 from playground.config import Limits
+from playground.data import uploads
 
 
 def _jpeg(colour=(200, 30, 30), size=(40, 30)) -> bytes:

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from playground import workers
-from playground.workers import Worker, WorkerSettings
+from playground.serving import workers
+from playground.serving.workers import Worker, WorkerSettings
 
 QUIET = WorkerSettings(nice=5, threads=1, memory_bytes=0, stale_seconds=60.0, seed=123)
 

@@ -1,7 +1,7 @@
 """Long work that stays in the server (compare-all, the sanity check) runs on low-priority threads.
 
 Such work takes seconds of a core, and everyone's clicks share the same cores. Training goes to a worker
-process (:mod:`playground.workers`); work that needs the server's own models and caches runs here instead,
+process (:mod:`playground.serving.workers`); work that needs the server's own models and caches runs here instead,
 step by step on a few threads niced once, when each thread starts: when a click needs a core, the kernel
 gives it most of that core.
 

@@ -6,7 +6,7 @@ which drops the browser's ``webkitRelativePath`` (``flowers/daisy/1.jpg``), and 
 not opened at all. So a small script (:data:`FOLDER_JS`) writes the path of every chosen file, in order,
 into a hidden box beside the upload; for a dropped folder it walks the folder itself (the browser's
 ``webkitGetAsEntry``) and hands the files to the same upload. :func:`pair` then matches each uploaded file
-with its path, and :func:`playground.uploads.read_files` reads them under the same checks as a zip.
+with its path, and :func:`playground.data.uploads.read_files` reads them under the same checks as a zip.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import re
 import gradio as gr
 from gradio_client.utils import strip_invalid_filename_characters
 
-from playground import data
 from playground.config import get_limits
+from playground.data import datasets as data
 from playground.images import IMAGE_EXTENSIONS
-from ui import inputs
+from ui import controls
 from ui.common import uploaded_path
 
 FOLDER_JS = r"""
@@ -87,12 +87,12 @@ class Paths(gr.Textbox):
         limits = get_limits()
         bound = limits.max_zip_members * 1030 + 2
         accepted = payload is None or (isinstance(payload, str) and len(payload) <= bound)
-        return inputs._checked(self, payload, accepted, "the folder's file paths", super().preprocess)
+        return controls._checked(self, payload, accepted, "the folder's file paths", super().preprocess)
 
 
 def folder_input(prefix: str) -> tuple[gr.File, Paths]:
     """The folder upload and its hidden box of paths (elem ids ``{prefix}-folder`` and ``{prefix}-folder-paths``)."""
-    files = inputs.File(
+    files = controls.File(
         file_count="directory",
         file_types=list(IMAGE_EXTENSIONS),  # the page leaves out other files (a stray .DS_Store) before uploading
         label="Or a folder of class folders (choose it, or drop it here)",

@@ -29,7 +29,7 @@ from gradio.utils import get_upload_folder
 from playground.config import get_limits
 from playground.images import IMAGE_EXTENSIONS
 from ui import queueing
-from ui.inputs import short
+from ui.controls import short
 
 ACCEPTED_FILES = (*IMAGE_EXTENSIONS, ".zip", ".safetensors", ".pt", ".pth")
 EVENTS = re.compile(r"(queue/join|call/v2/[^/]+|call/[^/]+|run/[^/]+|api/[^/]+|stream/[^/]+)/?")

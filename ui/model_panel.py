@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from playground import checkpoints, models
-from playground.store import ModelStore
-from ui import inputs
+from playground import models
+from playground.serving.store import ModelStore
+from playground.weights import checkpoints
+from ui import controls
 from ui.common import uploaded_path, user_errors
 from ui.queueing import address
 
@@ -78,7 +79,7 @@ def forget_session(request: gr.Request):
 def build_panel(demo: gr.Blocks) -> gr.Dropdown:
     """The chooser row; returns the dropdown every model tab takes as an input."""
     with gr.Row(equal_height=True):
-        chooser = inputs.Dropdown(
+        chooser = controls.Dropdown(
             choices=STORE.choices(None),
             value=DEFAULT_MODEL,
             label="Model (used by every tab after the Convolution lab)",
@@ -88,10 +89,10 @@ def build_panel(demo: gr.Blocks) -> gr.Dropdown:
         status = gr.Markdown(label="Model status", elem_id="model-status")
     with gr.Accordion("Load a checkpoint of your own (.safetensors, or .pt/.pth holding only weights)", open=False):
         with gr.Row():
-            upload = inputs.File(
+            upload = controls.File(
                 file_types=[".safetensors", ".pt", ".pth"], label="Checkpoint", elem_id="checkpoint-file"
             )
-            variant = inputs.Dropdown(["auto"] + list(models.MODELS), value="auto", label="Variant")
+            variant = controls.Dropdown(["auto"] + list(models.MODELS), value="auto", label="Variant")
             load_button = gr.Button("Load checkpoint")
     gr.on([demo.load, chooser.change], describe_model, inputs=chooser, outputs=status, api_name="model_info")
     demo.load(refresh_choices, inputs=chooser, outputs=chooser, api_name="model_choices", api_visibility="undocumented")

@@ -4,7 +4,7 @@ On ZeroGPU the GPU exists only inside functions decorated with the ``spaces`` pa
 duration they book; ``spaces`` forks the process that gets the GPU. So there the job runs through
 ``spaces.GPU`` with a duration computed from its planned steps, and a job that cannot fit the longest slot
 is refused with a sentence. Everywhere else (a CPU Space, a dedicated GPU, a lab server) it runs in a
-:class:`playground.workers.Worker`, at lower priority, where a crash cannot take the server down.
+:class:`playground.serving.workers.Worker`, at lower priority, where a crash cannot take the server down.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import os
 from collections.abc import Callable, Iterator
 
 from playground.config import get_limits
-from playground.jobs import Jobs
-from playground.workers import Worker, WorkerSettings
+from playground.serving.jobs import Jobs
+from playground.serving.workers import Worker, WorkerSettings
 
 JOBS = Jobs()  # one long job per session, a training or an experiment (both tabs claim here)
 

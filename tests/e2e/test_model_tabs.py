@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from playground.checkpoints import save_checkpoint
 from playground.models import build
+from playground.weights.checkpoints import save_checkpoint
 
 pytestmark = pytest.mark.e2e
 TIMEOUT = 60_000

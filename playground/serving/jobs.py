@@ -1,7 +1,7 @@
 """Long jobs, training and experiments: the jobs themselves (what a worker process runs), and per session at
 most one running and the last finished run of each kind kept for browsing.
 
-Like :class:`playground.store.ModelStore`, the bookkeeping is per-session state that lives on the
+Like :class:`playground.serving.store.ModelStore`, the bookkeeping is per-session state that lives on the
 server; a session's entries go when it ends (:meth:`Jobs.forget`), and finished runs are bounded across
 sessions because API callers never close a tab.
 """
@@ -17,13 +17,15 @@ from pathlib import Path
 
 from PIL import Image
 
-from playground import data, models, uploads
+from playground import models
 from playground.config import get_limits
-from playground.data import ImageDataset
-from playground.experiment_report import ExperimentResult, RunOutcome, write_results
-from playground.experiments import ExperimentConfig, Queued, RunDone, Step, plan, run_experiment
-from playground.export import write_bundle
-from playground.finetune import FinetuneConfig, FinetuneResult, Progress, finetune, gpu_seconds
+from playground.data import datasets as data
+from playground.data import uploads
+from playground.data.datasets import ImageDataset
+from playground.training.experiments import ExperimentConfig, Queued, RunDone, Step, plan, run_experiment
+from playground.training.export import write_bundle
+from playground.training.finetune import FinetuneConfig, FinetuneResult, Progress, finetune, gpu_seconds
+from playground.training.report import ExperimentResult, RunOutcome, write_results
 
 THUMBNAIL_PX = 112
 
@@ -251,7 +253,7 @@ def thumbnails(dataset: ImageDataset, result: FinetuneResult) -> dict[int, Image
 @dataclasses.dataclass
 class _Claim:
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
-    worker: object | None = None  # a playground.workers.Worker once started
+    worker: object | None = None  # a playground.serving.workers.Worker once started
 
 
 @dataclasses.dataclass

@@ -15,14 +15,12 @@ import gradio as gr
 from PIL import Image
 
 from playground import activations as A
-from playground import models, units
+from playground import models
 from playground.architecture import receptive_box
 from playground.config import get_limits
-from playground.featurevis import FeatureVisSettings, Preview, grid_settings
-from playground.retrieval import fc7, query_batch
-from playground.retrieval import neighbours as nearest
-from playground.toppatches import PassProgress, TopPatches
-from playground.unit_jobs import (
+from playground.units import probes as units
+from playground.units.featurevis import FeatureVisSettings, Preview, grid_settings
+from playground.units.jobs import (
     EXAMPLES,
     Fc7Map,
     GridProgress,
@@ -32,11 +30,14 @@ from playground.unit_jobs import (
     pack,
     run_job,
 )
-from ui import inputs, runner
+from playground.units.retrieval import fc7, query_batch
+from playground.units.retrieval import neighbours as nearest
+from playground.units.toppatches import PassProgress, TopPatches
+from ui import controls, runner
 from ui.common import EXAMPLE_PHOTOS, look, open_photo, photo_with_examples, result_image, user_errors
 from ui.model_panel import get_model, notice_markdown, session_of
 from ui.queueing import UNITS, admits_long_jobs, listener_gone
-from ui.train_tab import ZIPS
+from ui.tabs.train import ZIPS
 
 RESULTS = units.UnitResults()  # bounded in bytes; keys carry the session wherever the data is a user's own
 DEFAULT_LAYER, DEFAULT_CHANNEL = "features.0", 0
@@ -306,31 +307,31 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown, *, activations: dict | None
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             photo = photo_with_examples("units-photo", height=200)
-            layer = inputs.Dropdown(
+            layer = controls.Dropdown(
                 choices=[DEFAULT_LAYER],
                 value=DEFAULT_LAYER,
                 label="Layer",
                 allow_custom_value=True,
                 elem_id="units-layer",
             )
-            channel = inputs.Number(
+            channel = controls.Number(
                 value=DEFAULT_CHANNEL, precision=0, minimum=0, label="Channel", elem_id="units-channel"
             )
-            dataset = inputs.Dropdown(
+            dataset = controls.Dropdown(
                 dataset_names(),
                 value=EXAMPLES,
                 label="Dataset (top patches, fc7 map)",
                 elem_id="units-dataset",
                 allow_custom_value=True,  # an unknown name gets our sentence, not Gradio's bare refusal
             )
-            method = inputs.Radio(
+            method = controls.Radio(
                 [("deconvnet", "deconvnet"), ("guided backprop", "guided_backprop")],
                 value="deconvnet",
                 label="On the photo",
             )
             with gr.Row():
-                negative = inputs.Checkbox(False, label="Negative (what silences it)")
-                steps = inputs.Slider(16, limits.units_max_steps, value=256, step=16, label="Steps")
+                negative = controls.Checkbox(False, label="Negative (what silences it)")
+                steps = controls.Slider(16, limits.units_max_steps, value=256, step=16, label="Steps")
             with gr.Row():
                 visualise_button = gr.Button("Visualise", variant="primary", elem_id="units-visualise")
                 patches_button = gr.Button("Top patches", elem_id="units-top")
@@ -359,8 +360,8 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown, *, activations: dict | None
                     field = result_image(label="What that position sees", elem_id="units-field")
                     field_caption = gr.Markdown(elem_id="units-field-caption")
             with gr.Row():
-                row = inputs.Number(value=0, precision=0, minimum=0, label="Position: row", elem_id="units-row")
-                column = inputs.Number(value=0, precision=0, minimum=0, label="column", elem_id="units-column")
+                row = controls.Number(value=0, precision=0, minimum=0, label="Position: row", elem_id="units-row")
+                column = controls.Number(value=0, precision=0, minimum=0, label="column", elem_id="units-column")
     with gr.Accordion("The whole layer, every channel's feature visualisation", open=False):
         grid = result_image(label="Press Whole layer", elem_id="units-grid")
     with gr.Accordion("fc7 map and nearest neighbours (the whole network's view of a dataset)", open=True):

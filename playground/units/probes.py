@@ -7,7 +7,7 @@ so their names (as the Activations tab lists them) lead to that convolution's un
 This module checks what is asked (model, layer, channel), finds the strongest position of a unit on a photo,
 draws its receptive field (from :func:`playground.architecture.trace`, the Architecture tab's numbers), runs
 Captum's deconvnet and guided backprop for it, and keeps finished passes in a cache bounded in bytes.
-The long passes themselves (feature visualisation, top patches, fc7 map) are :mod:`playground.unit_jobs`.
+The long passes themselves (feature visualisation, top patches, fc7 map) are :mod:`playground.units.jobs`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from torch import nn
 from playground import models
 from playground.activations import colorize, layer_names
 from playground.architecture import LayerRow, receptive_box, trace
-from playground.attributions import explainable_copy
 from playground.config import get_limits
+from playground.explain.attributions import explainable_copy
 from playground.hooks import model_lock
 from playground.images import BytesLRU
 
@@ -187,7 +187,7 @@ NEURON_METHODS = {"deconvnet": NeuronDeconvolution, "guided_backprop": NeuronGui
 
 def unit_attribution(model: nn.Module, x: torch.Tensor, layer: str, channel: int, method: str) -> UnitAttribution:
     """Which input pixels drive the unit at its strongest position on this photo (Captum's neuron methods,
-    on the private copy without in-place ReLUs that :mod:`playground.attributions` keeps).
+    on the private copy without in-place ReLUs that :mod:`playground.explain.attributions` keeps).
 
     Raises:
         ValueError: an unknown method, layer or channel.

@@ -19,9 +19,9 @@ from torch import nn
 from torchvision.ops import roi_align
 
 from playground.architecture import LayerRow, trace
-from playground.data import ImageDataset
-from playground.finetune import prepare_batch
+from playground.data.datasets import ImageDataset
 from playground.models import MEAN, STD
+from playground.training.finetune import prepare_batch
 
 
 @dataclasses.dataclass(frozen=True)

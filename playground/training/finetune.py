@@ -2,7 +2,7 @@
 
 The whole decoded dataset sits on the device as one uint8 tensor; batches are index slices of a
 random permutation, and augmentation (random resized crops, flips, colour jitter, PCA colour noise;
-:mod:`playground.batches`) runs on the same device as the model, batch by batch. On a GPU the model also runs in bf16 autocast with channels_last
+:mod:`playground.training.batches`) runs on the same device as the model, batch by batch. On a GPU the model also runs in bf16 autocast with channels_last
 memory and, for longer runs, ``torch.compile``. The same code runs on a CPU without those.
 
 Hardware, time and accuracy (``python -m bench``; 2-core Xeon, no GPU, torch 2.14, untrained backbone
@@ -35,9 +35,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from playground import checkpoints, models
-from playground.batches import ColourPCA, colour_pca, prepare_batch, ten_crops
-from playground.data import ImageDataset, stratified_split
+from playground import models
+from playground.data.datasets import ImageDataset, stratified_split
+from playground.training.batches import ColourPCA, colour_pca, prepare_batch, ten_crops
+from playground.weights import checkpoints
 
 FEATURE_CHUNK = 64  # head-only: images per backbone pass (a stop or the time cap acts between chunks)
 

@@ -33,7 +33,7 @@ POLL_SECONDS = 0.5  # how long a read waits before handing control back (so call
 # ~3 s a fresh interpreter takes to import torch. The fork server is itself a fresh process (never a fork of
 # the server, with its threads and users' data) that only imports these; it never runs torch, so the forks
 # start without thread pools or CUDA state.
-PRELOADED = ("torch", "torchvision", "playground.jobs", "playground.unit_jobs")
+PRELOADED = ("torch", "torchvision", "playground.serving.jobs", "playground.units.jobs")
 
 
 def _context():

@@ -18,10 +18,10 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
-from playground.data import ImageDataset, to_tensor
-from playground.finetune import prepare_batch
+from playground.data.datasets import ImageDataset, to_tensor
 from playground.hooks import temporary_hooks
 from playground.render import _font
+from playground.training.finetune import prepare_batch
 
 THUMB_PX = 48  # thumbnails kept per image, for the map and the neighbours
 _PALETTE = (np.asarray(matplotlib.colormaps["tab20"].colors) * 255).astype(np.uint8)

@@ -1,4 +1,4 @@
-"""The Units tab's long passes, as jobs a worker process runs (see :mod:`playground.workers`), and the
+"""The Units tab's long passes, as jobs a worker process runs (see :mod:`playground.serving.workers`), and the
 datasets they read.
 
 Each job takes one picklable :class:`UnitJob` and yields picklable records: previews of a feature
@@ -6,7 +6,7 @@ visualisation, the tiles of a whole layer, progress through a dataset, then the 
 travels as plain-pickled bytes (a copy: the server's shared model is never moved into shared memory) and
 only as much of it as the job needs: the features up to the unit, or the whole model for fc7.
 
-Datasets: ``"examples"`` (the example photos), the built-in ones of :data:`playground.data.DATASETS`, and
+Datasets: ``"examples"`` (the example photos), the built-in ones of :data:`playground.data.datasets.DATASETS`, and
 ``"my zip"``, the last zip this session gave the Train tab (:class:`SessionZips` remembers it).
 """
 
@@ -26,15 +26,16 @@ from PIL import Image
 from torch import nn
 from torchvision.utils import make_grid
 
-from playground import data, uploads
 from playground.config import get_limits
-from playground.data import ImageDataset, to_tensor
-from playground.featurevis import FeatureVisSettings, truncated, visualise
+from playground.data import datasets as data
+from playground.data import uploads
+from playground.data.datasets import ImageDataset, to_tensor
 from playground.hooks import model_lock
-from playground.toppatches import top_patches
+from playground.units.featurevis import FeatureVisSettings, truncated, visualise
+from playground.units.toppatches import top_patches
 
 if TYPE_CHECKING:
-    from playground.retrieval import Fc7Features
+    from playground.units.retrieval import Fc7Features
 
 EXAMPLES = "examples"
 MY_ZIP = "my zip"
@@ -194,7 +195,7 @@ def run_job(job: UnitJob) -> Iterator:
         yield from top_patches(network, open_dataset(job.dataset))
     elif job.kind == "fc7":
         # Imported here: matplotlib and scikit-learn cost a worker that only optimises a picture half a second.
-        from playground.retrieval import Fc7Features, dataset_features, draw_map
+        from playground.units.retrieval import Fc7Features, dataset_features, draw_map
 
         for record in dataset_features(network, open_dataset(job.dataset)):
             if isinstance(record, Fc7Features):

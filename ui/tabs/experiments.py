@@ -12,12 +12,9 @@ import gradio as gr
 import pandas as pd
 import torch
 
-from playground import checkpoints, data
-from playground.checkpoints import ModelInfo
 from playground.config import get_limits
-from playground.experiment_report import Overlay, Target, summarise, write_results
-from playground.experiments import PRESETS, SETTINGS, ExperimentConfig, Queued, Step, compose, plan
-from playground.jobs import (
+from playground.data import datasets as data
+from playground.serving.jobs import (
     DatasetReady,
     ExperimentOutcome,
     ExperimentRequest,
@@ -27,7 +24,11 @@ from playground.jobs import (
     new_run_folder,
     planned_experiment_gpu_seconds,
 )
-from ui import folders, inputs, runner
+from playground.training.experiments import PRESETS, SETTINGS, ExperimentConfig, Queued, Step, compose, plan
+from playground.training.report import Overlay, Target, summarise, write_results
+from playground.weights import checkpoints
+from playground.weights.checkpoints import ModelInfo
+from ui import controls, folders, runner
 from ui.common import keyed, result_image, user_errors
 from ui.model_panel import STORE, refresh_choices, session_of
 from ui.queueing import LONG, address, admits_long_jobs, listener_gone
@@ -286,11 +287,13 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
     folders.install(demo)
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
-            zip_file = inputs.File(file_types=[".zip"], label="Zip of class folders", elem_id="experiment-zip")
+            zip_file = controls.File(file_types=[".zip"], label="Zip of class folders", elem_id="experiment-zip")
             folder, folder_paths = folders.folder_input("experiment")
-            dataset = inputs.Dropdown(DATASET_CHOICES, value=ZIP, label="Dataset", elem_id="experiment-dataset")
-            limit = inputs.Slider(0, 20_000, value=0, step=100, label="Images of a built-in dataset (0: the preset's)")
-            preset = inputs.Dropdown(
+            dataset = controls.Dropdown(DATASET_CHOICES, value=ZIP, label="Dataset", elem_id="experiment-dataset")
+            limit = controls.Slider(
+                0, 20_000, value=0, step=100, label="Images of a built-in dataset (0: the preset's)"
+            )
+            preset = controls.Dropdown(
                 PRESET_CHOICES, value="relu-vs-tanh", label="Experiment", elem_id="experiment-preset"
             )
             about = gr.Markdown(describe("relu-vs-tanh"), elem_id="experiment-about")
@@ -298,15 +301,15 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
                 "Compose your own runs (they replace the preset's; its shared settings stay)", open=False
             ):
                 with gr.Row():
-                    vary = inputs.Dropdown(list(SETTINGS), value="activation", label="Setting to vary")
-                    values = inputs.Textbox("", label="Values, separated by commas", placeholder="relu, tanh, sigmoid",
+                    vary = controls.Dropdown(list(SETTINGS), value="activation", label="Setting to vary")
+                    values = controls.Textbox("", label="Values, separated by commas", placeholder="relu, tanh, sigmoid",
                                             elem_id="experiment-values")  # fmt: skip
             with gr.Row():
-                seeds = inputs.Slider(1, 5, value=1, step=1, label="Seeds (repeats)", elem_id="experiment-seeds")
-                epochs = inputs.Slider(
+                seeds = controls.Slider(1, 5, value=1, step=1, label="Seeds (repeats)", elem_id="experiment-seeds")
+                epochs = controls.Slider(
                     0, 50, value=0, step=1, label="Epochs (0: the preset's)", elem_id="experiment-epochs"
                 )
-            target = inputs.Number(0, label="Target error in % (0: the preset's)", minimum=0, maximum=99)
+            target = controls.Number(0, label="Target error in % (0: the preset's)", minimum=0, maximum=99)
             with gr.Row():
                 run_button = gr.Button("Run the experiment", variant="primary", elem_id="experiment-button")
                 stop_button = gr.Button("Stop", variant="stop", elem_id="experiment-stop")
@@ -324,13 +327,13 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         elem_id="experiment-table",
     )
     notes = gr.Markdown(label="Notes", elem_id="experiment-notes")
-    downloads = inputs.File(
+    downloads = controls.File(
         label="Downloads: results.json, results.csv (every run and seed), summary.csv (the table), curves.png",
         file_count="multiple",
         elem_id="experiment-downloads",
     )
     with gr.Row():
-        runs = inputs.Dropdown([], label="A finished run", elem_id="experiment-runs", scale=2)
+        runs = controls.Dropdown([], label="A finished run", elem_id="experiment-runs", scale=2)
         open_button = gr.Button("Open it in the other tabs", elem_id="experiment-open")
         opened = gr.Markdown(elem_id="experiment-opened")
 

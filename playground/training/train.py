@@ -1,4 +1,4 @@
-"""Command line fine-tuning: ``python -m playground.train --data NAME_OR_PATH --model NAME --out DIR``.
+"""Command line fine-tuning: ``python -m playground.training.train --data NAME_OR_PATH --model NAME --out DIR``.
 
 The same command under ``torchrun --nproc_per_node=N`` trains with DistributedDataParallel (gloo on a
 CPU, nccl on GPUs); only rank 0 prints and writes files.
@@ -17,13 +17,14 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from playground import data, models
-from playground.finetune import FinetuneConfig, FinetuneResult, Progress, finetune
+from playground import models
+from playground.data import datasets as data
+from playground.training.finetune import FinetuneConfig, FinetuneResult, Progress, finetune
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     defaults = FinetuneConfig()
-    parser = argparse.ArgumentParser(prog="python -m playground.train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m playground.training.train", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--data",
         required=True,

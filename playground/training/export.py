@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from playground.finetune import FinetuneResult
+from playground.training.finetune import FinetuneResult
 
 
 def export_onnx(model: torch.nn.Module, path: str | Path, input_shape: tuple[int, int, int]) -> Path:

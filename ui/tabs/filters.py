@@ -17,7 +17,7 @@ from playground.filters import (
     match_kernel,
     side_by_side,
 )
-from ui import inputs
+from ui import controls
 from ui.common import open_photo, photo_with_examples, result_image, user_errors
 from ui.model_panel import get_model, notice_markdown
 
@@ -118,13 +118,13 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
             image = photo_with_examples("filters-photo")
-            kernel = inputs.Dropdown(
+            kernel = controls.Dropdown(
                 [(k.replace("_", " "), k) for k in K.KERNELS],
                 value="sobel_x",
                 label="Classic kernel",
                 elem_id="filters-kernel",
             )
-            rank = inputs.Radio([1, 2, 3], value=1, label="Learned match (1 = most similar)", elem_id="filters-rank")
+            rank = controls.Radio([1, 2, 3], value=1, label="Learned match (1 = most similar)", elem_id="filters-rank")
         with gr.Column(scale=3):
             with gr.Row():
                 classic = result_image(label="Classic kernel, at the matched scale", elem_id="filters-classic")

@@ -4,12 +4,12 @@ An experiment is a few runs that differ in one setting (:class:`Run`), trained o
 train/validation split with the same seeds, each repeated over several seeds when asked. The presets
 (:data:`PRESETS`) carry the paper's or the lecture's number beside them, labelled as theirs; :func:`compose`
 makes runs of your own. :func:`run_experiment` is a generator of progress records over the whole experiment
-(closing it stops the run in progress), ending with an :class:`~playground.experiment_report.ExperimentResult`:
+(closing it stops the run in progress), ending with an :class:`~playground.training.report.ExperimentResult`:
 the table, the notes (noise, targets, time cap) and every run's history.
 
-``python -m playground.experiments --preset relu-vs-tanh --data fashion-mnist --seeds 3 --out DIR`` writes
+``python -m playground.training.experiments --preset relu-vs-tanh --data fashion-mnist --seeds 3 --out DIR`` writes
 ``results.json``, ``results.csv``, ``summary.csv`` and ``curves.png``; under ``torchrun`` every run trains
-with DistributedDataParallel, as ``python -m playground.train`` does.
+with DistributedDataParallel, as ``python -m playground.training.train`` does.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from pathlib import Path
 
 import torch
 
-from playground import data
 from playground.config import get_limits
-from playground.data import ImageDataset
-from playground.experiment_report import ExperimentResult, RunOutcome, Target, outcome, summarise, write_results
-from playground.finetune import FinetuneConfig, FinetuneResult, Progress, finetune
+from playground.data import datasets as data
+from playground.data.datasets import ImageDataset
+from playground.training.finetune import FinetuneConfig, FinetuneResult, Progress, finetune
+from playground.training.report import ExperimentResult, RunOutcome, Target, outcome, summarise, write_results
 
 
 @dataclasses.dataclass(frozen=True)
@@ -332,7 +332,9 @@ def run_experiment(
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m playground.experiments", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m playground.training.experiments", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--preset", default="relu-vs-tanh", choices=list(PRESETS))
     parser.add_argument(
         "--data",
@@ -380,7 +382,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def main(argv=None) -> int:
-    from playground.train import distributed  # (it imports torch.distributed; the core need not)
+    from playground.training.train import distributed  # (it imports torch.distributed; the core need not)
 
     args = parse_args(argv)
     with distributed(args.device) as rank:

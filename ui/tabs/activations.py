@@ -7,7 +7,7 @@ import pandas as pd
 
 from playground import activations as A
 from playground.config import get_limits
-from ui import inputs
+from ui import controls
 from ui.common import look, open_photo, photo_input, photo_with_examples, result_image, user_errors
 from ui.model_panel import get_model, notice_markdown
 
@@ -91,14 +91,14 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> dict:
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             image = photo_with_examples("act-photo", height=240)
-            layer = inputs.Dropdown(
+            layer = controls.Dropdown(
                 choices=[DEFAULT_LAYER],
                 value=DEFAULT_LAYER,
                 label="Layer",
                 allow_custom_value=True,
                 elem_id="act-layer",
             )
-            channel = inputs.Number(value=-1, precision=0, minimum=-1, label="Channel to zoom (-1: the most active)")
+            channel = controls.Number(value=-1, precision=0, minimum=-1, label="Channel to zoom (-1: the most active)")
             top5 = gr.Label(num_top_classes=5, label="Top-5 predictions", elem_id="act-top5")
             top5_note = gr.Markdown(label="About the weights", elem_id="act-top5-note")
         with gr.Column(scale=2):

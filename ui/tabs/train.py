@@ -13,13 +13,11 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from playground import data, models
-from playground.checkpoints import ModelInfo
+from playground import models
 from playground.config import get_limits
-from playground.curves import Curves
+from playground.data import datasets as data
 from playground.filters import filter_grid
-from playground.finetune import FinetuneConfig, FinetuneResult, Progress
-from playground.jobs import (
+from playground.serving.jobs import (
     DatasetReady,
     Run,
     TrainingOutcome,
@@ -28,8 +26,11 @@ from playground.jobs import (
     planned_gpu_seconds,
     training_job,
 )
-from playground.unit_jobs import SessionZips
-from ui import folders, inputs, runner
+from playground.training.curves import Curves
+from playground.training.finetune import FinetuneConfig, FinetuneResult, Progress
+from playground.units.jobs import SessionZips
+from playground.weights.checkpoints import ModelInfo
+from ui import controls, folders, runner
 from ui.common import keyed, result_image, uploaded_path, user_errors
 from ui.model_panel import STORE, refresh_choices, session_of
 from ui.queueing import LONG, address, admits_long_jobs, listener_gone
@@ -274,29 +275,29 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
     folders.install(demo)
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            zip_file = inputs.File(file_types=[".zip"], label="Zip of class folders", elem_id="train-zip")
+            zip_file = controls.File(file_types=[".zip"], label="Zip of class folders", elem_id="train-zip")
             folder, folder_paths = folders.folder_input("train")
-            dataset = inputs.Dropdown(DATASET_CHOICES, value=ZIP, label="Dataset", elem_id="train-dataset")
-            limit = inputs.Slider(
+            dataset = controls.Dropdown(DATASET_CHOICES, value=ZIP, label="Dataset", elem_id="train-dataset")
+            limit = controls.Slider(
                 100, 10_000, value=1000, step=100, label="At most this many images (built-in datasets)"
             )
-            model = inputs.Dropdown(MODEL_CHOICES, value="alexnet", label="Model", elem_id="train-model")
+            model = controls.Dropdown(MODEL_CHOICES, value="alexnet", label="Model", elem_id="train-model")
             with gr.Row():
-                mode = inputs.Radio([("head only", "head"), ("full", "full")], value="head", label="What learns")
-                pretrained = inputs.Checkbox(True, label="Start from ImageNet weights (alexnet)")
+                mode = controls.Radio([("head only", "head"), ("full", "full")], value="head", label="What learns")
+                pretrained = controls.Checkbox(True, label="Start from ImageNet weights (alexnet)")
             with gr.Row():
-                epochs = inputs.Slider(1, 50, value=10, step=1, label="Epochs", elem_id="train-epochs")
-                batch_size = inputs.Slider(1, 256, value=16, step=1, label="Batch size")
+                epochs = controls.Slider(1, 50, value=10, step=1, label="Epochs", elem_id="train-epochs")
+                batch_size = controls.Slider(1, 256, value=16, step=1, label="Batch size")
             with gr.Row():
-                lr = inputs.Number(1e-3, label="Learning rate", minimum=1e-6, maximum=1.0)
-                optimizer = inputs.Radio(["adam", "sgd"], value="adam", label="Optimizer")
-            weight_decay = inputs.Number(
+                lr = controls.Number(1e-3, label="Learning rate", minimum=1e-6, maximum=1.0)
+                optimizer = controls.Radio(["adam", "sgd"], value="adam", label="Optimizer")
+            weight_decay = controls.Number(
                 0.0, label="Weight decay (the paper: 0.0005, with SGD)", minimum=0.0, maximum=1.0, elem_id="train-decay"
             )
             with gr.Row():
-                crop = inputs.Checkbox(True, label="Random crops")
-                flip = inputs.Checkbox(True, label="Flips")
-                color_jitter = inputs.Checkbox(False, label="Colour jitter")
+                crop = controls.Checkbox(True, label="Random crops")
+                flip = controls.Checkbox(True, label="Flips")
+                color_jitter = controls.Checkbox(False, label="Colour jitter")
             with gr.Row():
                 train_button = gr.Button("Train", variant="primary", elem_id="train-button")
                 stop_button = gr.Button("Stop", variant="stop", elem_id="train-stop")
@@ -310,12 +311,12 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         )
         per_class = gr.Dataframe(label="Accuracy per class", interactive=False, elem_id="train-per-class")
     with gr.Row():
-        true_class = inputs.Textbox(label="True class", elem_id="train-true")
-        predicted_class = inputs.Textbox(label="Predicted class", elem_id="train-predicted")
+        true_class = controls.Textbox(label="True class", elem_id="train-true")
+        predicted_class = controls.Textbox(label="Predicted class", elem_id="train-predicted")
     mistakes_note = gr.Markdown(label="Misclassified", elem_id="train-mistakes-note")
     mistakes = gr.Gallery(label="Misclassified validation images", columns=8, height="auto", elem_id="train-mistakes")
     filters = result_image(label="conv1 filters: before (left) and after (right) training", elem_id="train-filters")
-    downloads = inputs.File(
+    downloads = controls.File(
         label="Downloads: weights (safetensors), description (JSON), ONNX",
         file_count="multiple",
         elem_id="train-downloads",

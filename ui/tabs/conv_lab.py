@@ -8,7 +8,7 @@ from playground import kernels as K
 from playground.config import get_limits
 from playground.lab import CUSTOM, POOLING_CHOICES, LabSettings, explain_click, preset_gallery, run_lab
 from playground.render import format_number
-from ui import inputs
+from ui import controls
 from ui.common import example_paths, open_photo, photo_input, result_image, user_errors
 
 INTRO = """
@@ -149,7 +149,7 @@ def build_tab(demo: gr.Blocks) -> None:
                 label="Examples",
                 elem_id="lab-examples",
             )
-            kernel = inputs.Dropdown(
+            kernel = controls.Dropdown(
                 choices=[(_label(name), name) for name in K.KERNELS] + [("custom (type your own)", CUSTOM)],
                 value=DEFAULT_KERNEL,
                 label="Kernel",
@@ -158,7 +158,7 @@ def build_tab(demo: gr.Blocks) -> None:
             description = gr.Markdown(
                 describe_kernel(DEFAULT_KERNEL)[0], label="What this kernel does", elem_id="lab-description"
             )
-            custom = inputs.Textbox(
+            custom = controls.Textbox(
                 value=K.format_kernel(K.KERNELS[DEFAULT_KERNEL].weights),
                 lines=4,
                 max_lines=12,
@@ -166,19 +166,19 @@ def build_tab(demo: gr.Blocks) -> None:
                 elem_id="lab-editor",
             )
             apply_button = gr.Button("Apply this kernel", variant="primary")
-            color = inputs.Radio(
+            color = controls.Radio(
                 choices=[("gray (one channel)", "gray"), ("colour (R, G, B separately)", "rgb")],
                 value="gray",
                 label="Channels",
             )
             with gr.Row():
-                stride = inputs.Slider(1, limits.max_stride, value=1, step=1, label="Stride")
-                padding = inputs.Slider(0, limits.max_padding, value=0, step=1, label="Padding (zeros)")
-                dilation = inputs.Slider(1, limits.max_dilation, value=1, step=1, label="Dilation")
+                stride = controls.Slider(1, limits.max_stride, value=1, step=1, label="Stride")
+                padding = controls.Slider(0, limits.max_padding, value=0, step=1, label="Padding (zeros)")
+                dilation = controls.Slider(1, limits.max_dilation, value=1, step=1, label="Dilation")
             with gr.Row():
-                pooling = inputs.Radio(choices=list(POOLING_CHOICES), value="none", label="Then pool")
-                pool_size = inputs.Slider(1, limits.max_pool_size, value=2, step=1, label="Pool size")
-                pool_stride = inputs.Slider(1, limits.max_pool_size, value=2, step=1, label="Pool stride")
+                pooling = controls.Radio(choices=list(POOLING_CHOICES), value="none", label="Then pool")
+                pool_size = controls.Slider(1, limits.max_pool_size, value=2, step=1, label="Pool size")
+                pool_stride = controls.Slider(1, limits.max_pool_size, value=2, step=1, label="Pool stride")
         with gr.Column(scale=3, min_width=360):
             result = result_image(label="Result: click a pixel to see how it was computed", elem_id="lab-result")
             colorbar = result_image(label="Colour scale", height=70, buttons=[], elem_id="lab-colorbar")
@@ -186,8 +186,8 @@ def build_tab(demo: gr.Blocks) -> None:
                 kernel_image = result_image(label="The kernel", height=260, elem_id="lab-kernel-image")
                 arithmetic = gr.Markdown(label="Output size arithmetic", elem_id="lab-arithmetic")
             with gr.Row():
-                x = inputs.Number(value=None, label="Column (x)", precision=0, minimum=0)
-                y = inputs.Number(value=None, label="Row (y)", precision=0, minimum=0)
+                x = controls.Number(value=None, label="Column (x)", precision=0, minimum=0)
+                y = controls.Number(value=None, label="Row (y)", precision=0, minimum=0)
                 explain_button = gr.Button("Explain this pixel")
             explanation = gr.HTML(label="Pixel arithmetic", elem_id="lab-explanation")
 
@@ -195,7 +195,7 @@ def build_tab(demo: gr.Blocks) -> None:
         gallery_button = gr.Button("Show every preset")
         gallery = gr.Gallery(label="Every preset kernel", columns=5, height="auto", elem_id="lab-gallery")
 
-    controls = [image, kernel, custom, color, stride, padding, dilation, pooling, pool_size, pool_stride]
+    settings = [image, kernel, custom, color, stride, padding, dilation, pooling, pool_size, pool_stride]
     outputs = [result, colorbar, kernel_image, arithmetic]
     applied = gr.State([])  # the settings behind the picture on screen (a short list: cheap to copy)
     kernel.change(describe_kernel, inputs=kernel, outputs=[description, custom], api_name="describe_kernel")
@@ -220,7 +220,7 @@ def build_tab(demo: gr.Blocks) -> None:
             pool_stride.release,
         ],
         fn=apply_kernel,
-        inputs=controls,
+        inputs=settings,
         outputs=outputs,
         api_name="apply_kernel",
         trigger_mode="always_last",
@@ -235,7 +235,7 @@ def build_tab(demo: gr.Blocks) -> None:
     for event in (applying, applying_custom):
         event.success(
             remember_settings,
-            inputs=controls[1:],
+            inputs=settings[1:],
             outputs=[applied, explanation],
             api_name="remember_settings",
             api_visibility="private",
@@ -251,5 +251,5 @@ def build_tab(demo: gr.Blocks) -> None:
         api_name="explain_pixel_after_click",
         api_visibility="undocumented",
     )
-    explain_button.click(explain_pixel, inputs=controls + [x, y], outputs=explanation, api_name="explain_pixel")
+    explain_button.click(explain_pixel, inputs=settings + [x, y], outputs=explanation, api_name="explain_pixel")
     gallery_button.click(all_presets, inputs=[image, color], outputs=gallery, api_name="preset_gallery")

@@ -7,11 +7,19 @@ import numpy as np
 import pandas as pd
 
 from playground import activations as A
-from playground.attribution_views import SIGNS, VIEWS, attribution_image
-from playground.attributions import METHODS, agreement_matrix, attribute, compare, conv_layer_names, cover, sanity_check
 from playground.config import get_limits
+from playground.explain.attributions import (
+    METHODS,
+    agreement_matrix,
+    attribute,
+    compare,
+    conv_layer_names,
+    cover,
+    sanity_check,
+)
+from playground.explain.views import SIGNS, VIEWS, attribution_image
 from playground.models import BLACK, imagenet_classes
-from ui import inputs
+from ui import controls
 from ui.background import in_background
 from ui.common import look, open_photo, photo_with_examples, result_image, user_errors
 from ui.editor import SafeImageEditor
@@ -193,26 +201,26 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             image = photo_with_examples("explain-photo")
-            target = inputs.Dropdown(
+            target = controls.Dropdown(
                 [TOP1] + list(imagenet_classes()),
                 value=TOP1,
                 label="Explain the class",
                 allow_custom_value=True,
                 elem_id="explain-target",
             )
-            method = inputs.Dropdown(
+            method = controls.Dropdown(
                 [(m.label, k) for k, m in METHODS.items()],
                 value="integrated_gradients",
                 label="Method",
                 elem_id="explain-method",
             )
             with gr.Row():
-                view = inputs.Radio(list(VIEWS), value="overlay", label="View")
-                sign = inputs.Radio(list(SIGNS), value="absolute", label="Sign")
-            layer = inputs.Dropdown(
+                view = controls.Radio(list(VIEWS), value="overlay", label="View")
+                sign = controls.Radio(list(SIGNS), value="absolute", label="Sign")
+            layer = controls.Dropdown(
                 ["features.10"], value="features.10", label="Grad-CAM layer", allow_custom_value=True
             )
-            n_steps = inputs.Slider(1, limits.max_ig_steps, value=32, step=1, label="Integrated Gradients steps")
+            n_steps = controls.Slider(1, limits.max_ig_steps, value=32, step=1, label="Integrated Gradients steps")
             explain_button = gr.Button("Explain", variant="primary", elem_id="explain-button")
         with gr.Column(scale=2):
             detail = result_image(label="Attribution", elem_id="explain-detail")
@@ -231,7 +239,7 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
     with gr.Accordion("Sanity check: does the map depend on the model?", open=False):
         gr.Markdown(SANITY_HELP)
         with gr.Row():
-            sanity_method = inputs.Dropdown(
+            sanity_method = controls.Dropdown(
                 [(m.label, k) for k, m in METHODS.items() if m.gradient_based], value="saliency", label="Method"
             )
             sanity_button = gr.Button("Run the sanity check")

@@ -1,6 +1,6 @@
 """Datasets for fine-tuning: the dataset type, the built-in catalogue (Fashion-MNIST, five flowers,
 CIFAR-10, a synthetic set), and a stratified split. A user's own zip or folder is read by
-:mod:`playground.uploads`.
+:mod:`playground.data.uploads`.
 
 Every dataset is decoded once into one uint8 tensor (N, C, H, W) plus labels, the layout the training
 engine moves to the GPU in one piece. Every loader of :data:`DATASETS` takes the same keyword
@@ -277,7 +277,7 @@ DATASETS: dict[str, Callable[..., ImageDataset]] = {
 
 def open_dataset(spec: str, *, limit: int | None = None) -> ImageDataset:
     """A dataset by name (:data:`DATASETS`), a ``.zip`` of class folders, or a folder of class folders."""
-    from playground import uploads  # (it builds on this module)
+    from playground.data import uploads  # (it builds on this module)
 
     if spec in DATASETS:
         return DATASETS[spec](limit=limit)

@@ -13,9 +13,10 @@ from typing import TypeAlias
 
 from torch import nn
 
-from playground import checkpoints, models
-from playground.checkpoints import ModelInfo
+from playground import models
 from playground.config import get_limits
+from playground.weights import checkpoints
+from playground.weights.checkpoints import ModelInfo
 
 SESSION_PREFIX = "mine:"
 # Makes a model, calling the admit function it is handed with the weights' bytes as soon as it knows them.

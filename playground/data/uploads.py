@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from playground.config import Limits, get_limits
-from playground.data import STORE_SIZE, ImageDataset, assemble, spread, to_tensor
+from playground.data.datasets import STORE_SIZE, ImageDataset, assemble, spread, to_tensor
 from playground.images import IMAGE_EXTENSIONS, load_image
 
 

@@ -1,6 +1,6 @@
 """Where a model's weights come from: torchvision's ImageNet file, or a user's checkpoint, loaded safely.
 
-Nothing in a weights file is ever executed (files are read by :mod:`playground.weight_files`), and a file
+Nothing in a weights file is ever executed (files are read by :mod:`playground.weights.files`), and a file
 is checked against the variant from its headers (names, shapes, types, its size once in float32) before
 any value is read or any model built; values are then checked to be finite. A model is built on the meta
 device and takes the file's tensors as its own, so loading costs the weights' float32 size once. A network
@@ -23,7 +23,7 @@ from torch import nn
 from playground import downloads
 from playground.config import get_limits
 from playground.models import BASELINES, IMAGENET_WEIGHTS, MODELS, build, imagenet_classes, parse_options
-from playground.weight_files import FLOAT_TYPES, WeightsFile, open_weights
+from playground.weights.files import FLOAT_TYPES, WeightsFile, open_weights
 
 WEIGHTS_ENV = "PLAYGROUND_ALEXNET_WEIGHTS"  # a local copy of torchvision's alexnet-owt-7be5be79.pth
 

@@ -20,11 +20,9 @@ import torch
 from PIL import Image
 from scipy import stats
 
-from playground import (
-    curves,  # noqa: F401  (chooses matplotlib's server backend before pyplot loads)
-    models,
-)
-from playground.finetune import FinetuneResult, Progress
+from playground import models
+from playground.training import curves  # noqa: F401  (chooses matplotlib's server backend before pyplot loads)
+from playground.training.finetune import FinetuneResult, Progress
 
 NOISE_P = 0.05  # a difference whose Welch p-value is at least this is "inside the noise"
 
