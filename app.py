@@ -18,7 +18,7 @@ from starlette.middleware import Middleware
 
 from playground.config import get_limits
 from playground.serving import workers
-from ui import guard, model_panel
+from ui import guard, model_panel, state
 from ui.tabs import activations as activations_tab
 from ui.tabs import architecture as architecture_tab
 from ui.tabs import conv_lab as conv_lab_tab
@@ -64,6 +64,7 @@ def build_demo() -> gr.Blocks:
                 train_tab.build_tab(demo, chooser)
             with gr.Tab("Experiments", id="experiments"):
                 experiments_tab.build_tab(demo, chooser)
+        demo.unload(state.forget_session)  # one clean-up for everything a session holds, whichever tabs it used
     return demo
 
 
@@ -116,7 +117,7 @@ def launch(demo: gr.Blocks, **kwargs):
 def warm_up() -> None:
     """Load the pretrained model, and start the worker processes' fork server, in the background, so the first
     visitor (and the first job) does not wait for them."""
-    threading.Thread(target=model_panel.STORE.get, args=(model_panel.DEFAULT_MODEL, None), daemon=True).start()
+    threading.Thread(target=state.STORE.get, args=(model_panel.DEFAULT_MODEL, None), daemon=True).start()
     threading.Thread(target=workers.warm_up, daemon=True).start()
 
 

@@ -174,6 +174,7 @@ def test_the_training_cap_covers_the_whole_experiment_and_stop_keeps_what_finish
     import gradio as gr
 
     from playground.config import Limits
+    from ui import state
     from ui.tabs import experiments as experiments_tab
     from ui.tabs import train as train_tab
 
@@ -195,6 +196,6 @@ def test_the_training_cap_covers_the_whole_experiment_and_stop_keeps_what_finish
     started = time.monotonic()
     rest = list(running)
     assert "Stopped" in rest[-1]["status"] and time.monotonic() - started < 10
-    assert train_tab.JOBS.last_run(request.session_hash, "experiment") is not None  # the capped one's runs
-    train_tab.forget(request)
-    assert train_tab.JOBS.last_run(request.session_hash, "experiment") is None
+    assert state.JOBS.last_run(request.session_hash, "experiment") is not None  # the capped one's runs
+    state.forget_session(request)
+    assert state.JOBS.last_run(request.session_hash, "experiment") is None

@@ -106,7 +106,7 @@ class _Request:
 def test_one_job_per_session_and_stopping_mid_run(tmp_path, monkeypatch, how):
     import gradio as gr
 
-    from ui import folders
+    from ui import folders, state
     from ui.tabs import train as train_tab
 
     monkeypatch.setattr(folders, "uploaded_path", lambda path: str(path))  # a local file stands in for an upload
@@ -121,18 +121,18 @@ def test_one_job_per_session_and_stopping_mid_run(tmp_path, monkeypatch, how):
     if how == "stop button":
         train_tab.request_stop(request)
     else:
-        train_tab.forget(request)  # what demo.unload does
+        state.forget_session(request)  # what demo.unload does
     rest = list(run)
     assert "Stopped" in rest[-1]["status"] and len(rest) <= 2  # within a step
-    assert train_tab.JOBS.last_run(request.session_hash) is None
-    train_tab.JOBS.claim(request.session_hash)  # the job slot was released ...
-    train_tab.JOBS.release(request.session_hash)
+    assert state.JOBS.last_run(request.session_hash) is None
+    state.JOBS.claim(request.session_hash)  # the job slot was released ...
+    state.JOBS.release(request.session_hash)
     # A new job can start afterwards.
     again = train_tab.train(
         make_zip(tmp_path / "w.zip"), "your zip", "alexnet_compact", "head", True, 1, request=request
     )
     assert "Done" in list(again)[-1]["status"]
-    train_tab.forget(request)
+    state.forget_session(request)
 
 
 def test_choosing_a_confusion_cell_shows_those_mistakes(tmp_path):
@@ -142,6 +142,7 @@ def test_choosing_a_confusion_cell_shows_those_mistakes(tmp_path):
     from playground.data import datasets as data
     from playground.serving.jobs import Run
     from playground.training.finetune import FinetuneConfig, FinetuneResult, finetune
+    from ui import state
     from ui.tabs import train as train_tab
 
     stripes = data.synthetic(per_class=10, size=32)
@@ -150,7 +151,7 @@ def test_choosing_a_confusion_cell_shows_those_mistakes(tmp_path):
     assert result.misclassified  # one epoch on random features: plenty of mistakes
     request = _Request("cell-session")
     thumbnails = {i: Image.new("RGB", (8, 8)) for i, *_ in result.misclassified}
-    train_tab.JOBS.keep(request.session_hash, Run(result, thumbnails, str(tmp_path / "run")))
+    state.JOBS.keep(request.session_hash, Run(result, thumbnails, str(tmp_path / "run")))
     index, truth, guess, _ = result.misclassified[0]
     table = train_tab._confusion_table(result)
 
@@ -164,7 +165,7 @@ def test_choosing_a_confusion_cell_shows_those_mistakes(tmp_path):
     assert len(items) == expected == int(result.confusion[truth, guess]) and f"{expected} validation image" in note
     with pytest.raises(gr.Error):
         train_tab.misclassified("nope", predicted_name, request)
-    train_tab.forget(request)
+    state.forget_session(request)
     assert isinstance(table, pd.DataFrame)
 
 
@@ -222,8 +223,8 @@ def _photo_path():
 def test_a_worker_that_dies_mid_run_gets_a_sentence_and_keeps_the_earlier_model(tmp_path, monkeypatch):
     import gradio as gr
 
-    from ui import folders
-    from ui.model_panel import STORE
+    from ui import folders, state
+    from ui.state import STORE
     from ui.tabs import train as train_tab
 
     monkeypatch.setattr(folders, "uploaded_path", lambda path: str(path))
@@ -237,20 +238,21 @@ def test_a_worker_that_dies_mid_run_gets_a_sentence_and_keeps_the_earlier_model(
     )
     while "Epoch" not in next(run)["status"]:  # training has started in its worker
         pass
-    os.kill(train_tab.JOBS._running[request.session_hash].worker.pid, signal.SIGKILL)
+    os.kill(state.JOBS.worker(request.session_hash).pid, signal.SIGKILL)
     with pytest.raises(gr.Error, match="stopped by the system"):
         list(run)
     assert STORE.get(key, request.session_hash)  # the earlier model is still there
-    assert not train_tab.JOBS.busy(request.session_hash)  # and a new job may start
-    train_tab.forget(request)
+    assert not state.JOBS.busy(request.session_hash)  # and a new job may start
+    state.forget_session(request)
 
 
 def test_the_time_cap_ends_a_job_with_its_result_and_says_so(tmp_path, monkeypatch):
     from playground.config import Limits
+    from ui import state
     from ui.tabs import train as train_tab
 
     monkeypatch.setattr(train_tab, "get_limits", lambda: Limits(train_max_seconds=8))
     request = _Request("capped")
     outputs = list(train_tab.train(None, "synthetic", "alexnet_compact", "full", False, 50, 16, request=request))
     assert "Done" in outputs[-1]["status"] and "time cap" in outputs[-1]["status"]
-    train_tab.forget(request)
+    state.forget_session(request)

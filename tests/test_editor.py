@@ -15,7 +15,9 @@ from gradio.components.image_editor import EditorData
 from PIL import Image
 
 from playground.config import Limits
+from ui import canvas_blobs, state
 from ui import editor as E
+from ui.canvas_blobs import CanvasBlobs
 
 MB = 1024 * 1024
 
@@ -36,7 +38,7 @@ def _send(editor, blob_id: str, content: bytes, kind: str = "layer", index="0"):
 
 def _kept_bytes(editor) -> int:
     """Every byte of every picture kept for the editors, in our store and in Gradio's."""
-    sets = [blobs for _, _, blobs in E._BLOBS.sets.values()] + list(editor.blob_storage.values())
+    sets = [blobs for _, _, blobs in state.CANVAS_BLOBS.sets.values()] + list(editor.blob_storage.values())
     return sum(len(part) for blobs in sets for part in [blobs.background, blobs.composite, *blobs.layers] if part)
 
 
@@ -44,7 +46,8 @@ def _kept_bytes(editor) -> int:
 def limits(monkeypatch):
     chosen = Limits(editor_blob_bytes=2 * MB, editor_blobs_bytes=3 * MB, editor_blob_seconds=600)
     monkeypatch.setattr(E, "get_limits", lambda: chosen)
-    monkeypatch.setattr(E, "_BLOBS", E._Blobs())
+    monkeypatch.setattr(canvas_blobs, "get_limits", lambda: chosen)
+    monkeypatch.setattr(state, "CANVAS_BLOBS", CanvasBlobs())
     return chosen
 
 
@@ -62,7 +65,9 @@ def test_pictures_never_exceed_their_budget_however_they_are_sent(editor):
             with contextlib.suppress(HTTPException):
                 _send(editor, f"set{round_}", big, index=str(index))
         assert _kept_bytes(editor) <= 3 * MB, f"round {round_}: {_kept_bytes(editor) / MB:.1f} MB kept"
-        assert E._BLOBS.held() <= 3 * MB and E._BLOBS.held() >= _kept_bytes(editor)  # charged, never less
+        assert state.CANVAS_BLOBS.held() <= 3 * MB and state.CANVAS_BLOBS.held() >= _kept_bytes(
+            editor
+        )  # charged, never less
 
 
 def test_a_set_too_large_alone_is_refused_and_keeps_what_it_had(editor):
@@ -70,7 +75,7 @@ def test_a_set_too_large_alone_is_refused_and_keeps_what_it_had(editor):
     _send(editor, "one", big, index="0")
     with pytest.raises(HTTPException, match="too large together"):
         _send(editor, "one", big, index="1")
-    ((_, _, blobs),) = E._BLOBS.sets.values()
+    ((_, _, blobs),) = state.CANVAS_BLOBS.sets.values()
     assert blobs.layers == [big]
 
 
@@ -78,24 +83,26 @@ def test_the_oldest_sets_make_room_and_the_charge_follows_what_is_stored(editor)
     small = _png(300)  # ~0.35 MB
     for i in range(12):
         _send(editor, f"s{i}", small)
-    assert 3 * MB - 2 * len(small) < E._BLOBS.held() <= 3 * MB
-    assert "s11" in {blob_id for _, blob_id in E._BLOBS.sets} and "s0" not in {b for _, b in E._BLOBS.sets}
+    assert 3 * MB - 2 * len(small) < state.CANVAS_BLOBS.held() <= 3 * MB
+    assert "s11" in {blob_id for _, blob_id in state.CANVAS_BLOBS.sets} and "s0" not in {
+        b for _, b in state.CANVAS_BLOBS.sets
+    }
     _send(editor, "s11", _png(100), index="0")  # the same layer sent again replaces it: charged once
-    assert E._BLOBS.held() == E._Blobs.OVERHEAD * (2 * len(E._BLOBS.sets)) + _kept_bytes(editor)
+    assert state.CANVAS_BLOBS.held() == CanvasBlobs.OVERHEAD * (2 * len(state.CANVAS_BLOBS.sets)) + _kept_bytes(editor)
 
 
 def test_pictures_live_until_their_event_or_their_lifetime(editor, limits, monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr(E.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(canvas_blobs.time, "monotonic", lambda: clock[0])
     photo = _png(64)
     _send(editor, "used", photo, kind="background", index="null")
     _send(editor, "left", photo, kind="background", index="null")
     value = editor.preprocess(EditorData(id="used"))  # the event takes its set ...
     assert value["background"] is not None
-    assert "used" not in {b for _, b in E._BLOBS.sets} and editor.blob_storage == {}  # ... and nothing stays
+    assert "used" not in {b for _, b in state.CANVAS_BLOBS.sets} and editor.blob_storage == {}  # ... and nothing stays
     clock[0] += limits.editor_blob_seconds + 1
-    assert E._BLOBS.take(editor._id, "left") is None  # past its lifetime: gone
-    assert E._BLOBS.held() == 0
+    assert state.CANVAS_BLOBS.take(editor._id, "left") is None  # past its lifetime: gone
+    assert state.CANVAS_BLOBS.held() == 0
 
 
 @pytest.mark.parametrize(
@@ -110,4 +117,4 @@ def test_pictures_live_until_their_event_or_their_lifetime(editor, limits, monke
 def test_odd_blob_calls_are_refused_with_a_sentence(editor, fields, sentence):
     with pytest.raises(HTTPException, match=sentence):
         editor.accept_blobs(types.SimpleNamespace(data=fields, files=[("b", _png(8))]))
-    assert E._BLOBS.held() == 0
+    assert state.CANVAS_BLOBS.held() == 0

@@ -5,19 +5,13 @@ from __future__ import annotations
 import gradio as gr
 
 from playground import models
-from playground.serving.store import ModelStore
 from playground.weights import checkpoints
 from ui import controls
 from ui.common import uploaded_path, user_errors
 from ui.queueing import address
+from ui.state import STORE, session_of
 
-# One per process: the shared variants are read-only, each session's own models are keyed by session.
-STORE = ModelStore()
 DEFAULT_MODEL = "alexnet"
-
-
-def session_of(request: gr.Request | None) -> str:
-    return getattr(request, "session_hash", None) or ""
 
 
 def get_model(key, request: gr.Request | None = None):
@@ -70,12 +64,6 @@ def load_checkpoint(file, variant="auto", request: gr.Request = None):
     return refresh_choices(key, request), describe_model(key, request)
 
 
-@user_errors
-def forget_session(request: gr.Request):
-    """The browser tab closed: free this session's models."""
-    STORE.drop_session(session_of(request))
-
-
 def build_panel(demo: gr.Blocks) -> gr.Dropdown:
     """The chooser row; returns the dropdown every model tab takes as an input."""
     with gr.Row(equal_height=True):
@@ -97,5 +85,4 @@ def build_panel(demo: gr.Blocks) -> gr.Dropdown:
     gr.on([demo.load, chooser.change], describe_model, inputs=chooser, outputs=status, api_name="model_info")
     demo.load(refresh_choices, inputs=chooser, outputs=chooser, api_name="model_choices", api_visibility="undocumented")
     load_button.click(load_checkpoint, inputs=[upload, variant], outputs=[chooser, status], api_name="load_checkpoint")
-    demo.unload(forget_session)
     return chooser

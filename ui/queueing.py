@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 
 import gradio as gr
 from gradio.context import LocalContext
 
 from playground.config import get_limits
-
-LONG = "long-jobs"  # the concurrency group of jobs that run for minutes (training, experiments)
-UNITS = "unit-jobs"  # the Units tab's passes (seconds to minutes): admitted like long jobs, queued apart from them
+from playground.serving.jobs import LONG, UNITS  # the concurrency groups: long jobs, and Units passes apart
 
 
 def _queue():
@@ -67,17 +66,34 @@ def address(request) -> str:
 
 
 def listener_gone(request: gr.Request | None) -> bool:
-    """True when nobody reads this session's event stream: its unread messages pile up.
+    """True when nobody reads this session's event stream any more (see :func:`listener_check`)."""
+    return listener_check(request)()
 
-    A browser or an API client that listens drains the stream as messages arrive; a client that closed
-    it, or joined the queue and never opened it, leaves them there.
+
+def listener_check(request: gr.Request | None) -> Callable[[], bool]:
+    """A check, callable from any thread (a worker's watchdog), of whether this session's listener has gone.
+
+    Gone: the client closed its event stream (Gradio then marks the session's events as no longer alive and
+    drops their messages, so nothing piles up), or its unread messages pile up (a client that joined the queue
+    and never opened the stream).
     """
-    queue = _queue()
+    queue = _queue()  # read here: the context that names the app is this thread's alone
     session = getattr(request, "session_hash", None)
     if queue is None or not session:
-        return False
-    pending = queue.pending_messages_per_session.get(session)
-    return pending is not None and pending.qsize() >= get_limits().unread_messages_when_gone
+        return lambda: False
+    threshold = get_limits().unread_messages_when_gone
+
+    def gone() -> bool:
+        mine = [event for job in list(queue.active_jobs) if job for event in job if event.session_hash == session]
+        if any(not event.alive for event in mine):
+            return True
+        pending = queue.pending_messages_per_session.get(session)
+        return pending is not None and pending.qsize() >= threshold
+
+    return gone
+
+
+JOB_NAMES = {LONG: ("long job", "long jobs"), UNITS: ("Units pass", "Units passes")}  # (one, many) in sentences
 
 
 def _long_events(group_id: str = LONG) -> tuple[list, list]:
@@ -100,21 +116,26 @@ def admission_problem(request: gr.Request | None, group: str = LONG) -> str:
     limits = get_limits()
     waiting, running = _long_events(group)
     session, where = getattr(request, "session_hash", None), address(request)
+    one, many = JOB_NAMES.get(group, JOB_NAMES[LONG])
     mine = [event for event in waiting + running if event.session_hash == session]
     if mine:
-        return "You already have a long job queued or running; stop it or wait for it to finish."
+        return f"You already have a {one} queued or running; stop it or wait for it to finish."
     from_here = [event for event in waiting + running if address(getattr(event, "request", None)) == where]
     if where and len(from_here) >= limits.long_jobs_per_address:
         return (
-            f"{len(from_here)} long jobs from your network are already queued or running (the limit is "
+            f"{_count(len(from_here), one, many)} from your network already queued or running (the limit is "
             f"{limits.long_jobs_per_address}); try again when one has finished."
         )
     if len(waiting) >= limits.long_jobs_waiting:
         return (
-            f"The server is busy: {len(running)} long jobs are running and {len(waiting)} are waiting. "
+            f"The server is busy: {_count(len(running), one, many)} running and {len(waiting)} waiting. "
             "Please try again in a few minutes."
         )
     return ""
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one} is" if n == 1 else f"{n} {many} are"
 
 
 def crowding_problem(queue, session: str | None, where: str) -> str:

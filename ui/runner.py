@@ -14,10 +14,7 @@ import os
 from collections.abc import Callable, Iterator
 
 from playground.config import get_limits
-from playground.serving.jobs import Jobs
 from playground.serving.workers import Worker, WorkerSettings
-
-JOBS = Jobs()  # one long job per session, a training or an experiment (both tabs claim here)
 
 
 def zero_gpu() -> bool:
@@ -66,7 +63,7 @@ def _booked(argument) -> int:
 
 def start(
     target: Callable[..., Iterator], argument, *, memory_bytes: int | None = None, kind: str = "training",
-    idle: bool = True,
+    idle: bool = True, cancelled: Callable[[], bool] | None = None,
 ):  # fmt: skip
     """Run ``target(argument)`` where long jobs run here; iterate ``.records()`` for what it yields.
 
@@ -74,13 +71,13 @@ def start(
     ``memory_bytes``: the worker's memory limit, when not a training worker's; ``kind``: what the learner
     knows the job as, for the messages; ``idle``: run in the idle scheduling class (a training, which can wait
     for the cores the clicks leave), else only niced (a job the learner sits and watches, such as a feature
-    visualisation with a budget of seconds, which a busy class would otherwise starve).
+    visualisation with a budget of seconds, which a busy class would otherwise starve); ``cancelled``: asked
+    every second from another thread, True stops the worker at once (see :class:`Worker`).
 
     Raises:
         ValueError: on ZeroGPU, a job longer than the longest slot.
     """
     if zero_gpu():
         return GpuSlotJob(target, argument)
-    return Worker(
-        target, argument, settings=WorkerSettings.from_limits(memory_bytes=memory_bytes, kind=kind, idle=idle)
-    )
+    settings = WorkerSettings.from_limits(memory_bytes=memory_bytes, kind=kind, idle=idle)
+    return Worker(target, argument, settings=settings, cancelled=cancelled)

@@ -1,6 +1,6 @@
 """Datasets for fine-tuning: the dataset type, the built-in catalogue (Fashion-MNIST, five flowers,
 CIFAR-10, a synthetic set), and a stratified split. A user's own zip or folder is read by
-:mod:`playground.data.uploads`.
+:mod:`playground.data.uploads`; :class:`playground.data.sources.DatasetSource` says which of them to read.
 
 Every dataset is decoded once into one uint8 tensor (N, C, H, W) plus labels, the layout the training
 engine moves to the GPU in one piece. Every loader of :data:`DATASETS` takes the same keyword
@@ -273,20 +273,8 @@ DATASETS: dict[str, Callable[..., ImageDataset]] = {
     "five-flowers": five_flowers,
     "cifar10": cifar10,
 }
-
-
-def open_dataset(spec: str, *, limit: int | None = None) -> ImageDataset:
-    """A dataset by name (:data:`DATASETS`), a ``.zip`` of class folders, or a folder of class folders."""
-    from playground.data import uploads  # (it builds on this module)
-
-    if spec in DATASETS:
-        return DATASETS[spec](limit=limit)
-    path = Path(spec)
-    if path.suffix.lower() == ".zip" and path.is_file():
-        return uploads.read_zip(path, name=path.stem)
-    if path.is_dir():
-        return uploads.read_folder(path, limit=limit)
-    raise ValueError(f"{spec!r} is neither a dataset name ({', '.join(DATASETS)}), a .zip file nor a folder.")
+# Images in each one's training split, what a loader reads without a limit (to book GPU time before reading).
+DATASET_IMAGES: dict[str, int] = {"synthetic": 300, "fashion-mnist": 60_000, "five-flowers": 3_670, "cifar10": 50_000}
 
 
 def stratified_split(

@@ -19,20 +19,21 @@ from PIL import Image
 
 from playground import models
 from playground.config import get_limits
-from playground.data import datasets as data
-from playground.data import uploads
 from playground.data.datasets import ImageDataset
+from playground.data.sources import BUILT_IN, DatasetSource
 from playground.training.experiments import ExperimentConfig, Queued, RunDone, Step, plan, run_experiment
 from playground.training.export import write_bundle
 from playground.training.finetune import FinetuneConfig, FinetuneResult, Progress, finetune, gpu_seconds
 from playground.training.report import ExperimentResult, RunOutcome, write_results
 
 THUMBNAIL_PX = 112
+LONG = "long-jobs"  # the group of jobs that run for minutes (training, experiments): one per session
+UNITS = "unit-jobs"  # the Units tab's passes (seconds to minutes): one per session, apart from LONG
 
 
 @dataclasses.dataclass
-class Run:
-    """What a session keeps of its last finished run (freed when the session ends)."""
+class TrainingRun:
+    """What a session keeps of its last finished training (freed when the session ends)."""
 
     result: FinetuneResult  # without its weights: those live in the files and in the model store
     thumbnails: dict[int, Image.Image]  # dataset index -> small picture, for misclassified validation images
@@ -61,13 +62,9 @@ class Run:
 @dataclasses.dataclass(frozen=True)
 class TrainingRequest:
     config: FinetuneConfig  # its max_seconds is the cap for the whole job, reading the data included
-    dataset: str  # a name of data.DATASETS, "zip", or "folder" (uploaded file by file)
+    source: DatasetSource  # the data to train on
     folder: str  # where the downloads are written
-    zip_path: str | None = None
-    zip_name: str = "your zip"  # the zip's or the folder's name
-    limit: int | None = None  # at most this many images of a built-in dataset
     gpu_seconds: float = 0.0  # GPU time to book where a job must (ZeroGPU); see planned_gpu_seconds
-    files: tuple[tuple[str, str], ...] = ()  # "folder": (path inside the folder, uploaded file) of each file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +89,7 @@ def training_job(request: TrainingRequest) -> Iterator[DatasetReady | Progress |
         ValueError: bad data or settings (the sentence says which).
     """
     started = time.monotonic()
-    dataset = _open(request)
+    dataset = request.source.open()
     yield DatasetReady(_report(dataset))
     cap = request.config.max_seconds
     config = (
@@ -108,40 +105,12 @@ def training_job(request: TrainingRequest) -> Iterator[DatasetReady | Progress |
             yield record
     stem = f"{result.variant}-{dataset.name}".replace(" ", "_").replace("/", "_")
     files = [str(path) for path in write_bundle(result, request.folder, stem=stem)]
-    yield TrainingOutcome(result, thumbnails(dataset, result), files, dataset.name)
-
-
-def _open(request: TrainingRequest | ExperimentRequest) -> ImageDataset:
-    if request.dataset == "zip":
-        if not request.zip_path:
-            raise ValueError("Upload a zip of class folders, or choose one of the built-in datasets.")
-        return uploads.read_zip(request.zip_path, name=request.zip_name)
-    if request.dataset == "folder":
-        if not request.files:
-            raise ValueError("Choose (or drop) a folder of class folders, or choose one of the built-in datasets.")
-        return uploads.read_files(request.files, name=request.zip_name)
-    if request.dataset not in data.DATASETS:
-        raise ValueError(f"Unknown dataset {request.dataset!r}.")
-    return data.open_dataset(request.dataset, limit=request.limit)
-
-
-# Images in each built-in dataset's training split (what open_dataset reads without a limit).
-_BUILT_IN_IMAGES = {"synthetic": 300, "fashion-mnist": 60_000, "cifar10": 50_000, "five-flowers": 3_670}
-
-
-def planned_images(request: TrainingRequest | ExperimentRequest) -> int:
-    """How many images the job will read, known before it starts (to book GPU time)."""
-    if request.dataset == "zip":
-        return uploads.count_images(request.zip_path) if request.zip_path else 0
-    if request.dataset == "folder":
-        return len(request.files)
-    full = _BUILT_IN_IMAGES.get(request.dataset, 0)
-    return min(request.limit, full) if request.limit else full
+    yield TrainingOutcome(result, mistake_thumbnails(dataset, result), files, dataset.name)
 
 
 def planned_gpu_seconds(request: TrainingRequest) -> float:
     """The GPU time the job will need, estimated from its planned steps (see finetune.gpu_seconds)."""
-    return gpu_seconds(request.config, planned_images(request))
+    return gpu_seconds(request.config, request.source.planned_images())
 
 
 # --- the experiment job ---------------------------------------------------------------------------------
@@ -150,13 +119,15 @@ def planned_gpu_seconds(request: TrainingRequest) -> float:
 @dataclasses.dataclass(frozen=True)
 class ExperimentRequest:
     config: ExperimentConfig  # its max_seconds caps the whole job, reading the data included
-    dataset: str  # a name of data.DATASETS, "zip" or "folder"
+    source: DatasetSource  # a built-in one without a limit reads the experiment's own number of images
     folder: str  # where the results and the runs' weights are written
-    zip_path: str | None = None
-    zip_name: str = "your zip"
-    limit: int | None = None  # images of a built-in dataset (None: the experiment's own)
     gpu_seconds: float = 0.0
-    files: tuple[tuple[str, str], ...] = ()
+
+    def sized_source(self) -> DatasetSource:
+        """The source as the experiment reads it: a built-in dataset, unless limited, at the preset's size."""
+        if self.source.kind != BUILT_IN or self.source.limit:
+            return self.source
+        return dataclasses.replace(self.source, limit=self.config.limit())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,7 +159,7 @@ def experiment_job(
     """
     started = time.monotonic()
     plan(request.config)  # a bad combination is refused before any data is read
-    dataset = _open(dataclasses.replace(request, limit=request.limit or request.config.limit()))
+    dataset = request.sized_source().open()
     yield DatasetReady(_report(dataset))
     cap = request.config.max_seconds
     config = (
@@ -226,7 +197,7 @@ def _report(dataset: ImageDataset) -> str:
 
 def planned_experiment_gpu_seconds(request: ExperimentRequest) -> float:
     """The GPU time every planned run needs together (see finetune.gpu_seconds)."""
-    images = planned_images(dataclasses.replace(request, limit=request.limit or request.config.limit()))
+    images = request.sized_source().planned_images()
     return sum(gpu_seconds(item.config, images) for item in plan(request.config))
 
 
@@ -240,7 +211,7 @@ def new_run_folder() -> str:
 # --- bookkeeping per session ----------------------------------------------------------------------------
 
 
-def thumbnails(dataset: ImageDataset, result: FinetuneResult) -> dict[int, Image.Image]:
+def mistake_thumbnails(dataset: ImageDataset, result: FinetuneResult) -> dict[int, Image.Image]:
     """Small pictures of the most confidently misclassified validation images (at most the limit)."""
     pictures = {}
     for index, *_ in result.misclassified[: get_limits().misclassified_thumbnails]:
@@ -267,57 +238,65 @@ class ExperimentRun:
 
 
 class Jobs:
-    """One long job per session, a training or an experiment; the last finished run of each kind per session."""
+    """Per session at most one running job of each group (a training or an experiment; a Units pass), and the
+    last finished run of each kind."""
 
     def __init__(self, *, runs_kept: int | None = None):
         self._lock = threading.Lock()
-        self._running: dict[str, _Claim] = {}  # session -> its job
-        self._runs: dict[tuple[str, str], Run | ExperimentRun] = {}  # (session, kind) -> its last; oldest first
+        self._running: dict[tuple[str, str], _Claim] = {}  # (session, group) -> its job
+        self._runs: dict[tuple[str, str], TrainingRun | ExperimentRun] = {}  # (session, kind) -> its last; oldest first
         self._runs_kept = runs_kept or get_limits().runs_kept
 
-    def claim(self, session: str) -> threading.Event:
-        """Start a job for ``session``; returns the flag that :meth:`stop` sets.
+    def claim(
+        self, session: str, group: str = LONG, *, what: str = "a training job or an experiment"
+    ) -> threading.Event:
+        """Start a job of ``group`` for ``session``; returns the flag that :meth:`stop` sets.
 
         A claim whose worker has ended without its handler noticing (the handler was abandoned when its
         listener left) no longer counts.
 
         Raises:
-            ValueError: the session already has a job running.
+            ValueError: the session already has a job of that group running (``what``: how the sentence names it).
         """
         with self._lock:
-            if self._busy(session):
-                raise ValueError(
-                    "You already have a training job or an experiment running; stop it or wait for it to finish."
-                )
-            claim = self._running[session] = _Claim()
+            if self._busy(session, group):
+                raise ValueError(f"You already have {what} running; stop it or wait for it to finish.")
+            claim = self._running[(session, group)] = _Claim()
             return claim.stop
 
-    def busy(self, session: str) -> bool:
-        """Whether ``session`` has a job running (or starting)."""
+    def busy(self, session: str, group: str = LONG) -> bool:
+        """Whether ``session`` has a job of ``group`` running (or starting)."""
         with self._lock:
-            return self._busy(session)
+            return self._busy(session, group)
 
-    def _busy(self, session: str) -> bool:
-        claim = self._running.get(session)
+    def _busy(self, session: str, group: str) -> bool:
+        claim = self._running.get((session, group))
         return claim is not None and (claim.worker is None or claim.worker.alive())
 
-    def attach(self, session: str, worker) -> None:
+    def attach(self, session: str, worker, group: str = LONG) -> None:
         """Record the worker process that runs ``session``'s job."""
         with self._lock:
-            if session in self._running:
-                self._running[session].worker = worker
+            if (session, group) in self._running:
+                self._running[(session, group)].worker = worker
 
-    def release(self, session: str) -> None:
+    def worker(self, session: str, group: str = LONG):
+        """The worker running ``session``'s job of ``group``, if one has started."""
         with self._lock:
-            self._running.pop(session, None)
+            claim = self._running.get((session, group))
+        return claim and claim.worker
 
-    def stop(self, session: str) -> None:
+    def release(self, session: str, group: str = LONG) -> None:
         with self._lock:
-            claim = self._running.get(session)
-        if claim:
+            self._running.pop((session, group), None)
+
+    def stop(self, session: str, group: str | None = LONG) -> None:
+        """Ask ``session``'s job of ``group`` (None: every group) to stop: its handler stops the worker."""
+        with self._lock:
+            claims = [c for (s, g), c in self._running.items() if s == session and group in (None, g)]
+        for claim in claims:
             claim.stop.set()
 
-    def keep(self, session: str, run: Run | ExperimentRun, kind: str = "train") -> None:
+    def keep(self, session: str, run: TrainingRun | ExperimentRun, kind: str = "train") -> None:
         """Keep ``run`` as the session's last of its ``kind`` ("train" or "experiment"); past the bound, the
         oldest run of any session goes, with its files."""
         with self._lock:
@@ -328,13 +307,13 @@ class Jobs:
         for old in dropped:
             shutil.rmtree(old.folder, ignore_errors=True)
 
-    def last_run(self, session: str, kind: str = "train") -> Run | ExperimentRun | None:
+    def last_run(self, session: str, kind: str = "train") -> TrainingRun | ExperimentRun | None:
         with self._lock:
             return self._runs.get((session, kind))
 
     def forget(self, session: str) -> None:
-        """The session ended: stop its job and delete its runs' files."""
-        self.stop(session)
+        """The session ended: stop its jobs and delete its runs' files."""
+        self.stop(session, None)
         with self._lock:
             runs = [self._runs.pop(key) for key in list(self._runs) if key[0] == session]
         for run in runs:

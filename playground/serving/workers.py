@@ -95,8 +95,17 @@ class Worker:
         ValueError: the job raised one (its sentence is kept), failed otherwise, ran out of memory or died.
     """
 
-    def __init__(self, target: Callable[..., Iterator], *args, settings: WorkerSettings | None = None):
+    def __init__(
+        self,
+        target: Callable[..., Iterator],
+        *args,
+        settings: WorkerSettings | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ):
+        """``cancelled``: asked every second by the reaper, from its own thread; True stops the job at once,
+        whatever the thread that reads its records is doing (blocked, or abandoned by a cancelled handler)."""
         self.settings = settings or WorkerSettings.from_limits()
+        self.cancelled = cancelled
         context = _context()
         self._receiver, sender = context.Pipe(duplex=False)
         self._process = context.Process(target=_child, args=(sender, target, args, self.settings), daemon=True)
@@ -226,8 +235,18 @@ def _reap() -> None:
         for worker in list(_LIVE):
             if now - worker.last_pull > worker.settings.stale_seconds:
                 worker.stop("Stopped: nobody was listening to this job any more.")
+            elif worker.cancelled is not None and _asks_to_stop(worker.cancelled):
+                worker.stop("Stopped.")
 
 
-def live_workers() -> int:
-    """How many jobs are running in worker processes now."""
-    return sum(1 for worker in list(_LIVE) if worker.alive())
+def _asks_to_stop(cancelled: Callable[[], bool]) -> bool:
+    try:
+        return bool(cancelled())
+    except Exception:  # noqa: BLE001  (a failing check must not end the reaper, which guards every job)
+        traceback.print_exc()
+        return False
+
+
+def live_workers(kind: str | None = None) -> int:
+    """How many jobs (of ``kind``, e.g. "Units"; None: of any kind) are running in worker processes now."""
+    return sum(1 for worker in list(_LIVE) if worker.alive() and kind in (None, worker.settings.kind))

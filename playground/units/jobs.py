@@ -6,15 +6,15 @@ visualisation, the tiles of a whole layer, progress through a dataset, then the 
 travels as plain-pickled bytes (a copy: the server's shared model is never moved into shared memory) and
 only as much of it as the job needs: the features up to the unit, or the whole model for fc7.
 
-Datasets: ``"examples"`` (the example photos), the built-in ones of :data:`playground.data.datasets.DATASETS`, and
-``"my zip"``, the last zip this session gave the Train tab (:class:`SessionZips` remembers it).
+Datasets (:func:`choose_dataset`): ``"examples"`` (the example photos), the built-in ones of
+:data:`playground.data.datasets.DATASETS`, and ``"my zip"``, the last zip this session gave the Train tab
+(:class:`SessionZips` remembers it); each becomes a :class:`playground.data.sources.DatasetSource`.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import os
 import pickle
 import threading
 from collections.abc import Iterator
@@ -27,9 +27,8 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from playground.config import get_limits
-from playground.data import datasets as data
-from playground.data import uploads
-from playground.data.datasets import ImageDataset, to_tensor
+from playground.data.datasets import DATASETS
+from playground.data.sources import DatasetSource
 from playground.hooks import model_lock
 from playground.units.featurevis import FeatureVisSettings, truncated, visualise
 from playground.units.toppatches import top_patches
@@ -43,66 +42,29 @@ MY_ZIP = "my zip"
 
 def dataset_names() -> list[str]:
     """What the Units tab's dataset chooser offers, in order."""
-    return [EXAMPLES, *data.DATASETS, MY_ZIP]
+    return [EXAMPLES, *DATASETS, MY_ZIP]
 
 
-@dataclasses.dataclass(frozen=True)
-class DatasetChoice:
-    name: str  # one of dataset_names()
-    zip_path: str | None = None  # "my zip": the upload's path on the server
-    example_names: tuple[str, ...] = ()  # "examples": scikit-image photo names
-    limit: int = 1_000  # at most this many images of a built-in dataset or zip
-
-    def identity(self, session: str) -> tuple:
-        """The dataset part of a cache key; a session's own zip is that session's alone."""
-        if self.name == MY_ZIP:
-            stat = os.stat(self.zip_path) if self.zip_path and os.path.exists(self.zip_path) else None
-            return (MY_ZIP, session, self.zip_path, stat and (stat.st_size, stat.st_mtime_ns), self.limit)
-        return (self.name, self.example_names if self.name == EXAMPLES else self.limit)
-
-
-def choose_dataset(name: str, *, zip_path: str | None, example_names: tuple[str, ...]) -> DatasetChoice:
-    """Check a dataset name (and, for "my zip", that this session has one).
+def choose_dataset(name: str, *, zip_path: str | None, example_names: tuple[str, ...]) -> DatasetSource:
+    """The dataset a Units chooser name means, at most ``units_dataset_images`` of it (and, for "my zip", a
+    check that this session has one).
 
     Raises:
         ValueError: an unknown name, or "my zip" before any zip was uploaded in this session.
     """
     if name not in dataset_names():
         raise ValueError(f"Unknown dataset {str(name)[:40]!r}; choose one of: {', '.join(dataset_names())}.")
-    if name == MY_ZIP and not zip_path:
-        raise ValueError(
-            "This session has no zip yet: upload a zip of class folders in the Train tab, then come back "
-            "(or choose the examples or a built-in dataset)."
-        )
-    return DatasetChoice(name, zip_path, tuple(example_names), get_limits().units_dataset_images)
-
-
-def open_dataset(choice: DatasetChoice) -> ImageDataset:
-    """Read the chosen dataset (in the worker: reading a zip or decoding Fashion-MNIST takes seconds).
-
-    Raises:
-        ValueError: a dataset that cannot be had here or has no images (the sentence says which).
-    """
-    if choice.name == EXAMPLES:
-        from skimage import data as photos
-
-        pictures = [Image.fromarray(np.asarray(getattr(photos, n)())).convert("RGB") for n in choice.example_names]
-        if not pictures:
-            raise ValueError("There are no example photos to look through.")
-        images = torch.stack([to_tensor(p, data.STORE_SIZE) for p in pictures])
-        return ImageDataset("the example photos", images, torch.arange(len(pictures)), choice.example_names)
-    if choice.name == MY_ZIP:
-        if not choice.zip_path or not os.path.isfile(choice.zip_path):
-            raise ValueError("Your zip is no longer on the server (uploads are swept after a while); upload it again.")
-        dataset = uploads.read_zip(choice.zip_path, name="your zip")
-    else:
-        dataset = data.open_dataset(choice.name, limit=choice.limit)
-    if len(dataset) > choice.limit:
-        keep = torch.tensor(data.spread(list(range(len(dataset))), choice.limit))
-        dataset = dataclasses.replace(dataset, images=dataset.images[keep], labels=dataset.labels[keep])
-    if len(dataset) == 0:
-        raise ValueError(f"{dataset.name} has no images.")
-    return dataset
+    limit = get_limits().units_dataset_images
+    if name == EXAMPLES:
+        return DatasetSource.examples(example_names, limit=limit)
+    if name == MY_ZIP:
+        if not zip_path:
+            raise ValueError(
+                "This session has no zip yet: upload a zip of class folders in the Train tab, then come back "
+                "(or choose the examples or a built-in dataset)."
+            )
+        return DatasetSource.zip(zip_path, name="your zip", limit=limit)
+    return DatasetSource.built_in(name, limit=limit)
 
 
 class SessionZips:
@@ -163,7 +125,7 @@ class UnitJob:
     layer: str = ""
     channels: tuple[int, ...] = ()
     settings: FeatureVisSettings = FeatureVisSettings()
-    dataset: DatasetChoice | None = None
+    dataset: DatasetSource | None = None  # what top_patches and fc7 read
     gpu_seconds: float = 120.0  # what a ZeroGPU slot books for it (ui.runner); every pass here fits
 
 
@@ -192,12 +154,12 @@ def run_job(job: UnitJob) -> Iterator:
     elif job.kind == "grid":
         yield from layer_grid(network, job.layer, list(job.channels), job.settings)
     elif job.kind == "top_patches":
-        yield from top_patches(network, open_dataset(job.dataset))
+        yield from top_patches(network, job.dataset.open())
     elif job.kind == "fc7":
         # Imported here: matplotlib and scikit-learn cost a worker that only optimises a picture half a second.
         from playground.units.retrieval import Fc7Features, dataset_features, draw_map
 
-        for record in dataset_features(network, open_dataset(job.dataset)):
+        for record in dataset_features(network, job.dataset.open()):
             if isinstance(record, Fc7Features):
                 record = Fc7Map(record, None if record.coordinates is None else draw_map(record))
             yield record
@@ -217,14 +179,14 @@ def layer_grid(model: nn.Module, layer: str, channels: list[int], settings: Feat
                 done.extend(current)
                 current = []
             finished = len(done) == len(channels)
-            yield GridProgress(len(done), len(channels), compose(done + current, len(channels)), finished)
+            yield GridProgress(len(done), len(channels), tile_grid(done + current, len(channels)), finished)
 
 
 def _tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
 
 
-def compose(tiles: list[torch.Tensor], total: int) -> Image.Image:
+def tile_grid(tiles: list[torch.Tensor], total: int) -> Image.Image:
     """Tiles (3, s, s) uint8 in a near-square grid sized for ``total``, blank where not yet formed."""
     side = tiles[0].shape[-1]
     blank = torch.full((3, side, side), 255, dtype=torch.uint8)

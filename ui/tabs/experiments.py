@@ -28,11 +28,11 @@ from playground.training.experiments import PRESETS, SETTINGS, ExperimentConfig,
 from playground.training.report import Overlay, Target, summarise, write_results
 from playground.weights import checkpoints
 from playground.weights.checkpoints import ModelInfo
-from ui import controls, folders, runner
+from ui import controls, folders, long_jobs, runner
 from ui.common import keyed, result_image, user_errors
-from ui.model_panel import STORE, refresh_choices, session_of
-from ui.queueing import LONG, address, admits_long_jobs, listener_gone
-from ui.runner import JOBS
+from ui.model_panel import refresh_choices
+from ui.queueing import LONG, address, admits_long_jobs
+from ui.state import JOBS, STORE, session_of
 
 ZIP, FOLDER = folders.ZIP, folders.FOLDER
 DATASET_CHOICES = [ZIP, FOLDER, *data.DATASETS]
@@ -144,80 +144,98 @@ def experiment(
     Yields dicts keyed by output name (see :func:`build_tab`); an output a message leaves out keeps its value.
     """
     session = session_of(request)
-    stop = JOBS.claim(session)  # one long job per session: a training or an experiment
-    worker = job = None
-    kept = None  # this experiment's ExperimentRun once a run has finished
+    config = _config(preset, seeds, vary, values, epochs, target)
+    job = _request(config, zip_file, dataset, limit, folder, folder_paths)
+    if runner.zero_gpu():
+        job = dataclasses.replace(job, gpu_seconds=planned_experiment_gpu_seconds(job))
+    progress = _Progress(config, session, job)
     try:
-        config = _config(preset, seeds, vary, values, epochs, target)
-        job = _request(config, zip_file, dataset, limit, folder, folder_paths)
-        if runner.zero_gpu():
-            job = dataclasses.replace(job, gpu_seconds=planned_experiment_gpu_seconds(job))
-        if listener_gone(request):
-            return
-        yield {"status": "<p>Starting a worker process and reading the data…</p>", "table": None, "notes": ""}
-        worker = runner.start(experiment_job, job, kind="experiment")
-        JOBS.attach(session, worker)
-        hard_stop = time.monotonic() + config.max_seconds + 120  # the job stops itself at the cap; a backstop
-        labels = [run.label for run in (config.runs or config.recipe.runs)]
-        goal = config.target or config.recipe.target
-        overlay = Overlay(labels, goal, f"{config.recipe.title if not config.runs else 'Your experiment'}")
-        queued, finished, outcomes, current, shown, drawn, report = (), {}, [], None, 0.0, 0.0, ""
-        for record in worker.records():
-            if stop.is_set() or listener_gone(request):
-                worker.stop()
-                name = job.zip_name if job.dataset in ("zip", "folder") else job.dataset
-                yield {"report": report, **_stopped(kept, config, labels, outcomes, goal, name, overlay)}
-                return
-            if time.monotonic() > hard_stop:
-                raise ValueError(f"The experiment ran well past its {config.max_seconds:g} s cap and was stopped.")
-            if isinstance(record, DatasetReady):
-                report = record.report
-                yield {"report": report}
-            elif isinstance(record, Queued):
-                queued = record.runs
-                yield {"status": _queue(queued, finished, None)}
-            elif isinstance(record, Step):
-                overlay.add(record.label, record.seed, record.progress)
-                current = (record.index, _where(record))
-                now = time.monotonic()
-                if now - shown > 1.0:
-                    shown, update = now, {"status": _queue(queued, finished, current)}
-                    if now - drawn > get_limits().plot_seconds:
-                        drawn, update["curves"] = now, overlay.image()
-                    yield update
-            elif isinstance(record, RunFinished):
-                overlay.settle(record.outcome)
-                finished[record.index] = record.outcome
-                outcomes.append(record.outcome)
-                kept = _keep(session, kept, job.folder, record)
-                partial = summarise(config.recipe, labels, outcomes, goal, dataset_name="", planned=len(queued),
-                                    capped=False, seconds=0.0)  # fmt: skip
-                yield {
-                    "status": _queue(queued, finished, None),
-                    "curves": overlay.image(),
-                    "table": _table(partial),
-                    "runs": _run_choices(kept),
-                }
-            elif isinstance(record, ExperimentOutcome):
-                kept = kept or _keep(session, None, job.folder, None)
-                kept.result = record.result
-                result = record.result
-                yield {
-                    "status": _queue(queued, finished, None)
-                    + f"<p><b>Done</b>: {len(result.outcomes)} of {result.planned} runs in {result.seconds:,.0f} s.</p>",
-                    "report": report,  # every output in the last message: an API client reads only that one
-                    "curves": overlay_image(record.files),
-                    "table": _table(result),
-                    "notes": _notes(result),
-                    "downloads": record.files,
-                    "runs": _run_choices(kept),
-                }
+        with long_jobs.LongJob(long_jobs.JobKind(worker_name="experiment"), request) as slot:
+            yield {"status": "<p>Starting a worker process and reading the data…</p>", "table": None, "notes": ""}
+            for record in slot.run(experiment_job, job, cap_seconds=config.max_seconds):
+                if isinstance(record, long_jobs.Stopped):
+                    yield progress.stopped()
+                    return
+                yield progress.update(record)
     finally:
-        if worker is not None:
-            worker.stop()
-        if job is not None and kept is None:
+        if progress.kept is None:
             shutil.rmtree(job.folder, ignore_errors=True)  # nothing finished: nothing to keep
-        JOBS.release(session)
+
+
+class _Progress:
+    """What the tab shows of one experiment as its records arrive: the queue, the curves, the table so far."""
+
+    def __init__(self, config: ExperimentConfig, session: str, job: ExperimentRequest):
+        self.config, self.session, self.job = config, session, job
+        self.labels = [run.label for run in (config.runs or config.recipe.runs)]
+        self.goal = config.target or config.recipe.target
+        self.overlay = Overlay(self.labels, self.goal, config.recipe.title if not config.runs else "Your experiment")
+        self.queued, self.finished, self.outcomes, self.current = (), {}, [], None
+        self.shown = self.drawn = 0.0
+        self.report = ""
+        self.kept: ExperimentRun | None = None  # this experiment's runs, once one has finished
+
+    def update(self, record) -> dict:
+        """The tab's update for one record of the job (may be empty)."""
+        if isinstance(record, DatasetReady):
+            self.report = record.report
+            return {"report": self.report}
+        if isinstance(record, Queued):
+            self.queued = record.runs
+            return {"status": _queue(self.queued, self.finished, None)}
+        if isinstance(record, Step):
+            return self._step(record)
+        if isinstance(record, RunFinished):
+            return self._run_finished(record)
+        if isinstance(record, ExperimentOutcome):
+            return self._done(record)
+        return {}
+
+    def _step(self, record: Step) -> dict:
+        self.overlay.add(record.label, record.seed, record.progress)
+        self.current = (record.index, _where(record))
+        now = time.monotonic()
+        if now - self.shown <= 1.0:
+            return {}
+        self.shown, update = now, {"status": _queue(self.queued, self.finished, self.current)}
+        if now - self.drawn > get_limits().plot_seconds:
+            self.drawn, update["curves"] = now, self.overlay.image()
+        return update
+
+    def _run_finished(self, record: RunFinished) -> dict:
+        self.overlay.settle(record.outcome)
+        self.finished[record.index] = record.outcome
+        self.outcomes.append(record.outcome)
+        self.kept = _keep(self.session, self.kept, self.job.folder, record)
+        partial = summarise(self.config.recipe, self.labels, self.outcomes, self.goal, dataset_name="",
+                            planned=len(self.queued), capped=False, seconds=0.0)  # fmt: skip
+        return {
+            "status": _queue(self.queued, self.finished, None),
+            "curves": self.overlay.image(),
+            "table": _table(partial),
+            "runs": _run_choices(self.kept),
+        }
+
+    def _done(self, record: ExperimentOutcome) -> dict:
+        self.kept = self.kept or _keep(self.session, None, self.job.folder, None)
+        self.kept.result = result = record.result
+        return {
+            "status": _queue(self.queued, self.finished, None)
+            + f"<p><b>Done</b>: {len(result.outcomes)} of {result.planned} runs in {result.seconds:,.0f} s.</p>",
+            "report": self.report,  # every output in the last message: an API client reads only that one
+            "curves": overlay_image(record.files),
+            "table": _table(result),
+            "notes": _notes(result),
+            "downloads": record.files,
+            "runs": _run_choices(self.kept),
+        }
+
+    def stopped(self) -> dict:
+        """Stop pressed (or the listener left): what finished stays, with its files."""
+        job = self.job
+        name = job.zip_name if job.dataset in ("zip", "folder") else job.dataset
+        update = _stopped(self.kept, self.config, self.labels, self.outcomes, self.goal, name, self.overlay)
+        return {"report": self.report, **update}
 
 
 def overlay_image(files: list[str]) -> str:
@@ -279,7 +297,7 @@ def open_run(run, request: gr.Request = None):
 
 @user_errors
 def request_stop(request: gr.Request = None):
-    JOBS.stop(session_of(request))
+    long_jobs.stop(request)
 
 
 def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:

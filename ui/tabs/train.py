@@ -7,6 +7,7 @@ import dataclasses
 import os
 import shutil
 import time
+from types import SimpleNamespace
 
 import gradio as gr
 import pandas as pd
@@ -28,12 +29,12 @@ from playground.serving.jobs import (
 )
 from playground.training.curves import Curves
 from playground.training.finetune import FinetuneConfig, FinetuneResult, Progress
-from playground.units.jobs import SessionZips
 from playground.weights.checkpoints import ModelInfo
-from ui import controls, folders, runner
+from ui import controls, folders, long_jobs, runner
 from ui.common import keyed, result_image, uploaded_path, user_errors
-from ui.model_panel import STORE, refresh_choices, session_of
-from ui.queueing import LONG, address, admits_long_jobs, listener_gone
+from ui.model_panel import refresh_choices
+from ui.queueing import LONG, address, admits_long_jobs
+from ui.state import JOBS, STORE, ZIPS, session_of
 
 ZIP, FOLDER = folders.ZIP, folders.FOLDER
 DATASET_CHOICES = [ZIP, FOLDER, *data.DATASETS]
@@ -45,9 +46,6 @@ final layer for your classes, Adam at 0.001, batch 16, 10 epochs. *Head only* tr
 layer on features computed once (fast, even on a CPU); *full* trains every layer with augmentation.
 """
 STOPPED = "<p>Stopped. Nothing from this run was kept; your earlier results are unchanged.</p>"
-
-JOBS = runner.JOBS  # shared with the Experiments tab: one long job per session
-ZIPS = SessionZips()  # each session's last zip, which the Units tab can read as "my zip"
 
 
 def _request(zip_file, dataset, limit, config: FinetuneConfig, folder=None, folder_paths=None) -> TrainingRequest:
@@ -111,68 +109,67 @@ def train(
     Yields dicts keyed by output name (see :func:`build_tab`); an output a message leaves out keeps its value.
     """
     session = session_of(request)
-    stop = JOBS.claim(session)
-    worker = job = None
+    config = FinetuneConfig(
+        model=model,
+        pretrained=bool(pretrained),
+        mode=mode,
+        optimizer=optimizer,
+        lr=float(lr),
+        epochs=int(epochs),
+        batch_size=int(batch_size),
+        image_size=models.spec(model).input_shape[-1],
+        crop=bool(crop),
+        flip=bool(flip),
+        color_jitter=bool(color_jitter),
+        weight_decay=float(weight_decay or 0.0),
+        max_seconds=get_limits().train_max_seconds,  # the cap covers reading the data too
+    )
+    config.validate()
+    job = _request(zip_file, dataset, limit, config, folder, folder_paths)
+    if job.zip_path:
+        ZIPS.remember(session, job.zip_path)
+    job = dataclasses.replace(job, gpu_seconds=planned_gpu_seconds(job) if runner.zero_gpu() else 0.0)
     finished = False
     try:
-        config = FinetuneConfig(
-            model=model,
-            pretrained=bool(pretrained),
-            mode=mode,
-            optimizer=optimizer,
-            lr=float(lr),
-            epochs=int(epochs),
-            batch_size=int(batch_size),
-            image_size=models.spec(model).input_shape[-1],
-            crop=bool(crop),
-            flip=bool(flip),
-            color_jitter=bool(color_jitter),
-            weight_decay=float(weight_decay or 0.0),
-            max_seconds=get_limits().train_max_seconds,  # the cap covers reading the data too
-        )
-        config.validate()
-        job = _request(zip_file, dataset, limit, config, folder, folder_paths)
-        if job.zip_path:
-            ZIPS.remember(session, job.zip_path)
-        job = dataclasses.replace(job, gpu_seconds=planned_gpu_seconds(job) if runner.zero_gpu() else 0.0)
-        if listener_gone(request):  # it waited in the queue for a visitor who has gone
-            return
-        yield {"status": "<p>Starting a training process and reading the data…</p>"}
-        worker = runner.start(training_job, job)
-        JOBS.attach(session, worker)
-        hard_stop = time.monotonic() + config.max_seconds + 120  # the job stops itself at the cap; this is a backstop
-        curves, shown, drawn, last_val_epoch, last_step, report = Curves(), 0.0, 0.0, 0, 0, ""
-        for record in worker.records():
-            if stop.is_set() or listener_gone(request):  # Stop pressed, the session ended, or nobody listens
-                worker.stop()
-                yield {"status": STOPPED}
-                return
-            if time.monotonic() > hard_stop:
-                raise ValueError(f"The job ran well past its {config.max_seconds:g} s cap and was stopped.")
-            if isinstance(record, DatasetReady):
-                report = record.report
-                yield {"status": "<p>Data ready; building the model…</p>", "report": report}
-            elif isinstance(record, TrainingOutcome):
-                if record.result.history:  # the last epoch's validation arrives with the result
-                    curves.add("accuracy", "validation accuracy", last_step, record.result.history[-1]["val_accuracy"])
-                finished = True
-                yield _finish(record, session, report, curves, request)
-            elif isinstance(record, Progress):
-                if record.total_steps:
-                    last_val_epoch, last_step = _track(curves, record, last_val_epoch), record.step
-                now = time.monotonic()
-                if now - shown > 0.5 or record.step == record.total_steps:
-                    shown = now
-                    update = {"status": _progress_html(record)}
-                    if now - drawn > get_limits().plot_seconds or record.step == record.total_steps:
-                        drawn, update["curves"] = now, curves.image()
-                    yield update
+        with long_jobs.LongJob(long_jobs.JobKind(), request) as slot:
+            yield {"status": _STARTING}
+            finished = yield from _stream(slot.run(training_job, job, cap_seconds=config.max_seconds), session, request)
     finally:
-        if worker is not None:
-            worker.stop()
-        if job is not None and not finished:
+        if not finished:
             shutil.rmtree(job.folder, ignore_errors=True)  # a run that did not finish keeps no files
-        JOBS.release(session)
+
+
+_STARTING = "<p>Starting a training process and reading the data…</p>"
+
+
+def _stream(records, session, request):
+    """The job's records as the tab's updates; returns whether it finished."""
+    curves, shown, drawn, last_val_epoch, last_step, report = Curves(), 0.0, 0.0, 0, 0, ""
+    for record in records:
+        if isinstance(record, long_jobs.Stopped):
+            yield {"status": STOPPED}
+            return False
+        if isinstance(record, long_jobs.Waiting):
+            yield {} if report else {"status": _STARTING[:-4] + f" ({record.seconds:.0f} s)</p>"}
+        elif isinstance(record, DatasetReady):
+            report = record.report
+            yield {"status": "<p>Data ready; building the model…</p>", "report": report}
+        elif isinstance(record, TrainingOutcome):
+            if record.result.history:  # the last epoch's validation arrives with the result
+                curves.add("accuracy", "validation accuracy", last_step, record.result.history[-1]["val_accuracy"])
+            yield _finish(record, session, report, curves, request)
+            return True
+        elif isinstance(record, Progress):
+            if record.total_steps:
+                last_val_epoch, last_step = _track(curves, record, last_val_epoch), record.step
+            now = time.monotonic()
+            if now - shown > 0.5 or record.step == record.total_steps:
+                shown = now
+                update = {"status": _progress_html(record)}
+                if now - drawn > get_limits().plot_seconds or record.step == record.total_steps:
+                    drawn, update["curves"] = now, curves.image()
+                yield update
+    return False
 
 
 def _finish(outcome: TrainingOutcome, session, report, curves: Curves, request) -> dict:
@@ -254,7 +251,7 @@ def pick_cell(table, evt: gr.SelectData):
 
 @user_errors
 def request_stop(request: gr.Request = None):
-    JOBS.stop(session_of(request))
+    long_jobs.stop(request)
 
 
 @user_errors
@@ -264,121 +261,107 @@ def remember_zip(zip_file, request: gr.Request = None):
         ZIPS.remember(session_of(request), uploaded_path(zip_file))
 
 
-@user_errors
-def forget(request: gr.Request):
-    JOBS.forget(session_of(request))
-    ZIPS.forget(session_of(request))
-
-
 def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
     gr.Markdown(HELP)
     folders.install(demo)
+    _wire(_layout(), chooser)
+
+
+def _layout() -> SimpleNamespace:
+    """The tab's components, by name (settings on the left, progress on the right, results below)."""
+    c = SimpleNamespace()
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            zip_file = controls.File(file_types=[".zip"], label="Zip of class folders", elem_id="train-zip")
-            folder, folder_paths = folders.folder_input("train")
-            dataset = controls.Dropdown(DATASET_CHOICES, value=ZIP, label="Dataset", elem_id="train-dataset")
-            limit = controls.Slider(
+            c.zip_file = controls.File(file_types=[".zip"], label="Zip of class folders", elem_id="train-zip")
+            c.folder, c.folder_paths = folders.folder_input("train")
+            c.dataset = controls.Dropdown(DATASET_CHOICES, value=ZIP, label="Dataset", elem_id="train-dataset")
+            c.limit = controls.Slider(
                 100, 10_000, value=1000, step=100, label="At most this many images (built-in datasets)"
             )
-            model = controls.Dropdown(MODEL_CHOICES, value="alexnet", label="Model", elem_id="train-model")
+            c.model = controls.Dropdown(MODEL_CHOICES, value="alexnet", label="Model", elem_id="train-model")
             with gr.Row():
-                mode = controls.Radio([("head only", "head"), ("full", "full")], value="head", label="What learns")
-                pretrained = controls.Checkbox(True, label="Start from ImageNet weights (alexnet)")
+                c.mode = controls.Radio([("head only", "head"), ("full", "full")], value="head", label="What learns")
+                c.pretrained = controls.Checkbox(True, label="Start from ImageNet weights (alexnet)")
             with gr.Row():
-                epochs = controls.Slider(1, 50, value=10, step=1, label="Epochs", elem_id="train-epochs")
-                batch_size = controls.Slider(1, 256, value=16, step=1, label="Batch size")
+                c.epochs = controls.Slider(1, 50, value=10, step=1, label="Epochs", elem_id="train-epochs")
+                c.batch_size = controls.Slider(1, 256, value=16, step=1, label="Batch size")
             with gr.Row():
-                lr = controls.Number(1e-3, label="Learning rate", minimum=1e-6, maximum=1.0)
-                optimizer = controls.Radio(["adam", "sgd"], value="adam", label="Optimizer")
-            weight_decay = controls.Number(
+                c.lr = controls.Number(1e-3, label="Learning rate", minimum=1e-6, maximum=1.0)
+                c.optimizer = controls.Radio(["adam", "sgd"], value="adam", label="Optimizer")
+            c.weight_decay = controls.Number(
                 0.0, label="Weight decay (the paper: 0.0005, with SGD)", minimum=0.0, maximum=1.0, elem_id="train-decay"
             )
             with gr.Row():
-                crop = controls.Checkbox(True, label="Random crops")
-                flip = controls.Checkbox(True, label="Flips")
-                color_jitter = controls.Checkbox(False, label="Colour jitter")
+                c.crop = controls.Checkbox(True, label="Random crops")
+                c.flip = controls.Checkbox(True, label="Flips")
+                c.color_jitter = controls.Checkbox(False, label="Colour jitter")
             with gr.Row():
-                train_button = gr.Button("Train", variant="primary", elem_id="train-button")
-                stop_button = gr.Button("Stop", variant="stop", elem_id="train-stop")
+                c.train_button = gr.Button("Train", variant="primary", elem_id="train-button")
+                c.stop_button = gr.Button("Stop", variant="stop", elem_id="train-stop")
         with gr.Column(scale=2):
-            status = gr.HTML(label="Progress", elem_id="train-status")
-            report = gr.Markdown(label="Dataset", elem_id="train-report")
-            curves = result_image(label="Loss and accuracy", elem_id="train-curves")
+            c.status = gr.HTML(label="Progress", elem_id="train-status")
+            c.report = gr.Markdown(label="Dataset", elem_id="train-report")
+            c.curves = result_image(label="Loss and accuracy", elem_id="train-curves")
+    _results_layout(c)
+    return c
+
+
+def _results_layout(c: SimpleNamespace) -> None:
     with gr.Row():
-        confusion = gr.Dataframe(
+        c.confusion = gr.Dataframe(
             label="Confusion matrix (validation; click a cell)", interactive=False, elem_id="train-confusion"
         )
-        per_class = gr.Dataframe(label="Accuracy per class", interactive=False, elem_id="train-per-class")
+        c.per_class = gr.Dataframe(label="Accuracy per class", interactive=False, elem_id="train-per-class")
     with gr.Row():
-        true_class = controls.Textbox(label="True class", elem_id="train-true")
-        predicted_class = controls.Textbox(label="Predicted class", elem_id="train-predicted")
-    mistakes_note = gr.Markdown(label="Misclassified", elem_id="train-mistakes-note")
-    mistakes = gr.Gallery(label="Misclassified validation images", columns=8, height="auto", elem_id="train-mistakes")
-    filters = result_image(label="conv1 filters: before (left) and after (right) training", elem_id="train-filters")
-    downloads = controls.File(
+        c.true_class = controls.Textbox(label="True class", elem_id="train-true")
+        c.predicted_class = controls.Textbox(label="Predicted class", elem_id="train-predicted")
+    c.mistakes_note = gr.Markdown(label="Misclassified", elem_id="train-mistakes-note")
+    c.mistakes = gr.Gallery(label="Misclassified validation images", columns=8, height="auto", elem_id="train-mistakes")
+    c.filters = result_image(label="conv1 filters: before (left) and after (right) training", elem_id="train-filters")
+    c.downloads = controls.File(
         label="Downloads: weights (safetensors), description (JSON), ONNX",
         file_count="multiple",
         elem_id="train-downloads",
     )
 
-    outputs = {
-        "status": status,
-        "report": report,
-        "curves": curves,
-        "confusion": confusion,
-        "per_class": per_class,
-        "filters": filters,
-        "downloads": downloads,
-        "chooser": chooser,
-    }
+
+# train()'s parameters, in its order: the HTTP API's /train takes them positionally.
+TRAIN_INPUTS = ("zip_file", "dataset", "model", "mode", "pretrained", "epochs", "batch_size", "lr", "optimizer",
+                "crop", "flip", "color_jitter", "limit", "weight_decay", "folder", "folder_paths")  # fmt: skip
+TRAIN_OUTPUTS = ("status", "report", "curves", "confusion", "per_class", "filters", "downloads")
+
+
+def _wire(c: SimpleNamespace, chooser: gr.Dropdown) -> None:
+    outputs = {name: getattr(c, name) for name in TRAIN_OUTPUTS} | {"chooser": chooser}
     handler = keyed(train, outputs)
-    training = train_button.click(
+    training = c.train_button.click(
         handler,
-        inputs=[
-            zip_file,
-            dataset,
-            model,
-            mode,
-            pretrained,
-            epochs,
-            batch_size,
-            lr,
-            optimizer,
-            crop,
-            flip,
-            color_jitter,
-            limit,
-            weight_decay,
-            folder,
-            folder_paths,
-        ],
+        inputs=[getattr(c, name) for name in TRAIN_INPUTS],
         outputs=list(outputs.values()),
         api_name="train",
         concurrency_limit=1 if torch.cuda.is_available() else get_limits().long_jobs_running,  # others queue
         concurrency_id=LONG,
         validator=admits_long_jobs(handler),  # refused at the door, before it takes a place in the queue
     )
-    stop_button.click(request_stop, api_name="stop_training", cancels=[training])
-    zip_file.upload(remember_zip, inputs=zip_file, api_name="remember_zip", api_visibility="undocumented")
-    confusion.select(
+    c.stop_button.click(request_stop, api_name="stop_training", cancels=[training])
+    c.zip_file.upload(remember_zip, inputs=c.zip_file, api_name="remember_zip", api_visibility="undocumented")
+    c.confusion.select(
         pick_cell,
-        inputs=confusion,
-        outputs=[true_class, predicted_class],
+        inputs=c.confusion,
+        outputs=[c.true_class, c.predicted_class],
         api_name="pick_cell",
         api_visibility="undocumented",
     ).then(
         misclassified,
-        inputs=[true_class, predicted_class],
-        outputs=[mistakes, mistakes_note],
+        inputs=[c.true_class, c.predicted_class],
+        outputs=[c.mistakes, c.mistakes_note],
         api_name="misclassified_after_click",
         api_visibility="undocumented",
     )
     gr.on(
-        [true_class.submit, predicted_class.submit],
+        [c.true_class.submit, c.predicted_class.submit],
         misclassified,
-        inputs=[true_class, predicted_class],
-        outputs=[mistakes, mistakes_note],
+        inputs=[c.true_class, c.predicted_class],
+        outputs=[c.mistakes, c.mistakes_note],
         api_name="misclassified",
     )
-    demo.unload(forget)

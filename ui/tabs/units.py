@@ -11,6 +11,8 @@ under a second and run in the server.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import gradio as gr
 from PIL import Image
 
@@ -33,13 +35,13 @@ from playground.units.jobs import (
 from playground.units.retrieval import fc7, query_batch
 from playground.units.retrieval import neighbours as nearest
 from playground.units.toppatches import PassProgress, TopPatches
-from ui import controls, runner
+from ui import controls, long_jobs
 from ui.common import EXAMPLE_PHOTOS, look, open_photo, photo_with_examples, result_image, user_errors
-from ui.model_panel import get_model, notice_markdown, session_of
-from ui.queueing import UNITS, admits_long_jobs, listener_gone
-from ui.tabs.train import ZIPS
+from ui.model_panel import get_model, notice_markdown
+from ui.queueing import UNITS, admits_long_jobs
+from ui.state import UNIT_RESULTS as RESULTS
+from ui.state import ZIPS, session_of
 
-RESULTS = units.UnitResults()  # bounded in bytes; keys carry the session wherever the data is a user's own
 DEFAULT_LAYER, DEFAULT_CHANNEL = "features.0", 0
 HELP = """
 A **unit** is one channel of a convolution layer. Pick a layer and a channel (or click a tile in the
@@ -68,21 +70,24 @@ def _dataset(name, request):
     return choose_dataset(name, zip_path=ZIPS.last(session_of(request)), example_names=EXAMPLE_PHOTOS)
 
 
-def _records(job: UnitJob, request):
-    """Run ``job`` in a worker and yield its records; stops the worker when Stop, an error or a departed
-    listener ends the handler (its ``finally`` runs when Gradio cancels the generator)."""
-    if listener_gone(request):  # it waited in the queue for a visitor who has gone
-        return
-    # watched as it forms, with a budget of seconds: niced, not idle-class (a busy class would starve it)
-    worker = runner.start(run_job, job, memory_bytes=get_limits().units_worker_memory_bytes, kind="Units", idle=False)
-    try:
-        for record in worker.records():
-            if listener_gone(request):
+def _records(job: UnitJob, request, progress=None):
+    """Run ``job`` in a worker (see :mod:`ui.long_jobs`) and yield its records, nothing more once stopped;
+    while the worker is quiet (reading a dataset), ``progress`` says so."""
+    with long_jobs.LongJob(long_jobs.units_kind(), request) as slot:
+        for record in slot.run(run_job, job):
+            if isinstance(record, long_jobs.Stopped):
                 return
-            if record is not None:
+            if isinstance(record, long_jobs.Waiting):
+                if progress is not None:
+                    progress(None, desc=f"Starting and reading the data… {record.seconds:.0f} s")
+            else:
                 yield record
-    finally:
-        worker.stop()
+
+
+@user_errors
+def request_stop(request: gr.Request = None):
+    """Stop this session's Units pass (its worker is gone within a second)."""
+    long_jobs.stop(request, UNITS)
 
 
 @user_errors
@@ -142,7 +147,7 @@ def layer_grid(model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Request = N
     settings = grid_settings(units.layer_row(model, layer).receptive_field)
     count = units.channels_of(model, layer)
     job = UnitJob("grid", pack(model, trunk=True), layer, tuple(range(count)), settings)
-    for record in _records(job, request):
+    for record in _records(job, request, progress):
         if isinstance(record, GridProgress):
             progress((record.done, count), desc=f"{layer}: {record.done} of {count} channels done")
             if record.final:
@@ -173,7 +178,7 @@ def top_patches(model_key="alexnet", layer=DEFAULT_LAYER, channel=DEFAULT_CHANNE
     key = choice.identity(session_of(request))
     found = RESULTS.get("top_patches", identity, key)
     if found is None:
-        for record in _records(UnitJob("top_patches", pack(model, trunk=True), dataset=choice), request):
+        for record in _records(UnitJob("top_patches", pack(model, trunk=True), dataset=choice), request, progress):
             if isinstance(record, PassProgress):
                 progress((record.done, record.total), desc=record.message)
             elif isinstance(record, TopPatches):
@@ -253,7 +258,7 @@ def _fc7_features(model, identity, choice, request, progress):
     key = choice.identity(session_of(request))
     found = RESULTS.get("fc7", identity, key)
     if found is None:
-        for record in _records(UnitJob("fc7", pack(model), dataset=choice), request):
+        for record in _records(UnitJob("fc7", pack(model), dataset=choice), request, progress):
             if isinstance(record, Fc7Map):
                 found = record
                 size = found.features.nbytes + (found.picture.width * found.picture.height * 3 if found.picture else 0)
@@ -302,192 +307,218 @@ def from_activations(model_key, photo, layer, evt: gr.SelectData, request: gr.Re
 def build_tab(demo: gr.Blocks, chooser: gr.Dropdown, *, activations: dict | None = None, tabs=None, tab=None) -> None:
     """Lay out the tab. ``activations``: the Activations tab's components (a click on its grid lands here);
     ``tabs``: the app's tab set, to switch to this one; ``tab``: this tab, whose opening draws the photo views."""
-    limits = get_limits()
     gr.Markdown(HELP)
+    c = _layout()
+    gr.on(
+        [demo.load, chooser.change],
+        layer_choices,
+        inputs=[chooser, c.layer],
+        outputs=c.layer,
+        api_name="unit_layers",
+        api_visibility="undocumented",
+    )
+    _wire_passes(c, chooser)
+    _wire_photo_views(c, chooser, tab)
+    if activations is not None:
+        _wire_activations(c, chooser, activations, tabs)
+
+
+def _layout() -> SimpleNamespace:
+    """The tab's components, by name."""
+    limits = get_limits()
+    c = SimpleNamespace()
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            photo = photo_with_examples("units-photo", height=200)
-            layer = controls.Dropdown(
+            c.photo = photo_with_examples("units-photo", height=200)
+            c.layer = controls.Dropdown(
                 choices=[DEFAULT_LAYER],
                 value=DEFAULT_LAYER,
                 label="Layer",
                 allow_custom_value=True,
                 elem_id="units-layer",
             )
-            channel = controls.Number(
+            c.channel = controls.Number(
                 value=DEFAULT_CHANNEL, precision=0, minimum=0, label="Channel", elem_id="units-channel"
             )
-            dataset = controls.Dropdown(
+            c.dataset = controls.Dropdown(
                 dataset_names(),
                 value=EXAMPLES,
                 label="Dataset (top patches, fc7 map)",
                 elem_id="units-dataset",
                 allow_custom_value=True,  # an unknown name gets our sentence, not Gradio's bare refusal
             )
-            method = controls.Radio(
+            c.method = controls.Radio(
                 [("deconvnet", "deconvnet"), ("guided backprop", "guided_backprop")],
                 value="deconvnet",
                 label="On the photo",
             )
             with gr.Row():
-                negative = controls.Checkbox(False, label="Negative (what silences it)")
-                steps = controls.Slider(16, limits.units_max_steps, value=256, step=16, label="Steps")
+                c.negative = controls.Checkbox(False, label="Negative (what silences it)")
+                c.steps = controls.Slider(16, limits.units_max_steps, value=256, step=16, label="Steps")
             with gr.Row():
-                visualise_button = gr.Button("Visualise", variant="primary", elem_id="units-visualise")
-                patches_button = gr.Button("Top patches", elem_id="units-top")
+                c.visualise_button = gr.Button("Visualise", variant="primary", elem_id="units-visualise")
+                c.patches_button = gr.Button("Top patches", elem_id="units-top")
             with gr.Row():
-                grid_button = gr.Button("Whole layer", elem_id="units-grid-button")
-                stop_button = gr.Button("Stop", variant="stop", elem_id="units-stop")
+                c.grid_button = gr.Button("Whole layer", elem_id="units-grid-button")
+                c.stop_button = gr.Button("Stop", variant="stop", elem_id="units-stop")
         with gr.Column(scale=2):
             with gr.Row():
                 with gr.Column():
-                    picture = result_image(label="Feature visualisation (press Visualise)", elem_id="units-featurevis")
-                    picture_caption = gr.Markdown(elem_id="units-featurevis-caption")
+                    c.picture = result_image(
+                        label="Feature visualisation (press Visualise)", elem_id="units-featurevis"
+                    )
+                    c.picture_caption = gr.Markdown(elem_id="units-featurevis-caption")
                 with gr.Column(scale=2):
-                    deconv = result_image(
+                    c.deconv = result_image(
                         label="On the photo: its receptive field, and what drives it", elem_id="units-deconvnet"
                     )
-                    deconv_caption = gr.Markdown(elem_id="units-deconvnet-caption")
-            patches = gr.Gallery(
+                    c.deconv_caption = gr.Markdown(elem_id="units-deconvnet-caption")
+            c.patches = gr.Gallery(
                 label="Top patches (activation · image · receptive field in the 224 × 224 input)",
                 columns=9,
                 height="auto",
                 elem_id="units-patches",
             )
             with gr.Row():
-                fmap = result_image(label="This channel on the photo (click a position)", elem_id="units-map")
+                c.fmap = result_image(label="This channel on the photo (click a position)", elem_id="units-map")
                 with gr.Column():
-                    field = result_image(label="What that position sees", elem_id="units-field")
-                    field_caption = gr.Markdown(elem_id="units-field-caption")
+                    c.field = result_image(label="What that position sees", elem_id="units-field")
+                    c.field_caption = gr.Markdown(elem_id="units-field-caption")
             with gr.Row():
-                row = controls.Number(value=0, precision=0, minimum=0, label="Position: row", elem_id="units-row")
-                column = controls.Number(value=0, precision=0, minimum=0, label="column", elem_id="units-column")
+                c.row = controls.Number(value=0, precision=0, minimum=0, label="Position: row", elem_id="units-row")
+                c.column = controls.Number(value=0, precision=0, minimum=0, label="column", elem_id="units-column")
     with gr.Accordion("The whole layer, every channel's feature visualisation", open=False):
-        grid = result_image(label="Press Whole layer", elem_id="units-grid")
+        c.grid = result_image(label="Press Whole layer", elem_id="units-grid")
     with gr.Accordion("fc7 map and nearest neighbours (the whole network's view of a dataset)", open=True):
         with gr.Row():
-            map_button = gr.Button("Map the dataset", elem_id="units-map-button")
-            neighbours_button = gr.Button("Nearest neighbours of the photo", elem_id="units-neighbours-button")
+            c.map_button = gr.Button("Map the dataset", elem_id="units-map-button")
+            c.neighbours_button = gr.Button("Nearest neighbours of the photo", elem_id="units-neighbours-button")
         with gr.Row():
-            fc7_picture = result_image(label="fc7 map", elem_id="units-fc7", scale=2)
-            near = gr.Gallery(label="Nearest neighbours", columns=4, height="auto", elem_id="units-neighbours", scale=1)
+            c.fc7_picture = result_image(label="fc7 map", elem_id="units-fc7", scale=2)
+            c.near = gr.Gallery(
+                label="Nearest neighbours", columns=4, height="auto", elem_id="units-neighbours", scale=1
+            )
+    return c
 
-    gr.on(
-        [demo.load, chooser.change],
-        layer_choices,
-        inputs=[chooser, layer],
-        outputs=layer,
-        api_name="unit_layers",
-        api_visibility="undocumented",
-    )
+
+def _wire_passes(c: SimpleNamespace, chooser: gr.Dropdown) -> None:
+    """The passes that run in a worker (admitted at the door like training, in their own group), and Stop."""
+    limits = get_limits()
     jobs = dict(concurrency_id=UNITS, concurrency_limit=limits.units_jobs_running)  # admitted at the door, as training
     started = [
-        visualise_button.click(
+        c.visualise_button.click(
             feature_visualisation,
-            inputs=[chooser, layer, channel, negative, steps],
-            outputs=[picture, picture_caption],
+            inputs=[chooser, c.layer, c.channel, c.negative, c.steps],
+            outputs=[c.picture, c.picture_caption],
             api_name="feature_visualisation",
             validator=admits_long_jobs(feature_visualisation, UNITS),
             **jobs,
         ),
-        grid_button.click(
+        c.grid_button.click(
             layer_grid,
-            inputs=[chooser, layer],
-            outputs=grid,
+            inputs=[chooser, c.layer],
+            outputs=c.grid,
             api_name="layer_grid",
             validator=admits_long_jobs(layer_grid, UNITS),
             **jobs,
         ),
-        patches_button.click(
+        c.patches_button.click(
             top_patches,
-            inputs=[chooser, layer, channel, dataset],
-            outputs=patches,
+            inputs=[chooser, c.layer, c.channel, c.dataset],
+            outputs=c.patches,
             api_name="top_patches",
             validator=admits_long_jobs(top_patches, UNITS),
             **jobs,
         ),
-        map_button.click(
+        c.map_button.click(
             fc7_map,
-            inputs=[chooser, dataset],
-            outputs=fc7_picture,
+            inputs=[chooser, c.dataset],
+            outputs=c.fc7_picture,
             api_name="fc7_map",
             validator=admits_long_jobs(fc7_map, UNITS),
             **jobs,
         ),
-        neighbours_button.click(
+        c.neighbours_button.click(
             neighbours,
-            inputs=[chooser, photo, dataset],
-            outputs=near,
+            inputs=[chooser, c.photo, c.dataset],
+            outputs=c.near,
             api_name="neighbours",
             validator=admits_long_jobs(neighbours, UNITS),
             **jobs,
         ),
     ]
-    stop_button.click(None, cancels=started)  # cancelling closes the handler, whose finally stops the worker
+    c.stop_button.click(request_stop, cancels=started, api_name="stop_units")  # the worker is gone within a second
+
+
+def _wire_photo_views(c: SimpleNamespace, chooser: gr.Dropdown, tab) -> None:
+    """What runs in the server on the current photo: kept top patches, deconvnet, the channel map, a position."""
     gr.on(
-        [layer.change, channel.submit, dataset.change],
+        [c.layer.change, c.channel.submit, c.dataset.change],
         cached_top_patches,
-        inputs=[chooser, layer, channel, dataset],
-        outputs=patches,
+        inputs=[chooser, c.layer, c.channel, c.dataset],
+        outputs=c.patches,
         api_name="cached_top_patches",
         api_visibility="undocumented",
         trigger_mode="always_last",
     )
-    photo_views = [photo.change, layer.change, channel.submit, chooser.change] + ([tab.select] if tab else [])
+    photo_views = [c.photo.change, c.layer.change, c.channel.submit, chooser.change] + ([tab.select] if tab else [])
     gr.on(
-        [*photo_views, method.change],
+        [*photo_views, c.method.change],
         unit_deconvnet,
-        inputs=[chooser, photo, layer, channel, method],
-        outputs=[deconv, deconv_caption],
+        inputs=[chooser, c.photo, c.layer, c.channel, c.method],
+        outputs=[c.deconv, c.deconv_caption],
         api_name="unit_deconvnet",
         trigger_mode="always_last",
     )
     gr.on(
         photo_views,
         channel_map,
-        inputs=[chooser, photo, layer, channel],
-        outputs=fmap,
+        inputs=[chooser, c.photo, c.layer, c.channel],
+        outputs=c.fmap,
         api_name="channel_map",
         trigger_mode="always_last",
     )
-    fmap.select(
+    c.fmap.select(
         pick_position,
-        inputs=[chooser, layer],
-        outputs=[row, column],
+        inputs=[chooser, c.layer],
+        outputs=[c.row, c.column],
         api_name="pick_position",
         api_visibility="undocumented",
     ).then(
         receptive_field,
-        inputs=[chooser, photo, layer, row, column],
-        outputs=[field, field_caption],
+        inputs=[chooser, c.photo, c.layer, c.row, c.column],
+        outputs=[c.field, c.field_caption],
         api_name="receptive_field_after_click",
         api_visibility="undocumented",
     )
     gr.on(
-        [row.submit, column.submit],
+        [c.row.submit, c.column.submit],
         receptive_field,
-        inputs=[chooser, photo, layer, row, column],
-        outputs=[field, field_caption],
+        inputs=[chooser, c.photo, c.layer, c.row, c.column],
+        outputs=[c.field, c.field_caption],
         api_name="receptive_field",
     )
-    if activations is not None:
-        landed = activations["grid"].select(
-            from_activations,
-            inputs=[chooser, activations["photo"], activations["layer"]],
-            outputs=[layer, channel, photo, tabs] if tabs is not None else [layer, channel, photo],
-            api_name="unit_from_activations",
-            api_visibility="undocumented",
-        )
-        landed.then(
-            unit_deconvnet,
-            inputs=[chooser, photo, layer, channel, method],
-            outputs=[deconv, deconv_caption],
-            api_name="unit_deconvnet_after_click",
-            api_visibility="undocumented",
-        ).then(
-            channel_map,
-            inputs=[chooser, photo, layer, channel],
-            outputs=fmap,
-            api_name="channel_map_after_click",
-            api_visibility="undocumented",
-        )
+
+
+def _wire_activations(c: SimpleNamespace, chooser: gr.Dropdown, activations: dict, tabs) -> None:
+    """A click on the Activations tab's grid lands here, on that layer and channel."""
+    landed = activations["grid"].select(
+        from_activations,
+        inputs=[chooser, activations["photo"], activations["layer"]],
+        outputs=[c.layer, c.channel, c.photo, tabs] if tabs is not None else [c.layer, c.channel, c.photo],
+        api_name="unit_from_activations",
+        api_visibility="undocumented",
+    )
+    landed.then(
+        unit_deconvnet,
+        inputs=[chooser, c.photo, c.layer, c.channel, c.method],
+        outputs=[c.deconv, c.deconv_caption],
+        api_name="unit_deconvnet_after_click",
+        api_visibility="undocumented",
+    ).then(
+        channel_map,
+        inputs=[chooser, c.photo, c.layer, c.channel],
+        outputs=c.fmap,
+        api_name="channel_map_after_click",
+        api_visibility="undocumented",
+    )

@@ -1,0 +1,148 @@
+"""The long-job loop, one for every tab that starts a worker (Train, Experiments, Units).
+
+It claims the session's slot in its group (one training or experiment, one Units pass), starts the worker,
+streams its records, and ends the job however the learner leaves it: Stop pressed, the tab closed, the client
+hung up, or the job ran past its cap. The worker is stopped by its watchdog (the reaper thread asks
+:func:`ui.queueing.listener_check` and the Stop flag every second), not only by this loop: Gradio cannot
+interrupt a handler's thread, so a cancelled handler that waits on a worker would otherwise leave it running.
+While the worker is quiet (reading a dataset), the loop yields :class:`Waiting` every few seconds, so the page
+can say what is happening and a client that stopped reading is noticed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator
+
+import gradio as gr
+
+from playground.config import get_limits
+from playground.serving import workers
+from playground.serving.jobs import LONG, UNITS
+from ui import runner
+from ui.queueing import JOB_NAMES, listener_check
+from ui.state import JOBS, session_of
+
+HEARTBEAT_SECONDS = 2.0  # a quiet worker is reported this often
+ROOM_SECONDS = 10.0  # how long a new job waits for a stopped one's process to be gone before it starts anyway
+CAP_GRACE_SECONDS = 120.0  # a job stops itself at its cap; past this much more the loop stops it
+
+
+@dataclasses.dataclass(frozen=True)
+class Waiting:
+    """The worker has sent nothing for a while (it is reading data, or starting)."""
+
+    seconds: float  # since the job started
+
+
+@dataclasses.dataclass(frozen=True)
+class Stopped:
+    """The job was stopped (Stop pressed, the session ended or nobody listens); nothing more comes."""
+
+
+@dataclasses.dataclass(frozen=True)
+class JobKind:
+    """How a tab's jobs run: their group (one per session in each), their name in sentences, their worker."""
+
+    group: str = LONG
+    worker_name: str = "training"  # "The training process ..." in the worker's messages
+    memory_bytes: int | None = None  # the worker's memory limit (None: a training worker's)
+    idle: bool = True  # idle scheduling class (training); False: niced only, for a job the learner watches
+    max_running: int | None = None  # at most this many of these workers alive at once (None: no wait)
+
+
+class LongJob:
+    """One session's job of a group, from claim to clean-up: a context manager around :meth:`run`.
+
+    The slot is claimed on entry (so a second job of the session is refused at once, with a sentence) and
+    released on exit, with the worker stopped, however the handler ends: finished, failed, or closed by Gradio.
+    """
+
+    def __init__(self, kind: JobKind, request: gr.Request | None):
+        self.kind, self.session = kind, session_of(request)
+        one = JOB_NAMES.get(kind.group, JOB_NAMES[LONG])[0]
+        self.stop = JOBS.claim(self.session, kind.group, what=_what(kind.group, one))
+        self.gone = listener_check(request)
+        self.worker = None
+
+    def __enter__(self) -> LongJob:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+        JOBS.release(self.session, self.kind.group)
+
+    def run(self, target: Callable[..., Iterator], argument, *, cap_seconds: float | None = None) -> Iterator:
+        """Run ``target(argument)`` in a worker; yield its records, :class:`Waiting` while it is quiet, and
+        :class:`Stopped` (then nothing) when it is stopped.
+
+        Raises:
+            ValueError: the job failed (its sentence), or it ran well past ``cap_seconds``.
+        """
+        if self.gone():  # it waited in the queue for a visitor who has gone
+            return
+        _wait_for_room(self.kind, self.stop)
+        if self.stop.is_set():
+            yield Stopped()
+            return
+        kind, stop, gone = self.kind, self.stop, self.gone
+        self.worker = runner.start(target, argument, memory_bytes=kind.memory_bytes, kind=kind.worker_name,
+                                   idle=kind.idle, cancelled=lambda: stop.is_set() or gone())  # fmt: skip
+        JOBS.attach(self.session, self.worker, kind.group)
+        yield from _records(self.worker, stop, gone, cap_seconds)
+
+
+def _records(worker, stop, gone, cap_seconds: float | None) -> Iterator:
+    started = quiet_since = time.monotonic()
+    hard_stop = None if cap_seconds is None else started + cap_seconds + CAP_GRACE_SECONDS
+    try:
+        for record in worker.records():
+            now = time.monotonic()
+            if stop.is_set() or gone():
+                yield Stopped()
+                return
+            if hard_stop is not None and now > hard_stop:
+                raise ValueError(f"The job ran well past its {cap_seconds:g} s cap and was stopped.")
+            if record is not None:
+                quiet_since = now
+                yield record
+            elif now - quiet_since >= HEARTBEAT_SECONDS:
+                quiet_since = now
+                yield Waiting(now - started)
+    except ValueError:
+        if stop.is_set() or gone():  # the watchdog stopped it: say so, not why the pipe closed
+            yield Stopped()
+            return
+        raise
+
+
+def _wait_for_room(kind: JobKind, stop) -> None:
+    """A job stopped a moment ago frees its queue slot at once, its process within a second or two: wait for
+    that, so there are never more of these workers than the limit."""
+    if kind.max_running is None:
+        return
+    deadline = time.monotonic() + ROOM_SECONDS
+    while workers.live_workers(kind.worker_name) >= kind.max_running and time.monotonic() < deadline:
+        if stop.wait(0.1):
+            return
+
+
+def _what(group: str, one: str) -> str:
+    return "a training job or an experiment" if group == LONG else f"a {one}"
+
+
+def stop(request: gr.Request | None, group: str = LONG) -> None:
+    """Ask this session's job of ``group`` to stop (its worker is gone within a second)."""
+    JOBS.stop(session_of(request), group)
+
+
+def units_kind() -> JobKind:
+    """The Units tab's passes: watched as they form with a budget of seconds, so niced rather than idle-class
+    (a busy class would starve them), in a worker of their own memory limit, one at a time."""
+    limits = get_limits()
+    return JobKind(
+        group=UNITS, worker_name="Units", memory_bytes=limits.units_worker_memory_bytes, idle=False,
+        max_running=limits.units_jobs_running,
+    )  # fmt: skip
