@@ -20,9 +20,10 @@ from playground import activations as A
 from playground import models
 from playground.config import get_limits
 from playground.data import uploads
+from playground.layers import cut_at, frozen_copy
 from playground.serving.workers import Worker, WorkerSettings, warm_up
 from playground.units import probes as units
-from playground.units.featurevis import FeatureVisSettings, grid_settings, truncated, visualise
+from playground.units.featurevis import FeatureVisSettings, grid_settings, visualise
 from playground.units.jobs import UnitJob, layer_grid, pack, run_job
 from playground.units.retrieval import Fc7Features, dataset_features, draw_map, fc7, neighbours, query_batch
 from playground.units.toppatches import TopPatches, top_patches
@@ -45,7 +46,7 @@ def run(images: int = 1000) -> None:
         model = models.build("alexnet").eval()
         for parameter in model.parameters():
             parameter.requires_grad_(False)
-        seconds, gap, _ = _timed(visualise(truncated(model, "features.10"), [3], FeatureVisSettings()))
+        seconds, gap, _ = _timed(visualise(frozen_copy(cut_at(model, "features.10")), [3], FeatureVisSettings()))
         report("feature visualisation, conv5 channel, 256 steps at 128 px", seconds * 1000, 10_000)
         report("  longest wait between two previews", gap * 1000, 1000)
         job = UnitJob("featurevis", pack(model, trunk=True), "features.10", (3,), FeatureVisSettings())

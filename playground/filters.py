@@ -14,18 +14,19 @@ from torchvision.utils import make_grid
 
 from playground import kernels as K
 from playground import render
-
-
-def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
-    """(name, layer) for every 2-D convolution, in order."""
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+from playground.layers import conv_layers
 
 
 def first_conv(model: nn.Module) -> nn.Conv2d:
-    layers = conv_layers(model)
-    if not layers:
+    """The model's first 2-D convolution (conv1).
+
+    Raises:
+        ValueError: a model without one.
+    """
+    names = conv_layers(model)
+    if not names:
         raise ValueError("This model has no convolutional layer.")
-    return layers[0][1]
+    return model.get_submodule(names[0])
 
 
 def _upscale(grid: torch.Tensor, tile_px: int, kernel: int) -> Image.Image:
@@ -64,13 +65,13 @@ def deeper_summary(model: nn.Module, *, show: int = 32, tile_px: int = 40) -> li
     """Every convolution after the first: weight statistics and its first ``show`` filters, each
     averaged over its input channels (blue negative, red positive)."""
     out = []
-    lut = torch.from_numpy(render._lut(render.DIVERGING)).float() / 255.0
-    for name, layer in conv_layers(model)[1:]:
-        weights = layer.weight.detach().float().cpu()
+    colours = torch.from_numpy(render.colour_table(render.DIVERGING)).float() / 255.0
+    for name in conv_layers(model)[1:]:
+        weights = model.get_submodule(name).weight.detach().float().cpu()
         mean = weights[:show].mean(dim=1)  # (show, k, k)
         bound = mean.abs().amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
         index = ((mean / bound + 1) * 127.5).round().long().clamp(0, 255)
-        tiles = lut[index].permute(0, 3, 1, 2)  # (show, 3, k, k)
+        tiles = colours[index].permute(0, 3, 1, 2)  # (show, 3, k, k)
         grid = make_grid(tiles, nrow=16, padding=1, pad_value=1.0)
         out.append(
             LayerSummary(

@@ -28,7 +28,8 @@ class Scale:
 
 
 @functools.cache
-def _lut(name: str) -> np.ndarray:
+def colour_table(name: str) -> np.ndarray:
+    """The 256 colours of matplotlib's colour map ``name``, (256, 3) uint8, low end first (cached: read only)."""
     return (matplotlib.colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
 
 
@@ -66,7 +67,7 @@ def render_response(values: np.ndarray) -> tuple[Image.Image, Scale]:
     # One channel: a palette image whose 256 colours are the map's. It decodes to exactly the colours of the
     # map, and PNG-encodes five times faster than the same picture in RGB (a third of the bytes per pixel).
     picture = Image.fromarray(np.ascontiguousarray(index)).convert("P")
-    picture.putpalette(_lut(DIVERGING) if signed else _GRAY_PALETTE)
+    picture.putpalette(colour_table(DIVERGING) if signed else _GRAY_PALETTE)
     return picture, scale
 
 
@@ -74,14 +75,15 @@ _GRAY_PALETTE = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
 
 
 @functools.cache
-def _font(size: int) -> ImageFont.ImageFont:
+def label_font(size: int) -> ImageFont.ImageFont:
+    """The font labels are drawn in, at ``size`` px (Pillow's own, so no font file is needed)."""
     return ImageFont.load_default(size=size)
 
 
 def _bar_colours(kind: str, n: int) -> np.ndarray:
     t = np.linspace(0.0, 1.0, n)
     if kind == "diverging":
-        return _lut(DIVERGING)[_to_index(t)]
+        return colour_table(DIVERGING)[_to_index(t)]
     return np.repeat(_to_index(t)[:, None], 3, axis=1)  # gray ramp (also signed RGB: mid-gray is 0)
 
 
@@ -92,7 +94,7 @@ def colorbar(scale: Scale, *, width: int = 360, height: int = 14) -> Image.Image
     bar = np.repeat(_bar_colours(scale.kind, width)[None], height, axis=0)
     image.paste(Image.fromarray(np.ascontiguousarray(bar)), (pad, 0))
     draw = ImageDraw.Draw(image)
-    font = _font(12)
+    font = label_font(12)
     ticks = [(0.0, scale.low), (1.0, scale.high)]
     if scale.kind != "sequential":
         ticks.insert(1, (0.5, 0.0))
@@ -109,10 +111,10 @@ def kernel_heatmap(weights: np.ndarray, *, cell: int = 0) -> Image.Image:
     kh, kw = weights.shape
     cell = cell or max(30, min(72, 440 // max(kh, kw)))
     bound = float(np.abs(weights).max()) or 1.0
-    colours = _lut(DIVERGING)[_to_index((weights / bound + 1.0) * 0.5)]
+    colours = colour_table(DIVERGING)[_to_index((weights / bound + 1.0) * 0.5)]
     image = Image.new("RGB", (kw * cell + 1, kh * cell + 1), "white")
     draw = ImageDraw.Draw(image)
-    font = _font(max(9, cell // 3 - (2 if max(kh, kw) > 7 else 0)))
+    font = label_font(max(9, cell // 3 - (2 if max(kh, kw) > 7 else 0)))
     for i in range(kh):
         for j in range(kw):
             box = (j * cell, i * cell, (j + 1) * cell, (i + 1) * cell)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import io
 import os
 import struct
@@ -14,8 +16,13 @@ from PIL import Image
 
 import app
 from playground.kernels import output_size
-from ui.common import example_paths
+from playground.lab import LabSettings
+from ui.photos import example_paths
+from ui.tabs import activations as activations_tab
+from ui.tabs import architecture as architecture_tab
 from ui.tabs import conv_lab
+from ui.tabs import explain as explain_tab
+from ui.tabs import filters as filters_tab
 
 
 def test_build_demo_builds_blocks_with_named_endpoints():
@@ -53,7 +60,7 @@ def test_result_pictures_are_written_once_and_whole(tmp_path, monkeypatch):
     them downloads it (a half-written file broke downloads under load)."""
     from PIL import Image
 
-    from ui.common import result_image
+    from ui.photos import result_image
 
     output = result_image()
     monkeypatch.setattr(output, "GRADIO_CACHE", str(tmp_path))
@@ -85,6 +92,66 @@ def test_handler_turns_core_errors_into_gradio_errors(tmp_path):
 def test_describe_kernel_fills_the_editor():
     text, editor = conv_lab.describe_kernel("laplacian")
     assert "Second derivative" in text and editor == "0 1 0\n1 -4 1\n0 1 0"
+
+
+def test_the_labs_settings_are_listed_once_and_every_endpoint_takes_them_in_that_order():
+    """HTTP callers pass the nine settings by position, so the endpoints' signatures are made from SETTINGS."""
+    assert list(conv_lab.SETTINGS.items()) == [(f.name, f.default) for f in dataclasses.fields(LabSettings)]
+    empty = inspect.Parameter.empty
+
+    def parameters(handler):
+        return [(p.name, p.default) for p in inspect.signature(handler).parameters.values()]
+
+    names = list(conv_lab.SETTINGS)
+    assert parameters(conv_lab.apply_kernel) == [("image", empty), *conv_lab.SETTINGS.items()]
+    assert parameters(conv_lab.apply_custom_kernel) == [(n, empty) for n in ["image", *names[1:]]]
+    assert parameters(conv_lab.explain_pixel) == [(n, empty) for n in ["image", *names, "x", "y"]]
+    assert set(names) <= {f.name for f in dataclasses.fields(conv_lab.LabLayout)}  # the wiring's input lists
+
+
+def test_lab_settings_fill_empty_choices_and_make_numbers_whole():
+    settings = conv_lab.lab_settings([None, None, "", 2.0, 1, 1, None, 3, 2])
+    assert settings == LabSettings(stride=2, padding=1, pool_size=3)
+    with pytest.raises(ValueError):
+        conv_lab.lab_settings(["laplacian"])  # all nine or none
+
+
+def test_a_click_is_explained_with_the_settings_that_made_the_picture():
+    photo = example_paths()[0]
+    applied, explanation = conv_lab.remember_settings("laplacian", "", "gray", 1, 1, 1, "none", 2, 2)
+    assert explanation == "" and conv_lab.explain_applied(photo, applied, 10, 20) == conv_lab.explain_pixel(
+        photo, *applied, 10, 20
+    )
+    assert conv_lab.apply_custom_kernel(photo, "1 -1", "gray", 1, 0, 1, "none", 2, 2)[-1] == "custom"
+
+
+@pytest.mark.parametrize(
+    "tab, endpoints",
+    [
+        (conv_lab, {"apply_kernel", "apply_custom_kernel", "describe_kernel", "explain_pixel", "preset_gallery"}),
+        (architecture_tab, {"architecture"}),
+        (filters_tab, {"filters", "filter_comparison"}),
+        (activations_tab, {"activations", "layers", "predict", "webcam_frame"}),
+        (
+            explain_tab,
+            {
+                "attribute",
+                "compare",
+                "explain_targets",
+                "gradcam_layers",
+                "occlude",
+                "occlusion_canvas",
+                "sanity_check",
+            },
+        ),
+    ],
+)
+def test_each_tab_lays_out_and_wires_its_endpoints_on_its_own(tab, endpoints):
+    """A tab's build_tab (its layout, then its wiring) needs nothing but the page and the model chooser."""
+    with gr.Blocks() as demo:
+        chooser = gr.Dropdown(["alexnet"], value="alexnet", label="Model")
+        tab.build_tab(demo) if tab is conv_lab else tab.build_tab(demo, chooser)
+    assert set(demo.get_api_info()["named_endpoints"]) == {f"/{name}" for name in endpoints}
 
 
 def _png_bytes(image: Image.Image) -> bytes:

@@ -160,7 +160,7 @@ def test_one_long_job_per_session_training_or_experimenting(app_url, client):
 
 
 def _photo_path():
-    from ui.common import example_paths
+    from ui.photos import example_paths
 
     return example_paths()[0]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from ui.common import example_paths
+from ui.photos import example_paths
 
 pytestmark = pytest.mark.http
 

@@ -71,7 +71,7 @@ def bystander(client):
     """Another visitor's top-5, which must keep answering within seconds."""
     from gradio_client import handle_file
 
-    from ui.common import example_paths
+    from ui.photos import example_paths
 
     def served(within: float = 10.0) -> bool:
         started = time.monotonic()

@@ -10,7 +10,7 @@ from PIL import Image
 
 from playground.models import build
 from playground.weights.checkpoints import save_checkpoint
-from ui.common import example_paths
+from ui.photos import example_paths
 
 pytestmark = pytest.mark.http
 

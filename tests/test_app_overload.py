@@ -11,7 +11,7 @@ import pytest
 
 from bench.load import App, call, upload
 from tests.conftest import start_app
-from ui.common import example_paths
+from ui.photos import example_paths
 
 pytestmark = pytest.mark.http
 

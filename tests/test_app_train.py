@@ -140,7 +140,7 @@ def test_choosing_a_confusion_cell_shows_those_mistakes(tmp_path):
     import pandas as pd
 
     from playground.data import datasets as data
-    from playground.serving.jobs import Run
+    from playground.serving.jobs import TrainingRun
     from playground.training.finetune import FinetuneConfig, FinetuneResult, finetune
     from ui import state
     from ui.tabs import train as train_tab
@@ -151,7 +151,7 @@ def test_choosing_a_confusion_cell_shows_those_mistakes(tmp_path):
     assert result.misclassified  # one epoch on random features: plenty of mistakes
     request = _Request("cell-session")
     thumbnails = {i: Image.new("RGB", (8, 8)) for i, *_ in result.misclassified}
-    state.JOBS.keep(request.session_hash, Run(result, thumbnails, str(tmp_path / "run")))
+    state.JOBS.keep(request.session_hash, TrainingRun(result, thumbnails, str(tmp_path / "run")))
     index, truth, guess, _ = result.misclassified[0]
     table = train_tab._confusion_table(result)
 
@@ -215,7 +215,7 @@ def test_many_long_jobs_cannot_capture_the_queue(app_url, client):
 
 
 def _photo_path():
-    from ui.common import example_paths
+    from ui.photos import example_paths
 
     return example_paths()[0]
 

@@ -14,7 +14,7 @@ from PIL import Image
 from playground.models import build
 from playground.weights.checkpoints import save_checkpoint
 from tests.conftest import SERVER
-from ui.common import EXAMPLE_PHOTOS, example_paths
+from ui.photos import EXAMPLE_PHOTOS, example_paths
 
 pytestmark = pytest.mark.http
 

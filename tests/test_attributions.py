@@ -12,6 +12,7 @@ from torch import nn
 from playground.explain import attributions as X
 from playground.explain.views import attribution_image
 from playground.hooks import model_lock
+from playground.layers import conv_layers
 from playground.models import MODELS, build
 
 
@@ -44,7 +45,7 @@ def test_gradcam_is_non_negative_and_upsampled(name, variants, small_input):
     result = X.attribute(variants[name], small_input, "gradcam", 3)
     assert result.values.min() >= 0 and result.values.shape == (3, 64, 64)
     assert result.facts["layer"] == X.last_conv_layer(variants[name])
-    second_conv = X.conv_layer_names(variants[name])[1]
+    second_conv = conv_layers(variants[name])[1]
     earlier = X.attribute(variants[name], small_input, "gradcam", 3, layer=second_conv)
     assert earlier.facts["layer"] == second_conv and earlier.values.min() >= 0
 

@@ -72,13 +72,13 @@ def test_the_servers_own_numbers_are_limits_too():
     """Concurrency per event, text and message lengths: each follows its environment variable."""
     code = (
         "import app\n"
-        "from ui import controls, common\n"
+        "from ui import controls, handlers\n"
         "demo = app.build_demo()\n"
         "by_name = {f.api_name: f.concurrency_limit for f in demo.fns.values()}\n"
         "print(*(by_name[n] for n in ('webcam_frame', 'attribute', 'compare', 'sanity_check')))\n"
         "box = controls.Textbox(label='Kernel')\n"
         "try:\n    box.preprocess('x' * 11)\nexcept Exception as e:\n    print(e)\n"
-        "print(len(common.bounded('y' * 1000)))\n"
+        "print(len(handlers.bounded('y' * 1000)))\n"
     )
     env = {
         "PATH": "/usr/bin:/bin",

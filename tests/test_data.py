@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from playground.data import datasets as data
+from playground.data.sources import DatasetSource
 
 
 def _idx(path, array: np.ndarray):
@@ -43,7 +44,7 @@ def test_unavailable_datasets_say_so_offline(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="CIFAR-10"):
         data.cifar10()
     with pytest.raises(ValueError, match="neither a dataset name"):
-        data.open_dataset("imagenet")
+        DatasetSource.parse("imagenet")
 
 
 def test_synthetic_set_is_balanced_and_reproducible():
@@ -69,5 +70,10 @@ def test_local_folders(tmp_path):
         (tmp_path / "set" / label).mkdir(parents=True)
         for i in range(3):
             Image.new("RGB", (20, 20), (i * 50, 0, 0)).save(tmp_path / "set" / label / f"{i}.png")
-    dataset = data.open_dataset(str(tmp_path / "set"))
-    assert dataset.classes == ("a", "b") and len(dataset) == 6
+    dataset = DatasetSource.parse(str(tmp_path / "set")).open()
+    assert dataset.classes == ("a", "b") and len(dataset) == 6 and dataset.name == "set"
+
+
+def test_every_built_in_dataset_has_its_size():
+    assert set(data.DATASET_IMAGES) == set(data.DATASETS)
+    assert len(data.synthetic()) == data.DATASET_IMAGES["synthetic"]

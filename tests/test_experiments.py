@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import socket
@@ -27,10 +28,11 @@ from playground.training.experiments import (
     Queued,
     RunDone,
     Step,
-    compose,
     plan,
     run_experiment,
+    vary,
 )
+from playground.training.finetune import FinetuneConfig
 from playground.training.report import ExperimentResult, Overlay, Target, verdict, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,12 +76,12 @@ def test_the_presets_are_the_issues_seven_each_with_their_number():
 
 
 def test_composed_runs_differ_in_one_setting():
-    runs = compose("activation", "relu, tanh , sigmoid")
+    runs = vary("activation", "relu, tanh , sigmoid")
     assert [r.label for r in runs] == ["activation=relu", "activation=tanh", "activation=sigmoid"]
     assert [r.settings for r in runs] == [{"activation": "relu"}, {"activation": "tanh"}, {"activation": "sigmoid"}]
-    assert [r.settings["drop_conv"] for r in compose("drop_conv", "none,2,4")] == [None, 2, 4]
-    assert [r.settings["pca_colour"] for r in compose("pca_colour", "on,off")] == [True, False]
-    assert [r.settings["lr"] for r in compose("lr", [0.1, 0.01])] == [0.1, 0.01]
+    assert [r.settings["drop_conv"] for r in vary("drop_conv", "none,2,4")] == [None, 2, 4]
+    assert [r.settings["pca_colour"] for r in vary("pca_colour", "on,off")] == [True, False]
+    assert [r.settings["lr"] for r in vary("lr", [0.1, 0.01])] == [0.1, 0.01]
     for setting, values, message in (
         ("colour", "a,b", "not a setting an experiment can vary"),
         ("activation", "relu", "two or more different values"),
@@ -88,7 +90,7 @@ def test_composed_runs_differ_in_one_setting():
         ("batch_norm", "yes,maybe", "'maybe' is not a value batch_norm can take"),
     ):
         with pytest.raises(ValueError, match=message):
-            compose(setting, values)
+            vary(setting, values)
 
 
 def test_the_plan_shares_one_split_and_the_seeds():
@@ -103,11 +105,11 @@ def test_the_plan_shares_one_split_and_the_seeds():
 
 def test_bad_combinations_get_a_sentence_naming_the_run():
     with pytest.raises(ValueError, match=r"Run 'drop_conv=3': Removing conv3 from a pretrained AlexNet"):
-        plan(ExperimentConfig(preset="ladder", runs=compose("drop_conv", "none, 3"), scale="cpu"))
+        plan(ExperimentConfig(preset="ladder", runs=vary("drop_conv", "none, 3"), scale="cpu"))
     with pytest.raises(ValueError, match="Run 'linear': The linear baseline has no convolutional layers"):
         plan(ExperimentConfig(preset="ladder", base={"lrn": True}, scale="cpu"))
     with pytest.raises(ValueError, match="Run 'activation=relu': .*unexpected keyword argument 'colour'"):
-        plan(ExperimentConfig(preset="lrn", runs=compose("activation", "relu,tanh"), base={"colour": 1}))
+        plan(ExperimentConfig(preset="lrn", runs=vary("activation", "relu,tanh"), base={"colour": 1}))
     with pytest.raises(ValueError, match="Seeds must be a whole number from 1 to 10"):
         plan(ExperimentConfig(seeds=0))
     with pytest.raises(ValueError, match="Unknown experiment 'vgg'"):
@@ -284,6 +286,46 @@ def test_the_command_line_under_torchrun(tmp_path):
     saved = json.loads((out / "results.json").read_text())
     assert [r["label"] for r in saved["runs"]] == ["dropout 0.5", "no dropout"]
     assert saved["summary"][1]["run"] == "no dropout"
+
+
+README_LINES = (  # the README's examples of python -m playground.training.experiments
+    "--preset relu-vs-tanh --data fashion-mnist --seeds 3 --out runs/relu",
+    "--preset ladder --data flowers/ --out runs/ladder",
+    "--preset lrn --data photos.zip --vary dropout --values 0.5,0.2,0 --out runs/mine",
+    "--preset dropout --data synthetic --device cpu --out runs/ddp",
+)
+
+
+def test_the_readme_command_lines_ask_for_their_experiments():
+    relu, ladder, mine, ddp = (
+        experiments.config_from_args(experiments.parse_args(line.split())) for line in README_LINES
+    )
+    assert (relu.preset, relu.seeds, relu.base, relu.runs) == ("relu-vs-tanh", 3, {}, ())
+    assert ladder.preset == "ladder" and ddp.device == "cpu" and ddp.base == {}
+    assert [arm.settings for arm in mine.runs] == [{"dropout": 0.5}, {"dropout": 0.2}, {"dropout": 0.0}]
+    line = "--data synthetic --out o --epochs 3 --image-size 96 --no-pretrained --no-augment --max-seconds 60"
+    overriding = experiments.config_from_args(experiments.parse_args(line.split()))
+    assert overriding.base == dict(epochs=3, image_size=96, pretrained=False, crop=False, flip=False)
+    assert overriding.max_seconds == 60  # the whole experiment's cap, not each run's
+
+
+@dataclasses.dataclass(frozen=True)
+class _Wider(FinetuneConfig):
+    warmup_epochs: int = 0  # a field added after the command lines were written
+    label_smoothing: bool = False
+
+
+def test_a_new_config_field_appears_on_both_command_lines():
+    from playground.training import train
+
+    args = train.training_parser(_Wider).parse_args(
+        ["--data", "d", "--out", "o", "--warmup-epochs", "3", "--label-smoothing"]
+    )
+    assert train.config_values(args, _Wider) == {**dataclasses.asdict(_Wider(warmup_epochs=3, label_smoothing=True))}
+    args = experiments.experiment_parser(_Wider).parse_args(["--data", "d", "--out", "o", "--warmup-epochs", "2"])
+    given = train.config_values(args, _Wider, leave_out=experiments.EXPERIMENT_SETS)
+    assert given["warmup_epochs"] == 2 and given["label_smoothing"] is None  # not given: the preset's
+    assert "seed" not in given and "device" not in given  # the experiment sets those itself
 
 
 def test_the_run_limit_is_a_limit(monkeypatch):

@@ -2,13 +2,13 @@ import numpy as np
 import pytest
 import torch
 
+from playground.layers import cut_at, frozen_copy
 from playground.models import MODELS, build
 from playground.units.featurevis import (
     FeatureVisSettings,
     FourierImage,
     grid_settings,
     random_warp,
-    truncated,
     visualise,
 )
 from playground.units.toppatches import TopPatches, top_patches
@@ -30,7 +30,7 @@ def planted():
 
 def test_the_picture_excites_the_unit_more_than_its_best_photo(planted):
     model, conv1 = planted
-    final = _final(truncated(model, "features.0"), [BLOB, EDGE])
+    final = _final(frozen_copy(cut_at(model, "features.0")), [BLOB, EDGE])
     assert final.final and final.channels == [BLOB, EDGE]
     for i, channel in enumerate((BLOB, EDGE)):
         assert final.max_activation[i] > float(conv1.values[channel, 0]), (
@@ -46,7 +46,7 @@ def test_the_picture_excites_the_unit_more_than_its_best_photo(planted):
 
 def test_the_negative_direction_lowers_the_activation(planted):
     model, _ = planted
-    trunk = truncated(model, "features.0")
+    trunk = frozen_copy(cut_at(model, "features.0"))
     up = _final(trunk, [BLOB])
     down = _final(trunk, [BLOB], FeatureVisSettings(steps=96, size=48, negative=True))
     assert down.mean_activation[0] < 0 < up.mean_activation[0]
@@ -54,7 +54,9 @@ def test_the_negative_direction_lowers_the_activation(planted):
 
 def test_previews_stream_and_closing_stops(planted):
     model, _ = planted
-    steps = visualise(truncated(model, "features.0"), [BLOB], FeatureVisSettings(steps=500, size=48, preview_seconds=0))
+    steps = visualise(
+        frozen_copy(cut_at(model, "features.0")), [BLOB], FeatureVisSettings(steps=500, size=48, preview_seconds=0)
+    )
     first = next(steps)
     assert first.step == 1 and first.steps == 500 and not first.final
     assert next(steps).step == 2  # one preview per step when asked for
@@ -66,7 +68,7 @@ def test_previews_stream_and_closing_stops(planted):
 def test_reproducible_from_its_seed_and_the_model_is_untouched():
     model = build("alexnet_compact", generator=torch.Generator().manual_seed(0))
     assert all(p.requires_grad for p in model.parameters())
-    trunk = truncated(model, "features.3")
+    trunk = frozen_copy(cut_at(model, "features.3"))
     a = _final(trunk, [7], FeatureVisSettings(steps=5, size=48)).images[0]
     b = _final(trunk, [7], FeatureVisSettings(steps=5, size=48)).images[0]
     assert a.tobytes() == b.tobytes()
@@ -80,16 +82,16 @@ def test_every_variant_first_and_last_conv(name):
         "features.0",
         [f"features.{i}" for i, m in enumerate(model.features) if isinstance(m, torch.nn.Conv2d)][-1],
     ):
-        final = _final(truncated(model, layer), [0, 1], FeatureVisSettings(steps=3, size=64))
+        final = _final(frozen_copy(cut_at(model, layer)), [0, 1], FeatureVisSettings(steps=3, size=64))
         assert [image.size for image in final.images] == [(64, 64), (64, 64)]
 
 
 def test_bad_requests_are_sentences():
     model = build("alexnet_compact")
     with pytest.raises(ValueError, match="channels 0 to 47; there is no channel 48"):
-        next(visualise(truncated(model, "features.0"), [48]))
-    with pytest.raises(ValueError, match="not one of this model's convolutional layers"):
-        truncated(model, "classifier.1")
+        next(visualise(frozen_copy(cut_at(model, "features.0")), [48]))
+    with pytest.raises(ValueError, match="'features.99' is not one of this model's layers"):
+        cut_at(model, "features.99")
     with pytest.raises(ValueError, match="Steps must be from 1 to 512"):
         FeatureVisSettings(steps=0).validate(512, 224)
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from playground import models
 from playground.data import datasets as data
 from playground.training import finetune as engine
-from playground.training.finetune import FinetuneConfig, FinetuneResult, Progress, finetune, plan_for, prepare_batch
+from playground.training.finetune import FinetuneConfig, FinetuneResult, Progress, device_plan, finetune, prepare_batch
 from playground.weights import checkpoints
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -175,16 +175,16 @@ def test_bad_configurations_are_refused(stripes):
 
 def test_the_fast_path_is_for_gpus_only(monkeypatch):
     config = FinetuneConfig()
-    cpu = plan_for(torch.device("cpu"), config, 10_000)
+    cpu = device_plan(torch.device("cpu"), config, 10_000)
     assert not (cpu.autocast or cpu.channels_last or cpu.compile)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))  # an H100
-    gpu = plan_for(torch.device("cuda"), config, 10_000)
+    gpu = device_plan(torch.device("cuda"), config, 10_000)
     assert gpu.autocast and gpu.channels_last and gpu.compile
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))  # a T4: no fast bf16
-    assert not plan_for(torch.device("cuda"), config, 10_000).autocast
-    assert not plan_for(torch.device("cuda"), config, 50).compile  # too short to repay compiling
-    assert not plan_for(torch.device("cuda"), FinetuneConfig(compile="no"), 10_000).compile
+    assert not device_plan(torch.device("cuda"), config, 10_000).autocast
+    assert not device_plan(torch.device("cuda"), config, 50).compile  # too short to repay compiling
+    assert not device_plan(torch.device("cuda"), FinetuneConfig(compile="no"), 10_000).compile
 
 
 def test_prepare_batch_augments_each_image_on_its_own():
@@ -254,6 +254,37 @@ def test_the_command_line_end_to_end(tmp_path):
         timeout=120,
     )
     assert bad.returncode == 2 and "error: " in bad.stderr and "neither a dataset name" in bad.stderr
+
+
+README_LINES = (  # the README's examples of python -m playground.training.train
+    "--data flowers.zip --model alexnet --epochs 10 --batch-size 16 --lr 1e-3 --out runs/flowers",
+    "--data synthetic --model alexnet_compact --mode full --image-size 64 --out runs/stripes",
+    "--data fashion-mnist --model alexnet_compact --mode full --out runs/fm",
+    "--data synthetic --model alexnet_compact --mode full --image-size 64 --no-pretrained --activation tanh "
+    "--drop-conv 3 --optimizer sgd --lr 0.01 --weight-decay 5e-4 --schedule plateau --pca-colour --out runs/paper",
+)
+
+
+def test_the_command_lines_flags_are_the_configs_fields():
+    from playground.training import train
+
+    flowers, stripes, _, paper = (
+        FinetuneConfig(**train.config_values(train.parse_args(line.split()))) for line in README_LINES
+    )
+    assert flowers == FinetuneConfig(epochs=10, batch_size=16, lr=1e-3)
+    assert stripes == FinetuneConfig(model="alexnet_compact", mode="full", image_size=64)
+    assert paper == FinetuneConfig(
+        model="alexnet_compact", mode="full", image_size=64, pretrained=False, activation="tanh", drop_conv=3,
+        optimizer="sgd", lr=0.01, weight_decay=5e-4, schedule="plateau", pca_colour=True,
+    )  # fmt: skip
+    given = train.config_values(
+        train.parse_args(["--data", "d", "--out", "o", "--no-augment", "--lrn", "off", "--compile", "no"])
+    )
+    assert (given["crop"], given["flip"], given["lrn"], given["compile"]) == (False, False, False, "no")
+    assert train.config_values(train.parse_args(["--data", "d", "--out", "o"]))["lrn"] is None  # the model's choice
+    for bad in ("--lrn maybe", "--drop-conv 5", "--mode half"):
+        with pytest.raises(SystemExit):
+            train.parse_args(["--data", "d", "--out", "o", *bad.split()])
 
 
 @pytest.mark.parametrize("source", ["synthetic", "nine training images"])
@@ -374,7 +405,7 @@ def test_the_compiled_fast_path_runs_on_a_cpu(stripes):
     config = FinetuneConfig(
         model="alexnet_compact", mode="full", pretrained=False, image_size=64, epochs=1, batch_size=8, compile="yes"
     )
-    assert plan_for(torch.device("cpu"), config, 2).compile
+    assert device_plan(torch.device("cpu"), config, 2).compile
     progress, result = _run(config, few)
     assert progress[-1].step == 2 and np.isfinite(result.history[0]["loss"]) and result.confusion.sum() == 5
 

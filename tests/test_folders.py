@@ -49,3 +49,19 @@ def test_a_folder_too_large_is_refused_before_any_file_is_looked_at(monkeypatch)
     monkeypatch.setattr(folders, "uploaded_path", lambda path: pytest.fail("looked at a file"))
     with pytest.raises(ValueError, match="The folder has 4 files; the limit is 3"):
         folders.pair(["/u/1.jpg"], json.dumps([f"c/{i}.jpg" for i in range(4)]))
+
+
+def test_the_tabs_choice_becomes_one_dataset_source():
+    from playground.data.sources import DatasetSource
+
+    files = folders.source(folders.FOLDER, None, ["/up/1.jpg"], json.dumps(["pets/cat/1.jpg"]), 100)
+    assert files == DatasetSource.folder((("pets/cat/1.jpg", "/up/1.jpg"),), name="pets")  # a folder is read whole
+    assert folders.source(folders.ZIP, "/up/x/flowers.zip", None, None, 100) == DatasetSource.zip(
+        "/up/x/flowers.zip", name="flowers"
+    )
+    assert folders.source("synthetic", None, None, None, 40) == DatasetSource.built_in("synthetic", limit=40)
+    assert folders.source("synthetic", None, None, None, 0).limit is None
+    with pytest.raises(ValueError, match="Upload a zip of class folders, choose a folder"):
+        folders.source(folders.ZIP, None, None, None, 0)
+    with pytest.raises(ValueError, match="Unknown dataset 'imagenet'"):
+        folders.source("imagenet", None, None, None, 0)

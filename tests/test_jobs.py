@@ -7,8 +7,9 @@ import os
 import pytest
 import torch
 
+from playground.data.sources import DatasetSource
 from playground.serving import jobs
-from playground.serving.jobs import DatasetReady, Jobs, TrainingOutcome, TrainingRequest, planned_images, training_job
+from playground.serving.jobs import DatasetReady, Jobs, TrainingOutcome, TrainingRequest, training_job
 from playground.training.finetune import FinetuneConfig, Progress
 from tests.test_app_train import make_zip
 
@@ -22,7 +23,7 @@ def offline(monkeypatch, tmp_path):
 def test_a_job_reads_trains_and_writes_its_downloads(tmp_path):
     config = FinetuneConfig(model="alexnet_compact", mode="head", pretrained=False, image_size=64, epochs=2)
     request = TrainingRequest(
-        config, "zip", str(tmp_path / "run"), zip_path=str(make_zip(tmp_path / "c.zip")), zip_name="c"
+        config, DatasetSource.zip(str(make_zip(tmp_path / "c.zip")), name="c"), str(tmp_path / "run")
     )
     records = list(training_job(request))
     assert isinstance(records[0], DatasetReady) and records[0].report.startswith("3 classes, 18 images")
@@ -40,16 +41,28 @@ def test_the_cap_covers_reading_the_data(tmp_path, monkeypatch):
     config = FinetuneConfig(
         model="alexnet_compact", mode="full", pretrained=False, image_size=64, epochs=1, max_seconds=150
     )
-    outcome = list(training_job(TrainingRequest(config, "synthetic", str(tmp_path), limit=50)))[-1]
+    outcome = list(training_job(TrainingRequest(config, DatasetSource.built_in("synthetic", limit=50), str(tmp_path))))[
+        -1
+    ]
     assert outcome.result.config.max_seconds == 50  # 150 s minus the 100 s the data took (the engine stops there)
 
 
-def test_planned_images_come_from_the_zip_directory_or_the_catalogue(tmp_path):
+def test_planned_gpu_time_comes_from_the_zip_directory_or_the_catalogue(tmp_path):
+    from playground.serving.jobs import ExperimentRequest, planned_experiment_gpu_seconds, planned_gpu_seconds
+    from playground.training.experiments import ExperimentConfig, plan
+    from playground.training.finetune import gpu_seconds
+
     config = FinetuneConfig()
-    zipped = TrainingRequest(config, "zip", str(tmp_path), zip_path=str(make_zip(tmp_path / "c.zip", per_class=4)))
-    assert planned_images(zipped) == 12
-    assert planned_images(TrainingRequest(config, "fashion-mnist", str(tmp_path), limit=2000)) == 2000
-    assert planned_images(TrainingRequest(config, "synthetic", str(tmp_path))) == 300
+    zipped = TrainingRequest(config, DatasetSource.zip(str(make_zip(tmp_path / "c.zip", per_class=4))), str(tmp_path))
+    assert planned_gpu_seconds(zipped) == gpu_seconds(config, 12)
+    assert planned_gpu_seconds(TrainingRequest(config, DatasetSource.built_in("synthetic"), "")) == gpu_seconds(
+        config, 300
+    )
+    experiment = ExperimentConfig(preset="relu-vs-tanh", scale="cpu")  # a built-in set at the preset's 2,000 images
+    request = ExperimentRequest(experiment, DatasetSource.built_in("fashion-mnist"), str(tmp_path))
+    assert request.sized_source().limit == 2000 and request.sized_source().planned_images() == 2000
+    assert planned_experiment_gpu_seconds(request) == sum(gpu_seconds(p.config, 2000) for p in plan(experiment))
+    assert ExperimentRequest(experiment, zipped.source, "").sized_source() == zipped.source  # a zip is read whole
 
 
 class _DeadWorker:
@@ -74,7 +87,7 @@ def test_an_experiment_job_reads_runs_keeps_each_runs_weights_and_writes_the_res
 
     config = ExperimentConfig(preset="relu-vs-tanh", base=dict(epochs=1, image_size=64), seeds=1)
     request = ExperimentRequest(
-        config, "zip", str(tmp_path / "run"), zip_path=str(make_zip(tmp_path / "c.zip")), zip_name="c"
+        config, DatasetSource.zip(str(make_zip(tmp_path / "c.zip")), name="c"), str(tmp_path / "run")
     )
     records = list(experiment_job(request))
     assert isinstance(records[0], DatasetReady) and isinstance(records[1], Queued)
@@ -99,17 +112,19 @@ def test_an_experiment_job_reads_runs_keeps_each_runs_weights_and_writes_the_res
 def test_an_experiment_keeps_weights_within_its_disk_budget_and_never_a_baselines(tmp_path, monkeypatch):
     from playground.config import Limits
     from playground.serving.jobs import ExperimentRequest, RunFinished, experiment_job
-    from playground.training.experiments import ExperimentConfig, compose
+    from playground.training.experiments import ExperimentConfig, vary
 
     monkeypatch.setattr(jobs, "get_limits", lambda: Limits(experiment_weights_bytes=80_000_000))  # one compact net
     config = ExperimentConfig(preset="lrn", base=dict(epochs=1), seeds=2)  # four compact nets of ~59 MB
-    request = ExperimentRequest(config, "synthetic", str(tmp_path / "run"), limit=50)
+    request = ExperimentRequest(config, DatasetSource.built_in("synthetic", limit=50), str(tmp_path / "run"))
     finished = [r for r in experiment_job(request) if isinstance(r, RunFinished)]
     assert [r.checkpoint is not None for r in finished] == [True, False, False, False]
-    baselines = ExperimentConfig(preset="ladder", runs=compose("model", "linear, mlp"), base=dict(epochs=1))
+    baselines = ExperimentConfig(preset="ladder", runs=vary("model", "linear, mlp"), base=dict(epochs=1))
     finished = [
         r
-        for r in experiment_job(ExperimentRequest(baselines, "synthetic", str(tmp_path / "b"), limit=50))
+        for r in experiment_job(
+            ExperimentRequest(baselines, DatasetSource.built_in("synthetic", limit=50), str(tmp_path / "b"))
+        )
         if isinstance(r, RunFinished)
     ]
     assert [r.checkpoint for r in finished] == [None, None]  # no convolutions: nothing the other tabs could show
@@ -122,7 +137,7 @@ def test_both_kinds_of_run_are_kept_per_session_and_forgotten_together(tmp_path)
     trained, experimented = tmp_path / "t", tmp_path / "e"
     trained.mkdir()
     experimented.mkdir()
-    book.keep("s", jobs.Run(None, {}, str(trained)))
+    book.keep("s", jobs.TrainingRun(None, {}, str(trained)))
     book.keep("s", ExperimentRun(None, {}, {}, str(experimented)), "experiment")
     assert book.last_run("s").folder == str(trained) and book.last_run("s", "experiment").folder == str(experimented)
     with pytest.raises(ValueError, match="training job or an experiment"):

@@ -11,7 +11,7 @@ def test_signed_gray_goes_on_a_symmetric_diverging_map():
     assert (scale.min_value, scale.max_value) == (-50.0, 100.0)
     assert image.mode == "P"  # a palette of the map's colours: exact, and quick to encode
     pixels = np.asarray(image.convert("RGB"))  # what the browser shows
-    lut = render._lut(render.DIVERGING)
+    lut = render.colour_table(render.DIVERGING)
     np.testing.assert_array_equal(pixels[0, 1], lut[128])  # zero: the middle of the map
     np.testing.assert_array_equal(pixels[0, 2], lut[255])  # the largest magnitude: the red end
     np.testing.assert_array_equal(pixels[0, 0], lut[64])  # -50 of ±100: a quarter of the way up
@@ -49,7 +49,7 @@ def test_colorbar_and_kernel_heatmap_sizes():
     row = render.kernel_heatmap(np.array([[-2.0, 0.0, 2.0]]), cell=40)
     assert row.size == (121, 41)  # one cell per weight, drawn as a row
     corner = [row.getpixel((40 * j + 4, 4)) for j in range(3)]  # away from the printed number
-    lut = render._lut(render.DIVERGING)
+    lut = render.colour_table(render.DIVERGING)
     assert corner == [tuple(lut[0]), tuple(lut[128]), tuple(lut[255])]  # blue, white, red: the lab's scale
 
 

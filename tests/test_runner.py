@@ -8,6 +8,7 @@ import types
 
 import pytest
 
+from playground.data.sources import DatasetSource
 from playground.serving.jobs import TrainingRequest, planned_gpu_seconds
 from playground.serving.workers import Worker
 from playground.training.finetune import FinetuneConfig, gpu_seconds
@@ -42,13 +43,15 @@ def fake_spaces(monkeypatch):
 def test_without_spaces_installed_jobs_run_in_a_worker(monkeypatch):
     monkeypatch.setitem(sys.modules, "spaces", None)  # as if the package were not installed
     monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
-    job = runner.start(counting, TrainingRequest(FinetuneConfig(), "synthetic", "/tmp"))
+    job = runner.start(counting, TrainingRequest(FinetuneConfig(), DatasetSource.built_in("synthetic"), "/tmp"))
     assert isinstance(job, Worker)
     assert [r for r in job.records(poll=0.1) if r is not None] == [0, 1, 2]
 
 
 def test_on_zero_gpu_the_job_books_its_planned_time(fake_spaces):
-    request = TrainingRequest(FinetuneConfig(model="alexnet_compact", epochs=3), "synthetic", "/tmp")
+    request = TrainingRequest(
+        FinetuneConfig(model="alexnet_compact", epochs=3), DatasetSource.built_in("synthetic"), "/tmp"
+    )
     request = TrainingRequest(**{**request.__dict__, "gpu_seconds": planned_gpu_seconds(request)})
     job = runner.start(counting, request)
     assert isinstance(job, runner.GpuSlotJob)
@@ -59,7 +62,7 @@ def test_on_zero_gpu_the_job_books_its_planned_time(fake_spaces):
 
 def test_a_run_longer_than_a_gpu_slot_is_refused_with_a_sentence(fake_spaces):
     huge = FinetuneConfig(model="alexnet", mode="full", epochs=500)
-    request = TrainingRequest(huge, "fashion-mnist", "/tmp")
+    request = TrainingRequest(huge, DatasetSource.built_in("fashion-mnist"), "/tmp")
     request = TrainingRequest(**{**request.__dict__, "gpu_seconds": planned_gpu_seconds(request)})
     with pytest.raises(ValueError, match=r"would need about [\d,]+ s of GPU time.*fewer epochs"):
         runner.start(counting, request)

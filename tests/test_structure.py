@@ -49,7 +49,7 @@ def test_space_front_matter():
 
 
 def test_every_event_handler_takes_the_one_error_path():
-    """Each callback of ours goes through ``ui.common.user_errors``, so a core ValueError always reaches the
+    """Each callback of ours goes through ``ui.handlers.user_errors``, so a core ValueError always reaches the
     user as a sentence (not a blank "Error"), however the handler was wired."""
     code = (
         "import app\n"

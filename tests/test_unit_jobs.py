@@ -5,6 +5,9 @@ import zipfile
 import pytest
 from PIL import Image
 
+from playground.config import get_limits
+from playground.data.sources import DatasetSource
+from playground.layers import Trunk
 from playground.models import build
 from playground.serving.workers import Worker, WorkerSettings
 from playground.units import jobs as J
@@ -29,17 +32,21 @@ def test_dataset_choices_and_their_sentences(tmp_path):
         J.choose_dataset("imagenet", zip_path=None, example_names=())
     with pytest.raises(ValueError, match="This session has no zip yet"):
         J.choose_dataset("my zip", zip_path=None, example_names=())
-    examples = J.open_dataset(J.choose_dataset("examples", zip_path=None, example_names=("coffee", "camera")))
+    examples = J.choose_dataset("examples", zip_path=None, example_names=("coffee", "camera")).open()
     assert examples.images.shape == (2, 3, 224, 224) and examples.classes == ("coffee", "camera")
-    mine = J.open_dataset(J.choose_dataset("my zip", zip_path=_zip(tmp_path / "pets.zip"), example_names=()))
-    assert len(mine) == 6 and mine.classes == ("cats", "dogs")
-    gone = J.DatasetChoice("my zip", zip_path=str(tmp_path / "swept.zip"))
+    mine = J.choose_dataset("my zip", zip_path=_zip(tmp_path / "pets.zip"), example_names=())
+    assert mine.name == "your zip" and mine.limit == get_limits().units_dataset_images
+    assert len(mine.open()) == 6 and mine.open().classes == ("cats", "dogs")
+    gone = J.choose_dataset("my zip", zip_path=str(tmp_path / "swept.zip"), example_names=())
     with pytest.raises(ValueError, match="no longer on the server"):
-        J.open_dataset(gone)
+        gone.open()
     with pytest.raises(ValueError, match="no example photos"):
-        J.open_dataset(J.DatasetChoice("examples"))
-    limited = J.open_dataset(J.DatasetChoice("synthetic", limit=12))
-    assert len(limited) <= 12
+        DatasetSource.examples(()).open()
+    limited = J.choose_dataset("synthetic", zip_path=None, example_names=())
+    assert limited.limit == get_limits().units_dataset_images
+    assert len(DatasetSource.built_in("synthetic", limit=12).open()) <= 12
+    few = DatasetSource.zip(_zip(tmp_path / "many.zip", per_class=10), limit=5).open()  # spread over the classes
+    assert len(few) == 5 and set(few.labels.tolist()) == {0, 1}
 
 
 def test_a_sessions_zip_is_its_own(tmp_path):
@@ -52,7 +59,7 @@ def test_a_sessions_zip_is_its_own(tmp_path):
     zips.forget("c")
     assert zips.last("c") is None
     path = _zip(tmp_path / "x.zip")
-    a, b = (J.DatasetChoice("my zip", zip_path=path).identity(s) for s in ("a", "b"))
+    a, b = (J.choose_dataset("my zip", zip_path=path, example_names=()).identity(s) for s in ("a", "b"))
     assert a != b  # the same file, asked for by two sessions, is cached apart
 
 
@@ -64,9 +71,9 @@ def test_each_kind_of_job_runs_in_process():
     assert all(isinstance(r, Preview) for r in records) and records[-1].final
     grid = list(J.run_job(J.UnitJob("grid", trunk, "features.0", tuple(range(48)), settings)))
     assert grid[-1].final and grid[-1].done == 48 and grid[-1].picture.width == 7 * 50 + 2
-    tops = list(J.run_job(J.UnitJob("top_patches", trunk, dataset=J.DatasetChoice("synthetic", limit=10))))
+    tops = list(J.run_job(J.UnitJob("top_patches", trunk, dataset=DatasetSource.built_in("synthetic", limit=10))))
     assert isinstance(tops[-1], TopPatches) and tops[-1].images == 10
-    fc7 = list(J.run_job(J.UnitJob("fc7", J.pack(model), dataset=J.DatasetChoice("synthetic", limit=10))))
+    fc7 = list(J.run_job(J.UnitJob("fc7", J.pack(model), dataset=DatasetSource.built_in("synthetic", limit=10))))
     assert isinstance(fc7[0], Fc7Progress) and fc7[-1].features.features.shape == (10, 2048)
     assert fc7[-1].picture is not None
     with pytest.raises(ValueError, match="Unknown kind"):
@@ -114,5 +121,5 @@ def test_packing_a_shared_model_waits_for_anothers_capture_and_carries_no_hooks(
     packer.join(10)
     other.join(10)
     trunk = pickle.loads(packed[0])
-    assert isinstance(trunk, J.Trunk) and not any(m._forward_hooks for m in trunk.modules())
+    assert isinstance(trunk, Trunk) and not any(m._forward_hooks for m in trunk.modules())
     assert isinstance(pickle.loads(J.pack(model)), type(model))

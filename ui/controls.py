@@ -22,8 +22,9 @@ def short(value, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _checked(component, payload, accepted: bool, expected: str, preprocess):
-    """Check a payload's type before Gradio preprocesses it; any failure becomes a sentence naming the input."""
+def preprocess_checked(component, payload, accepted: bool, expected: str, preprocess):
+    """``preprocess(payload)`` once the payload's type check (``accepted``) has passed; any failure becomes a
+    sentence naming the input. Every hardened input (these, and :class:`ui.folders.Paths`) goes through it."""
     name = component.label or component.elem_id or type(component).__name__.lower()
     if not accepted:
         raise gr.Error(f"{name}: expected {expected}, got {short(payload)}.")
@@ -48,7 +49,7 @@ class Slider(gr.Slider):
     is_template = True
 
     def preprocess(self, payload):
-        return _checked(self, payload, _number(payload), "a number", super().preprocess)
+        return preprocess_checked(self, payload, _number(payload), "a number", super().preprocess)
 
 
 class Number(gr.Number):
@@ -56,14 +57,14 @@ class Number(gr.Number):
 
     def preprocess(self, payload):
         empty_allowed = payload is None and self.value is None  # empty only where it starts empty
-        return _checked(self, payload, _number(payload) or empty_allowed, "a number", super().preprocess)
+        return preprocess_checked(self, payload, _number(payload) or empty_allowed, "a number", super().preprocess)
 
 
 class Checkbox(gr.Checkbox):
     is_template = True
 
     def preprocess(self, payload):
-        return _checked(self, payload, isinstance(payload, bool), "true or false", super().preprocess)
+        return preprocess_checked(self, payload, isinstance(payload, bool), "true or false", super().preprocess)
 
 
 class Textbox(gr.Textbox):
@@ -72,14 +73,16 @@ class Textbox(gr.Textbox):
     def preprocess(self, payload):
         most = get_limits().max_text_chars
         accepted = payload is None or (isinstance(payload, str) and len(payload) <= most)
-        return _checked(self, payload, accepted, f"text of at most {most:,} characters", super().preprocess)
+        return preprocess_checked(self, payload, accepted, f"text of at most {most:,} characters", super().preprocess)
 
 
 class Radio(gr.Radio):
     is_template = True
 
     def preprocess(self, payload):
-        return _checked(self, payload, payload is None or _choice(payload), "one of its choices", super().preprocess)
+        return preprocess_checked(
+            self, payload, payload is None or _choice(payload), "one of its choices", super().preprocess
+        )
 
 
 class Dropdown(gr.Dropdown):
@@ -90,7 +93,7 @@ class Dropdown(gr.Dropdown):
             accepted = bool(self.multiselect) and all(_choice(item) for item in payload)
         else:
             accepted = payload is None or _choice(payload)
-        return _checked(self, payload, accepted, "one of its choices", super().preprocess)
+        return preprocess_checked(self, payload, accepted, "one of its choices", super().preprocess)
 
 
 class File(gr.File):
@@ -98,4 +101,4 @@ class File(gr.File):
 
     def preprocess(self, payload):
         accepted = payload is None or hasattr(payload, "path") or isinstance(payload, (list, ListFiles))
-        return _checked(self, payload, accepted, "an uploaded file", super().preprocess)
+        return preprocess_checked(self, payload, accepted, "an uploaded file", super().preprocess)

@@ -10,7 +10,7 @@ from playground.config import get_limits
 from playground.images import check_header
 from ui import state
 from ui.canvas_blobs import refused
-from ui.common import uploaded_path
+from ui.photos import uploaded_path
 
 
 class SafeImageEditor(gr.ImageEditor):

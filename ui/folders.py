@@ -19,10 +19,10 @@ import gradio as gr
 from gradio_client.utils import strip_invalid_filename_characters
 
 from playground.config import get_limits
-from playground.data import datasets as data
+from playground.data.sources import DatasetSource
 from playground.images import IMAGE_EXTENSIONS
 from ui import controls
-from ui.common import uploaded_path
+from ui.photos import uploaded_path
 
 FOLDER_JS = r"""
 () => {
@@ -87,7 +87,7 @@ class Paths(gr.Textbox):
         limits = get_limits()
         bound = limits.max_zip_members * 1030 + 2
         accepted = payload is None or (isinstance(payload, str) and len(payload) <= bound)
-        return controls._checked(self, payload, accepted, "the folder's file paths", super().preprocess)
+        return controls.preprocess_checked(self, payload, accepted, "the folder's file paths", super().preprocess)
 
 
 def folder_input(prefix: str) -> tuple[gr.File, Paths]:
@@ -112,24 +112,22 @@ def install(demo: gr.Blocks) -> None:
 ZIP, FOLDER = "your zip", "your folder"  # the dataset choices for the learner's own data, in both tabs
 
 
-def source(dataset, zip_file, folder, folder_paths, limit) -> dict:
-    """The fields a training or experiment request needs for its data: a zip's checked server path and
-    name, a folder's files paired with their paths, or a built-in dataset's name.
+def source(dataset, zip_file, folder, folder_paths, limit) -> DatasetSource:
+    """The data a training or an experiment reads: a zip at its checked server path, a folder's files paired
+    with their paths, or a built-in dataset (at most ``limit`` images of it, when given).
 
     Raises:
         ValueError: no upload for the choice, a folder that does not pair, or an unknown dataset.
     """
     if dataset == FOLDER:
         files = pair(folder, folder_paths)
-        return {"dataset": "folder", "zip_name": files[0][0].split("/")[0], "files": files}
+        return DatasetSource.folder(files, name=files[0][0].split("/")[0])
     if dataset in (None, "", ZIP):
         if zip_file is None:
             raise ValueError("Upload a zip of class folders, choose a folder, or pick one of the built-in datasets.")
         name = os.path.splitext(os.path.basename(str(zip_file)))[0]
-        return {"dataset": "zip", "zip_path": uploaded_path(zip_file), "zip_name": name}
-    if dataset not in data.DATASETS:
-        raise ValueError(f"Unknown dataset {dataset!r}.")
-    return {"dataset": dataset, "limit": int(limit) if limit else None}
+        return DatasetSource.zip(uploaded_path(zip_file), name=name)
+    return DatasetSource.built_in(dataset, limit=int(limit) if limit else None)
 
 
 def pair(uploaded, paths_json) -> tuple[tuple[str, str | None], ...]:

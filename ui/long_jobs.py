@@ -63,7 +63,7 @@ class LongJob:
         self.kind, self.session = kind, session_of(request)
         one = JOB_NAMES.get(kind.group, JOB_NAMES[LONG])[0]
         self.stop = JOBS.claim(self.session, kind.group, what=_what(kind.group, one))
-        self.gone = listener_check(request)
+        self.gone = listener_check(request, kind.group)
         self.worker = None
 
     def __enter__(self) -> LongJob:

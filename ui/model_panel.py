@@ -7,7 +7,8 @@ import gradio as gr
 from playground import models
 from playground.weights import checkpoints
 from ui import controls
-from ui.common import uploaded_path, user_errors
+from ui.handlers import user_errors
+from ui.photos import uploaded_path
 from ui.queueing import address
 from ui.state import STORE, session_of
 

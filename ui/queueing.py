@@ -70,12 +70,13 @@ def listener_gone(request: gr.Request | None) -> bool:
     return listener_check(request)()
 
 
-def listener_check(request: gr.Request | None) -> Callable[[], bool]:
-    """A check, callable from any thread (a worker's watchdog), of whether this session's listener has gone.
+def listener_check(request: gr.Request | None, group: str | None = None) -> Callable[[], bool]:
+    """A check, callable from any thread (a worker's watchdog), of whether this request's listener has gone.
 
     Gone: the client closed its event stream (Gradio then marks the session's events as no longer alive and
-    drops their messages, so nothing piles up), or its unread messages pile up (a client that joined the queue
-    and never opened the stream).
+    drops their messages, so nothing piles up); the event of ``group`` that was running when the check was made
+    was cancelled (it left the running events while its handler's thread, which Gradio cannot interrupt, went
+    on); or its unread messages pile up (a client that joined the queue and never opened the stream).
     """
     queue = _queue()  # read here: the context that names the app is this thread's alone
     session = getattr(request, "session_hash", None)
@@ -83,10 +84,17 @@ def listener_check(request: gr.Request | None) -> Callable[[], bool]:
         return lambda: False
     threshold = get_limits().unread_messages_when_gone
 
+    def running() -> list:
+        return [event for job in list(queue.active_jobs) if job for event in job if event.session_hash == session]
+
+    ours = [event for event in running() if group is None or event.concurrency_id == group]  # held, not copied
+
     def gone() -> bool:
-        mine = [event for job in list(queue.active_jobs) if job for event in job if event.session_hash == session]
+        mine = running()
         if any(not event.alive for event in mine):
             return True
+        if group is not None and not any(event is other for event in ours for other in mine):
+            return True  # cancelled (perhaps before this check was made: then none was found at all)
         pending = queue.pending_messages_per_session.get(session)
         return pending is not None and pending.qsize() >= threshold
 

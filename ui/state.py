@@ -14,7 +14,7 @@ from playground.serving.store import ModelStore
 from playground.units.jobs import SessionZips
 from playground.units.probes import UnitResults
 from ui.canvas_blobs import CanvasBlobs
-from ui.common import user_errors
+from ui.handlers import user_errors
 
 STORE = ModelStore()  # the shared variants (read-only) and each session's own models
 JOBS = Jobs()  # per session one training or experiment, one Units pass; the last finished runs

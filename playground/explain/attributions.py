@@ -44,6 +44,9 @@ from torch import nn
 
 from playground.config import get_limits
 from playground.hooks import model_lock, weights_token
+from playground.layers import conv_layers, frozen_copy, without_inplace
+
+conv_layer_names = conv_layers  # the name ui/tabs/explain.py imports; it can import playground.layers instead
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,12 +87,7 @@ def explainable_copy(model: nn.Module) -> nn.Module:
         if cached is not None and cached[0] == fingerprint:
             return cached[1]
         with model_lock(model).exclusive():  # nobody's hooks are on the model while it is copied
-            twin = copy.deepcopy(model).eval()
-        for module in twin.modules():
-            if getattr(module, "inplace", False):
-                module.inplace = False
-        for parameter in twin.parameters():
-            parameter.requires_grad_(False)  # gradients flow to the input only
+            twin = without_inplace(frozen_copy(model))  # gradients flow to the input only
         _copies[model] = (fingerprint, twin)
         return twin
 
@@ -110,14 +108,15 @@ def _locked_copy(model: nn.Module, *, exclusive: bool = False) -> Iterator[nn.Mo
 
 
 def last_conv_layer(model: nn.Module) -> str:
-    names = conv_layer_names(model)
+    """The name of the model's last convolution, Grad-CAM's default layer.
+
+    Raises:
+        ValueError: a model without one.
+    """
+    names = conv_layers(model)
     if not names:
         raise ValueError("Grad-CAM needs a convolutional layer, and this model has none.")
     return names[-1]
-
-
-def conv_layer_names(model: nn.Module) -> list[str]:
-    return [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
 
 
 def _layer(model: nn.Module, name: str | None) -> nn.Module:
@@ -125,7 +124,7 @@ def _layer(model: nn.Module, name: str | None) -> nn.Module:
     modules = dict(model.named_modules())
     if name not in modules or not isinstance(modules[name], nn.Conv2d):
         raise ValueError(
-            f"{name!r} is not a convolutional layer of this model; choose one of {', '.join(conv_layer_names(model))}."
+            f"{name!r} is not a convolutional layer of this model; choose one of {', '.join(conv_layers(model))}."
         )
     return modules[name]
 

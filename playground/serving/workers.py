@@ -19,9 +19,11 @@ import dataclasses
 import multiprocessing
 import os
 import pickle
+import sys
 import threading
 import time
 import traceback
+import types
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -77,6 +79,30 @@ def idle_priority(thread_or_process: int) -> None:
         os.sched_setscheduler(thread_or_process, os.SCHED_IDLE, os.sched_param(0))
 
 
+_LAUNCH_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _main_not_reimported():
+    """Start a child without re-running the server's main script in it.
+
+    multiprocessing tells every child of a fork server to import the parent's ``__main__`` from its path (the
+    app's ``app.py``, and Gradio with it: seconds before the job runs, and memory it never needs). A job's
+    target is importable by name, so the child needs none of it; a main module whose spec is named
+    ``__main__`` is one multiprocessing leaves alone.
+    """
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    with _LAUNCH_LOCK:
+        main.__spec__ = types.SimpleNamespace(name="__main__")
+        try:
+            yield
+        finally:
+            main.__spec__ = None
+
+
 def warm_up() -> None:
     """Start the fork server now (it takes seconds to import torch), so the first job starts at once."""
     context = _context()
@@ -109,11 +135,17 @@ class Worker:
         context = _context()
         self._receiver, sender = context.Pipe(duplex=False)
         self._process = context.Process(target=_child, args=(sender, target, args, self.settings), daemon=True)
-        self._process.start()
-        sender.close()  # the child holds the only writing end: its death closes the pipe
         self.last_pull = time.monotonic()
         self.stopped_because = ""
+        self.starting = True  # counted by live_workers while the job's data is handed over (seconds for a model)
         _LIVE.add(self)
+        try:
+            with _main_not_reimported():
+                self._process.start()
+        finally:
+            self.starting = False
+        sender.close()  # the child holds the only writing end: its death closes the pipe
+        self.last_pull = time.monotonic()
         _start_reaper()
 
     @property
@@ -233,6 +265,8 @@ def _reap() -> None:
         time.sleep(1.0)
         now = time.monotonic()
         for worker in list(_LIVE):
+            if worker.starting:
+                continue
             if now - worker.last_pull > worker.settings.stale_seconds:
                 worker.stop("Stopped: nobody was listening to this job any more.")
             elif worker.cancelled is not None and _asks_to_stop(worker.cancelled):
@@ -249,4 +283,5 @@ def _asks_to_stop(cancelled: Callable[[], bool]) -> bool:
 
 def live_workers(kind: str | None = None) -> int:
     """How many jobs (of ``kind``, e.g. "Units"; None: of any kind) are running in worker processes now."""
-    return sum(1 for worker in list(_LIVE) if worker.alive() and kind in (None, worker.settings.kind))
+    live = [worker for worker in list(_LIVE) if worker.starting or worker.alive()]
+    return sum(1 for worker in live if kind in (None, worker.settings.kind))

@@ -1,8 +1,8 @@
 """Experiments: the lecture's ladder and the paper's ablations, run side by side on your data.
 
-An experiment is a few runs that differ in one setting (:class:`Run`), trained one after another on one
+An experiment is a few runs that differ in one setting (:class:`Arm`), trained one after another on one
 train/validation split with the same seeds, each repeated over several seeds when asked. The presets
-(:data:`PRESETS`) carry the paper's or the lecture's number beside them, labelled as theirs; :func:`compose`
+(:data:`PRESETS`) carry the paper's or the lecture's number beside them, labelled as theirs; :func:`vary`
 makes runs of your own. :func:`run_experiment` is a generator of progress records over the whole experiment
 (closing it stops the run in progress), ending with an :class:`~playground.training.report.ExperimentResult`:
 the table, the notes (noise, targets, time cap) and every run's history.
@@ -27,13 +27,16 @@ import torch
 from playground.config import get_limits
 from playground.data import datasets as data
 from playground.data.datasets import ImageDataset
+from playground.data.sources import DatasetSource
 from playground.training.finetune import FinetuneConfig, FinetuneResult, Progress, finetune
 from playground.training.report import ExperimentResult, RunOutcome, Target, outcome, summarise, write_results
+from playground.training.train import add_config_options, config_values, distributed
 
 
 @dataclasses.dataclass(frozen=True)
-class Run:
-    """One line of an experiment: a label and the settings (FinetuneConfig fields) that make it different."""
+class Arm:
+    """One arm of an experiment (a "run" on screen): a label and the settings (FinetuneConfig fields) that make
+    it different. Each arm trains once per seed."""
 
     label: str
     settings: dict
@@ -44,7 +47,7 @@ class Preset:
     title: str
     question: str  # what the runs compare, in a sentence
     theirs: str  # the paper's or the lecture's number, in their words: shown labelled as theirs
-    runs: tuple[Run, ...]  # the first is the reference every other run is compared with
+    runs: tuple[Arm, ...]  # the first is the reference every other run is compared with
     target: Target  # "epochs to target" counts epochs until this error
     base: dict  # settings every run shares, sized for a 2-core CPU (a few minutes)
     gpu: dict = dataclasses.field(default_factory=dict)  # what changes on a GPU: full-size images, longer
@@ -64,10 +67,10 @@ PRESETS: dict[str, Preset] = {
         "The lecture (five flowers): a linear classifier about 40-45 % validation accuracy, an MLP 50-55 %, "
         "transfer from a pretrained CNN about 80-90 %.",
         (
-            Run("linear", dict(model="linear", mode="full", image_size=64)),
-            Run("MLP", dict(model="mlp", mode="full", image_size=64)),
-            Run("compact AlexNet, from scratch", dict(model="alexnet_compact", mode="full", pretrained=False)),
-            Run("AlexNet, ImageNet transfer", dict(model="alexnet", mode="head", pretrained=True, image_size=224)),
+            Arm("linear", dict(model="linear", mode="full", image_size=64)),
+            Arm("MLP", dict(model="mlp", mode="full", image_size=64)),
+            Arm("compact AlexNet, from scratch", dict(model="alexnet_compact", mode="full", pretrained=False)),
+            Arm("AlexNet, ImageNet transfer", dict(model="alexnet", mode="head", pretrained=True, image_size=224)),
         ),
         Target(0.5, "validation"),
         dict(image_size=64, batch_size=32, epochs=12, lr=1e-3),
@@ -82,7 +85,7 @@ PRESETS: dict[str, Preset] = {
         "ReLU net of signal at first, and on small data tanh can win the race.",
         "The paper (Figure 1, a four-layer CNN on CIFAR-10, no regularisation): ReLU reached 25 % training "
         "error six times faster than tanh.",
-        (Run("ReLU", dict(activation="relu")), Run("tanh", dict(activation="tanh"))),
+        (Arm("ReLU", dict(activation="relu")), Arm("tanh", dict(activation="tanh"))),
         Target(0.25, "training"),
         {
             **SCRATCH,
@@ -100,7 +103,7 @@ PRESETS: dict[str, Preset] = {
         "Local response normalisation",
         "Does normalising each conv1/conv2 response by its neighbours' lower the error?",
         "The paper (ImageNet): response normalisation reduced top-1 and top-5 error by 1.4 and 1.2 points.",
-        (Run("with LRN", dict(lrn=True)), Run("without LRN", dict(lrn=False))),
+        (Arm("with LRN", dict(lrn=True)), Arm("without LRN", dict(lrn=False))),
         Target(0.3, "validation"),
         SCRATCH,
         gpu=FULL_SIZE,
@@ -110,7 +113,7 @@ PRESETS: dict[str, Preset] = {
         "Do pooling windows that overlap (3 x 3 at stride 2) beat windows that tile (2 x 2 at stride 2)?",
         "The paper (ImageNet): overlapping pooling reduced top-1 and top-5 error by 0.4 and 0.3 points, and "
         "the net overfitted slightly less.",
-        (Run("overlapping 3x3/2", dict(pooling="overlapping")), Run("plain 2x2/2", dict(pooling="plain"))),
+        (Arm("overlapping 3x3/2", dict(pooling="overlapping")), Arm("plain 2x2/2", dict(pooling="plain"))),
         Target(0.3, "validation"),
         SCRATCH,
         gpu=FULL_SIZE,
@@ -120,7 +123,7 @@ PRESETS: dict[str, Preset] = {
         "Without dropout, does the gap between training and validation accuracy grow?",
         "The paper (ImageNet): without dropout the network overfits substantially; dropout roughly doubles "
         "the number of iterations needed to converge.",
-        (Run("dropout 0.5", dict(dropout=0.5)), Run("no dropout", dict(dropout=0.0))),
+        (Arm("dropout 0.5", dict(dropout=0.5)), Arm("no dropout", dict(dropout=0.0))),
         Target(0.3, "validation"),
         {**SCRATCH, "crop": False, "flip": False},  # no augmentation: dropout is the only regulariser left
         gpu=FULL_SIZE,
@@ -129,7 +132,7 @@ PRESETS: dict[str, Preset] = {
         "PCA colour augmentation",
         "Does shifting each training image's colours along the data's principal colour axes lower the error?",
         "The paper (ImageNet): this 'fancy PCA' colour noise reduced top-1 error by over 1 point.",
-        (Run("with PCA colour", dict(pca_colour=True)), Run("without", dict(pca_colour=False))),
+        (Arm("with PCA colour", dict(pca_colour=True)), Arm("without", dict(pca_colour=False))),
         Target(0.3, "validation"),
         SCRATCH,
         gpu=FULL_SIZE,
@@ -139,10 +142,10 @@ PRESETS: dict[str, Preset] = {
         "How much does the network lose without one of its middle convolutional layers?",
         "The paper (ImageNet): removing any of the middle convolutional layers cost about 2 points of top-1 error.",
         (
-            Run("all five convs", dict(drop_conv=None)),
-            Run("without conv2", dict(drop_conv=2)),
-            Run("without conv3", dict(drop_conv=3)),
-            Run("without conv4", dict(drop_conv=4)),
+            Arm("all five convs", dict(drop_conv=None)),
+            Arm("without conv2", dict(drop_conv=2)),
+            Arm("without conv3", dict(drop_conv=3)),
+            Arm("without conv4", dict(drop_conv=4)),
         ),
         Target(0.3, "validation"),
         SCRATCH,
@@ -162,8 +165,8 @@ SETTINGS = {
 }  # fmt: skip
 
 
-def compose(setting: str, values) -> tuple[Run, ...]:
-    """Runs that differ in ``setting`` only, one per value (text is read as the setting's type).
+def vary(setting: str, values) -> tuple[Arm, ...]:
+    """Arms that differ in ``setting`` only, one per value (text is read as the setting's type).
 
     Raises:
         ValueError: an unknown setting, fewer than two values, or a value the setting cannot take.
@@ -180,14 +183,14 @@ def compose(setting: str, values) -> tuple[Run, ...]:
             parsed = SETTINGS[setting](value) if isinstance(value, str) else value
         except (ValueError, KeyError):
             raise ValueError(f"{value!r} is not a value {setting} can take.") from None
-        runs.append(Run(f"{setting}={value}", {setting: parsed}))
+        runs.append(Arm(f"{setting}={value}", {setting: parsed}))
     return tuple(runs)
 
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     preset: str = "relu-vs-tanh"  # a name of PRESETS: its runs, base settings, target and number
-    runs: tuple[Run, ...] = ()  # your own runs instead of the preset's (see compose); the preset's base stays
+    runs: tuple[Arm, ...] = ()  # your own arms instead of the preset's (see vary); the preset's base stays
     base: dict = dataclasses.field(default_factory=dict)  # settings that override the preset's for every run
     seeds: int = 1  # each run is trained with seeds 0 .. seeds-1 (mean and spread from 2 or more)
     target: Target | None = None  # None: the preset's
@@ -213,7 +216,7 @@ class ExperimentConfig:
 @dataclasses.dataclass(frozen=True)
 class Planned:
     index: int
-    run: Run
+    run: Arm
     seed: int
     config: FinetuneConfig
 
@@ -331,29 +334,39 @@ def run_experiment(
 # --- the command line -----------------------------------------------------------------------------------
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+# FinetuneConfig fields an experiment sets itself (its own --device and --max-seconds; seeds 0 .. N-1, one split).
+EXPERIMENT_SETS = ("device", "max_seconds", "seed", "split_seed")
+
+
+def experiment_parser(config_type: type = FinetuneConfig) -> argparse.ArgumentParser:
+    """This command line: the experiment, the data, where to write, and a flag for every field of
+    ``config_type`` but :data:`EXPERIMENT_SETS`, overriding the preset for every run."""
+    line = argparse.ArgumentParser(
         prog="python -m playground.training.experiments", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--preset", default="relu-vs-tanh", choices=list(PRESETS))
-    parser.add_argument(
+    line.add_argument("--preset", default="relu-vs-tanh", choices=list(PRESETS))
+    line.add_argument(
         "--data",
         required=True,
         help=f"a dataset name ({', '.join(data.DATASETS)}), a .zip of class folders, or a folder of them",
     )
-    parser.add_argument("--seeds", type=int, default=1, help="repeat every run with seeds 0 .. N-1")
-    parser.add_argument("--vary", choices=list(SETTINGS), help="compose your own runs: the setting they differ in")
-    parser.add_argument("--values", help="with --vary: the values to compare, separated by commas")
-    parser.add_argument("--epochs", type=int, help="override the preset's epochs")
-    parser.add_argument("--image-size", type=int, help="override the preset's image size")
-    parser.add_argument("--limit", type=int, help="images of a built-in dataset (default: the preset's)")
-    parser.add_argument("--target", type=float, help="the error (0-1) whose epochs to count (default: the preset's)")
-    parser.add_argument("--target-on", choices=["training", "validation"], help="which error the target is on")
-    parser.add_argument("--scale", default="auto", choices=["auto", "cpu", "gpu"], help="gpu: full-size presets")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--max-seconds", type=float, help="wall-clock cap for the whole experiment")
-    parser.add_argument("--out", required=True, help="folder for results.json, results.csv, summary.csv, curves.png")
-    return parser.parse_args(argv)
+    line.add_argument("--seeds", type=int, default=1, help="repeat every run with seeds 0 .. N-1")
+    line.add_argument("--vary", choices=list(SETTINGS), help="compose your own runs: the setting they differ in")
+    line.add_argument("--values", help="with --vary: the values to compare, separated by commas")
+    line.add_argument("--limit", type=int, help="images of a built-in dataset (default: the preset's)")
+    line.add_argument("--target", type=float, help="the error (0-1) whose epochs to count (default: the preset's)")
+    line.add_argument("--target-on", choices=["training", "validation"], help="which error the target is on")
+    line.add_argument("--scale", default="auto", choices=["auto", "cpu", "gpu"], help="gpu: full-size presets")
+    line.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    line.add_argument("--max-seconds", type=float, help="wall-clock cap for the whole experiment")
+    line.add_argument("--out", required=True, help="folder for results.json, results.csv, summary.csv, curves.png")
+    title = "training settings, each overriding the preset's for every run (FinetuneConfig's fields)"
+    add_config_options(line, config_type, defaults=False, leave_out=EXPERIMENT_SETS, title=title)
+    return line
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return experiment_parser().parse_args(argv)
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
@@ -364,14 +377,15 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     """
     if bool(args.vary) != bool(args.values):
         raise ValueError("--vary and --values go together: the setting to vary and the values to compare.")
-    base = {key: value for key, value in (("epochs", args.epochs), ("image_size", args.image_size)) if value}
+    given = config_values(args, leave_out=EXPERIMENT_SETS)
+    base = {name: value for name, value in given.items() if value is not None}
     recipe = PRESETS[args.preset]
     target = None
     if args.target is not None or args.target_on:
         target = Target(recipe.target.error if args.target is None else args.target, args.target_on or recipe.target.on)
     return ExperimentConfig(
         preset=args.preset,
-        runs=compose(args.vary, args.values) if args.vary else (),
+        runs=vary(args.vary, args.values) if args.vary else (),
         base=base,
         seeds=args.seeds,
         target=target,
@@ -382,14 +396,12 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def main(argv=None) -> int:
-    from playground.training.train import distributed  # (it imports torch.distributed; the core need not)
-
     args = parse_args(argv)
     with distributed(args.device) as rank:
         try:
             config = config_from_args(args)
             plan(config)  # a bad combination is refused before any data is read
-            dataset = data.open_dataset(args.data, limit=args.limit or config.limit())
+            dataset = DatasetSource.parse(args.data, limit=args.limit or config.limit()).open()
             result, shown = None, 0.0
             for record in run_experiment(config, dataset):
                 if rank != 0:

@@ -37,6 +37,7 @@ from torch import nn
 
 from playground import models
 from playground.data.datasets import ImageDataset, stratified_split
+from playground.layers import conv_layers, cut_at, cut_points, without_inplace
 from playground.training.batches import ColourPCA, colour_pca, prepare_batch, ten_crops
 from playground.weights import checkpoints
 
@@ -256,16 +257,14 @@ def _make_model(config: FinetuneConfig, num_classes: int, generator: torch.Gener
             notice = f"{config.model} has no pretrained weights; it trains from scratch."
         options = config.model_options()
         model = models.build(config.model, num_classes=num_classes, generator=generator, **options)
-    for module in model.modules():  # training needs no in-place tricks and they upset autograd hooks
-        if getattr(module, "inplace", False):
-            module.inplace = False
-    return model, notice
+    # Training needs no in-place tricks, and they upset autograd hooks.
+    return without_inplace(model), notice
 
 
 def _split_head(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
     """(frozen backbone up to the last layer's input, the last linear layer) of an AlexNet."""
-    backbone = nn.Sequential(model.features, model.avgpool, nn.Flatten(1), *list(model.classifier)[:-1])
-    return backbone, model.classifier[-1]
+    *_, before_head, head = cut_points(model)  # classifier.5, classifier.6
+    return cut_at(model, before_head), model.get_submodule(head)
 
 
 def _device(name: str) -> torch.device:
@@ -277,7 +276,7 @@ def _device(name: str) -> torch.device:
 
 
 @dataclasses.dataclass(frozen=True)
-class Plan:
+class DevicePlan:
     """What the fast path turns on, decided from the device and the run's length."""
 
     autocast: bool  # bf16 autocast
@@ -285,12 +284,12 @@ class Plan:
     compile: bool
 
 
-def plan_for(device: torch.device, config: FinetuneConfig, total_steps: int) -> Plan:
+def device_plan(device: torch.device, config: FinetuneConfig, total_steps: int) -> DevicePlan:
     gpu = device.type == "cuda"
     compile_it = config.compile == "yes" or (config.compile == "auto" and gpu and total_steps >= 200)
     # bf16 needs Ampere or newer to be fast (a T4 would run it slower than fp32).
     bf16 = gpu and torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
-    return Plan(autocast=bf16, channels_last=gpu, compile=compile_it)
+    return DevicePlan(autocast=bf16, channels_last=gpu, compile=compile_it)
 
 
 # GPU milliseconds per image at 224 px (forward and backward, bf16), assumed for planning a ZeroGPU slot: a
@@ -331,7 +330,7 @@ class _Run:
     config: FinetuneConfig
     dataset: ImageDataset
     device: torch.device
-    plan: Plan
+    plan: DevicePlan
     rank: int
     world: int
     started: float  # the run's clock, from before the data moved to the device
@@ -368,9 +367,9 @@ def finetune(config: FinetuneConfig, dataset: ImageDataset) -> Iterator[Progress
     try:
         started = time.perf_counter()  # the run's clock includes computing head-only features
         model, notice = _make_model(config, len(dataset.classes), torch.Generator().manual_seed(config.seed))
-        convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+        convs = conv_layers(model)
         steps_per_epoch = math.ceil(math.ceil(len(train_idx) / world) / config.batch_size)
-        plan = plan_for(device, config, steps_per_epoch * config.epochs)
+        plan = device_plan(device, config, steps_per_epoch * config.epochs)
         model = model.to(device, memory_format=torch.channels_last) if plan.channels_last else model.to(device)
         run = _Run(
             config=config,
@@ -388,7 +387,7 @@ def finetune(config: FinetuneConfig, dataset: ImageDataset) -> Iterator[Progress
             labels=dataset.labels.to(device),
             head_only=config.mode == "head" and bool(convs),
             notice=notice,
-            initial_first_conv=convs[0].weight.detach().cpu().clone() if convs else None,
+            initial_first_conv=model.get_submodule(convs[0]).weight.detach().cpu().clone() if convs else None,
         )
         if config.pca_colour:  # the training images' principal colour axes (validate() refused head only)
             run.pca = colour_pca(run.inputs[train_idx.to(device)])

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
 import time
+import typing
 from pathlib import Path
 
 import torch
@@ -19,48 +21,98 @@ import torch.distributed as dist
 
 from playground import models
 from playground.data import datasets as data
+from playground.data.sources import DatasetSource
 from playground.training.finetune import FinetuneConfig, FinetuneResult, Progress, finetune
 
+# What a flag says beyond its field: its choices and its help. Every FinetuneConfig field gets a flag whether
+# or not it is named here (``--batch-size`` for ``batch_size``, typed from the field): this only adds detail.
+FLAG_DETAILS: dict[str, dict] = {
+    "model": dict(choices=[*models.MODELS, *models.BASELINES]),
+    "pretrained": dict(help="start from ImageNet weights where the model has them (--no-pretrained: random weights)"),
+    "mode": dict(choices=["head", "full"], help="train the final layer only, or every layer"),
+    "optimizer": dict(choices=["adam", "sgd"]),
+    "crop": dict(help="random resized crops"),
+    "flip": dict(help="random horizontal flips"),
+    "device": dict(choices=["auto", "cpu", "cuda"]),
+    "max_seconds": dict(help="wall-clock cap"),
+    "compile": dict(choices=["auto", "yes", "no"], help="torch.compile (auto: GPU runs of 200 steps or more)"),
+    "activation": dict(choices=list(models.ACTIVATIONS)),
+    "lrn": dict(help="local response normalisation (default: the model's)"),
+    "pooling": dict(choices=["overlapping", "plain"]),
+    "init": dict(choices=["default", "paper"]),
+    "drop_conv": dict(choices=[2, 3, 4], help="remove this convolutional layer"),
+    "pca_colour": dict(help="the paper's PCA colour noise"),
+    "schedule": dict(choices=["constant", "cosine", "plateau"]),
+    "early_stopping": dict(help="stop after N epochs without improvement"),
+    "ten_crop": dict(help="validate on the paper's ten crops"),
+    "split_seed": dict(help="the train/validation split (default: the seed)"),
+}
 
-def parse_args(argv=None) -> argparse.Namespace:
-    defaults = FinetuneConfig()
-    parser = argparse.ArgumentParser(prog="python -m playground.training.train", description=__doc__.splitlines()[0])
-    parser.add_argument(
+
+def _on_off(text: str) -> bool:
+    if text not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"'on' or 'off', not {text!r}")
+    return text == "on"
+
+
+def add_config_options(
+    parser: argparse.ArgumentParser,
+    config_type: type = FinetuneConfig,
+    *,
+    defaults: bool = True,
+    leave_out=(),
+    title: str = "training settings (FinetuneConfig, see playground.training.finetune)",
+) -> None:
+    """A flag for every field of ``config_type`` (a FinetuneConfig), named after it: ``--batch-size``, a switch
+    ``--crop/--no-crop`` for a bool, ``--lrn on|off`` for a bool that may be None, typed from the field; and
+    ``--no-augment`` for ``--no-crop --no-flip``.
+
+    Args:
+        defaults: the fields' defaults; False: None, meaning "not given" (the experiments' overrides).
+        leave_out: fields the command line sets another way.
+        title: the heading of these flags in ``--help``.
+    """
+    group = parser.add_argument_group(title)
+    hints, default = typing.get_type_hints(config_type), config_type()
+    for field in dataclasses.fields(config_type):
+        if field.name in leave_out:
+            continue
+        types = [t for t in typing.get_args(hints[field.name]) if t is not type(None)] or [hints[field.name]]
+        options = {"default": getattr(default, field.name) if defaults else None, **FLAG_DETAILS.get(field.name, {})}
+        if types[0] is bool and typing.get_args(hints[field.name]):  # bool | None: on, off, or left to the model
+            options.update(type=_on_off, metavar="{on,off}")
+        elif types[0] is bool:
+            options.update(action=argparse.BooleanOptionalAction)
+        else:
+            options.update(type=types[0])
+        group.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, **options)
+    group.add_argument("--no-augment", action="store_true", help="no random crops or flips")
+
+
+def config_values(args: argparse.Namespace, config_type: type = FinetuneConfig, *, leave_out=()) -> dict:
+    """The settings :func:`add_config_options` read, by field name (None: not given, where it had no defaults)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_type) if f.name not in leave_out}
+    if args.no_augment:
+        values.update(crop=False, flip=False)
+    return values
+
+
+def training_parser(config_type: type = FinetuneConfig) -> argparse.ArgumentParser:
+    """This command line: the data, where to write, and every field of ``config_type``."""
+    line = argparse.ArgumentParser(prog="python -m playground.training.train", description=__doc__.splitlines()[0])
+    line.add_argument(
         "--data",
         required=True,
         help=f"a dataset name ({', '.join(data.DATASETS)}), a .zip of class folders, or a folder of them",
     )
-    parser.add_argument("--model", default=defaults.model, choices=[*models.MODELS, *models.BASELINES])
-    parser.add_argument(
-        "--mode", default=defaults.mode, choices=["head", "full"], help="train the final layer only, or every layer"
-    )
-    parser.add_argument("--no-pretrained", action="store_true", help="start from random weights")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--optimizer", default=defaults.optimizer, choices=["adam", "sgd"])
-    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    parser.add_argument("--image-size", type=int, default=defaults.image_size)
-    parser.add_argument("--color-jitter", action="store_true")
-    parser.add_argument("--no-augment", action="store_true", help="no random crops or flips")
-    parser.add_argument("--limit", type=int, default=None, help="use at most this many images")
-    parser.add_argument("--device", default=defaults.device, choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--max-seconds", type=float, default=None, help="wall-clock cap")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    paper = parser.add_argument_group("the paper's options (see playground.models.Options and FinetuneConfig)")
-    paper.add_argument("--activation", default=defaults.activation, choices=["relu", "tanh", "sigmoid"])
-    paper.add_argument("--lrn", choices=["on", "off"], help="local response normalisation (default: the model's)")
-    paper.add_argument("--pooling", default=defaults.pooling, choices=["overlapping", "plain"])
-    paper.add_argument("--dropout", type=float, default=defaults.dropout)
-    paper.add_argument("--batch-norm", action="store_true")
-    paper.add_argument("--init", default=defaults.init, choices=["default", "paper"])
-    paper.add_argument("--drop-conv", type=int, choices=[2, 3, 4], help="remove this convolutional layer")
-    paper.add_argument("--pca-colour", action="store_true", help="the paper's PCA colour noise")
-    paper.add_argument("--schedule", default=defaults.schedule, choices=["constant", "cosine", "plateau"])
-    paper.add_argument("--early-stopping", type=int, default=0, help="stop after N epochs without improvement")
-    paper.add_argument("--ten-crop", action="store_true", help="validate on the paper's ten crops")
-    parser.add_argument("--out", required=True, help="folder for model.safetensors and metrics.json")
-    return parser.parse_args(argv)
+    line.add_argument("--limit", type=int, default=None, help="use at most this many images")
+    line.add_argument("--out", required=True, help="folder for model.safetensors and metrics.json")
+    add_config_options(line, config_type)
+    return line
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return training_parser().parse_args(argv)
 
 
 def _bar(progress: Progress) -> str:
@@ -99,35 +151,8 @@ def main(argv=None) -> int:
 
 def _train(args: argparse.Namespace, rank: int) -> int:
     try:
-        dataset = data.open_dataset(args.data, limit=args.limit)
-        config = FinetuneConfig(
-            model=args.model,
-            pretrained=not args.no_pretrained,
-            mode=args.mode,
-            optimizer=args.optimizer,
-            lr=args.lr,
-            weight_decay=args.weight_decay,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            image_size=args.image_size,
-            crop=not args.no_augment,
-            flip=not args.no_augment,
-            color_jitter=args.color_jitter,
-            seed=args.seed,
-            device=args.device,
-            max_seconds=args.max_seconds,
-            activation=args.activation,
-            lrn=None if args.lrn is None else args.lrn == "on",
-            pooling=args.pooling,
-            dropout=args.dropout,
-            batch_norm=args.batch_norm,
-            init=args.init,
-            drop_conv=args.drop_conv,
-            pca_colour=args.pca_colour,
-            schedule=args.schedule,
-            early_stopping=args.early_stopping,
-            ten_crop=args.ten_crop,
-        )
+        config = FinetuneConfig(**config_values(args))
+        dataset = DatasetSource.parse(args.data, limit=args.limit).open()
         result, shown = None, 0.0
         for record in finetune(config, dataset):
             if isinstance(record, FinetuneResult):

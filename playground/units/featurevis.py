@@ -17,7 +17,6 @@ version, written as a generator of previews so the learner can watch the picture
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import time
@@ -73,23 +72,6 @@ class Preview:
     @property
     def final(self) -> bool:
         return self.step == self.steps
-
-
-def truncated(model: nn.Module, layer: str) -> nn.Module:
-    """A private copy of the model's feature extractor up to and including ``layer`` (``features.N``), with
-    its weights frozen: nothing after the unit is computed while its picture is optimised, and the model
-    itself (shared, or a user's) is never touched.
-
-    Raises:
-        ValueError: a layer outside the model's ``features``.
-    """
-    prefix, _, index = layer.partition(".")
-    if prefix != "features" or not index.isdigit() or int(index) >= len(model.features):
-        raise ValueError(f"{layer!r} is not one of this model's convolutional layers.")
-    trunk = copy.deepcopy(model.features[: int(index) + 1])
-    for parameter in trunk.parameters():
-        parameter.requires_grad_(False)  # gradients flow to the picture only
-    return trunk.eval()
 
 
 class FourierImage(nn.Module):
@@ -155,6 +137,9 @@ def channel_activation(trunk: nn.Module, pictures: torch.Tensor, channels: list[
 def visualise(trunk: nn.Module, channels: list[int], settings: FeatureVisSettings = FeatureVisSettings()):
     """Optimise one picture per channel of the trunk's last layer; yields a :class:`Preview` at least every
     ``settings.preview_seconds`` and after the last step. Close the generator to stop it.
+
+    ``trunk`` is the network up to the unit's layer, frozen and private: ``frozen_copy(cut_at(model, layer))``
+    (:mod:`playground.layers`), so nothing after the unit is computed and the model itself is never touched.
 
     Raises:
         ValueError: a channel the layer does not have.

@@ -30,7 +30,8 @@ from playground.config import get_limits
 from playground.data.datasets import DATASETS
 from playground.data.sources import DatasetSource
 from playground.hooks import model_lock
-from playground.units.featurevis import FeatureVisSettings, truncated, visualise
+from playground.layers import cut_at, frozen_copy
+from playground.units.featurevis import FeatureVisSettings, visualise
 from playground.units.toppatches import top_patches
 
 if TYPE_CHECKING:
@@ -96,26 +97,16 @@ class SessionZips:
 # --- the jobs --------------------------------------------------------------------------------------------
 
 
-class Trunk(nn.Module):
-    """Just a model's ``features``, under the same name, so layer names and the trace stay the same."""
-
-    def __init__(self, features: nn.Sequential):
-        super().__init__()
-        self.features = features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-
 def pack(model: nn.Module, *, trunk: bool = False) -> bytes:
-    """``model`` (or, ``trunk``, just its :class:`Trunk`) as plain-pickle bytes: a copy of its weights, never
-    shared memory.
+    """``model`` (or, ``trunk``, just its ``features``: ``cut_at(model, "features")``, a
+    :class:`playground.layers.Trunk` under the same layer names) as plain-pickle bytes: a copy of its weights,
+    never shared memory.
 
     Copied under the model's exclusive lock: another learner's capture on the same shared model holds its
     hooks there meanwhile, and a hook is neither picklable nor anything a worker should carry.
     """
     with model_lock(model).exclusive():
-        return pickle.dumps(Trunk(model.features) if trunk else model, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(cut_at(model, "features") if trunk else model, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +141,7 @@ def run_job(job: UnitJob) -> Iterator:
         parameter.requires_grad_(False)
     network.eval()
     if job.kind == "featurevis":
-        yield from visualise(truncated(network, job.layer), list(job.channels), job.settings)
+        yield from visualise(frozen_copy(cut_at(network, job.layer)), list(job.channels), job.settings)
     elif job.kind == "grid":
         yield from layer_grid(network, job.layer, list(job.channels), job.settings)
     elif job.kind == "top_patches":
@@ -169,7 +160,7 @@ def run_job(job: UnitJob) -> Iterator:
 
 def layer_grid(model: nn.Module, layer: str, channels: list[int], settings: FeatureVisSettings):
     """Feature visualisations of many channels, optimised a batch at a time; yields the grid as it forms."""
-    trunk = truncated(model, layer)
+    trunk = frozen_copy(cut_at(model, layer))
     chunk = 64 if settings.size <= 64 else 16  # small pictures batch well; large ones show progress sooner
     done: list[torch.Tensor] = []
     for start in range(0, len(channels), chunk):

@@ -28,6 +28,7 @@ from playground.config import get_limits
 from playground.explain.attributions import explainable_copy
 from playground.hooks import model_lock
 from playground.images import BytesLRU
+from playground.layers import conv_layers, cut_at
 
 BOX_COLOUR = (0, 220, 90)  # bright green: visible on photos and on magma maps alike
 
@@ -43,10 +44,7 @@ def require_convolutional(model: nn.Module | None, name: str = "") -> None:
 
 def unit_layers(model: nn.Module) -> list[str]:
     """The convolution layers whose channels are units, in order (``features.0``, ``features.3``, …)."""
-    features = getattr(model, "features", None)
-    if not isinstance(features, nn.Sequential):
-        return []
-    return [f"features.{i}" for i, m in enumerate(features) if isinstance(m, nn.Conv2d)]
+    return conv_layers(model)
 
 
 def resolve_layer(model: nn.Module, layer: str) -> tuple[str, str]:
@@ -98,7 +96,7 @@ def layer_row(model: nn.Module, layer: str) -> LayerRow:
 def trunk_output(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
     """(1, C, H, W) output of ``layer`` for a normalised batch, computed without hooks (safe on a shared model)."""
     with model_lock(model).shared(), torch.inference_mode():  # nobody's hooks on it meanwhile (hooks.SharedLock)
-        return model.features[: int(layer.split(".")[1]) + 1](x).clone()
+        return cut_at(model, layer)(x).clone()
 
 
 def strongest_position(maps: torch.Tensor, channel: int) -> tuple[int, int, float]:

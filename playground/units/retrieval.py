@@ -20,7 +20,7 @@ from torch import nn
 
 from playground.data.datasets import ImageDataset, to_tensor
 from playground.hooks import temporary_hooks
-from playground.render import _font
+from playground.render import label_font
 from playground.training.finetune import prepare_batch
 
 THUMB_PX = 48  # thumbnails kept per image, for the map and the neighbours
@@ -169,7 +169,7 @@ def draw_map(features: Fc7Features, *, side: int = 900) -> Image.Image:
         colour = tuple(int(c) for c in _PALETTE[label % len(_PALETTE)])
         draw.rectangle([x - 3, y - 3, x + thumb + 2, y + thumb + 2], fill=colour)
         canvas.paste(_picture(pixels).resize((thumb, thumb)), (int(x), int(y)))
-    font = _font(14)
+    font = label_font(14)
     for i, name in enumerate(features.classes):
         x, y = 10 + (i % 4) * (side // 4), side + 8 + 22 * (i // 4)
         draw.rectangle([x, y, x + 14, y + 14], fill=tuple(int(c) for c in _PALETTE[i % len(_PALETTE)]))

@@ -20,6 +20,7 @@ from torchvision.ops import roi_align
 
 from playground.architecture import LayerRow, trace
 from playground.data.datasets import ImageDataset
+from playground.layers import conv_layers
 from playground.models import MEAN, STD
 from playground.training.finetune import prepare_batch
 
@@ -59,11 +60,6 @@ class TopPatches:
         return sum(layer.nbytes for layer in self.layers.values())
 
 
-def conv_indices(model: nn.Module) -> dict[int, str]:
-    """Index in ``model.features`` -> layer name, for its convolutions."""
-    return {i: f"features.{i}" for i, m in enumerate(model.features) if isinstance(m, nn.Conv2d)}
-
-
 def top_patches(
     model: nn.Module,
     dataset: ImageDataset,
@@ -86,7 +82,7 @@ def top_patches(
         raise ValueError(f"{dataset.name} has no images to look through.")
     k = min(k, total)
     started = time.monotonic()
-    convs = conv_indices(model)
+    convs = conv_layers(model)  # features.0, features.3, …
     best: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # values, image indices, flat positions
     widths: dict[str, int] = {}
     yield PassProgress(0, total, f"Looking through {total} images of {dataset.name}…")
@@ -96,11 +92,11 @@ def top_patches(
             batch = h.shape[0]
             index = torch.arange(start, start + batch).expand(1, -1)
             for i, module in enumerate(model.features):
-                h = module(h)
-                if i not in convs:
+                h, name = module(h), f"features.{i}"
+                if name not in convs:
                     continue
                 # Reduce now: the in-place ReLU that follows overwrites this tensor.
-                name, flat = convs[i], h.flatten(2)  # (B, C, H*W)
+                flat = h.flatten(2)  # (B, C, H*W)
                 widths[name] = h.shape[-1]
                 values, where = flat.max(dim=2)  # (B, C): each image's strongest value per channel
                 values, where = values.T, where.T  # (C, B)
@@ -111,7 +107,7 @@ def top_patches(
                     images, where = torch.cat([old_images, images], 1), torch.cat([old_where, where], 1)
                 top = values.topk(min(k, values.shape[1]), dim=1)
                 best[name] = (top.values, images.gather(1, top.indices), where.gather(1, top.indices))
-                if i == max(convs):
+                if name == convs[-1]:
                     break  # nothing after the last convolution matters here
             yield PassProgress(min(start + batch, total), total, f"{min(start + batch, total)} of {total} images…")
     yield PassProgress(total, total, "Cutting out the patches…")

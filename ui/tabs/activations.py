@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import gradio as gr
 import pandas as pd
 
 from playground import activations as A
 from playground.config import get_limits
 from ui import controls
-from ui.common import look, open_photo, photo_input, photo_with_examples, result_image, user_errors
+from ui.handlers import user_errors
 from ui.model_panel import get_model, notice_markdown
+from ui.photos import look, open_photo, photo_input, photo_with_examples, result_image
 
 DEFAULT_LAYER = "features.1"  # the ReLU after conv1: sparse maps of edges and colour blobs
 
@@ -86,8 +89,32 @@ def webcam_frame(frame, model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Re
     return A.channel_grid(activation, k=16, tile_px=64).image
 
 
+@dataclasses.dataclass(frozen=True)
+class ActivationsLayout:
+    """The tab's components, as the layout made them, for the wiring."""
+
+    image: gr.Image
+    layer: gr.Dropdown
+    channel: gr.Number
+    top5: gr.Label
+    top5_note: gr.Markdown
+    view: gr.Image
+    overlay: gr.Image
+    grid: gr.Image
+    caption: gr.Markdown
+    stats: gr.Dataframe
+    webcam: gr.Image
+    live: gr.Image
+
+
 def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> dict:
     """Lay out the tab; returns the components another tab may listen to (the Units tab: clicks on the grid)."""
+    tab = _lay_out()
+    _wire(demo, chooser, tab)
+    return {"photo": tab.image, "layer": tab.layer, "grid": tab.grid}
+
+
+def _lay_out() -> ActivationsLayout:
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             image = photo_with_examples("act-photo", height=240)
@@ -122,31 +149,46 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> dict:
             webcam_options=gr.WebcamOptions(constraints={"video": {"width": {"ideal": 320}, "height": {"ideal": 240}}}),
         )
         live = result_image(label="Feature maps, live", elem_id="act-live")
+    return ActivationsLayout(
+        image=image,
+        layer=layer,
+        channel=channel,
+        top5=top5,
+        top5_note=top5_note,
+        view=view,
+        overlay=overlay,
+        grid=grid,
+        caption=caption,
+        stats=stats,
+        webcam=webcam,
+        live=live,
+    )
 
-    gr.on([demo.load, chooser.change], layers, inputs=[chooser, layer], outputs=layer, api_name="layers")
+
+def _wire(demo: gr.Blocks, chooser: gr.Dropdown, tab: ActivationsLayout) -> None:
+    gr.on([demo.load, chooser.change], layers, inputs=[chooser, tab.layer], outputs=tab.layer, api_name="layers")
     gr.on(
-        [demo.load, chooser.change, image.change, layer.change, channel.submit],
+        [demo.load, chooser.change, tab.image.change, tab.layer.change, tab.channel.submit],
         activations,
-        inputs=[chooser, image, layer, channel],
-        outputs=[view, grid, overlay, caption, stats],
+        inputs=[chooser, tab.image, tab.layer, tab.channel],
+        outputs=[tab.view, tab.grid, tab.overlay, tab.caption, tab.stats],
         api_name="activations",
         trigger_mode="always_last",
     )
     gr.on(
-        [demo.load, chooser.change, image.change],
+        [demo.load, chooser.change, tab.image.change],
         predict,
-        inputs=[chooser, image],
-        outputs=[top5, top5_note],
+        inputs=[chooser, tab.image],
+        outputs=[tab.top5, tab.top5_note],
         api_name="predict",
         trigger_mode="always_last",
     )
-    webcam.stream(
+    tab.webcam.stream(
         webcam_frame,
-        inputs=[webcam, chooser, layer],
-        outputs=live,
+        inputs=[tab.webcam, chooser, tab.layer],
+        outputs=tab.live,
         stream_every=0.05,  # the browser sends the next frame as soon as the last result is back
         time_limit=120,
         concurrency_limit=get_limits().webcam_concurrency,
         api_name="webcam_frame",
     )
-    return {"photo": image, "layer": layer, "grid": grid}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import gradio as gr
 import pandas as pd
 
 from playground.architecture import params_by_layer, totals, trace
-from ui.common import user_errors
+from ui.handlers import user_errors
 from ui.model_panel import get_model
 
 COLUMNS = [
@@ -75,7 +77,21 @@ def architecture(model_key="alexnet", request: gr.Request = None):
     return table, chart, summary
 
 
+@dataclasses.dataclass(frozen=True)
+class ArchitectureLayout:
+    """The tab's components, as the layout made them, for the wiring."""
+
+    summary: gr.Markdown
+    table: gr.Dataframe
+    chart: gr.BarPlot
+
+
 def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
+    """Lay out the tab inside ``demo`` and wire its events to the model ``chooser`` (endpoint: ``/architecture``)."""
+    _wire(demo, chooser, _lay_out())
+
+
+def _lay_out() -> ArchitectureLayout:
     summary = gr.Markdown(label="Summary", elem_id="arch-summary")
     table = gr.Dataframe(
         headers=COLUMNS,
@@ -94,10 +110,14 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         elem_id="arch-chart",
     )
     gr.Markdown(EXPLAIN)
+    return ArchitectureLayout(summary=summary, table=table, chart=chart)
+
+
+def _wire(demo: gr.Blocks, chooser: gr.Dropdown, tab: ArchitectureLayout) -> None:
     gr.on(
         [demo.load, chooser.change],
         architecture,
         inputs=chooser,
-        outputs=[table, chart, summary],
+        outputs=[tab.table, tab.chart, tab.summary],
         api_name="architecture",
     )

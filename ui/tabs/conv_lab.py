@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+
 import gradio as gr
 
 from playground import kernels as K
@@ -9,7 +13,8 @@ from playground.config import get_limits
 from playground.lab import CUSTOM, POOLING_CHOICES, LabSettings, explain_click, preset_gallery, run_lab
 from playground.render import format_number
 from ui import controls
-from ui.common import example_paths, open_photo, photo_input, result_image, user_errors
+from ui.handlers import user_errors
+from ui.photos import example_paths, open_photo, photo_input, result_image
 
 INTRO = """
 A **kernel** is a small grid of weights. Slide it over the photo; at every position multiply the
@@ -18,45 +23,83 @@ Pick a preset or type your own, change stride, padding and dilation, and **click
 result** to see its sum worked out.
 """
 DEFAULT_KERNEL = "sobel_x"
+# The lab's nine settings, named as LabSettings' fields, each with the value a caller who leaves it out
+# gets. Every handler takes them in this order after the photo, and HTTP callers pass them by position,
+# so this order is the API: the handlers' signatures and the wiring's input lists are made from it.
+SETTINGS = {
+    "kernel": DEFAULT_KERNEL,
+    "custom_kernel": "",
+    "color": "gray",
+    "stride": 1,
+    "padding": 0,
+    "dilation": 1,
+    "pooling": "none",
+    "pool_size": 2,
+    "pool_stride": 2,
+}
 
 
 def _label(name: str) -> str:
     return name.replace("_", " ")
 
 
-def _settings(kernel, custom, color, stride, padding, dilation, pooling, pool_size, pool_stride) -> LabSettings:
+def lab_settings(values) -> LabSettings:
+    """The nine values, in :data:`SETTINGS` order, as the LabSettings they stand for; an empty choice or
+    text takes its default, a number is made a whole one (LabSettings then checks its range)."""
+    named = zip(SETTINGS.items(), values, strict=True)
     return LabSettings(
-        kernel=kernel or DEFAULT_KERNEL,
-        custom_kernel=custom or "",
-        color=color or "gray",
-        stride=int(stride),
-        padding=int(padding),
-        dilation=int(dilation),
-        pooling=pooling or "none",
-        pool_size=int(pool_size),
-        pool_stride=int(pool_stride),
+        **{name: int(value) if isinstance(default, int) else value or default for (name, default), value in named}
     )
 
 
+def _takes_settings(*, defaults: bool, fixed: dict | None = None, then: tuple[str, ...] = ()):
+    """Write a handler as ``fn(image, settings, *then)``, ``settings`` the nine values in SETTINGS order;
+    Gradio, HTTP clients and tests call it as ``fn(image, kernel, custom_kernel, …, pool_stride, *then)``.
+
+    Gradio documents an endpoint's parameters (and whether each has a default) from its signature and
+    clients fill them by position, so the signature is made here from SETTINGS, once for every handler.
+
+    Args:
+        defaults: whether callers may leave settings out (they then get SETTINGS' values).
+        fixed: settings the handler decides itself; they are not parameters.
+        then: the parameters after the settings.
+    """
+    fixed = fixed or {}
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    empty = inspect.Parameter.empty
+    signature = inspect.Signature(
+        [inspect.Parameter("image", kind)]
+        + [
+            inspect.Parameter(name, kind, default=default if defaults else empty)
+            for name, default in SETTINGS.items()
+            if name not in fixed
+        ]
+        + [inspect.Parameter(name, kind) for name in then]
+    )
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def handler(*args, **kwargs):
+            given = signature.bind(*args, **kwargs)
+            given.apply_defaults()
+            values = given.arguments
+            settings = tuple(fixed[name] if name in fixed else values[name] for name in SETTINGS)
+            return fn(values["image"], settings, *(values[name] for name in then))
+
+        handler.__signature__ = signature
+        return handler
+
+    return decorate
+
+
 @user_errors
-def apply_kernel(
-    image,
-    kernel=DEFAULT_KERNEL,
-    custom_kernel="",
-    color="gray",
-    stride=1,
-    padding=0,
-    dilation=1,
-    pooling="none",
-    pool_size=2,
-    pool_stride=2,
-):
+@_takes_settings(defaults=True)
+def apply_kernel(image, settings):
     """Convolve the photo with a kernel; returns the result, its colour scale, the kernel and the size arithmetic."""
     if image is None:  # the photo was cleared: clear the results rather than complain
         return None, None, None, "Upload a photo, use the webcam, or click an example to begin."
-    settings = _settings(kernel, custom_kernel, color, stride, padding, dilation, pooling, pool_size, pool_stride)
     photo = open_photo(image)
-    result = run_lab(photo, settings)
+    result = run_lab(photo, lab_settings(settings))
     shrunk = ""
     if "original_size" in photo.info:
         width, height = photo.info["original_size"]
@@ -69,31 +112,27 @@ def apply_kernel(
 
 
 @user_errors
-def apply_custom_kernel(image, custom_kernel, color, stride, padding, dilation, pooling, pool_size, pool_stride):
+@_takes_settings(defaults=False, fixed={"kernel": CUSTOM})
+def apply_custom_kernel(image, settings):
     """The editor's kernel, whatever the preset chooser shows; the chooser then says "custom"."""
-    outputs = apply_kernel(
-        image, CUSTOM, custom_kernel, color, stride, padding, dilation, pooling, pool_size, pool_stride
-    )
-    return (*outputs, CUSTOM)
+    return (*apply_kernel(image, *settings), CUSTOM)
 
 
 @user_errors
-def explain_pixel(
-    image, kernel, custom_kernel, color, stride, padding, dilation, pooling, pool_size, pool_stride, x, y
-):
+@_takes_settings(defaults=False, then=("x", "y"))
+def explain_pixel(image, settings, x, y):
     """The patch × kernel = value arithmetic behind result pixel (x, y)."""
     if x is None or y is None:
         raise ValueError("Click a pixel of the result, or type its column (x) and row (y).")
-    settings = _settings(kernel, custom_kernel, color, stride, padding, dilation, pooling, pool_size, pool_stride)
-    result = run_lab(open_photo(image), settings)
+    result = run_lab(open_photo(image), lab_settings(settings))
     return explain_click(result, int(x), int(y))
 
 
 @user_errors
-def remember_settings(kernel, custom_kernel, color, stride, padding, dilation, pooling, pool_size, pool_stride):
+def remember_settings(*settings):
     """After a successful apply: keep the settings that made the picture (a click is explained with
     these, not with whatever the controls show now) and clear the old explanation."""
-    return [kernel, custom_kernel, color, stride, padding, dilation, pooling, pool_size, pool_stride], ""
+    return list(settings), ""
 
 
 @user_errors
@@ -130,78 +169,149 @@ def all_presets(image, color="gray"):
     return preset_gallery(open_photo(image), color or "gray")
 
 
+@dataclasses.dataclass(frozen=True)
+class LabLayout:
+    """The lab's components, as the layout made them, for the wiring; the nine settings are named as in SETTINGS."""
+
+    image: gr.Image
+    kernel: gr.Dropdown
+    description: gr.Markdown
+    custom_kernel: gr.Textbox
+    apply_button: gr.Button
+    color: gr.Radio
+    stride: gr.Slider
+    padding: gr.Slider
+    dilation: gr.Slider
+    pooling: gr.Radio
+    pool_size: gr.Slider
+    pool_stride: gr.Slider
+    result: gr.Image
+    colorbar: gr.Image
+    kernel_image: gr.Image
+    arithmetic: gr.Markdown
+    x: gr.Number
+    y: gr.Number
+    explain_button: gr.Button
+    explanation: gr.HTML
+    gallery_button: gr.Button
+    gallery: gr.Gallery
+
+    def settings(self, without: str = "") -> list:
+        """The settings' components in SETTINGS order, leaving out the one named ``without``."""
+        return [getattr(self, name) for name in SETTINGS if name != without]
+
+
 def build_tab(demo: gr.Blocks) -> None:
     """Lay out the tab inside ``demo`` and wire its events (main endpoint: ``/apply_kernel``)."""
-    limits = get_limits()
+    _wire(demo, _lay_out())
+
+
+def _lay_out() -> LabLayout:
     gr.Markdown(INTRO)
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
-            image = photo_input(
-                label="Your photo",
-                value=example_paths()[0],
-                height=300,
-                elem_id="lab-input",
-            )
-            gr.Examples(
-                examples=[[path] for path in example_paths()],
-                inputs=[image],
-                example_labels=["coffee cup", "Chelsea the cat", "astronaut", "rocket", "cameraman"],
-                label="Examples",
-                elem_id="lab-examples",
-            )
-            kernel = controls.Dropdown(
-                choices=[(_label(name), name) for name in K.KERNELS] + [("custom (type your own)", CUSTOM)],
-                value=DEFAULT_KERNEL,
-                label="Kernel",
-                elem_id="lab-kernel",
-            )
-            description = gr.Markdown(
-                describe_kernel(DEFAULT_KERNEL)[0], label="What this kernel does", elem_id="lab-description"
-            )
-            custom = controls.Textbox(
-                value=K.format_kernel(K.KERNELS[DEFAULT_KERNEL].weights),
-                lines=4,
-                max_lines=12,
-                label=f"Kernel editor: rows of numbers, 1–{limits.max_kernel_side} per side (fractions like 1/9 work)",
-                elem_id="lab-editor",
-            )
-            apply_button = gr.Button("Apply this kernel", variant="primary")
-            color = controls.Radio(
-                choices=[("gray (one channel)", "gray"), ("colour (R, G, B separately)", "rgb")],
-                value="gray",
-                label="Channels",
-            )
-            with gr.Row():
-                stride = controls.Slider(1, limits.max_stride, value=1, step=1, label="Stride")
-                padding = controls.Slider(0, limits.max_padding, value=0, step=1, label="Padding (zeros)")
-                dilation = controls.Slider(1, limits.max_dilation, value=1, step=1, label="Dilation")
-            with gr.Row():
-                pooling = controls.Radio(choices=list(POOLING_CHOICES), value="none", label="Then pool")
-                pool_size = controls.Slider(1, limits.max_pool_size, value=2, step=1, label="Pool size")
-                pool_stride = controls.Slider(1, limits.max_pool_size, value=2, step=1, label="Pool stride")
+            photo_and_settings = _lay_out_photo_and_settings(get_limits())
         with gr.Column(scale=3, min_width=360):
-            result = result_image(label="Result: click a pixel to see how it was computed", elem_id="lab-result")
-            colorbar = result_image(label="Colour scale", height=70, buttons=[], elem_id="lab-colorbar")
-            with gr.Row():
-                kernel_image = result_image(label="The kernel", height=260, elem_id="lab-kernel-image")
-                arithmetic = gr.Markdown(label="Output size arithmetic", elem_id="lab-arithmetic")
-            with gr.Row():
-                x = controls.Number(value=None, label="Column (x)", precision=0, minimum=0)
-                y = controls.Number(value=None, label="Row (y)", precision=0, minimum=0)
-                explain_button = gr.Button("Explain this pixel")
-            explanation = gr.HTML(label="Pixel arithmetic", elem_id="lab-explanation")
-
+            results = _lay_out_results()
     with gr.Accordion("All presets on this photo", open=False):
         gallery_button = gr.Button("Show every preset")
         gallery = gr.Gallery(label="Every preset kernel", columns=5, height="auto", elem_id="lab-gallery")
+    return LabLayout(**photo_and_settings, **results, gallery_button=gallery_button, gallery=gallery)
 
-    settings = [image, kernel, custom, color, stride, padding, dilation, pooling, pool_size, pool_stride]
-    outputs = [result, colorbar, kernel_image, arithmetic]
+
+def _lay_out_photo_and_settings(limits) -> dict:
+    image = photo_input(
+        label="Your photo",
+        value=example_paths()[0],
+        height=300,
+        elem_id="lab-input",
+    )
+    gr.Examples(
+        examples=[[path] for path in example_paths()],
+        inputs=[image],
+        example_labels=["coffee cup", "Chelsea the cat", "astronaut", "rocket", "cameraman"],
+        label="Examples",
+        elem_id="lab-examples",
+    )
+    kernel = controls.Dropdown(
+        choices=[(_label(name), name) for name in K.KERNELS] + [("custom (type your own)", CUSTOM)],
+        value=DEFAULT_KERNEL,
+        label="Kernel",
+        elem_id="lab-kernel",
+    )
+    description = gr.Markdown(
+        describe_kernel(DEFAULT_KERNEL)[0], label="What this kernel does", elem_id="lab-description"
+    )
+    custom_kernel = controls.Textbox(
+        value=K.format_kernel(K.KERNELS[DEFAULT_KERNEL].weights),
+        lines=4,
+        max_lines=12,
+        label=f"Kernel editor: rows of numbers, 1–{limits.max_kernel_side} per side (fractions like 1/9 work)",
+        elem_id="lab-editor",
+    )
+    apply_button = gr.Button("Apply this kernel", variant="primary")
+    color = controls.Radio(
+        choices=[("gray (one channel)", "gray"), ("colour (R, G, B separately)", "rgb")],
+        value="gray",
+        label="Channels",
+    )
+    with gr.Row():
+        stride = controls.Slider(1, limits.max_stride, value=1, step=1, label="Stride")
+        padding = controls.Slider(0, limits.max_padding, value=0, step=1, label="Padding (zeros)")
+        dilation = controls.Slider(1, limits.max_dilation, value=1, step=1, label="Dilation")
+    with gr.Row():
+        pooling = controls.Radio(choices=list(POOLING_CHOICES), value="none", label="Then pool")
+        pool_size = controls.Slider(1, limits.max_pool_size, value=2, step=1, label="Pool size")
+        pool_stride = controls.Slider(1, limits.max_pool_size, value=2, step=1, label="Pool stride")
+    return {
+        "image": image,
+        "kernel": kernel,
+        "description": description,
+        "custom_kernel": custom_kernel,
+        "apply_button": apply_button,
+        "color": color,
+        "stride": stride,
+        "padding": padding,
+        "dilation": dilation,
+        "pooling": pooling,
+        "pool_size": pool_size,
+        "pool_stride": pool_stride,
+    }
+
+
+def _lay_out_results() -> dict:
+    result = result_image(label="Result: click a pixel to see how it was computed", elem_id="lab-result")
+    colorbar = result_image(label="Colour scale", height=70, buttons=[], elem_id="lab-colorbar")
+    with gr.Row():
+        kernel_image = result_image(label="The kernel", height=260, elem_id="lab-kernel-image")
+        arithmetic = gr.Markdown(label="Output size arithmetic", elem_id="lab-arithmetic")
+    with gr.Row():
+        x = controls.Number(value=None, label="Column (x)", precision=0, minimum=0)
+        y = controls.Number(value=None, label="Row (y)", precision=0, minimum=0)
+        explain_button = gr.Button("Explain this pixel")
+    explanation = gr.HTML(label="Pixel arithmetic", elem_id="lab-explanation")
+    return {
+        "result": result,
+        "colorbar": colorbar,
+        "kernel_image": kernel_image,
+        "arithmetic": arithmetic,
+        "x": x,
+        "y": y,
+        "explain_button": explain_button,
+        "explanation": explanation,
+    }
+
+
+def _wire(demo: gr.Blocks, tab: LabLayout) -> None:
+    settings = [tab.image, *tab.settings()]
+    outputs = [tab.result, tab.colorbar, tab.kernel_image, tab.arithmetic]
     applied = gr.State([])  # the settings behind the picture on screen (a short list: cheap to copy)
-    kernel.change(describe_kernel, inputs=kernel, outputs=[description, custom], api_name="describe_kernel")
-    custom.input(
+    tab.kernel.change(
+        describe_kernel, inputs=tab.kernel, outputs=[tab.description, tab.custom_kernel], api_name="describe_kernel"
+    )
+    tab.custom_kernel.input(
         switch_to_custom,
-        outputs=kernel,
+        outputs=tab.kernel,
         api_name="switch_to_custom",
         api_visibility="undocumented",
         show_progress="hidden",
@@ -209,15 +319,15 @@ def build_tab(demo: gr.Blocks) -> None:
     applying = gr.on(
         triggers=[
             demo.load,
-            image.change,
-            kernel.input,
-            color.input,
-            stride.release,
-            padding.release,
-            dilation.release,
-            pooling.input,
-            pool_size.release,
-            pool_stride.release,
+            tab.image.change,
+            tab.kernel.input,
+            tab.color.input,
+            tab.stride.release,
+            tab.padding.release,
+            tab.dilation.release,
+            tab.pooling.input,
+            tab.pool_size.release,
+            tab.pool_stride.release,
         ],
         fn=apply_kernel,
         inputs=settings,
@@ -226,30 +336,32 @@ def build_tab(demo: gr.Blocks) -> None:
         trigger_mode="always_last",
     )
     applying_custom = gr.on(
-        triggers=[apply_button.click, custom.submit],
+        triggers=[tab.apply_button.click, tab.custom_kernel.submit],
         fn=apply_custom_kernel,
-        inputs=[image, custom, color, stride, padding, dilation, pooling, pool_size, pool_stride],
-        outputs=outputs + [kernel],
+        inputs=[tab.image, *tab.settings(without="kernel")],
+        outputs=outputs + [tab.kernel],
         api_name="apply_custom_kernel",
     )
     for event in (applying, applying_custom):
         event.success(
             remember_settings,
             inputs=settings[1:],
-            outputs=[applied, explanation],
+            outputs=[applied, tab.explanation],
             api_name="remember_settings",
             api_visibility="private",
             show_progress="hidden",
         )
     # UI glue (a click fills x and y, then explains): same work as /explain_pixel, so kept out of the API docs.
-    result.select(
-        pick_pixel, outputs=[x, y], api_name="pick_pixel", api_visibility="undocumented", show_progress="hidden"
+    tab.result.select(
+        pick_pixel, outputs=[tab.x, tab.y], api_name="pick_pixel", api_visibility="undocumented", show_progress="hidden"
     ).then(
         explain_applied,
-        inputs=[image, applied, x, y],
-        outputs=explanation,
+        inputs=[tab.image, applied, tab.x, tab.y],
+        outputs=tab.explanation,
         api_name="explain_pixel_after_click",
         api_visibility="undocumented",
     )
-    explain_button.click(explain_pixel, inputs=settings + [x, y], outputs=explanation, api_name="explain_pixel")
-    gallery_button.click(all_presets, inputs=[image, color], outputs=gallery, api_name="preset_gallery")
+    tab.explain_button.click(
+        explain_pixel, inputs=settings + [tab.x, tab.y], outputs=tab.explanation, api_name="explain_pixel"
+    )
+    tab.gallery_button.click(all_presets, inputs=[tab.image, tab.color], outputs=tab.gallery, api_name="preset_gallery")

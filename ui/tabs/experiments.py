@@ -24,13 +24,14 @@ from playground.serving.jobs import (
     new_run_folder,
     planned_experiment_gpu_seconds,
 )
-from playground.training.experiments import PRESETS, SETTINGS, ExperimentConfig, Queued, Step, compose, plan
+from playground.training.experiments import PRESETS, SETTINGS, ExperimentConfig, Queued, Step, plan, vary
 from playground.training.report import Overlay, Target, summarise, write_results
 from playground.weights import checkpoints
 from playground.weights.checkpoints import ModelInfo
 from ui import controls, folders, long_jobs, runner
-from ui.common import keyed, result_image, user_errors
+from ui.handlers import keyed, user_errors
 from ui.model_panel import refresh_choices
+from ui.photos import result_image
 from ui.queueing import LONG, address, admits_long_jobs
 from ui.state import JOBS, STORE, session_of
 
@@ -65,11 +66,11 @@ def _settings(settings: dict) -> str:
     return ", ".join(f"{key}={value}" for key, value in settings.items()) or "the defaults"
 
 
-def _config(preset, seeds, vary, values, epochs, target) -> ExperimentConfig:
+def _config(preset, seeds, setting, values, epochs, target) -> ExperimentConfig:
     recipe = ExperimentConfig(preset=preset).recipe
     base = {"epochs": int(epochs)} if epochs else {}
     goal = Target(float(target) / 100, recipe.target.on) if target else None
-    runs = compose(vary, values) if values and str(values).strip() else ()
+    runs = vary(setting, values) if values and str(values).strip() else ()
     config = ExperimentConfig(
         preset=preset,
         runs=runs,
@@ -84,9 +85,7 @@ def _config(preset, seeds, vary, values, epochs, target) -> ExperimentConfig:
 
 
 def _request(config, zip_file, dataset, limit, folder, folder_paths) -> ExperimentRequest:
-    return ExperimentRequest(
-        config, folder=new_run_folder(), **folders.source(dataset, zip_file, folder, folder_paths, limit)
-    )
+    return ExperimentRequest(config, folders.source(dataset, zip_file, folder, folder_paths, limit), new_run_folder())
 
 
 def _queue(queued, finished: dict, current: tuple | None) -> str:
@@ -233,7 +232,7 @@ class _Progress:
     def stopped(self) -> dict:
         """Stop pressed (or the listener left): what finished stays, with its files."""
         job = self.job
-        name = job.zip_name if job.dataset in ("zip", "folder") else job.dataset
+        name = job.source.name
         update = _stopped(self.kept, self.config, self.labels, self.outcomes, self.goal, name, self.overlay)
         return {"report": self.report, **update}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import gradio as gr
 import numpy as np
 import pandas as pd
@@ -21,9 +23,10 @@ from playground.explain.views import SIGNS, VIEWS, attribution_image
 from playground.models import BLACK, imagenet_classes
 from ui import controls
 from ui.background import in_background
-from ui.common import look, open_photo, photo_with_examples, result_image, user_errors
 from ui.editor import SafeImageEditor
+from ui.handlers import user_errors
 from ui.model_panel import get_model, notice_markdown
+from ui.photos import look, open_photo, photo_with_examples, result_image
 
 TOP1 = "top-1 prediction"
 SANITY_HELP = """
@@ -196,8 +199,52 @@ def gradcam_layers(model_key="alexnet", request: gr.Request = None):
     return gr.update(choices=names, value=names[-1])
 
 
+@dataclasses.dataclass(frozen=True)
+class ExplainLayout:
+    """The tab's components, as the layout made them, for the wiring: one method in detail, every method
+    side by side, the sanity check, and the occlusion editor."""
+
+    image: gr.Image
+    target: gr.Dropdown
+    method: gr.Dropdown
+    view: gr.Radio
+    sign: gr.Radio
+    layer: gr.Dropdown
+    n_steps: gr.Slider
+    explain_button: gr.Button
+    detail: gr.Image
+    facts: gr.Markdown
+    compare_button: gr.Button
+    compare_stop: gr.Button
+    compare_status: gr.Markdown
+    gallery: gr.Gallery
+    agreement: gr.Dataframe
+    sanity_method: gr.Dropdown
+    sanity_button: gr.Button
+    sanity_stop: gr.Button
+    sanity_verdict: gr.Markdown
+    sanity_gallery: gr.Gallery
+    sanity_table: gr.Dataframe
+    editor: SafeImageEditor
+    covered: gr.Image
+    occlude_button: gr.Button
+    occlude_summary: gr.Markdown
+    before: gr.Label
+    after: gr.Label
+
+
 def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
-    limits = get_limits()
+    """Lay out the tab inside ``demo`` and wire its events to the model ``chooser`` (main endpoint: ``/attribute``)."""
+    _wire(demo, chooser, _lay_out())
+
+
+def _lay_out() -> ExplainLayout:
+    return ExplainLayout(
+        **_lay_out_detail(get_limits()), **_lay_out_comparison(), **_lay_out_sanity_check(), **_lay_out_occlusion()
+    )
+
+
+def _lay_out_detail(limits) -> dict:
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             image = photo_with_examples("explain-photo")
@@ -225,6 +272,21 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         with gr.Column(scale=2):
             detail = result_image(label="Attribution", elem_id="explain-detail")
             facts = gr.Markdown(label="About this map", elem_id="explain-facts")
+    return {
+        "image": image,
+        "target": target,
+        "method": method,
+        "view": view,
+        "sign": sign,
+        "layer": layer,
+        "n_steps": n_steps,
+        "explain_button": explain_button,
+        "detail": detail,
+        "facts": facts,
+    }
+
+
+def _lay_out_comparison() -> dict:
     gr.Markdown("### Every method, side by side")
     with gr.Row():
         compare_button = gr.Button("Compare all methods", elem_id="compare-button")
@@ -236,6 +298,16 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         interactive=False,
         elem_id="compare-agreement",
     )
+    return {
+        "compare_button": compare_button,
+        "compare_stop": compare_stop,
+        "compare_status": compare_status,
+        "gallery": gallery,
+        "agreement": agreement,
+    }
+
+
+def _lay_out_sanity_check() -> dict:
     with gr.Accordion("Sanity check: does the map depend on the model?", open=False):
         gr.Markdown(SANITY_HELP)
         with gr.Row():
@@ -248,6 +320,17 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         with gr.Row():
             sanity_gallery = gr.Gallery(label="The map as layers are randomised", columns=5, height="auto")
             sanity_table = gr.Dataframe(label="Similarity to the trained model's map", interactive=False)
+    return {
+        "sanity_method": sanity_method,
+        "sanity_button": sanity_button,
+        "sanity_stop": sanity_stop,
+        "sanity_verdict": sanity_verdict,
+        "sanity_gallery": sanity_gallery,
+        "sanity_table": sanity_table,
+    }
+
+
+def _lay_out_occlusion() -> dict:
     with gr.Accordion("Cover part of the photo and watch the top-5 change", open=False):
         gr.Markdown(
             "Paint over a region with the brush, then press the button: the covered pixels are set to the "
@@ -269,35 +352,54 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         with gr.Row():
             before = gr.Label(num_top_classes=5, label="Top-5 before")
             after = gr.Label(num_top_classes=5, label="Top-5 covered", elem_id="occlude-after")
+    return {
+        "editor": editor,
+        "covered": covered,
+        "occlude_button": occlude_button,
+        "occlude_summary": occlude_summary,
+        "before": before,
+        "after": after,
+    }
 
-    gr.on([demo.load, chooser.change], targets, inputs=chooser, outputs=target, api_name="explain_targets")
-    gr.on([demo.load, chooser.change], gradcam_layers, inputs=chooser, outputs=layer, api_name="gradcam_layers")
-    gr.on([demo.load, image.change], editor_background, inputs=image, outputs=editor, api_name="occlusion_canvas")
+
+def _wire(demo: gr.Blocks, chooser: gr.Dropdown, tab: ExplainLayout) -> None:
+    gr.on([demo.load, chooser.change], targets, inputs=chooser, outputs=tab.target, api_name="explain_targets")
+    gr.on([demo.load, chooser.change], gradcam_layers, inputs=chooser, outputs=tab.layer, api_name="gradcam_layers")
     gr.on(
-        [explain_button.click, method.input, view.input, sign.input],
+        [demo.load, tab.image.change],
+        editor_background,
+        inputs=tab.image,
+        outputs=tab.editor,
+        api_name="occlusion_canvas",
+    )
+    gr.on(
+        [tab.explain_button.click, tab.method.input, tab.view.input, tab.sign.input],
         explain,
-        inputs=[chooser, image, target, method, view, sign, layer, n_steps],
-        outputs=[detail, facts],
+        inputs=[chooser, tab.image, tab.target, tab.method, tab.view, tab.sign, tab.layer, tab.n_steps],
+        outputs=[tab.detail, tab.facts],
         api_name="attribute",
         trigger_mode="always_last",
         concurrency_limit=get_limits().attribute_concurrency,
     )
-    comparing = compare_button.click(
+    comparing = tab.compare_button.click(
         compare_all,
-        inputs=[chooser, image, target, sign],
-        outputs=[gallery, agreement, compare_status],
+        inputs=[chooser, tab.image, tab.target, tab.sign],
+        outputs=[tab.gallery, tab.agreement, tab.compare_status],
         api_name="compare",
         concurrency_limit=get_limits().compare_concurrency,
     )
-    compare_stop.click(None, cancels=[comparing])
-    checking = sanity_button.click(
+    tab.compare_stop.click(None, cancels=[comparing])
+    checking = tab.sanity_button.click(
         run_sanity_check,
-        inputs=[chooser, image, target, sanity_method],
-        outputs=[sanity_gallery, sanity_table, sanity_verdict],
+        inputs=[chooser, tab.image, tab.target, tab.sanity_method],
+        outputs=[tab.sanity_gallery, tab.sanity_table, tab.sanity_verdict],
         api_name="sanity_check",
         concurrency_limit=get_limits().sanity_check_concurrency,
     )
-    sanity_stop.click(None, cancels=[checking])
-    occlude_button.click(
-        occlude, inputs=[chooser, image, editor], outputs=[before, after, covered, occlude_summary], api_name="occlude"
+    tab.sanity_stop.click(None, cancels=[checking])
+    tab.occlude_button.click(
+        occlude,
+        inputs=[chooser, tab.image, tab.editor],
+        outputs=[tab.before, tab.after, tab.covered, tab.occlude_summary],
+        api_name="occlude",
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import gradio as gr
 import pandas as pd
 
@@ -18,8 +20,9 @@ from playground.filters import (
     side_by_side,
 )
 from ui import controls
-from ui.common import open_photo, photo_with_examples, result_image, user_errors
+from ui.handlers import user_errors
 from ui.model_panel import get_model, notice_markdown
+from ui.photos import open_photo, photo_with_examples, result_image
 
 HOW = """
 **How the match is made.** Each learned filter's R, G and B weights are averaged (what it does to a
@@ -101,7 +104,30 @@ def compare(model_key="alexnet", image=None, kernel="sobel_x", rank=1, request: 
     return pair.classic, pair.learned, pair.difference, comparison
 
 
+@dataclasses.dataclass(frozen=True)
+class FiltersLayout:
+    """The tab's components, as the layout made them, for the wiring."""
+
+    grid: gr.Image
+    caption: gr.Markdown
+    table: gr.Dataframe
+    image: gr.Image
+    kernel: gr.Dropdown
+    rank: gr.Radio
+    classic: gr.Image
+    learned: gr.Image
+    difference: gr.Image
+    comparison: gr.Markdown
+    deeper: gr.Gallery
+
+
 def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
+    """Lay out the tab inside ``demo`` and wire its events to the model ``chooser`` (endpoints: ``/filters``,
+    ``/filter_comparison``)."""
+    _wire(demo, chooser, _lay_out())
+
+
+def _lay_out() -> FiltersLayout:
     with gr.Row():
         with gr.Column(scale=3):
             grid = result_image(label="conv1: the first layer's filters", elem_id="filters-grid")
@@ -135,20 +161,36 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         "Deeper layers in summary (the first 32 filters of each, averaged over their inputs)", open=False
     ):
         deeper = gr.Gallery(label="conv2 … conv5", columns=1, height="auto", elem_id="filters-deeper")
+    return FiltersLayout(
+        grid=grid,
+        caption=caption,
+        table=table,
+        image=image,
+        kernel=kernel,
+        rank=rank,
+        classic=classic,
+        learned=learned,
+        difference=difference,
+        comparison=comparison,
+        deeper=deeper,
+    )
+
+
+def _wire(demo: gr.Blocks, chooser: gr.Dropdown, tab: FiltersLayout) -> None:
     # The model-level views change only with the model; the side by side also with photo, kernel and rank.
     gr.on(
         [demo.load, chooser.change],
         filters,
         inputs=chooser,
-        outputs=[grid, caption, table, deeper],
+        outputs=[tab.grid, tab.caption, tab.table, tab.deeper],
         api_name="filters",
         trigger_mode="always_last",
     )
     gr.on(
-        [demo.load, chooser.change, image.change, kernel.change, rank.change],
+        [demo.load, chooser.change, tab.image.change, tab.kernel.change, tab.rank.change],
         compare,
-        inputs=[chooser, image, kernel, rank],
-        outputs=[classic, learned, difference, comparison],
+        inputs=[chooser, tab.image, tab.kernel, tab.rank],
+        outputs=[tab.classic, tab.learned, tab.difference, tab.comparison],
         api_name="filter_comparison",
         trigger_mode="always_last",
     )

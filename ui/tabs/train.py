@@ -17,12 +17,13 @@ from PIL import Image
 from playground import models
 from playground.config import get_limits
 from playground.data import datasets as data
+from playground.data import sources
 from playground.filters import filter_grid
 from playground.serving.jobs import (
     DatasetReady,
-    Run,
     TrainingOutcome,
     TrainingRequest,
+    TrainingRun,
     new_run_folder,
     planned_gpu_seconds,
     training_job,
@@ -31,8 +32,9 @@ from playground.training.curves import Curves
 from playground.training.finetune import FinetuneConfig, FinetuneResult, Progress
 from playground.weights.checkpoints import ModelInfo
 from ui import controls, folders, long_jobs, runner
-from ui.common import keyed, result_image, uploaded_path, user_errors
+from ui.handlers import keyed, user_errors
 from ui.model_panel import refresh_choices
+from ui.photos import result_image, uploaded_path
 from ui.queueing import LONG, address, admits_long_jobs
 from ui.state import JOBS, STORE, ZIPS, session_of
 
@@ -51,9 +53,7 @@ STOPPED = "<p>Stopped. Nothing from this run was kept; your earlier results are 
 def _request(zip_file, dataset, limit, config: FinetuneConfig, folder=None, folder_paths=None) -> TrainingRequest:
     """What the worker needs, as plain values: the upload's server path (checked), a folder's files, or a
     dataset's name."""
-    return TrainingRequest(
-        config, folder=new_run_folder(), **folders.source(dataset, zip_file, folder, folder_paths, limit)
-    )
+    return TrainingRequest(config, folders.source(dataset, zip_file, folder, folder_paths, limit), new_run_folder())
 
 
 def _progress_html(record: Progress) -> str:
@@ -126,8 +126,8 @@ def train(
     )
     config.validate()
     job = _request(zip_file, dataset, limit, config, folder, folder_paths)
-    if job.zip_path:
-        ZIPS.remember(session, job.zip_path)
+    if job.source.kind == sources.ZIP:
+        ZIPS.remember(session, job.source.path)
     job = dataclasses.replace(job, gpu_seconds=planned_gpu_seconds(job) if runner.zero_gpu() else 0.0)
     finished = False
     try:
@@ -176,7 +176,7 @@ def _finish(outcome: TrainingOutcome, session, report, curves: Curves, request) 
     result = outcome.result
     # The weights now live in the files and in the chooser; the run record needs only the numbers.
     folder = os.path.dirname(outcome.files[0])
-    JOBS.keep(session, Run(dataclasses.replace(result, state_dict={}), outcome.thumbnails, folder))
+    JOBS.keep(session, TrainingRun(dataclasses.replace(result, state_dict={}), outcome.thumbnails, folder))
     summary = (
         f"<p><b>Done</b>: validation accuracy <b>{result.val_accuracy:.1%}</b> after {len(result.history)} epoch(s) in "
         f"{result.seconds:.1f} s ({result.images_per_second:,.0f} images/s).</p>"

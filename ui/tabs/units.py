@@ -36,8 +36,9 @@ from playground.units.retrieval import fc7, query_batch
 from playground.units.retrieval import neighbours as nearest
 from playground.units.toppatches import PassProgress, TopPatches
 from ui import controls, long_jobs
-from ui.common import EXAMPLE_PHOTOS, look, open_photo, photo_with_examples, result_image, user_errors
+from ui.handlers import user_errors
 from ui.model_panel import get_model, notice_markdown
+from ui.photos import EXAMPLE_PHOTOS, look, open_photo, photo_with_examples, result_image
 from ui.queueing import UNITS, admits_long_jobs
 from ui.state import UNIT_RESULTS as RESULTS
 from ui.state import ZIPS, session_of

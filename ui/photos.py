@@ -1,4 +1,5 @@
-"""Pieces every tab shares: the photo input, example photos, and the one path from core errors to messages."""
+"""Photos in and pictures out: the photo input every tab uses, the example photos, the check that a path
+is an upload, opening a photo at working size, and the exact-PNG result image."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import base64
 import binascii
 import functools
 import hashlib
-import inspect
 import io
 import os
 import tempfile
@@ -153,71 +153,6 @@ def look(model, source) -> A.Seen:
     computed once per photo and weights however many tabs ask (see :func:`playground.activations.look`)."""
     photo, key = _open_photo(source)
     return A.look(model, photo, key=key)
-
-
-def bounded(message: str) -> str:
-    """A message as the user may see it: at most ``Limits.max_message_chars`` characters."""
-    most = get_limits().max_message_chars
-    return message if len(message) <= most else message[: most - 1] + "…"
-
-
-def user_errors(fn):
-    """The one path from the core's errors to the user: a ``ValueError`` becomes a ``gr.Error`` with the
-    same sentence, shown on the page (or returned to an API client), and the server keeps serving.
-
-    Every event handler of the app is wrapped in it (a test checks). Works for plain functions and for
-    generators (streamed results), which Gradio must still see as generator functions.
-    """
-    if inspect.isgeneratorfunction(fn):
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            try:
-                yield from fn(*args, **kwargs)
-            except gr.Error as error:  # already a message for the user (gr.Error is itself a ValueError)
-                raise gr.Error(bounded(error.message)) from None
-            except ValueError as error:
-                raise gr.Error(bounded(str(error))) from None
-
-    else:
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except gr.Error as error:
-                raise gr.Error(bounded(error.message)) from None
-            except ValueError as error:
-                raise gr.Error(bounded(str(error))) from None
-
-    wrapper.user_errors = True
-    return wrapper
-
-
-def keyed(fn, outputs: dict):
-    """Wire a handler that returns (or yields) dicts keyed by output *name* to Gradio's components.
-
-    Handlers stay plain functions of plain values that tests can call, and a message that leaves an
-    output out leaves it as it is, instead of padding tuples with ``gr.skip()``.
-    """
-
-    def by_component(values: dict) -> dict:
-        return {outputs[name]: value for name, value in values.items()}
-
-    if inspect.isgeneratorfunction(fn):
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            for values in fn(*args, **kwargs):
-                yield by_component(values)
-
-    else:
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            return by_component(fn(*args, **kwargs))
-
-    return wrapper
 
 
 @functools.cache

@@ -1,0 +1,107 @@
+"""Long work ends when nobody listens, over real HTTP: a Units pass stopped, cancelled or abandoned while it
+is still reading its dataset is gone within seconds, and there are never more Units workers than the limit."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import zipfile
+
+import pytest
+from PIL import Image
+
+from tests.test_app_units import _file, _new_client, _workers_of_the_server
+
+pytestmark = pytest.mark.http
+
+GONE_WITHIN = 10.0  # seconds: the issue's bound for a cancelled or abandoned pass
+
+
+def _slow_zip(path, members=24) -> str:
+    """Tiny 1-bit PNGs whose pictures are 6,000 px square: each takes a good fraction of a second to decode,
+    so reading the zip takes many seconds while the worker sends nothing."""
+    buffer = io.BytesIO()
+    Image.new("1", (6000, 6000)).save(buffer, format="PNG")
+    with zipfile.ZipFile(path, "w") as archive:
+        for i in range(members):
+            archive.writestr(f"{('cats', 'dogs')[i % 2]}/{i}.png", buffer.getvalue())
+    return str(path)
+
+
+def _started_reading(client, tmp_path, name):
+    client.predict(_file(_slow_zip(tmp_path / f"{name}.zip")), api_name="/remember_zip")
+    job = client.submit("alexnet_compact", "features.0", 0, "my zip", api_name="/top_patches")
+    deadline = time.monotonic() + 30
+    while not _workers_of_the_server():
+        assert time.monotonic() < deadline, "the pass never started"
+        time.sleep(0.1)
+    time.sleep(1.0)  # well into reading the zip
+    return job
+
+
+def _gone_within(seconds: float) -> float:
+    started = time.monotonic()
+    while _workers_of_the_server():
+        assert time.monotonic() - started < seconds, "the Units worker kept running"
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def test_stop_during_reading_ends_the_worker(app_url, tmp_path):
+    client = _new_client(app_url)
+    job = _started_reading(client, tmp_path, "stop")
+    client.predict(api_name="/stop_units")  # what the Stop button sends (besides cancelling the event)
+    job.cancel()
+    _gone_within(GONE_WITHIN)
+
+
+def test_a_cancelled_event_alone_ends_the_worker(app_url, tmp_path):
+    """A client that only cancels its event (Gradio's /cancel): the handler's thread cannot be interrupted,
+    but the watchdog sees the event has gone."""
+    client = _new_client(app_url)
+    job = _started_reading(client, tmp_path, "cancel")
+    job.cancel()
+    _gone_within(GONE_WITHIN)
+
+
+def test_a_client_that_hangs_up_during_reading_leaves_no_worker(app_url, tmp_path):
+    import httpx
+
+    client = _new_client(app_url)
+    client.predict(_file(_slow_zip(tmp_path / "hangup.zip")), api_name="/remember_zip")
+    session = client.session_hash
+    fn_index = next(i for i, d in enumerate(client.config["dependencies"]) if d.get("api_name") == "top_patches")
+    body = {"data": ["alexnet_compact", "features.0", 0, "my zip"], "fn_index": fn_index, "session_hash": session}
+    base = app_url.rstrip("/")
+    assert httpx.post(base + "/gradio_api/queue/join", json=body, timeout=30).status_code == 200
+    with httpx.stream("GET", base + f"/gradio_api/queue/data?session_hash={session}", timeout=30) as stream:
+        deadline = time.monotonic() + 30
+        for _ in stream.iter_lines():  # listen until the worker has started, then hang up
+            if _workers_of_the_server() or time.monotonic() > deadline:
+                break
+    assert _workers_of_the_server(), "the pass never started"
+    _gone_within(GONE_WITHIN)
+
+
+def test_never_more_units_workers_than_the_limit_while_passes_are_cancelled(app_url, tmp_path):
+    seen, done = [], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            seen.append(_workers_of_the_server())
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        for _ in range(4):  # a new session each time, each cancelled half a second in
+            client = _new_client(app_url)
+            job = client.submit("alexnet", "features.10", 3, False, 512, api_name="/feature_visualisation")
+            time.sleep(0.5)
+            job.cancel()
+        _gone_within(4 * GONE_WITHIN)  # the queued ones may each start (and be stopped) in turn
+    finally:
+        done.set()
+        watcher.join()
+    assert max(seen) <= 1, " ".join(map(str, seen))  # Limits.units_jobs_running

@@ -1,0 +1,144 @@
+"""The one long-job loop (ui.long_jobs) and its watchdog: a job ends when its learner leaves it, however they
+leave, even while its handler's thread is blocked or abandoned."""
+
+from __future__ import annotations
+
+import threading
+import time
+import types
+
+import pytest
+
+from playground.serving import workers
+from playground.serving.jobs import LONG, UNITS
+from ui import long_jobs, queueing, state
+
+
+# Jobs run in a fresh process, so they live at module level where the child can import them.
+def reading_quietly(seconds: float):
+    """A job that sends nothing for a long time, as one reading a large dataset does."""
+    time.sleep(seconds)
+    yield "read"
+
+
+def _request(session: str):
+    return types.SimpleNamespace(session_hash=session, headers={}, client=None)
+
+
+def _wait_until(condition, seconds: float) -> float:
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < seconds, f"not within {seconds} s"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+@pytest.fixture(autouse=True)
+def _fresh_jobs(monkeypatch):
+    monkeypatch.setattr(long_jobs, "JOBS", state.JOBS.__class__())
+    yield
+
+
+def test_stop_ends_a_quiet_worker_even_when_nobody_pulls_its_records():
+    """Gradio cannot interrupt a handler's thread; a cancelled handler stops pulling. Stop must still end it."""
+    request = _request("stopper")
+    with long_jobs.LongJob(long_jobs.JobKind(worker_name="Units", idle=False), request) as slot:
+        records = slot.run(reading_quietly, 600)
+        assert isinstance(next(records), long_jobs.Waiting)  # the worker is quiet; the loop says so
+        worker = slot.worker
+        assert worker.alive()
+        long_jobs.stop(request)  # ... and nobody pulls any more (the handler was abandoned)
+        took = _wait_until(lambda: not worker.alive(), 5)
+    assert took < 2.5  # the watchdog asks every second
+
+
+def test_a_stopped_job_says_so_instead_of_failing():
+    request = _request("says-stopped")
+    with long_jobs.LongJob(long_jobs.JobKind(worker_name="Units", idle=False), request) as slot:
+        records = slot.run(reading_quietly, 600)
+        next(records)
+        threading.Timer(0.3, long_jobs.stop, args=(request,)).start()
+        assert [type(r) for r in records][-1] is long_jobs.Stopped
+    assert not long_jobs.JOBS.busy("says-stopped")  # the slot is free again
+
+
+def test_one_job_per_session_and_group():
+    request = _request("one-each")
+    with long_jobs.LongJob(long_jobs.JobKind(), request):
+        with pytest.raises(ValueError, match="already have a training job or an experiment running"):
+            long_jobs.LongJob(long_jobs.JobKind(), request)
+        with long_jobs.LongJob(long_jobs.units_kind(), request):  # a Units pass beside a training is fine
+            with pytest.raises(ValueError, match="already have a Units pass running"):
+                long_jobs.LongJob(long_jobs.units_kind(), request)
+    assert not long_jobs.JOBS.busy("one-each", LONG) and not long_jobs.JOBS.busy("one-each", UNITS)
+
+
+def test_a_new_pass_waits_for_a_stopped_ones_process_so_there_are_never_more_than_the_limit(monkeypatch):
+    kind = long_jobs.JobKind(worker_name="Units", idle=False, max_running=1)
+    seen, done = [], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            seen.append(workers.live_workers("Units"))
+            time.sleep(0.02)
+
+    threading.Thread(target=watch, daemon=True).start()
+    first, second = _request("first"), _request("second")
+    try:
+        with long_jobs.LongJob(kind, first) as slot:
+            records = slot.run(reading_quietly, 600)
+            next(records)
+            long_jobs.stop(first)  # its queue slot is free at once, its process within a second
+            with long_jobs.LongJob(kind, second) as other:
+                assert isinstance(next(other.run(reading_quietly, 600)), long_jobs.Waiting)
+    finally:
+        done.set()
+    assert max(seen) == 1
+
+
+class _Queue:
+    """Just what listener_check reads of Gradio's queue."""
+
+    def __init__(self, *events):
+        self.active_jobs = [list(events), None]
+        self.pending_messages_per_session = {}
+
+
+def _event(session, group=UNITS):
+    return types.SimpleNamespace(session_hash=session, concurrency_id=group, alive=True)
+
+
+def test_listener_check_sees_a_closed_stream_a_cancelled_event_and_unread_messages(monkeypatch):
+    ours, other = _event("s"), _event("s", group=LONG)
+    queue = _Queue(ours, other)
+    monkeypatch.setattr(queueing, "_queue", lambda: queue)
+    gone = queueing.listener_check(_request("s"), UNITS)
+    assert not gone()
+    ours.alive = False  # the client closed its stream: Gradio marks the session's events so
+    assert gone()
+    ours.alive = True
+    queue.active_jobs = [[other], None]  # our event was cancelled: it left the running events
+    assert gone()
+    queue.active_jobs = [[ours, other], None]
+    queue.pending_messages_per_session["s"] = types.SimpleNamespace(qsize=lambda: 100)  # nobody reads
+    assert gone()
+    queue.pending_messages_per_session["s"] = types.SimpleNamespace(qsize=lambda: 1)
+    assert not gone()
+
+
+def test_the_watchdog_survives_a_check_that_fails():
+    def broken():
+        raise RuntimeError("a check that fails")
+
+    worker = workers.Worker(reading_quietly, 600, settings=workers.WorkerSettings.from_limits(idle=False),
+                            cancelled=broken)  # fmt: skip
+    try:
+        time.sleep(1.5)
+        assert worker.alive()  # the reaper went on ...
+        flag = threading.Event()
+        other = workers.Worker(reading_quietly, 600, settings=workers.WorkerSettings.from_limits(idle=False),
+                               cancelled=flag.is_set)  # fmt: skip
+        flag.set()
+        _wait_until(lambda: not other.alive(), 5)  # ... and still stops the others
+    finally:
+        worker.stop()
