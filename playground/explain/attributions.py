@@ -46,8 +46,6 @@ from playground.config import get_limits
 from playground.hooks import model_lock, weights_token
 from playground.layers import conv_layers, frozen_copy, without_inplace
 
-conv_layer_names = conv_layers  # the name ui/tabs/explain.py imports; it can import playground.layers instead
-
 
 @dataclasses.dataclass(frozen=True)
 class Attribution:

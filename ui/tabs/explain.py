@@ -15,11 +15,11 @@ from playground.explain.attributions import (
     agreement_matrix,
     attribute,
     compare,
-    conv_layer_names,
     cover,
     sanity_check,
 )
 from playground.explain.views import SIGNS, VIEWS, attribution_image
+from playground.layers import conv_layers
 from playground.models import BLACK, imagenet_classes
 from ui import controls
 from ui.background import in_background
@@ -195,7 +195,7 @@ def targets(model_key="alexnet", request: gr.Request = None):
 @user_errors
 def gradcam_layers(model_key="alexnet", request: gr.Request = None):
     model, _ = get_model(model_key, request)
-    names = conv_layer_names(model)
+    names = conv_layers(model)
     return gr.update(choices=names, value=names[-1])
 
 

@@ -406,47 +406,23 @@ def _wire_passes(c: SimpleNamespace, chooser: gr.Dropdown) -> None:
     """The passes that run in a worker (admitted at the door like training, in their own group), and Stop."""
     limits = get_limits()
     jobs = dict(concurrency_id=UNITS, concurrency_limit=limits.units_jobs_running)  # admitted at the door, as training
+    passes = [  # (button, handler, inputs, outputs); each handler's name is its HTTP endpoint's
+        (c.visualise_button, feature_visualisation, [c.layer, c.channel, c.negative, c.steps], [c.picture, c.picture_caption]),
+        (c.grid_button, layer_grid, [c.layer], c.grid),
+        (c.patches_button, top_patches, [c.layer, c.channel, c.dataset], c.patches),
+        (c.map_button, fc7_map, [c.dataset], c.fc7_picture),
+        (c.neighbours_button, neighbours, [c.photo, c.dataset], c.near),
+    ]  # fmt: skip
     started = [
-        c.visualise_button.click(
-            feature_visualisation,
-            inputs=[chooser, c.layer, c.channel, c.negative, c.steps],
-            outputs=[c.picture, c.picture_caption],
-            api_name="feature_visualisation",
-            validator=admits_long_jobs(feature_visualisation, UNITS),
+        button.click(
+            handler,
+            inputs=[chooser, *inputs],
+            outputs=outputs,
+            api_name=handler.__name__,
+            validator=admits_long_jobs(handler, UNITS),
             **jobs,
-        ),
-        c.grid_button.click(
-            layer_grid,
-            inputs=[chooser, c.layer],
-            outputs=c.grid,
-            api_name="layer_grid",
-            validator=admits_long_jobs(layer_grid, UNITS),
-            **jobs,
-        ),
-        c.patches_button.click(
-            top_patches,
-            inputs=[chooser, c.layer, c.channel, c.dataset],
-            outputs=c.patches,
-            api_name="top_patches",
-            validator=admits_long_jobs(top_patches, UNITS),
-            **jobs,
-        ),
-        c.map_button.click(
-            fc7_map,
-            inputs=[chooser, c.dataset],
-            outputs=c.fc7_picture,
-            api_name="fc7_map",
-            validator=admits_long_jobs(fc7_map, UNITS),
-            **jobs,
-        ),
-        c.neighbours_button.click(
-            neighbours,
-            inputs=[chooser, c.photo, c.dataset],
-            outputs=c.near,
-            api_name="neighbours",
-            validator=admits_long_jobs(neighbours, UNITS),
-            **jobs,
-        ),
+        )  # fmt: skip
+        for button, handler, inputs, outputs in passes
     ]
     c.stop_button.click(request_stop, cancels=started, api_name="stop_units")  # the worker is gone within a second
 
