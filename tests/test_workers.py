@@ -161,3 +161,41 @@ def test_the_message_names_the_job_the_learner_started():
     units = WorkerSettings(nice=5, threads=1, memory_bytes=0, stale_seconds=60.0, kind="Units")
     with pytest.raises(ValueError, match=r"^The Units process failed \(KeyError\)"):
         _all(Worker(crashing, settings=units))
+
+
+def test_a_units_job_out_of_memory_gets_advice_for_a_units_job():
+    limited = dataclasses.replace(QUIET, memory_bytes=1536 * 1024**2, kind="Units")
+    with pytest.raises(ValueError, match="The Units process ran out of the memory it may use. Try fewer steps"):
+        _all(Worker(greedy, settings=limited))
+    assert "batch" not in limited.what_to_try()  # a feature visualisation has no batch to shrink
+
+
+def _state(pid: int) -> str:
+    """The process's state letter ("Z" for a zombie), or "" once it no longer exists."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return ""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads /proc")
+def test_a_killed_fork_server_takes_its_jobs_with_it_and_is_started_again():
+    from multiprocessing import forkserver
+
+    workers.warm_up()
+    job = Worker(sleeping, settings=QUIET)
+    records = job.records()
+    assert next(r for r in records if r is not None) == "started"
+    old_server = forkserver._forkserver._forkserver_pid
+    os.kill(old_server, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while _state(job.pid) not in ("", "Z") or _state(old_server) not in ("",):
+        assert time.monotonic() < deadline, (_state(job.pid), _state(old_server))  # no orphan, no zombie left
+        time.sleep(0.1)
+    with pytest.raises(ValueError):
+        next(r for r in records if r is not None)  # the job says it ended
+    started = time.monotonic()
+    assert _all(Worker(counting, 2, settings=QUIET)) == [{"i": 0}, {"i": 1}]
+    assert time.monotonic() - started < 15  # a fresh fork server, not a wait on a dead one
+    assert forkserver._forkserver._forkserver_pid != old_server

@@ -30,6 +30,12 @@ from typing import Any
 
 from playground.config import get_limits
 
+# What to try when a job runs out of memory or is killed by the system, by the kind the learner knows it as.
+ADVICE = {
+    "training": "Try fewer images, a smaller batch or a smaller model",
+    "experiment": "Try fewer images, runs or seeds, or a smaller model",
+    "Units": "Try fewer steps or images, or a smaller layer or model",
+}
 POLL_SECONDS = 0.5  # how long a read waits before handing control back (so callers can check a Stop flag)
 # Imported once by the fork server, so that a job's process starts in a fraction of a second instead of the
 # ~3 s a fresh interpreter takes to import torch. The fork server is itself a fresh process (never a fork of
@@ -56,6 +62,10 @@ class WorkerSettings:
     seed: int = 0  # torch's generator in the child, which is the job's own (dropout becomes reproducible)
     kind: str = "training"  # what the learner knows the job as, for the messages ("The training process ...")
     idle: bool = True  # in the idle scheduling class (training); False: niced only, for a job a learner watches
+    advice: str = ""  # what to try when it runs out of memory ("" : the advice for its kind, see ADVICE)
+
+    def what_to_try(self) -> str:
+        return self.advice or ADVICE.get(self.kind, ADVICE["training"])
 
     @classmethod
     def from_limits(
@@ -110,6 +120,7 @@ def warm_up() -> None:
         from multiprocessing import forkserver
 
         forkserver.ensure_running()
+    _start_reaper()  # which also watches the fork server
 
 
 class Worker:
@@ -134,7 +145,11 @@ class Worker:
         self.cancelled = cancelled
         context = _context()
         self._receiver, sender = context.Pipe(duplex=False)
-        self._process = context.Process(target=_child, args=(sender, target, args, self.settings), daemon=True)
+        # A fork server's child dies with it; a child spawned by a thread of the server must not die with that thread.
+        orphan_dies = context.get_start_method() == "forkserver"
+        self._process = context.Process(
+            target=_child, args=(sender, target, args, self.settings, orphan_dies), daemon=True
+        )
         self.last_pull = time.monotonic()
         self.stopped_because = ""
         self.starting = True  # counted by live_workers while the job's data is handed over (seconds for a model)
@@ -198,13 +213,29 @@ class Worker:
         if code is not None and code < 0:  # killed by a signal: the kernel's out-of-memory killer, most often
             return (
                 f"The {self.settings.kind} process was stopped by the system (it may have run out of memory). "
-                "Try fewer images, a smaller batch or a smaller model; your earlier results are unchanged."
+                f"{self.settings.what_to_try()}; your earlier results are unchanged."
             )
         return f"The {self.settings.kind} process ended unexpectedly (exit code {code}); your earlier results are unchanged."
 
 
-def _child(sender, target: Callable[..., Iterator], args: tuple, settings: WorkerSettings) -> None:
+def _die_with_parent() -> None:
+    """Be killed by the kernel when the process that forked this one (the fork server) dies: an orphan would
+    run on unseen, its server no longer able to stop it (Linux only; elsewhere the job runs to its end)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+            import signal
+
+            pr_set_pdeathsig = 1  # prctl's option number (linux/prctl.h)
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def _child(
+    sender, target: Callable[..., Iterator], args: tuple, settings: WorkerSettings, orphan_dies: bool = False
+) -> None:
     """The child process: lower priority, bounded threads and memory, then run the job and send its records."""
+    if orphan_dies:
+        _die_with_parent()
     with contextlib.suppress(OSError):  # a container may forbid it; the job still runs
         os.nice(settings.nice)
     if settings.idle:
@@ -232,7 +263,7 @@ def _child(sender, target: Callable[..., Iterator], args: tuple, settings: Worke
         send("error", str(error))
     except (MemoryError, RuntimeError) as error:
         if isinstance(error, MemoryError) or "alloc" in str(error).lower():
-            send("error", _OUT_OF_MEMORY.format(settings.kind))
+            send("error", _OUT_OF_MEMORY.format(settings.kind, settings.what_to_try()))
         else:
             traceback.print_exc()
             send("error", failed.format(type(error).__name__))
@@ -243,10 +274,7 @@ def _child(sender, target: Callable[..., Iterator], args: tuple, settings: Worke
         sender.close()
 
 
-_OUT_OF_MEMORY = (
-    "The {} process ran out of the memory it may use. Try fewer images, a smaller batch or a smaller "
-    "model; your earlier results are unchanged."
-)
+_OUT_OF_MEMORY = "The {} process ran out of the memory it may use. {}; your earlier results are unchanged."
 
 # --- the reaper: stops jobs nobody reads --------------------------------------------------------------
 
@@ -263,6 +291,7 @@ def _start_reaper() -> None:
 def _reap() -> None:
     while True:
         time.sleep(1.0)
+        _restart_a_dead_fork_server()
         now = time.monotonic()
         for worker in list(_LIVE):
             if worker.starting:
@@ -271,6 +300,19 @@ def _reap() -> None:
                 worker.stop("Stopped: nobody was listening to this job any more.")
             elif worker.cancelled is not None and _asks_to_stop(worker.cancelled):
                 worker.stop("Stopped.")
+
+
+def _restart_a_dead_fork_server() -> None:
+    """A fork server that died (killed, out of memory) is reaped and started again now, not when the next job
+    finds it gone (its start then waits on torch's import), and its jobs died with it (``_die_with_parent``)."""
+    if _context().get_start_method() != "forkserver":
+        return
+    from multiprocessing import forkserver
+
+    if forkserver._forkserver._forkserver_pid is None:  # never started: nothing to watch
+        return
+    with contextlib.suppress(Exception):  # noqa: BLE001  (the next job will try again)
+        forkserver.ensure_running()  # a cheap check while it lives; reaps and restarts it when it has died
 
 
 def _asks_to_stop(cancelled: Callable[[], bool]) -> bool:
