@@ -104,7 +104,7 @@ def launch(demo: gr.Blocks, **kwargs):
         default_concurrency_limit=limits.concurrency,
         api_open=False,
     )
-    guard.start_sweeper()
+    guard.start_sweeper(demo)
     return demo.launch(
         max_file_size=limits.max_upload_bytes,
         state_session_capacity=limits.sessions_kept,

@@ -43,7 +43,7 @@ KERNELS = (
     "gaussian_blur",
     "sharpen",
     "emboss",
-    "light_from_above",
+    "flashlight_up",
     "outline_center",
 )
 # The server (uvicorn) closes a connection after 5 idle seconds. A client that reuses one just as it closes

@@ -22,6 +22,9 @@ from playground.config import get_limits
 class Kernel:
     weights: np.ndarray  # (kh, kw) float32, read-only
     description: str  # one plain-language line
+    # Draw signed results as light and shadow (zero mid-gray, positive lighter) in gray mode too, as colour
+    # mode draws every channel, rather than on the blue-white-red map: for kernels the course tells as light.
+    light_and_shadow: bool = False
 
     def __post_init__(self):
         weights = np.array(self.weights, dtype=np.float32)
@@ -29,8 +32,8 @@ class Kernel:
         object.__setattr__(self, "weights", weights)
 
 
-def _k(rows, description, scale=1.0):
-    return Kernel(np.asarray(rows, dtype=np.float64) * scale, description)
+def _k(rows, description, scale=1.0, *, light_and_shadow=False):
+    return Kernel(np.asarray(rows, dtype=np.float64) * scale, description, light_and_shadow)
 
 
 _binomial5 = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1])
@@ -39,8 +42,9 @@ _wide_step = [[1, 1, 0, -1, -1]] * 5  # five rows: long straight edges win over 
 # Name -> kernel. The UI's preset list and the parametrised tests are both built from this dict.
 # Descriptions say what the lab shows in words true in both colour modes, or name the mode: gray mode
 # draws signed results blue-white-red (zero is white), colour mode puts zero at mid-gray (positive is
-# lighter); never-negative results go on a gray ramp from black. tests/test_kernels.py reads every claim
-# about a place (flat areas, edges, rims) and checks it against run_lab's rendering.
+# lighter), and so does gray mode for a light_and_shadow kernel; never-negative results go on a gray ramp
+# from black. tests/test_kernels.py reads every claim about a place (flat areas, edges, rims) and checks it
+# against run_lab's rendering.
 KERNELS: dict[str, Kernel] = {
     "identity": _k(
         [[0, 0, 0], [0, 1, 0], [0, 0, 0]],
@@ -108,47 +112,73 @@ KERNELS: dict[str, Kernel] = {
         "A wide horizontal-edge finder: bright above and dark below gives a strong positive response; "
         "five columns wide, so long straight edges win over texture.",
     ),
-    # The flashlight kernels (after the course's light-ray picture): the positive weights sit where the
-    # light comes from, so the light lands on the opposite edges of bright things. The centre 1 keeps the
-    # photo visible underneath, like a lit relief.
-    "light_from_above": _k(
-        [[1, 1, 1], [0, 1, 0], [-1, -1, -1]],
-        "A flashlight above the image: the positive weights are on top, so the bottom edges of bright "
-        "objects come out positive (red in gray mode, lit in colour mode) and their top edges negative (blue "
-        "in gray mode, in shadow in colour mode).",
+    # The flashlight kernels, as the course pictures them: a kernel with positive numbers on top and
+    # negative ones below is "a flashlight shining upward", which lights the bottom edges of objects.
+    # Named for the way the flashlight shines; zero-sum (no centre weight adding the photo back), so flat
+    # areas are 0 and only the edges the light falls on come out lit.
+    "flashlight_up": _k(
+        [[0, 1, 0], [0, 0, 0], [0, -1, 0]],
+        "A flashlight shining upward: +1 above the centre and −1 below it, so each result pixel is the pixel "
+        "above minus the pixel below: the bottom edges of bright objects are lit and their top edges in shadow, "
+        "and flat areas are zero (mid-gray).",
+        light_and_shadow=True,
     ),
-    "light_from_below": _k(
-        [[-1, -1, -1], [0, 1, 0], [1, 1, 1]],
-        "A flashlight below the image: the positive weights are at the bottom, so the top edges of bright "
-        "objects come out positive (red in gray mode, lit in colour mode) and their bottom edges negative (blue "
-        "in gray mode, in shadow in colour mode).",
+    "flashlight_down": _k(
+        [[0, -1, 0], [0, 0, 0], [0, 1, 0]],
+        "A flashlight shining downward: −1 above the centre and +1 below it, so each result pixel is the pixel "
+        "below minus the pixel above: the top edges of bright objects are lit and their bottom edges in shadow, "
+        "and flat areas are zero (mid-gray).",
+        light_and_shadow=True,
     ),
-    "light_from_left": _k(
-        [[1, 0, -1], [1, 1, -1], [1, 0, -1]],
-        "A flashlight on the left: the positive weights are on the left, so the right-hand edges of bright "
-        "objects come out positive (red in gray mode, lit in colour mode) and their left-hand edges negative (blue "
-        "in gray mode, in shadow in colour mode).",
+    "flashlight_left": _k(
+        [[0, 0, 0], [1, 0, -1], [0, 0, 0]],
+        "A flashlight shining to the left: +1 left of the centre and −1 right of it, so each result pixel is the "
+        "pixel on the left minus the pixel on the right: the right-hand edges of bright objects are lit and "
+        "their left-hand edges in shadow, and flat areas are zero (mid-gray).",
+        light_and_shadow=True,
     ),
-    "light_from_right": _k(
-        [[-1, 0, 1], [-1, 1, 1], [-1, 0, 1]],
-        "A flashlight on the right: the positive weights are on the right, so the left-hand edges of bright "
-        "objects come out positive (red in gray mode, lit in colour mode) and their right-hand edges negative (blue "
-        "in gray mode, in shadow in colour mode).",
+    "flashlight_right": _k(
+        [[0, 0, 0], [-1, 0, 1], [0, 0, 0]],
+        "A flashlight shining to the right: −1 left of the centre and +1 right of it, so each result pixel is "
+        "the pixel on the right minus the pixel on the left: the left-hand edges of bright objects are lit and "
+        "their right-hand edges in shadow, and flat areas are zero (mid-gray).",
+        light_and_shadow=True,
     ),
+    # The outline kernels: the course's "light coming from the center or from the periphery" of a shape.
     "outline_center": _k(
         [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]],
         "Light from the centre: a positive centre ringed by negatives makes the inner rim of every bright shape "
-        "positive (red in gray mode, lit in colour mode) and its outer rim negative (blue in gray mode, in shadow "
-        "in colour mode); flat areas are zero (white in gray mode, mid-gray in colour mode).",
+        "positive and lit, and its outer rim negative and in shadow; flat areas are zero (mid-gray).",
+        light_and_shadow=True,
     ),
     "outline_periphery": _k(
         [[1, 1, 1], [1, -8, 1], [1, 1, 1]],
         "Light from the periphery: a negative centre ringed by positives makes the outer rim of every bright shape "
-        "(the dark side of its edges) positive (red in gray mode, lit in colour mode) and its inner rim negative "
-        "(blue in gray mode, in shadow in colour mode); flat areas are zero (white in gray mode, mid-gray in colour "
-        "mode).",
+        "(the dark side of its edges) positive and lit, and its inner rim negative and in shadow; flat areas are "
+        "zero (mid-gray).",
+        light_and_shadow=True,
     ),
 }
+
+# Preset names from before issue #19 -> today's, so a saved API call or script keeps working.
+RENAMED: dict[str, str] = {
+    "light_from_above": "flashlight_up",
+    "light_from_below": "flashlight_down",
+    "light_from_left": "flashlight_left",
+    "light_from_right": "flashlight_right",
+}
+
+
+def preset(name: str) -> Kernel:
+    """The preset called ``name`` (today's name or one in :data:`RENAMED`).
+
+    Raises:
+        ValueError: no preset has that name.
+    """
+    name = RENAMED.get(name, name)
+    if name not in KERNELS:
+        raise ValueError(f"Unknown kernel {name!r}; choose one of: {', '.join(KERNELS)}.")
+    return KERNELS[name]
 
 
 def parse_kernel(text: str) -> np.ndarray:
@@ -272,9 +302,7 @@ def convolve(image, kernel, *, stride: int = 1, padding: int = 0, dilation: int 
 def kernel_weights(kernel) -> np.ndarray:
     """Resolve a preset name or array to a finite 2-D float32 array."""
     if isinstance(kernel, str):
-        if kernel not in KERNELS:
-            raise ValueError(f"Unknown kernel {kernel!r}; choose one of: {', '.join(KERNELS)}.")
-        return KERNELS[kernel].weights
+        return preset(kernel).weights
     if isinstance(kernel, Kernel):
         return kernel.weights
     weights = np.asarray(kernel, dtype=np.float32)

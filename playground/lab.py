@@ -35,6 +35,10 @@ class LabSettings:
             return K.parse_kernel(self.custom_kernel)
         return K.kernel_weights(self.kernel)
 
+    def light_and_shadow(self) -> bool:
+        """Whether the result is drawn as light and shadow (see :attr:`playground.kernels.Kernel.light_and_shadow`)."""
+        return self.kernel != CUSTOM and K.preset(self.kernel).light_and_shadow
+
     def validate(self) -> None:
         """Raise ``ValueError`` for any setting outside what the lab allows."""
         limits = get_limits()
@@ -91,7 +95,7 @@ def run_lab(image: Image.Image, settings: LabSettings = LabSettings()) -> LabRes
     output = conv
     if settings.pooling != "none":
         output = K.pool(conv, settings.pooling, settings.pool_size, settings.pool_stride)
-    picture, scale = render.render_response(output)
+    picture, scale = render_output(output, light_and_shadow=settings.light_and_shadow())
     return LabResult(
         settings=settings,
         weights=weights,
@@ -104,6 +108,23 @@ def run_lab(image: Image.Image, settings: LabSettings = LabSettings()) -> LabRes
         kernel_image=render.kernel_heatmap(weights),
         arithmetic=size_arithmetic(values.shape[:2], weights.shape, settings),
     )
+
+
+_LIGHT_AND_SHADOW = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)  # black, mid-gray at zero, white
+
+
+def render_output(output: np.ndarray, *, light_and_shadow: bool = False) -> tuple[Image.Image, render.Scale]:
+    """The result as a picture and its colour scale (:func:`playground.render.render_response`).
+
+    With ``light_and_shadow``, a signed gray result is drawn as colour mode draws each channel: zero at
+    mid-gray, positive lighter (lit), negative darker (in shadow), so a flashlight's lit edges read as light.
+    """
+    picture, scale = render.render_response(output)
+    if light_and_shadow and scale.kind == "diverging":
+        # The picture's palette indices already put zero in the middle: only the colours change.
+        picture.putpalette(_LIGHT_AND_SHADOW)
+        scale = dataclasses.replace(scale, kind="signed_rgb")  # colour mode's bar: a gray ramp, zero in the middle
+    return picture, scale
 
 
 def size_arithmetic(input_hw: tuple[int, int], kernel_hw: tuple[int, int], s: LabSettings) -> str:

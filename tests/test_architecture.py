@@ -126,26 +126,60 @@ def _linear_copy(features: nn.Sequential) -> nn.Sequential:
     return nn.Sequential(*layers).double()
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_receptive_boxes_are_the_gradient_footprint_of_one_output(name):
-    model = build(name)
-    rows = {r.name: r for r in trace(model)}
-    linear = _linear_copy(model.features)
-    x = torch.ones(1, 3, 224, 224, dtype=torch.float64, requires_grad=True)
-    for index in range(len(model.features)):
-        row = rows[f"features.{index}"]
-        height, width = row.output_shape[-2:]
-        for y, x_ in {(0, 0), (height // 2, width // 3), (height - 1, width - 1)}:
-            x.grad = None
-            linear[: index + 1](x)[0, 0, y, x_].backward()
-            touched = torch.nonzero(x.grad[0].abs().sum(0))
-            footprint = (
+def _footprints(linear: nn.Sequential, positions: list[tuple[int, int]], size: int) -> list[dict]:
+    """For each layer of ``linear``, (y, x) -> the (left, top, right, bottom) of the input pixels with a non-zero
+    gradient of its output (0, y, x), for ``positions`` clamped to the layer's map: the pixels that unit reads."""
+    x = torch.ones(1, 3, size, size, dtype=torch.float64, requires_grad=True)
+    outputs, h = [], x
+    for layer in linear:
+        h = layer(h)
+        outputs.append(h)
+    boxes = []
+    for output in outputs:
+        height, width = output.shape[-2:]
+        wanted = sorted({(min(y, height - 1), min(x_, width - 1)) for y, x_ in positions})
+        seeds = torch.zeros(len(wanted), *output.shape, dtype=torch.float64)
+        for i, (y, x_) in enumerate(wanted):
+            seeds[i, 0, 0, y, x_] = 1.0
+        (grads,) = torch.autograd.grad(output, x, seeds, retain_graph=True, is_grads_batched=True)
+        found = {}
+        for (y, x_), grad in zip(wanted, grads):
+            touched = torch.nonzero(grad[0].abs().sum(0))
+            found[(y, x_)] = (
                 int(touched[:, 1].min()),
                 int(touched[:, 0].min()),
                 int(touched[:, 1].max()) + 1,
                 int(touched[:, 0].max()) + 1,
             )
-            assert receptive_box(row, y, x_, (224, 224)) == footprint, (row.name, y, x_)
+        boxes.append(found)
+    return boxes
+
+
+# Pooling floors that drop the last rows and columns: plain 2 x 2 pools, a removed conv (two pools in a row),
+# and inputs whose size the strides do not divide (67 px, 100 px).
+GEOMETRIES = {
+    **{name: (name, {}, 224) for name in MODELS},
+    "alexnet-plain": ("alexnet", {"pooling": "plain"}, 224),
+    "compact-plain": ("alexnet_compact", {"pooling": "plain"}, 224),
+    "alexnet-drop2": ("alexnet", {"drop_conv": 2}, 224),
+    "alexnet2012-drop3": ("alexnet2012", {"drop_conv": 3}, 224),
+    "compact-drop4-plain": ("alexnet_compact", {"drop_conv": 4, "pooling": "plain"}, 224),
+    "alexnet-67px": ("alexnet", {}, 67),
+    "compact-plain-67px": ("alexnet_compact", {"pooling": "plain"}, 67),
+    "alexnet2012-100px": ("alexnet2012", {}, 100),
+}
+
+
+@pytest.mark.parametrize(("name", "options", "size"), GEOMETRIES.values(), ids=GEOMETRIES.keys())
+def test_receptive_boxes_are_the_gradient_footprint_of_one_output(name, options, size):
+    model = build(name, **options)
+    rows = {r.name: r for r in trace(model, (3, size, size))}
+    last = 10_000  # clamped to each map: its last row and column
+    positions = [(0, 0), (last, last), (last, 0), (0, last), (size // 20, size // 30)]
+    for index, found in enumerate(_footprints(_linear_copy(model.features), positions, size)):
+        row = rows[f"features.{index}"]
+        for (y, x_), footprint in found.items():
+            assert receptive_box(row, y, x_, (size, size)) == footprint, (row.name, y, x_)
 
 
 def test_receptive_box_numbers_and_refusals():

@@ -35,8 +35,8 @@ DISTINCT_3X3 = [
     "sobel_y",
     "scharr_x",
     "laplacian",
-    "light_from_above",
-    "light_from_left",
+    "flashlight_up",
+    "flashlight_left",
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 import types
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
@@ -68,6 +69,7 @@ def test_event_bodies_are_bounded_and_must_name_an_event(monkeypatch):
 
 def test_the_disk_budget_sweeps_the_oldest_files_first(tmp_path, monkeypatch):
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setattr(guard, "get_limits", lambda: Limits(uploads_disk_bytes=10 * MB))
     monkeypatch.setitem(guard._usage, "measured", -1e9)
     now = time.time()
@@ -84,6 +86,57 @@ def test_the_disk_budget_sweeps_the_oldest_files_first(tmp_path, monkeypatch):
     assert left == ["f4", "f5", "f6", "f7"]
     monkeypatch.setitem(guard._usage, "measured", -1e9)
     assert not guard.sweep(incoming=20 * MB)  # larger than the whole budget: refused
+
+
+def _file(path: Path, size: int, age: float) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x00" * size)
+    os.utime(path, (time.time() - age, time.time() - age))
+    return path
+
+
+def test_the_app_s_own_files_survive_the_disk_sweep(tmp_path, monkeypatch):
+    """The example photos Gradio keeps for the app are its oldest files: a sweep must never take them."""
+    uploads = tmp_path / "uploads"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
+    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(guard, "get_limits", lambda: Limits(uploads_disk_bytes=10 * MB))
+    monkeypatch.setitem(guard._usage, "measured", -1e9)
+    example = _file(uploads / "hash" / "coffee.png", MB, age=10_000)  # copied at start-up: the oldest
+    blocks = types.SimpleNamespace(blocks={1: types.SimpleNamespace(keep_in_cache={str(example)})})
+    monkeypatch.setattr(guard, "APP_FILES", set())
+    guard.keep_app_files(blocks)
+    for i in range(8):
+        _file(uploads / f"u{i}" / "upload.bin", MB, age=1000 - i)
+    assert guard.sweep(incoming=4 * MB)
+    assert example.exists()  # never swept ...
+    assert len(list(uploads.rglob("*.bin"))) == 3  # ... the oldest uploads went instead (down to 80 %)
+
+
+def test_run_folders_count_in_the_disk_budget_and_the_oldest_run_goes_first(tmp_path, monkeypatch):
+    from playground.serving import jobs
+    from ui import state
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
+    monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(guard, "get_limits", lambda: Limits(uploads_disk_bytes=10 * MB))
+    monkeypatch.setitem(guard._usage, "measured", -1e9)
+    book = jobs.Jobs()
+    monkeypatch.setattr(state, "JOBS", book)
+    folders = []
+    for session in ("old", "new"):
+        folder = jobs.new_run_folder()
+        assert Path(folder).parent == tmp_path / "runs"  # every run's folder lives where the budget looks
+        _file(Path(folder) / "run-0.safetensors", 4 * MB, age=0)
+        book.keep(session, jobs.ExperimentRun(None, {}, {}, folder), "experiment")
+        folders.append(folder)
+    assert guard.sweep(incoming=0)  # 8 MB of runs: measured, and under the budget
+    monkeypatch.setitem(guard._usage, "measured", -1e9)
+    assert guard.sweep(incoming=4 * MB)  # 12 MB would not fit: the oldest run goes, with its files
+    assert not os.path.exists(folders[0]) and os.path.exists(folders[1])
+    assert book.last_run("old", "experiment") is None and book.last_run("new", "experiment") is not None
+    book.forget("new")  # a session's runs go with it
+    assert not os.path.exists(folders[1])
 
 
 @pytest.mark.parametrize("name", ["photo.JPG", "set.zip", "model.safetensors", "weights.pt"])

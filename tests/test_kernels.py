@@ -6,6 +6,7 @@ import scipy.signal
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from skimage import data as samples
 
 from playground import kernels as K
 from playground.lab import LabSettings, run_lab
@@ -25,10 +26,10 @@ REQUIRED = [
     "laplacian",
     "vertical_edge",
     "horizontal_edge",
-    "light_from_above",
-    "light_from_below",
-    "light_from_left",
-    "light_from_right",
+    "flashlight_up",
+    "flashlight_down",
+    "flashlight_left",
+    "flashlight_right",
     "outline_center",
     "outline_periphery",
 ]
@@ -260,21 +261,63 @@ def _bright_square():
     return image
 
 
-@pytest.mark.parametrize(
-    "name, lit, shadow",
-    [
-        # The flashlight picture: light comes from where the positive weights are, so it falls on the
-        # opposite edges of a bright object.
-        ("light_from_above", (13, 10), (6, 10)),  # bottom edge lit, top edge in shadow
-        ("light_from_below", (6, 10), (13, 10)),
-        ("light_from_left", (10, 13), (10, 6)),
-        ("light_from_right", (10, 6), (10, 13)),
-    ],
-)
-def test_flashlight_kernels_light_the_opposite_edges(name, lit, shadow):
+FLASHLIGHTS = {  # name -> (lit side, side in shadow) of a bright object, as the course tells it
+    "flashlight_up": ("bottom", "top"),  # positive on top, negative below: shining upward lights bottom edges
+    "flashlight_down": ("top", "bottom"),
+    "flashlight_left": ("right", "left"),
+    "flashlight_right": ("left", "right"),
+}
+_EDGES = {"top": (6, 10), "bottom": (13, 10), "left": (10, 6), "right": (10, 13)}  # inner rims of _bright_square
+
+
+def _luma_at(picture: Image.Image, row: int, col: int) -> float:
+    return float(np.asarray(picture.convert("L"), np.float64)[row, col])
+
+
+@pytest.mark.parametrize("name", FLASHLIGHTS)
+def test_flashlight_kernels_light_the_edges_the_course_says(name):
+    lit, shadow = FLASHLIGHTS[name]
+    others = set(_EDGES) - {lit, shadow}
     out = K.convolve(_bright_square(), name, padding=1)
-    inside = out[10, 10]  # the flat middle keeps its brightness (centre weight 1)
-    assert out[lit] > inside > out[shadow]
+    assert K.KERNELS[name].weights.sum() == 0  # no centre weight adding the photo back
+    assert out[10, 10] == 0 and out[1, 1] == 0  # flat areas, inside and outside, are zero
+    assert out[_EDGES[lit]] > 0 > out[_EDGES[shadow]]
+    assert all(out[_EDGES[side]] == 0 for side in others)  # edges along the beam are not lit
+    for color in ("gray", "rgb"):  # and on screen, in both modes, the lit edge is the bright one
+        picture = run_lab(Image.fromarray(_bright_square().astype(np.uint8)), LabSettings(name, color=color, padding=1))
+        flat = _luma_at(picture.image, 10, 10)
+        assert abs(flat - 127.5) <= 1  # mid-gray
+        assert (
+            _luma_at(picture.image, *_EDGES[lit]) > flat + 100 > flat - 100 > _luma_at(picture.image, *_EDGES[shadow])
+        )
+
+
+def test_flashlights_up_and_down_differ_on_the_coffee_cup():
+    # With a centre weight of 1 both kernels added the photo back, and up and down looked alike (their
+    # pictures correlated at +0.33); without it, one's lit edges are the other's shadows.
+    coffee = Image.fromarray(samples.coffee())
+    for color in ("gray", "rgb"):
+        up, down = (
+            np.asarray(run_lab(coffee, LabSettings(name, color=color)).image.convert("L"), np.float64).ravel()
+            for name in ("flashlight_up", "flashlight_down")
+        )
+        assert np.corrcoef(up, down)[0, 1] < -0.9, color
+
+
+@pytest.mark.parametrize("old, new", list(K.RENAMED.items()))
+def test_old_kernel_names_still_work(old, new):
+    assert old not in K.KERNELS and new in K.KERNELS
+    assert K.preset(old) is K.KERNELS[new]
+    np.testing.assert_array_equal(K.kernel_weights(old), K.KERNELS[new].weights)
+    image = Image.fromarray(_bright_square().astype(np.uint8))
+    then, now = run_lab(image, LabSettings(old)), run_lab(image, LabSettings(new))
+    np.testing.assert_array_equal(then.output, now.output)
+    assert then.image.tobytes() == now.image.tobytes() and then.scale == now.scale
+
+
+def test_preset_refuses_an_unknown_name():
+    with pytest.raises(ValueError, match="Unknown kernel 'light_from_nowhere'; choose one of: identity"):
+        K.preset("light_from_nowhere")
 
 
 def test_outline_kernels_light_edges_from_inside_or_outside():
@@ -283,6 +326,12 @@ def test_outline_kernels_light_edges_from_inside_or_outside():
     periphery = K.convolve(image, "outline_periphery", padding=1)
     assert centre[6, 10] > 0 and centre[10, 10] == 0 and centre[5, 10] < 0  # inner rim positive, flat area zero
     assert periphery[5, 10] > 0 and periphery[6, 10] < 0  # outer rim lit
+    for color in ("gray", "rgb"):  # light from the centre brightens the inner rim, from the periphery the outer
+        settings = {"color": color, "padding": 1}
+        centre = run_lab(Image.fromarray(image.astype(np.uint8)), LabSettings("outline_center", **settings)).image
+        periphery = run_lab(Image.fromarray(image.astype(np.uint8)), LabSettings("outline_periphery", **settings)).image
+        assert _luma_at(centre, 6, 10) > _luma_at(centre, 10, 10) + 50 > _luma_at(centre, 5, 10) + 100
+        assert _luma_at(periphery, 5, 10) > _luma_at(periphery, 10, 10) + 50 > _luma_at(periphery, 6, 10) + 100
 
 
 # --- Descriptions against the screen ---------------------------------------------------------------
@@ -451,10 +500,15 @@ def test_description_matches_what_the_lab_shows(name):
     [
         # The substance of descriptions before the review, each contradicted by the screen.
         ("outline_center", "A positive centre ringed by negatives leaves flat areas black."),
-        ("light_from_above", "The bottom edges of bright objects light up and their top edges fall into shadow."),
+        # What the old name "light from above" invited: light falling on the top edges.
+        ("flashlight_up", "A flashlight above the image: the top edges of bright objects light up."),
         # Wrong in detail: the sign, the side, the colour, or a colour true in one mode only.
         ("sobel_x", "Horizontal change: negative where the image gets brighter to the right."),
-        ("light_from_left", "A flashlight on the left: the left-hand edges of bright objects come out positive."),
+        (
+            "flashlight_left",
+            "A flashlight shining to the left: the left-hand edges of bright objects come out positive.",
+        ),
+        ("flashlight_down", "The top edges of bright objects come out red in gray mode."),  # drawn as light now
         ("laplacian", "Second derivative: zero on flat areas (black in gray mode)."),
         ("outline_periphery", "Flat areas are zero (white)."),
         ("sharpen", "Flat areas keep their value (gray in gray mode)."),

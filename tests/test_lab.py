@@ -1,9 +1,12 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from playground import kernels as K
-from playground.lab import LabSettings, explain_click, input_values, preset_gallery, run_lab
+from playground import render
+from playground.lab import LabSettings, explain_click, input_values, preset_gallery, render_output, run_lab
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +117,43 @@ def test_colour_max_pooling_follows_each_channels_own_winner():
 def test_pooling_larger_than_the_result_is_explained_as_pooling():
     with pytest.raises(ValueError, match="pooling window is larger"):
         K.pool(np.zeros((3, 3)), "max", 4)
+
+
+def test_render_output_draws_light_and_shadow_around_a_mid_gray_zero():
+    values = np.array([[-4.0, 0.0, 2.0, 4.0]], np.float32)
+    picture, scale = render_output(values, light_and_shadow=True)
+    gray = np.asarray(picture.convert("RGB"), np.int16)[0]
+    assert (np.ptp(gray, axis=1) == 0).all()  # gray, not blue-white-red
+    assert gray[0, 0] == 0 and abs(gray[1, 0] - 127.5) <= 1 and gray[3, 0] == 255  # shadow, zero, lit
+    assert gray[0, 0] < gray[1, 0] < gray[2, 0] < gray[3, 0]
+    assert scale == dataclasses.replace(render.render_response(values)[1], kind="signed_rgb")
+    bar = np.asarray(render.colorbar(scale), np.int16)[5, 28 : 28 + 360]  # its bar: a gray ramp, zero in the middle
+    assert (np.ptp(bar, axis=1) == 0).all() and bar[0, 0] == 0 and bar[-1, 0] == 255
+    # Without the flag, and for a result that is never negative, the picture is what render_response draws.
+    for array, light in ((values, False), (np.abs(values), True)):
+        assert render_output(array, light_and_shadow=light)[0].tobytes() == render.render_response(array)[0].tobytes()
+
+
+@pytest.mark.parametrize("name", list(K.KERNELS))
+def test_only_light_kernels_are_drawn_as_light_and_shadow(photo, name):
+    settings = LabSettings(kernel=name)
+    result = run_lab(photo, settings)
+    assert settings.light_and_shadow() == K.KERNELS[name].light_and_shadow
+    if result.scale.kind != "sequential":
+        assert result.scale.kind == ("signed_rgb" if K.KERNELS[name].light_and_shadow else "diverging")
+    assert not LabSettings(kernel="custom", custom_kernel="0 1 0\n0 0 0\n0 -1 0").light_and_shadow()
+
+
+@pytest.mark.parametrize("old", list(K.RENAMED))
+def test_a_saved_call_with_an_old_kernel_name_gets_the_renamed_kernel(photo, old):
+    from ui.photos import example_paths
+    from ui.tabs.conv_lab import KernelChooser, apply_kernel  # the tab's chooser is what an HTTP call goes through
+
+    chooser = KernelChooser(choices=list(K.KERNELS), value="sobel_x")
+    assert chooser.preprocess(old) == K.RENAMED[old]
+    assert chooser.get_block_name() == "dropdown"
+    result = run_lab(photo, LabSettings(kernel=old))
+    np.testing.assert_array_equal(result.weights, K.KERNELS[K.RENAMED[old]].weights)
+    assert result.scale.kind == "signed_rgb"
+    cup = example_paths()[0]
+    assert apply_kernel(cup, old)[0].tobytes() == apply_kernel(cup, K.RENAMED[old])[0].tobytes()

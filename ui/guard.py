@@ -28,7 +28,8 @@ from gradio.utils import get_upload_folder
 
 from playground.config import get_limits
 from playground.images import IMAGE_EXTENSIONS
-from ui import queueing
+from playground.serving.jobs import runs_root
+from ui import queueing, state
 from ui.controls import short
 
 ACCEPTED_FILES = (*IMAGE_EXTENSIONS, ".zip", ".safetensors", ".pt", ".pth")
@@ -319,8 +320,13 @@ _usage = {"bytes": 0, "measured": -1e9}  # the folder's size when last measured,
 
 
 def sweep(incoming: int = 0) -> bool:
-    """Keep the upload and result folder under its disk budget, oldest files first; True if ``incoming``
-    fits. The folder is measured at most every ``Limits.disk_rescan_seconds`` (and whenever it looks full)."""
+    """Keep uploads, results and runs under one disk budget; True if ``incoming`` fits.
+
+    Counted: Gradio's upload and result folder, and every run's folder (downloads, results, an experiment's
+    weights). Past the budget the oldest uploads and results go first, never the app's own files (the example
+    photos and other defaults Gradio keeps), then the oldest kept runs of any session. The folders are
+    measured at most every ``Limits.disk_rescan_seconds`` (and whenever they look full).
+    """
     limits = get_limits()
     budget = limits.uploads_disk_bytes
     with _sweep_lock:
@@ -329,19 +335,35 @@ def sweep(incoming: int = 0) -> bool:
             _usage["bytes"] += incoming
             return True
         files = _files(Path(get_upload_folder()))
-        used = sum(size for _, size, _ in files)
-        if used + incoming > budget:
-            for _, size, path in sorted(files):  # the oldest go first, down to 80 % of the budget
-                if used + incoming <= 0.8 * budget:
-                    break
-                try:
-                    path.unlink()
-                    used -= size
-                except OSError:
-                    continue
+        used = sum(size for _, size, _ in files) + _runs_bytes()
+        sweepable = [entry for entry in files if os.path.realpath(entry[2]) not in APP_FILES]
+        for _, size, path in sorted(sweepable) if used + incoming > budget else []:  # oldest first, to 80 %
+            if used + incoming <= 0.8 * budget:
+                break
+            try:
+                path.unlink()
+                used -= size
+            except OSError:
+                continue
+        while used + incoming > budget and state.JOBS.drop_oldest_run():
+            used = sum(size for _, size, _ in _files(Path(get_upload_folder()))) + _runs_bytes()
         fits = used + incoming <= budget
         _usage.update(bytes=used + (incoming if fits else 0), measured=now)
         return fits
+
+
+APP_FILES: set[str] = set()  # the app's own files in Gradio's folder (examples, defaults): never swept
+
+
+def keep_app_files(blocks) -> None:
+    """Remember the files Gradio keeps for the app itself (its components' defaults and examples), which the
+    disk sweep must never take: a class's new visitors would find the coffee cup gone."""
+    for block in blocks.blocks.values():
+        APP_FILES.update(os.path.realpath(path) for path in getattr(block, "keep_in_cache", ()))
+
+
+def _runs_bytes() -> int:
+    return sum(size for _, size, _ in _files(runs_root()))
 
 
 def _files(folder: Path) -> list[tuple[float, int, Path]]:
@@ -356,9 +378,11 @@ def _files(folder: Path) -> list[tuple[float, int, Path]]:
     return found
 
 
-def start_sweeper() -> None:
+def start_sweeper(blocks=None) -> None:
     """Sweep in the background too (every ``Limits.disk_sweep_seconds``): results (every click writes one)
-    fill the folder as well as uploads."""
+    fill the folder as well as uploads. ``blocks``: the app, whose own files are never swept."""
+    if blocks is not None:
+        keep_app_files(blocks)
 
     def loop():
         while True:

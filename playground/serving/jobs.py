@@ -201,11 +201,22 @@ def planned_experiment_gpu_seconds(request: ExperimentRequest) -> float:
     return sum(gpu_seconds(item.config, images) for item in plan(request.config))
 
 
-def new_run_folder() -> str:
-    """A private folder for one run's downloads."""
+def runs_root() -> Path:
+    """Where every run's folder lives (its downloads, results and weights): one folder, so the disk budget
+    can measure them all (``PLAYGROUND_RUNS_DIR``, else a folder in the system's temporary folder)."""
+    import os
     import tempfile
 
-    return tempfile.mkdtemp(prefix="alexnet-playground-run-")
+    return Path(os.environ.get("PLAYGROUND_RUNS_DIR") or Path(tempfile.gettempdir()) / "alexnet-playground-runs")
+
+
+def new_run_folder() -> str:
+    """A private folder for one run's downloads, under :func:`runs_root`."""
+    import tempfile
+
+    root = runs_root()
+    root.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkdtemp(prefix="run-", dir=root)
 
 
 # --- bookkeeping per session ----------------------------------------------------------------------------
@@ -306,6 +317,15 @@ class Jobs:
                 dropped.append(self._runs.pop(next(iter(self._runs))))
         for old in dropped:
             shutil.rmtree(old.folder, ignore_errors=True)
+
+    def drop_oldest_run(self) -> bool:
+        """Free the oldest kept run of any session, with its files (the disk budget needs room); False if none."""
+        with self._lock:
+            if not self._runs:
+                return False
+            old = self._runs.pop(next(iter(self._runs)))
+        shutil.rmtree(old.folder, ignore_errors=True)
+        return True
 
     def last_run(self, session: str, kind: str = "train") -> TrainingRun | ExperimentRun | None:
         with self._lock:

@@ -33,7 +33,7 @@ def test_architecture_tab(page, screenshot):
 def test_filters_tab(page, screenshot):
     _open_tab(page, "Filters")
     page.locator("#filters-grid img").wait_for(timeout=TIMEOUT)
-    page.locator("#filters-matches").get_by_text("light_from_above").wait_for(timeout=TIMEOUT)
+    page.locator("#filters-matches").get_by_text("flashlight_up").wait_for(timeout=TIMEOUT)
     page.locator("#filters-caption").get_by_text("untrained").wait_for(timeout=TIMEOUT)
     page.locator("#filters-difference img").wait_for(timeout=TIMEOUT)
     page.locator("#filters-comparison").get_by_text("sobel_x against learned filter").wait_for(timeout=TIMEOUT)

@@ -43,6 +43,15 @@ def _label(name: str) -> str:
     return name.replace("_", " ")
 
 
+class KernelChooser(controls.Dropdown):
+    """The preset chooser; a preset's name from before a rename (in a saved API call) is read as today's."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        return super().preprocess(K.RENAMED.get(payload, payload) if isinstance(payload, str) else payload)
+
+
 def lab_settings(values) -> LabSettings:
     """The nine values, in :data:`SETTINGS` order, as the LabSettings they stand for; an empty choice or
     text takes its default, a number is made a whole one (LabSettings then checks its range)."""
@@ -233,7 +242,7 @@ def _lay_out_photo_and_settings(limits) -> dict:
         label="Examples",
         elem_id="lab-examples",
     )
-    kernel = controls.Dropdown(
+    kernel = KernelChooser(
         choices=[(_label(name), name) for name in K.KERNELS] + [("custom (type your own)", CUSTOM)],
         value=DEFAULT_KERNEL,
         label="Kernel",
