@@ -31,6 +31,10 @@ class LayerRow:
     # sees; negative where padding makes it start outside the image. None once flattened. Position i sees
     # input pixels offset + i * stride ... offset + i * stride + receptive_field - 1 (see receptive_box).
     offset: int | None = None
+    # (rows, columns): no unit of this layer reads input pixels at or past these. Where a window's floor drops
+    # a map's last rows (2 x 2 pools, odd sizes), the last positions' fields reach past what any unit reads:
+    # their windows cover padding there, not pixels. None once flattened.
+    reach: tuple[int, int] | None = None
 
 
 def _pair(value) -> tuple[int, int]:
@@ -103,6 +107,7 @@ def trace(model: nn.Module, input_size: tuple[int, int, int] = (3, 224, 224)) ->
 
     rows = []
     rf, jump, offset = 1, 1, 0  # receptive field, jump and first pixel of the current feature map, in input pixels
+    reach = tuple(input_size[1:])  # (rows, columns) the current map's units read up to, exclusive
     flattened = False
     for name, module, in_shape, output in records:
         params, formula = _params(module)
@@ -114,6 +119,9 @@ def trace(model: nn.Module, input_size: tuple[int, int, int] = (3, 224, 224)) ->
                 flattened = True
             else:
                 k, s, d, p = window
+                # A window past the previous map's last position reads padding: it reaches no further than
+                # that last position does.
+                reach = tuple(min(r, offset + (size - 1) * jump + rf) for r, size in zip(reach, in_shape[2:]))
                 # Output 0's window starts p positions before the previous map's position 0.
                 rf, jump, offset = rf + (k - 1) * d * jump, jump * s, offset - p * jump
         rows.append(
@@ -128,14 +136,16 @@ def trace(model: nn.Module, input_size: tuple[int, int, int] = (3, 224, 224)) ->
                 receptive_field=None if flattened else rf,
                 stride=None if flattened else jump,
                 offset=None if flattened else offset,
+                reach=None if flattened else reach,
             )
         )
     return rows
 
 
 def receptive_box(row: LayerRow, y: int, x: int, image_hw: tuple[int, int]) -> tuple[int, int, int, int]:
-    """The input pixels that position (y, x) of ``row``'s feature map sees: (left, top, right, bottom),
-    right and bottom exclusive, clipped to an image of ``image_hw`` (padding has no pixels to show).
+    """The input pixels that position (y, x) of ``row``'s feature map reads: (left, top, right, bottom),
+    right and bottom exclusive, clipped to an image of ``image_hw`` (padding has no pixels to show) and to the
+    layer's reach (pixels no unit of it reads).
 
     Raises:
         ValueError: a flattened layer, or a position outside its map.
@@ -147,7 +157,13 @@ def receptive_box(row: LayerRow, y: int, x: int, image_hw: tuple[int, int]) -> t
         raise ValueError(f"{row.name}'s maps are {height} × {width}; position (row {y}, column {x}) is outside them.")
     top, left = row.offset + y * row.stride, row.offset + x * row.stride
     size = row.receptive_field
-    return max(0, left), max(0, top), min(image_hw[1], left + size), min(image_hw[0], top + size)
+    bottom, right = (image_hw[0], image_hw[1]) if row.reach is None else row.reach
+    return (
+        max(0, left),
+        max(0, top),
+        min(image_hw[1], left + size, right),
+        min(image_hw[0], top + size, bottom),
+    )
 
 
 def totals(rows: list[LayerRow]) -> dict[str, int]:

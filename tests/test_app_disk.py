@@ -61,5 +61,7 @@ def test_a_new_visitor_gets_the_examples_after_both_sweeps(small_disk):
         _event(small_disk, "apply_kernel", small_disk.payload("apply_kernel", photo)[1])
     time.sleep(5)  # past the age limit, with both sweeps run a few times
     for example in _example_values(small_disk):
-        output = _event(small_disk, "apply_kernel", small_disk.payload("apply_kernel", example)[1])  # a new visitor clicks each example
+        output = _event(
+            small_disk, "apply_kernel", small_disk.payload("apply_kernel", example)[1]
+        )  # a new visitor clicks each example
         assert output.get("success"), output

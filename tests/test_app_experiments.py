@@ -174,7 +174,7 @@ def test_the_training_cap_covers_the_whole_experiment_and_stop_keeps_what_finish
     import gradio as gr
 
     from playground.config import Limits
-    from ui import state
+    from ui import long_jobs, state
     from ui.tabs import experiments as experiments_tab
     from ui.tabs import train as train_tab
 
@@ -192,7 +192,7 @@ def test_the_training_cap_covers_the_whole_experiment_and_stop_keeps_what_finish
         next(train_tab.train(None, "synthetic", request=request))
     while "▶" not in (next(running).get("status") or ""):  # training in its worker
         pass
-    experiments_tab.request_stop(request)
+    long_jobs.stop(request)
     started = time.monotonic()
     rest = list(running)
     assert "Stopped" in rest[-1]["status"] and time.monotonic() - started < 10

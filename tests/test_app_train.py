@@ -106,7 +106,7 @@ class _Request:
 def test_one_job_per_session_and_stopping_mid_run(tmp_path, monkeypatch, how):
     import gradio as gr
 
-    from ui import folders, state
+    from ui import folders, long_jobs, state
     from ui.tabs import train as train_tab
 
     monkeypatch.setattr(folders, "uploaded_path", lambda path: str(path))  # a local file stands in for an upload
@@ -119,7 +119,7 @@ def test_one_job_per_session_and_stopping_mid_run(tmp_path, monkeypatch, how):
     with pytest.raises(gr.Error, match="already have a training job"):
         next(train_tab.train(make_zip(tmp_path / "y.zip"), request=request))
     if how == "stop button":
-        train_tab.request_stop(request)
+        long_jobs.stop(request)
     else:
         state.forget_session(request)  # what demo.unload does
     rest = list(run)

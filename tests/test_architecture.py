@@ -102,21 +102,13 @@ def test_trace_leaves_no_hooks_and_keeps_the_mode():
 
 
 def _linear_copy(features: nn.Sequential) -> nn.Sequential:
-    """The same geometry with every path kept open: positive weights, no ReLU or LRN, max pools as average
-    pools. Then an output value's gradient is non-zero exactly on the input pixels it sees."""
+    """The same geometry with every path kept open: positive weights, no ReLU, LRN or batch norm, max pools as
+    average pools, one channel throughout (channels do not move pixels). Then an output value's gradient is
+    non-zero exactly on the input pixels it sees."""
     layers = []
     for module in features:
         if isinstance(module, nn.Conv2d):
-            conv = nn.Conv2d(
-                module.in_channels,
-                module.out_channels,
-                module.kernel_size,
-                module.stride,
-                module.padding,
-                module.dilation,
-                module.groups,
-                bias=False,
-            )
+            conv = nn.Conv2d(1, 1, module.kernel_size, module.stride, module.padding, module.dilation, bias=False)
             nn.init.constant_(conv.weight, 1.0)
             layers.append(conv)
         elif isinstance(module, nn.MaxPool2d):
@@ -129,7 +121,7 @@ def _linear_copy(features: nn.Sequential) -> nn.Sequential:
 def _footprints(linear: nn.Sequential, positions: list[tuple[int, int]], size: int) -> list[dict]:
     """For each layer of ``linear``, (y, x) -> the (left, top, right, bottom) of the input pixels with a non-zero
     gradient of its output (0, y, x), for ``positions`` clamped to the layer's map: the pixels that unit reads."""
-    x = torch.ones(1, 3, size, size, dtype=torch.float64, requires_grad=True)
+    x = torch.ones(1, 1, size, size, dtype=torch.float64, requires_grad=True)
     outputs, h = [], x
     for layer in linear:
         h = layer(h)
@@ -144,7 +136,7 @@ def _footprints(linear: nn.Sequential, positions: list[tuple[int, int]], size: i
         (grads,) = torch.autograd.grad(output, x, seeds, retain_graph=True, is_grads_batched=True)
         found = {}
         for (y, x_), grad in zip(wanted, grads):
-            touched = torch.nonzero(grad[0].abs().sum(0))
+            touched = torch.nonzero(grad[0, 0])
             found[(y, x_)] = (
                 int(touched[:, 1].min()),
                 int(touched[:, 0].min()),

@@ -112,3 +112,13 @@ def test_a_click_on_the_channel_map_finds_its_position():
     assert units.map_position((13, 13), 13 * 17 - 1, 17 * 5 + 3) == (5, 12)
     with pytest.raises(ValueError, match="outside the 13 × 13 map"):
         units.map_position((13, 13), 13 * 17, 0)
+
+
+def test_a_huge_channel_is_not_quoted_whole():
+    from playground import models
+    from playground.units import probes
+
+    model = models.build("alexnet_compact", num_classes=10)
+    with pytest.raises(ValueError, match="there is no channel 1e\\+308") as refused:
+        probes.check_channel(model, "features.0", 1e308)
+    assert len(str(refused.value)) < 100

@@ -229,3 +229,24 @@ def test_a_folder_is_held_to_the_zip_limits(tmp_path):
         uploads.read_files([(None, pairs[0][1])])
     with pytest.raises(ValueError, match="Stopped while reading the folder"):
         uploads.read_files(pairs, should_stop=lambda: True)
+
+
+@pytest.mark.parametrize(
+    "label, why",
+    [("a\x00b", "control character"), ("x" * 600, "too long"), ("花" * 86, "too long"), ("tab\there", "control")],
+)
+def test_a_class_name_that_could_not_be_saved_is_refused_at_the_door(tmp_path, label, why):
+    """Names become file names and checkpoint metadata: refused before any training, not when saving after it."""
+    files = {**_good(), **{f"{label}/{i}.jpg": _jpeg() for i in range(4)}}
+    with pytest.raises(ValueError, match=why) as refused:
+        uploads.read_files(_folder(tmp_path, files), size=32)
+    assert len(str(refused.value)) < 200  # the name is cut short in the sentence, never quoted whole
+    if "\x00" not in label:  # a zip's names cannot hold a NUL (zipfile cuts them there)
+        with pytest.raises(ValueError, match=why):
+            uploads.read_zip(_zip(tmp_path / "named.zip", files), size=32)
+
+
+def test_a_dataset_name_that_could_not_be_saved_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="dataset name .* too long"):
+        uploads.read_zip(_zip(tmp_path / "pets.zip", _good()), size=32, name="花" * 86)
+    assert uploads.read_zip(_zip(tmp_path / "ok.zip", _good()), size=32, name="花" * 33).name == "花" * 33

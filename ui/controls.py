@@ -17,9 +17,20 @@ from playground.config import get_limits
 
 
 def short(value, limit: int = 40) -> str:
-    """A value as a message may quote it: its repr, cut to ``limit`` characters."""
-    text = repr(value)
+    """A value as a message may quote it: its repr, cut to ``limit`` characters; an uploaded file by the name it
+    came with, never by where the server keeps it."""
+    text = repr(_as_sent(value))
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _as_sent(value):
+    if isinstance(value, ListFiles):
+        value = value.root
+    if isinstance(value, list) and any(hasattr(item, "path") for item in value):
+        return [_as_sent(item) for item in value]
+    if hasattr(value, "path") and hasattr(value, "orig_name"):
+        return value.orig_name or "a file"
+    return value
 
 
 def preprocess_checked(component, payload, accepted: bool, expected: str, preprocess):

@@ -57,8 +57,12 @@ def keyed(fn, outputs: dict):
     output out leaves it as it is, instead of padding tuples with ``gr.skip()``.
     """
 
+    first = next(iter(outputs.values()))
+
     def by_component(values: dict) -> dict:
-        return {outputs[name]: value for name, value in values.items()}
+        # An empty message (a heartbeat while a worker is quiet) still reaches the page, changing nothing:
+        # Gradio refuses a dict that names no output.
+        return {outputs[name]: value for name, value in values.items()} or {first: gr.skip()}
 
     if inspect.isgeneratorfunction(fn):
 

@@ -21,6 +21,7 @@ from playground.config import get_limits
 from playground.serving import workers
 from playground.serving.jobs import LONG, UNITS
 from ui import runner
+from ui.handlers import user_errors
 from ui.queueing import JOB_NAMES, listener_check
 from ui.state import JOBS, session_of
 
@@ -136,6 +137,16 @@ def _what(group: str, one: str) -> str:
 def stop(request: gr.Request | None, group: str = LONG) -> None:
     """Ask this session's job of ``group`` to stop (its worker is gone within a second)."""
     JOBS.stop(session_of(request), group)
+
+
+def stop_handler(group: str = LONG):
+    """The handler of a tab's Stop button for its jobs' group (wired with ``cancels=`` to the job's event)."""
+
+    @user_errors
+    def request_stop(request: gr.Request = None):
+        stop(request, group)
+
+    return request_stop
 
 
 def units_kind() -> JobKind:

@@ -13,6 +13,7 @@ import dataclasses
 import os
 import stat
 import struct
+import unicodedata
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -60,6 +61,27 @@ def _check_name(name: str, where: str) -> None:
         raise ValueError(f"The {where} has a {item} with an absolute path ({name!r}), which is not allowed.")
     if ".." in name.split("/"):
         raise ValueError(f"The {where} has a {item} that points outside its folder ({name!r}), which is not allowed.")
+
+
+NAME_BYTES = 100  # a class's or a dataset's name, in UTF-8: it becomes part of file names and checkpoint metadata
+
+
+def check_label(text: str, what: str) -> None:
+    """Refuse a class's or a dataset's name that could not be kept: a control character (a NUL, say) or more
+    than :data:`NAME_BYTES` bytes (file names hold 255, and the name is one part of them), at the door rather
+    than at the end of a training.
+
+    Raises:
+        ValueError: the sentence names the folder (cut short) and what to change.
+    """
+    shown = text[:40] + ("…" if len(text) > 40 else "")
+    if any(unicodedata.category(ch).startswith("C") for ch in text):
+        raise ValueError(f"The {what} {shown!r} has a control character in its name; please rename it.")
+    if len(text.encode("utf-8")) > NAME_BYTES:
+        raise ValueError(
+            f"The {what} name {shown!r} is too long ({len(text.encode('utf-8')):,} bytes in UTF-8; at most "
+            f"{NAME_BYTES}); please rename it."
+        )
 
 
 def _check_member(info: zipfile.ZipInfo, limits: Limits) -> None:
@@ -121,6 +143,9 @@ def _dataset(
             f"Files must sit in one folder per class (class/image.jpg), but {wrong[0]!r} does not "
             f"({len(wrong)} such file{'s' if len(wrong) > 1 else ''})."
         )
+    check_label(name, "dataset")
+    for label in sorted({parts[0] for _, parts in files}):
+        check_label(label, "class folder")
     if limit:
         files = spread(sorted(files, key=lambda item: item[0].name), limit)
     items, skipped = [], []

@@ -83,8 +83,8 @@ def check_channel(model: nn.Module, layer: str, channel) -> int:
     whole = isinstance(channel, int) or (isinstance(channel, float) and channel.is_integer())
     if isinstance(channel, bool) or not whole:
         raise ValueError(f"The channel must be a whole number from 0 to {count - 1}, not {str(channel)[:20]!r}.")
-    if not 0 <= int(channel) < count:
-        raise ValueError(f"{layer} has channels 0 to {count - 1}; there is no channel {int(channel)}.")
+    if not 0 <= channel < count:  # compared before int(): 1e308 would become a 309-digit number in the sentence
+        raise ValueError(f"{layer} has channels 0 to {count - 1}; there is no channel {channel:.6g}.")
     return int(channel)
 
 

@@ -294,11 +294,6 @@ def open_run(run, request: gr.Request = None):
     return refresh_choices(key, request), f"Opened **{kept.descriptions[index]}**: it is now the chosen model."
 
 
-@user_errors
-def request_stop(request: gr.Request = None):
-    long_jobs.stop(request)
-
-
 def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
     gr.Markdown(HELP)
     folders.install(demo)
@@ -366,6 +361,6 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
         concurrency_id=LONG,  # one long job per session, training or experiment, admitted at the door
         validator=admits_long_jobs(handler),
     )
-    stop_button.click(request_stop, api_name="stop_experiment", cancels=[running])
+    stop_button.click(long_jobs.stop_handler(LONG), api_name="stop_experiment", cancels=[running])
     preset.change(describe, inputs=preset, outputs=about, api_name="describe_experiment")
     open_button.click(open_run, inputs=runs, outputs=[chooser, opened], api_name="open_run")

@@ -250,11 +250,6 @@ def pick_cell(table, evt: gr.SelectData):
 
 
 @user_errors
-def request_stop(request: gr.Request = None):
-    long_jobs.stop(request)
-
-
-@user_errors
 def remember_zip(zip_file, request: gr.Request = None):
     """An uploaded zip becomes this session's "my zip" in the Units tab, trained on or not."""
     if zip_file is not None:
@@ -343,7 +338,7 @@ def _wire(c: SimpleNamespace, chooser: gr.Dropdown) -> None:
         concurrency_id=LONG,
         validator=admits_long_jobs(handler),  # refused at the door, before it takes a place in the queue
     )
-    c.stop_button.click(request_stop, api_name="stop_training", cancels=[training])
+    c.stop_button.click(long_jobs.stop_handler(LONG), api_name="stop_training", cancels=[training])
     c.zip_file.upload(remember_zip, inputs=c.zip_file, api_name="remember_zip", api_visibility="undocumented")
     c.confusion.select(
         pick_cell,

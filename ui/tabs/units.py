@@ -86,12 +86,6 @@ def _records(job: UnitJob, request, progress=None):
 
 
 @user_errors
-def request_stop(request: gr.Request = None):
-    """Stop this session's Units pass (its worker is gone within a second)."""
-    long_jobs.stop(request, UNITS)
-
-
-@user_errors
 def layer_choices(model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Request = None):
     """The chosen model's convolution layers for the layer chooser."""
     model, _, _ = _model(model_key, request)
@@ -424,7 +418,9 @@ def _wire_passes(c: SimpleNamespace, chooser: gr.Dropdown) -> None:
         )  # fmt: skip
         for button, handler, inputs, outputs in passes
     ]
-    c.stop_button.click(request_stop, cancels=started, api_name="stop_units")  # the worker is gone within a second
+    c.stop_button.click(
+        long_jobs.stop_handler(UNITS), cancels=started, api_name="stop_units"
+    )  # the worker is gone within a second
 
 
 def _wire_photo_views(c: SimpleNamespace, chooser: gr.Dropdown, tab) -> None:
