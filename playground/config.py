@@ -90,7 +90,9 @@ class Limits:
     misclassified_thumbnails: int = 500  # per run, for browsing the confusion matrix
     # Units tab: feature visualisation, top patches, fc7 maps (each pass in a worker process).
     units_cache_bytes: int = 256 * 1024**2  # finished passes kept (AlexNet's top-9 patches of one dataset: ~115 MB)
-    units_dataset_images: int = 1_000  # images of a built-in dataset one pass reads
+    units_dataset_images: int = 1_000  # images of a dataset (built-in, a zip or a folder) one pass reads
+    units_dataset_pixels: int = 4_000_000_000  # what those images' headers declare, together (JPEGs at draft size)
+    units_max_seconds: float = 180.0  # one Units pass, start to end; past it, it is stopped with a sentence
     units_max_steps: int = 512  # feature visualisation steps (256 is the default)
     units_max_size: int = 224  # px per side of a feature visualisation
     units_jobs_running: int = 1  # unit passes at once (CPU); more wait in the queue with their place shown

@@ -49,7 +49,7 @@ def test_the_server_keeps_page_state_for_a_bounded_number_of_sessions(monkeypatc
 
     launched = {}
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.update(kwargs))
-    monkeypatch.setattr(guard, "start_sweeper", lambda: None)
+    monkeypatch.setattr(guard, "start_sweeper", lambda blocks=None: None)
     app.launch(gr.Blocks())
     assert launched["state_session_capacity"] == get_limits().sessions_kept <= 1000
     assert launched["max_file_size"] == get_limits().max_upload_bytes

@@ -142,3 +142,11 @@ def test_the_watchdog_survives_a_check_that_fails():
         _wait_until(lambda: not other.alive(), 5)  # ... and still stops the others
     finally:
         worker.stop()
+
+
+def test_a_units_pass_past_its_time_limit_is_stopped_with_a_sentence():
+    kind = long_jobs.JobKind(worker_name="Units", idle=False, grace_seconds=0.0)
+    with long_jobs.LongJob(kind, _request("slow")) as slot:
+        with pytest.raises(ValueError, match="The Units pass took longer than its 1 s limit and was stopped"):
+            list(slot.run(reading_quietly, 600, cap_seconds=1))
+        assert not slot.worker.alive()

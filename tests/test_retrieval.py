@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -5,7 +7,7 @@ from PIL import Image
 
 from playground.data import datasets as data
 from playground.models import MODELS, build
-from playground.units.retrieval import Fc7Features, dataset_features, draw_map, fc7, neighbours, query_batch
+from playground.units.retrieval import Fc7Features, dataset_features, draw_map, fc7, neighbours, query_batch, tsne
 from playground.weights import checkpoints
 
 
@@ -67,3 +69,42 @@ def test_every_variant_and_a_trained_checkpoint(name, tmp_path):
     x = query_batch(Image.new("RGB", (300, 240), (120, 30, 200)))
     width = 2048 if name == "alexnet_compact" else 4096
     assert fc7(loaded, x).shape == (1, width)
+
+
+def _large(features: Fc7Features, norm: float) -> Fc7Features:
+    """The same images with fc7 vectors as long as a trained AlexNet's (norms of 150 and more)."""
+    generator = torch.Generator().manual_seed(4)
+    vectors = (
+        torch.rand(features.features.shape, generator=generator) ** 4
+    )  # sparse-ish and non-negative, as after a ReLU
+    vectors = (
+        vectors / vectors.norm(dim=1, keepdim=True) * norm * (1 + torch.rand(len(vectors), 1, generator=generator))
+    )
+    return dataclasses.replace(features, features=vectors)
+
+
+@pytest.mark.parametrize("norm", [0.5, 150.0, 400.0])
+def test_an_images_distance_to_itself_is_zero_and_the_others_are_float64s(mapped, norm):
+    features = _large(mapped[2], norm)
+    reference = np.linalg.norm(
+        features.features.double().numpy()[:, None] - features.features.double().numpy()[None], axis=2
+    )
+    for index in range(len(features.features)):
+        found = neighbours(features, features.features[index], k=30)
+        assert found[0].index == index and found[0].distance == 0.0
+        for n in found:  # to the display's two decimals, and far better
+            assert n.distance == pytest.approx(reference[index, n.index], rel=1e-6, abs=1e-9)
+
+
+def test_the_maps_seed_lays_it_out_anew():
+    features = np.random.default_rng(0).normal(size=(40, 64)).astype(np.float32)
+    assert np.array_equal(tsne(features, seed=1), tsne(features, seed=1))  # a seed is reproducible
+    assert not np.allclose(tsne(features, seed=1), tsne(features, seed=2))
+    assert np.array_equal(tsne(features), tsne(features))  # no seed: the principal components' layout
+
+
+def test_the_dataset_map_takes_the_seed(mapped):
+    model, dataset, features = mapped
+    again = list(dataset_features(model, dataset, seed=3))[-1]
+    assert torch.equal(again.features, features.features)
+    assert not np.allclose(again.coordinates, features.coordinates)

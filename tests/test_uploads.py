@@ -250,3 +250,32 @@ def test_a_dataset_name_that_could_not_be_saved_is_refused(tmp_path):
     with pytest.raises(ValueError, match="dataset name .* too long"):
         uploads.read_zip(_zip(tmp_path / "pets.zip", _good()), size=32, name="花" * 86)
     assert uploads.read_zip(_zip(tmp_path / "ok.zip", _good()), size=32, name="花" * 33).name == "花" * 33
+
+
+def _one_bit_png(side: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("1", (side, side)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_read_decodes_at_most_its_limit_of_files_taken_evenly(tmp_path):
+    files = {f"{label}/{i}.jpg": _jpeg() for label in ("cat", "dog") for i in range(20)}
+    dataset = uploads.read_zip(_zip(tmp_path / "pets.zip", files), size=32, limit=8)
+    assert len(dataset) == 8 and dataset.labels.tolist() == [0] * 4 + [1] * 4
+
+
+def test_a_pixel_budget_counts_what_the_headers_declare_not_the_files_bytes(tmp_path):
+    """Tiny files that declare huge pictures (a 1-bit PNG of 36 MP is a few kB, and a second to decode)."""
+    files = {f"{label}/{i}.png": _one_bit_png(6000) for label in ("a", "b") for i in range(3)}
+    archive = _zip(tmp_path / "huge.zip", files)
+    assert archive.stat().st_size < 200_000
+    with pytest.raises(uploads.TooManyPixels, match="more than 100 megapixels together"):
+        uploads.read_zip(archive, size=32, max_pixels=100_000_000)
+
+
+def test_a_jpeg_is_charged_at_the_scale_it_is_decoded():
+    photo = io.BytesIO()
+    Image.new("RGB", (4000, 3000), (10, 20, 30)).save(photo, format="JPEG")
+    limits = Limits()
+    assert uploads._decoded_pixels(photo.getvalue(), limits) == 4 * limits.working_pixels  # draft mode
+    assert uploads._decoded_pixels(_one_bit_png(3000), limits) == 9_000_000  # a PNG in full

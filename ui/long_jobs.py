@@ -51,6 +51,7 @@ class JobKind:
     memory_bytes: int | None = None  # the worker's memory limit (None: a training worker's)
     idle: bool = True  # idle scheduling class (training); False: niced only, for a job the learner watches
     max_running: int | None = None  # at most this many of these workers alive at once (None: no wait)
+    grace_seconds: float = CAP_GRACE_SECONDS  # a job that stops itself at its cap gets this much longer
 
 
 class LongJob:
@@ -92,12 +93,12 @@ class LongJob:
         self.worker = runner.start(target, argument, memory_bytes=kind.memory_bytes, kind=kind.worker_name,
                                    idle=kind.idle, cancelled=lambda: stop.is_set() or gone())  # fmt: skip
         JOBS.attach(self.session, self.worker, kind.group)
-        yield from _records(self.worker, stop, gone, cap_seconds)
+        yield from _records(self.worker, stop, gone, cap_seconds, kind)
 
 
-def _records(worker, stop, gone, cap_seconds: float | None) -> Iterator:
+def _records(worker, stop, gone, cap_seconds: float | None, kind: JobKind) -> Iterator:
     started = quiet_since = time.monotonic()
-    hard_stop = None if cap_seconds is None else started + cap_seconds + CAP_GRACE_SECONDS
+    hard_stop = None if cap_seconds is None else started + cap_seconds + kind.grace_seconds
     try:
         for record in worker.records():
             now = time.monotonic()
@@ -105,7 +106,12 @@ def _records(worker, stop, gone, cap_seconds: float | None) -> Iterator:
                 yield Stopped()
                 return
             if hard_stop is not None and now > hard_stop:
-                raise ValueError(f"The job ran well past its {cap_seconds:g} s cap and was stopped.")
+                if kind.grace_seconds:
+                    raise ValueError(f"The job ran well past its {cap_seconds:g} s cap and was stopped.")
+                raise ValueError(
+                    f"The {kind.worker_name} pass took longer than its {cap_seconds:g} s limit and was stopped, so "
+                    "others get their turn; try fewer steps, channels or images."
+                )
             if record is not None:
                 quiet_since = now
                 yield record
@@ -155,5 +161,5 @@ def units_kind() -> JobKind:
     limits = get_limits()
     return JobKind(
         group=UNITS, worker_name="Units", memory_bytes=limits.units_worker_memory_bytes, idle=False,
-        max_running=limits.units_jobs_running,
+        max_running=limits.units_jobs_running, grace_seconds=0.0,
     )  # fmt: skip

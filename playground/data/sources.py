@@ -31,6 +31,7 @@ class DatasetSource:
     files: tuple[tuple[str, str | None], ...] = ()  # FOLDER, uploaded: (path inside the folder, server path)
     example_names: tuple[str, ...] = ()  # EXAMPLES: scikit-image photo names
     limit: int | None = None  # at most this many images (None: all of them)
+    max_pixels: int | None = None  # a zip's or folder's pictures, as their headers declare them, together
 
     @classmethod
     def built_in(cls, name: str, *, limit: int | None = None) -> DatasetSource:
@@ -86,15 +87,15 @@ class DatasetSource:
         return self.kind in (ZIP, FOLDER)
 
     def open(self) -> ImageDataset:
-        """Read the data (in the worker: reading a zip or decoding Fashion-MNIST takes seconds), then keep at
-        most :attr:`limit` images, taken evenly across it.
+        """Read the data (in the worker: reading a zip or decoding Fashion-MNIST takes seconds), keeping about
+        :attr:`limit` images, taken evenly across it (a zip or folder decodes only those, at least 3 a class).
 
         Raises:
             ValueError: data that cannot be had here, is not there, or has no usable images (the sentence says
                 which).
         """
         dataset = self._read()
-        if self.limit and len(dataset) > self.limit:
+        if self.limit and len(dataset) > self.limit and self.kind not in (ZIP, FOLDER):  # those read within it
             keep = torch.tensor(spread(list(range(len(dataset))), self.limit))
             dataset = dataclasses.replace(dataset, images=dataset.images[keep], labels=dataset.labels[keep])
         if len(dataset) == 0:
@@ -109,13 +110,13 @@ class DatasetSource:
                 raise ValueError(
                     "Your zip is no longer on the server (uploads are swept after a while); upload it again."
                 )
-            return uploads.read_zip(self.path, name=self.name)
+            return uploads.read_zip(self.path, name=self.name, limit=self.limit, max_pixels=self.max_pixels)
         if self.kind == FOLDER:
             if self.path:
                 return uploads.read_folder(self.path, limit=self.limit)
             if not self.files:
                 raise ValueError("Choose (or drop) a folder of class folders, or choose one of the built-in datasets.")
-            return uploads.read_files(self.files, name=self.name)
+            return uploads.read_files(self.files, name=self.name, limit=self.limit, max_pixels=self.max_pixels)
         if self.kind == EXAMPLES:
             return _example_photos(self.example_names)
         if self.kind != BUILT_IN or self.name not in DATASETS:

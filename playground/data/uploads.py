@@ -21,7 +21,7 @@ from pathlib import Path
 
 from playground.config import Limits, get_limits
 from playground.data.datasets import STORE_SIZE, ImageDataset, assemble, spread, to_tensor
-from playground.images import IMAGE_EXTENSIONS, load_image
+from playground.images import IMAGE_EXTENSIONS, check_header, load_image
 
 
 def _ignored(parts: list[str]) -> bool:
@@ -120,9 +120,12 @@ def _dataset(
     name: str,
     should_stop: Callable[[], bool] | None = None,
     limit: int | None = None,
+    max_pixels: int | None = None,
 ) -> ImageDataset:
     """The one intake for zips and folders: hidden files and macOS metadata ignored, one top folder taken as
-    the root, one folder per class, files that are not usable images skipped and reported."""
+    the root, one folder per class, files that are not usable images skipped and reported. ``limit``: at most
+    this many files are decoded, taken evenly; ``max_pixels``: the pixels their headers declare, together (a
+    tiny file can hold a picture that takes a second to decode)."""
     files, ignored = [], 0
     for member in members:
         parts = [p for p in member.name.split("/") if p]
@@ -147,8 +150,8 @@ def _dataset(
     for label in sorted({parts[0] for _, parts in files}):
         check_label(label, "class folder")
     if limit:
-        files = spread(sorted(files, key=lambda item: item[0].name), limit)
-    items, skipped = [], []
+        files = _spread_by_class(files, limit, limits.min_per_class)
+    items, skipped, pixels = [], [], 0
     for member, (label, filename) in files:
         if not filename.lower().endswith(IMAGE_EXTENSIONS):
             skipped.append((member.name, "not an image file"))
@@ -161,10 +164,47 @@ def _dataset(
             skipped.append((member.name, str(error)))
             continue
         try:
+            if max_pixels is not None:
+                pixels += _decoded_pixels(content, limits)
+                if pixels > max_pixels:
+                    raise TooManyPixels(
+                        f"The {where}'s pictures hold more than {max_pixels / 1e6:,.0f} megapixels together, more "
+                        f"than one pass here decodes; use fewer or smaller pictures (after {len(items)} of them)."
+                    )
             items.append((label, to_tensor(load_image(content, limits=limits), size)))
+        except TooManyPixels:
+            raise
         except ValueError as error:
             skipped.append((member.name, str(error)))
     return assemble(name, items, skipped, ignored, limits)
+
+
+def _spread_by_class(files: list, limit: int, least: int) -> list:
+    """About ``limit`` files taken evenly within each class folder, in proportion to its size, and never fewer
+    than ``least`` of a class that has them (so a small class is not cut below what a dataset needs)."""
+    if len(files) <= limit:
+        return files
+    by_class: dict[str, list] = {}
+    for item in sorted(files, key=lambda item: item[0].name):
+        by_class.setdefault(item[1][0], []).append(item)
+    taken = []
+    for items in by_class.values():
+        share = max(min(least, len(items)), len(items) * limit // len(files))
+        taken.extend(spread(items, share))
+    return taken
+
+
+def _decoded_pixels(content: bytes, limits: Limits) -> int:
+    """The pixels decoding ``content`` costs, from its header: a JPEG is decoded at a reduced scale (its draft
+    mode, down to a few times the working size), every other format in full."""
+    width, height = check_header(content, limits=limits)
+    if content[:3] == b"\xff\xd8\xff":
+        return min(width * height, 4 * limits.working_pixels)
+    return width * height
+
+
+class TooManyPixels(ValueError):
+    """The pictures of a dataset read hold more pixels together than its budget."""
 
 
 def read_zip(
@@ -174,6 +214,8 @@ def read_zip(
     size: int = STORE_SIZE,
     name: str = "your zip",
     should_stop: Callable[[], bool] | None = None,
+    limit: int | None = None,
+    max_pixels: int | None = None,
 ) -> ImageDataset:
     """Read a zip of class folders (``class/file.jpg``, or all under one top folder) into a dataset.
 
@@ -214,7 +256,8 @@ def read_zip(
             return read
 
         entries = [_Member(info.filename, reader(info)) for info in members if not info.is_dir()]
-        return _dataset(entries, where="archive", limits=limits, size=size, name=name, should_stop=should_stop)
+        return _dataset(entries, where="archive", limits=limits, size=size, name=name, should_stop=should_stop,
+                        limit=limit, max_pixels=max_pixels)  # fmt: skip
 
 
 def read_files(
@@ -224,6 +267,8 @@ def read_files(
     size: int = STORE_SIZE,
     name: str = "your folder",
     should_stop: Callable[[], bool] | None = None,
+    limit: int | None = None,
+    max_pixels: int | None = None,
 ) -> ImageDataset:
     """A folder of class folders that arrived as separate files: ``files`` pairs each file's path inside the
     folder (``flowers/daisy/1.jpg``, as the browser names it) with where its bytes are on this machine (None
@@ -270,7 +315,8 @@ def read_files(
         return read
 
     entries = [_Member(relative, reader(local, size_)) for (relative, local), size_ in zip(files, sizes)]
-    return _dataset(entries, where="folder", limits=limits, size=size, name=name, should_stop=should_stop)
+    return _dataset(entries, where="folder", limits=limits, size=size, name=name, should_stop=should_stop,
+                    limit=limit, max_pixels=max_pixels)  # fmt: skip
 
 
 def count_images(source, *, limits: Limits | None = None) -> int:

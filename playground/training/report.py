@@ -25,6 +25,9 @@ from playground.training import curves  # noqa: F401  (chooses matplotlib's serv
 from playground.training.finetune import FinetuneResult, Progress
 
 NOISE_P = 0.05  # a difference whose Welch p-value is at least this is "inside the noise"
+# 1 - 0.7 is 0.30000000000000004: an error is compared with its target with this slack, far below the
+# 1 / n between two error rates of n images for any n under a billion, so an exact hit counts and a miss never does.
+ERROR_SLACK = 1e-9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +46,10 @@ class Target:
 
     def describe(self) -> str:
         return f"{self.error:.0%} {self.on} error"
+
+    def reached(self, accuracy: float) -> bool:
+        """Whether a top-1 ``accuracy`` (0-1) is at or below this error: 7 of 10 right reaches 30 %."""
+        return 1 - accuracy <= self.error + ERROR_SLACK
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +90,7 @@ def outcome(label: str, settings: dict, seed: int, result: FinetuneResult, targe
     """A finished run's numbers, with the epochs (and seconds, validation passes included) it took to reach
     ``target``."""
     key = "accuracy" if target.on == "training" else "val_accuracy"
-    reached = next((h["epoch"] for h in result.history if 1 - h[key] <= target.error), None)
+    reached = next((h["epoch"] for h in result.history if target.reached(h[key])), None)
     with torch.device("meta"):  # counted from the architecture; nothing is allocated
         network = models.build(
             result.variant,
@@ -123,10 +130,11 @@ class Row:
     top5_error: float | None
     train_accuracy: float
     epochs_to_target: str  # "3", "3.5 (2 of 3 seeds)" or "not reached"
-    seconds_to_target: float | None
+    seconds_to_target: float | None  # mean over the seeds that reached the target
     parameters: int
     seconds: float
     verdict: str  # against the first run: "reference", "+2.1 points: inside the noise (p = 0.40)", ...
+    reached: int  # seeds that reached the target: the to-target cells average only these, and say so
 
     def cells(self) -> dict:
         """The row as the table shows it (and summary.csv holds it)."""
@@ -143,7 +151,9 @@ class Row:
             "top-5 error": percent(self.top5_error),
             "train accuracy": percent(self.train_accuracy),
             "epochs to target": self.epochs_to_target,
-            "s to target": "—" if self.seconds_to_target is None else f"{self.seconds_to_target:.0f}",
+            "s to target": "—"
+            if self.seconds_to_target is None
+            else f"{self.seconds_to_target:.0f}" + _of_seeds(self.reached, self.seeds),
             "parameters": f"{self.parameters:,}",
             "seconds": f"{self.seconds:.0f}",
             "against the first run": self.verdict,
@@ -253,10 +263,8 @@ def _row(found: list[RunOutcome], reference: list[RunOutcome]) -> Row:
     reached = [o.epochs_to_target for o in found if o.epochs_to_target is not None]
     if not reached:
         epochs = "not reached"
-    elif len(reached) == len(found):
-        epochs = f"{statistics.mean(reached):g}"
     else:
-        epochs = f"{statistics.mean(reached):g} ({len(reached)} of {len(found)} seeds)"
+        epochs = f"{statistics.mean(reached):g}" + _of_seeds(len(reached), len(found))
     to_target = [o.seconds_to_target for o in found if o.seconds_to_target is not None]
     top5 = [o.top5_error for o in found if o.top5_error is not None]
     return Row(
@@ -273,7 +281,12 @@ def _row(found: list[RunOutcome], reference: list[RunOutcome]) -> Row:
         parameters=found[0].parameters,
         seconds=statistics.mean(o.seconds for o in found),
         verdict="reference" if found is reference else verdict(accuracies, [o.val_accuracy for o in reference]),
+        reached=len(to_target),
     )
+
+
+def _of_seeds(reached: int, seeds: int) -> str:
+    return "" if reached == seeds else f" ({reached} of {seeds} seeds)"
 
 
 def verdict(mine: list[float], reference: list[float]) -> str:

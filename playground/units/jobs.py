@@ -64,7 +64,9 @@ def choose_dataset(name: str, *, zip_path: str | None, example_names: tuple[str,
                 "This session has no zip yet: upload a zip of class folders in the Train tab, then come back "
                 "(or choose the examples or a built-in dataset)."
             )
-        return DatasetSource.zip(zip_path, name="your zip", limit=limit)
+        return dataclasses.replace(
+            DatasetSource.zip(zip_path, name="your zip", limit=limit), max_pixels=get_limits().units_dataset_pixels
+        )
     return DatasetSource.built_in(name, limit=limit)
 
 

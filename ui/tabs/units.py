@@ -75,7 +75,7 @@ def _records(job: UnitJob, request, progress=None):
     """Run ``job`` in a worker (see :mod:`ui.long_jobs`) and yield its records, nothing more once stopped;
     while the worker is quiet (reading a dataset), ``progress`` says so."""
     with long_jobs.LongJob(long_jobs.units_kind(), request) as slot:
-        for record in slot.run(run_job, job):
+        for record in slot.run(run_job, job, cap_seconds=get_limits().units_max_seconds):
             if isinstance(record, long_jobs.Stopped):
                 return
             if isinstance(record, long_jobs.Waiting):

@@ -1,0 +1,77 @@
+"""The experiment report's numbers at their edges: an exact hit of the target, and seeds that never got there."""
+
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from playground.training.finetune import FinetuneConfig, FinetuneResult
+from playground.training.report import RunOutcome, Target, outcome, summarise
+
+TARGETS = (0.05, 0.1, 0.2, 0.25, 0.29, 0.3, 0.333, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+
+
+def _finished(val_accuracies: list[float], *, training: list[float] | None = None) -> FinetuneResult:
+    """A finished compact-AlexNet run with these validation (and training) accuracies, one per epoch."""
+    training = training or val_accuracies
+    history = [
+        {"epoch": epoch, "loss": 1.0, "accuracy": train, "val_accuracy": val, "seconds": 10.0 * epoch}
+        for epoch, (val, train) in enumerate(zip(val_accuracies, training), start=1)
+    ]
+    return FinetuneResult(
+        state_dict={}, variant="alexnet_compact", input_shape=(3, 64, 64), classes=("a", "b", "c"),
+        config=FinetuneConfig(model="alexnet_compact"), history=history, val_accuracy=val_accuracies[-1],
+        confusion=np.zeros((3, 3), dtype=np.int64), per_class_accuracy=[0.0] * 3, misclassified=[], seconds=60.0,
+        images_per_second=1.0,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("on", ["validation", "training"])
+def test_an_exact_hit_of_the_target_reaches_it(on):
+    # 7 of 10 right is exactly 30 % error, although 1 - 0.7 is 0.30000000000000004.
+    run = outcome("run", {}, 0, _finished([0.5, 7 / 10, 0.9]), Target(0.3, on))
+    assert run.epochs_to_target == 2 and run.seconds_to_target == 10.0 + 20.0
+
+
+def test_reaching_a_target_is_exact_arithmetic_on_fractions():
+    # Every accuracy k / n a run of up to 120 images can have, against exact fractions.
+    for images in range(1, 121):
+        for right in range(images + 1):
+            for error in TARGETS:
+                expected = Fraction(images - right, images) <= Fraction(str(error))
+                assert Target(error).reached(right / images) is expected, (right, images, error)
+
+
+def _outcome(seed: int, epochs_to_target: int | None, seconds_to_target: float | None) -> RunOutcome:
+    return RunOutcome(
+        label="run", settings={}, seed=seed, val_accuracy=0.8, top5_error=None, train_accuracy=0.9, epochs=5,
+        epochs_to_target=epochs_to_target, seconds_to_target=seconds_to_target, seconds=50.0, parameters=1,
+        history=[],
+    )  # fmt: skip
+
+
+def _table(outcomes: list[RunOutcome]) -> dict:
+    result = summarise(None, ["run"], outcomes, Target(0.3), dataset_name="d", planned=len(outcomes), capped=False,
+                       seconds=1.0)  # fmt: skip
+    return result.table()[0]
+
+
+def test_seconds_to_target_say_how_many_seeds_got_there():
+    cells = _table([_outcome(0, 2, 20.0), _outcome(1, None, None), _outcome(2, 4, 40.0)])
+    assert cells["epochs to target"] == "3 (2 of 3 seeds)"
+    assert cells["s to target"] == "30 (2 of 3 seeds)"  # the mean over the two seeds that reached it
+
+
+def test_seconds_to_target_when_every_seed_or_none_got_there():
+    assert _table([_outcome(0, 2, 20.0), _outcome(1, 4, 41.0)])["s to target"] == "30"
+    assert _table([_outcome(0, None, None), _outcome(1, None, None)])["s to target"] == "—"
+
+
+def test_a_row_keeps_its_numbers_for_the_files():
+    result = summarise(None, ["run"], [_outcome(0, 2, 20.0), _outcome(1, None, None)], Target(0.3), dataset_name="d",
+                       planned=2, capped=False, seconds=1.0)  # fmt: skip
+    row = result.rows[0]
+    assert row.seconds_to_target == 20.0 and dataclasses.asdict(row)["seconds_to_target"] == 20.0
