@@ -92,6 +92,7 @@ class Limits:
     units_cache_bytes: int = 256 * 1024**2  # finished passes kept (AlexNet's top-9 patches of one dataset: ~115 MB)
     units_dataset_images: int = 1_000  # images of a dataset (built-in, a zip or a folder) one pass reads
     units_dataset_pixels: int = 4_000_000_000  # what those images' headers declare, together (JPEGs at draft size)
+    units_jobs_per_address: int = 1  # Units passes queued or running from one address (a few addresses cannot fill it)
     units_max_seconds: float = 180.0  # one Units pass, start to end; past it, it is stopped with a sentence
     units_max_steps: int = 512  # feature visualisation steps (256 is the default)
     units_max_size: int = 224  # px per side of a feature visualisation

@@ -88,9 +88,49 @@ def test_grouped_convolutions_count_half_the_weights():
 
 def test_where_the_parameters_live():
     parts = dict(params_by_layer(trace(build("alexnet"))))
-    assert list(parts)[0] == "1 conv1 (features.0)" and list(parts)[-1] == "8 fc8 (classifier.6)"
-    assert parts["6 fc6 (classifier.1)"] == 37_752_832  # fc6 alone holds most of the network
-    assert parts["6 fc6 (classifier.1)"] / sum(parts.values()) > 0.6
+    assert list(parts)[0] == "1 conv1 · features.0" and list(parts)[-1] == "8 fc8 · classifier.6"
+    assert parts["6 fc6 · classifier.1"] == 37_752_832  # fc6 alone holds most of the network
+    assert parts["6 fc6 · classifier.1"] / sum(parts.values()) > 0.6
+
+
+def test_every_row_carries_the_course_name_and_batch_norm_does_not_renumber_the_head():
+    rows = trace(build("alexnet", batch_norm=True))
+    labels = {r.name: r.label for r in rows}
+    assert labels["features.0"] == "conv1 · features.0" and labels["features.1"] == "bn1 · features.1"
+    assert labels["avgpool"] == "avgpool" and labels["classifier.6"] == "fc8 · classifier.6"
+    parts = [label for label, _ in params_by_layer(rows)]
+    # Batch norm has parameters too, but the head stays fc6 … fc8 (the old count made them fc11 … fc13).
+    assert [label.split(" ", 1)[1] for label in parts[-3:]] == ["fc6 · classifier.1", "fc7 · classifier.4", "fc8 · classifier.6"]
+    assert [int(label.split(" ")[0]) for label in parts] == list(range(1, len(parts) + 1))  # the chart's order
+
+
+# --- the Architecture tab's table -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_the_table_names_layers_as_the_course_does_and_ends_with_the_total(name):
+    from ui.tabs import architecture as tab
+
+    table, chart, summary = tab.architecture(name)
+    model = build(name)
+    assert list(table["layer"][:2]) == ["conv1 · features.0", "relu1 · features.1"]
+    assert len(table) == len(trace(model)) + 1
+    total = table.iloc[-1]
+    assert total["layer"] == "total" and total["parameters"] == f"{sum(p.numel() for p in model.parameters()):,}"
+    assert total["multiply-adds"] == f"{totals(trace(model))['macs']:,}"
+    assert "The largest layer, fc6 · classifier.1," in summary
+    assert "total" not in list(chart["layer"])
+
+
+def test_the_table_has_room_for_every_row_of_the_longest_variant():
+    import gradio as gr
+
+    from ui.tabs import architecture as tab
+
+    with gr.Blocks():
+        layout = tab._lay_out()
+    rows = len(trace(build("alexnet2012", batch_norm=True))) + 1  # and the total
+    assert layout.table.max_height >= (rows + 1) * tab.ROW_PX  # the header too: nothing scrolls inside the box
 
 
 def test_trace_leaves_no_hooks_and_keeps_the_mode():

@@ -92,3 +92,32 @@ def test_one_session_or_address_may_hold_only_part_of_the_queue(hops, monkeypatc
     assert "from your network" in queueing.crowding_problem(queue, "fresh", "10.0.0.1")
     assert queueing.crowding_problem(queue, "fresh", "10.0.0.2") == ""
     assert queueing.crowding_problem(None, "s1", "10.0.0.1") == ""
+
+
+def _long_event(session, peer, group):
+    request = types.SimpleNamespace(headers={}, client=types.SimpleNamespace(host=peer))
+    return types.SimpleNamespace(session_hash=session, request=request, concurrency_id=group)
+
+
+def test_units_passes_are_admitted_as_units_passes_one_per_address(hops, monkeypatch):
+    """Three addresses holding passes must leave room in the queue for a fourth visitor, and the sentences
+    call a Units pass a Units pass."""
+    hops(0)
+    monkeypatch.setattr(queueing, "get_limits", lambda: Limits())
+    running = [_long_event("grid-a", "10.0.0.1", queueing.UNITS)]
+    waiting = [_long_event("grid-b", "10.0.0.2", queueing.UNITS), _long_event("grid-c", "10.0.0.3", queueing.UNITS)]
+    queue = types.SimpleNamespace(
+        event_queue_per_concurrency_id={queueing.UNITS: types.SimpleNamespace(queue=waiting)},
+        active_jobs=[running, None],
+    )
+    monkeypatch.setattr(queueing, "_queue", lambda: queue)
+
+    def asking(session, peer):
+        return types.SimpleNamespace(session_hash=session, headers={}, client=types.SimpleNamespace(host=peer))
+
+    assert queueing.admission_problem(asking("fourth", "10.0.0.4"), queueing.UNITS) == ""  # room for a fourth
+    second = queueing.admission_problem(asking("other-tab", "10.0.0.1"), queueing.UNITS)
+    assert "1 Units pass from your network is already queued or running (the limit is 1)" in second
+    assert "long job" not in second
+    mine = queueing.admission_problem(asking("grid-a", "10.0.0.1"), queueing.UNITS)
+    assert mine.startswith("You already have a Units pass queued or running")

@@ -129,10 +129,12 @@ def admission_problem(request: gr.Request | None, group: str = LONG) -> str:
     if mine:
         return f"You already have a {one} queued or running; stop it or wait for it to finish."
     from_here = [event for event in waiting + running if address(getattr(event, "request", None)) == where]
-    if where and len(from_here) >= limits.long_jobs_per_address:
+    per_address = limits.long_jobs_per_address if group == LONG else limits.units_jobs_per_address
+    if where and len(from_here) >= per_address:
         return (
-            f"{_count(len(from_here), one, many)} from your network already queued or running (the limit is "
-            f"{limits.long_jobs_per_address}); try again when one has finished."
+            f"{len(from_here)} {one if len(from_here) == 1 else many} from your network "
+            f"{'is' if len(from_here) == 1 else 'are'} already queued or running (the limit is {per_address}); "
+            "try again when one has finished."
         )
     if len(waiting) >= limits.long_jobs_waiting:
         return (

@@ -81,9 +81,10 @@ def query_batch(photo: Image.Image, input_size: int = 224) -> torch.Tensor:
 
 
 def dataset_features(
-    model: nn.Module, dataset: ImageDataset, *, batch_size: int = 32, input_size: int = 224, seed: int = 0
+    model: nn.Module, dataset: ImageDataset, *, batch_size: int = 32, input_size: int = 224, seed: int | None = None
 ) -> Iterator[Fc7Progress | Fc7Features]:
-    """Yield progress while the dataset goes through the model, then its :class:`Fc7Features` with the map.
+    """Yield progress while the dataset goes through the model, then its :class:`Fc7Features` with the map
+    (``seed``: see :func:`tsne`).
 
     Raises:
         ValueError: an empty dataset.
@@ -118,15 +119,21 @@ def thumbnails(pixels: torch.Tensor) -> torch.Tensor:
     return x.round().clamp(0, 255).to(torch.uint8)
 
 
-def tsne(features: np.ndarray, *, seed: int = 0) -> np.ndarray:
-    """(N, 2) t-SNE positions of (N, D) features, through PCA to at most 50 dimensions first."""
+def tsne(features: np.ndarray, *, seed: int | None = None) -> np.ndarray:
+    """(N, 2) t-SNE positions of (N, D) features, through PCA to at most 50 dimensions first.
+
+    Without a ``seed`` t-SNE starts from the principal components (the same map every time); with one, from
+    random positions drawn from it: another layout of the same neighbourhoods. (From the principal components
+    a seed changes nothing: that start has no randomness in it.)
+    """
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
     n = len(features)
-    reduced = PCA(min(50, n, features.shape[1]), random_state=seed).fit_transform(features)
+    reduced = PCA(min(50, n, features.shape[1]), random_state=0).fit_transform(features)
     perplexity = float(min(30, max(1, (n - 1) / 3)))  # t-SNE needs perplexity < n
-    return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(reduced)
+    init = "pca" if seed is None else "random"
+    return TSNE(2, perplexity=perplexity, init=init, random_state=seed or 0).fit_transform(reduced)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +146,9 @@ class Neighbour:
 
 def neighbours(features: Fc7Features, query: torch.Tensor, k: int = 8) -> list[Neighbour]:
     """The ``k`` dataset images nearest ``query`` ((D,) fc7 features), nearest first."""
-    distances = torch.cdist(query.float()[None], features.features)[0]
+    # From the differences, in float64: cdist's |a|² + |b|² - 2 a·b drifts with the norm (0.05 at fc7 norms of
+    # 150), so an image would not be 0 from itself.
+    distances = torch.linalg.vector_norm(features.features - query.float()[None], dim=1, dtype=torch.float64)
     order = torch.argsort(distances, stable=True)[: min(k, len(distances))]
     return [
         Neighbour(
