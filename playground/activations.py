@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import matplotlib
 import numpy as np
@@ -191,6 +192,24 @@ def layer_stats(model: nn.Module, activations: dict[str, torch.Tensor]) -> list[
         LayerStats(name, type(modules[name]).__name__, tuple(a.shape[1:]), float(a.mean()), float(a.max()), sparsity(a))
         for name, a in activations.items()
     ]
+
+
+PERCENT_DECIMALS = 4  # at most: smaller than 0.0001 % reads "< 0.0001 %"
+
+
+def percent_text(probability: float) -> str:
+    """A probability as a percentage with the digits it needs: "46 %", "3.2 %", "0.12 %" (two significant
+    digits below 10 %); "0 %" only for 0 and "100 %" only for 1, so an untrained model's 0.1 % stays visible."""
+    value = 100 * float(probability)
+    if value in (0, 100):
+        return f"{value:.0f} %"
+    decimals = 0 if value >= 10 else min(PERCENT_DECIMALS, 1 - math.floor(math.log10(value)))
+    while decimals <= PERCENT_DECIMALS:
+        text = f"{value:.{decimals}f}"
+        if float(text) not in (0, 100):
+            return f"{text} %"
+        decimals += 1
+    return f"< {10.0**-PERCENT_DECIMALS:.{PERCENT_DECIMALS}f} %" if value < 50 else f"> {100 - 10.0**-PERCENT_DECIMALS:.{PERCENT_DECIMALS}f} %"
 
 
 def predict(

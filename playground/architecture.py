@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from playground.hooks import leaf_modules, temporary_hooks
+from playground.layers import layer_label
 
 BYTES_PER_VALUE = 4  # float32 activations
 
@@ -35,6 +36,7 @@ class LayerRow:
     # a map's last rows (2 x 2 pools, odd sizes), the last positions' fields reach past what any unit reads:
     # their windows cover padding there, not pixels. None once flattened.
     reach: tuple[int, int] | None = None
+    label: str = ""  # as a learner reads it: "conv1 · features.0" (playground.layers.layer_label)
 
 
 def _pair(value) -> tuple[int, int]:
@@ -137,6 +139,7 @@ def trace(model: nn.Module, input_size: tuple[int, int, int] = (3, 224, 224)) ->
                 stride=None if flattened else jump,
                 offset=None if flattened else offset,
                 reach=None if flattened else reach,
+                label=layer_label(model, name),
             )
         )
     return rows
@@ -176,17 +179,7 @@ def totals(rows: list[LayerRow]) -> dict[str, int]:
 
 
 def params_by_layer(rows: list[LayerRow]) -> list[tuple[str, int]]:
-    """(label, parameters) for the layers that have any, labelled as the paper does: "1 conv1 (features.0)",
-    …, "8 fc8 (classifier.6)". The leading number keeps the order when a chart sorts the labels."""
-    out, convs, step = [], 0, 0
-    for r in rows:
-        if not r.params:
-            continue
-        step += 1
-        if r.kind == "Conv2d":
-            convs += 1
-            short = f"conv{convs}"
-        else:
-            short = f"fc{step}"
-        out.append((f"{step} {short} ({r.name})", r.params))
-    return out
+    """(label, parameters) for the layers that have any, labelled with the course's names: "1 conv1 · features.0",
+    …, "8 fc8 · classifier.6". The leading number keeps the order when a chart sorts the labels."""
+    weighted = [r for r in rows if r.params]
+    return [(f"{step} {r.label or r.name}", r.params) for step, r in enumerate(weighted, start=1)]

@@ -117,3 +117,33 @@ def test_another_threads_forward_pass_does_not_leak_into_a_capture(photo):
     finally:
         stop.set()
         thread.join()
+
+
+def _shown(text: str) -> tuple[float, float]:
+    """The number a percentage text shows, and half a unit of its last digit."""
+    number = text.removesuffix(" %").lstrip("<> ")
+    decimals = len(number.partition(".")[2])
+    return float(number), 0.5 * 10.0**-decimals
+
+
+def test_an_untrained_models_top5_never_reads_zero(photo):
+    model = build("alexnet", generator=torch.Generator().manual_seed(0)).eval()  # 1,000 classes, ~0.1 % each
+    top = A.predict(model, A.preprocess(photo), [f"c{i}" for i in range(1000)])
+    with torch.no_grad():
+        reference = torch.softmax(model(A.preprocess(photo))[0].double(), 0).numpy() * 100
+    for name, probability in top:
+        text = A.percent_text(probability)
+        shown, half = _shown(text)
+        assert shown != 0 and text.endswith(" %")
+        assert abs(shown - reference[int(name[1:])]) <= half + 1e-6, text  # right to its last digit
+        assert len(text.removesuffix(" %").replace("0.", "").lstrip("0")) >= 2  # two significant digits
+
+
+@pytest.mark.parametrize(
+    ("probability", "text"),
+    [(0.0, "0 %"), (1.0, "100 %"), (0.4567, "46 %"), (0.03216, "3.2 %"), (0.0012345, "0.12 %"),
+     (0.000031, "0.0031 %"), (0.0000031, "0.0003 %"), (1e-9, "< 0.0001 %"), (0.99996, "99.996 %"), (0.9999999999, "> 99.9999 %"),
+     (0.996, "99.6 %"), (0.0996, "10.0 %")],
+)  # fmt: skip
+def test_percentages_have_the_digits_they_need(probability, text):
+    assert A.percent_text(probability) == text

@@ -23,6 +23,10 @@ COLUMNS = [
     "stride",
     "position 0 sees (pixels)",
 ]
+# The table's box is tall enough for every row of the longest variant (the paper's net with batch norm: 29
+# layers and the total), so nothing scrolls inside it; Gradio draws a row in about 35 px.
+ROW_PX = 40
+MOST_ROWS = 40
 
 EXPLAIN = """
 **How to read it.** A convolution with *C_out* filters of size *k × k* over *C_in* input channels has
@@ -47,10 +51,11 @@ def architecture(model_key="alexnet", request: gr.Request = None):
     """The layer table, where the parameters live, and the totals for the chosen model."""
     model, info = get_model(model_key, request)
     rows = trace(model)
+    sums = totals(rows)
     table = pd.DataFrame(
         [
             [
-                r.name,
+                r.label,
                 r.kind,
                 _shape(r.output_shape),
                 f"{r.params:,}",
@@ -62,17 +67,20 @@ def architecture(model_key="alexnet", request: gr.Request = None):
                 "" if r.offset is None else f"{r.offset} … {r.offset + r.receptive_field - 1}",
             ]
             for r in rows
-        ],
+        ]
+        + [
+            ["total", "", "", f"{sums['params']:,}", "", f"{sums['macs']:,}", f"{sums['activation_bytes'] / 1024:,.1f}"]
+            + [""] * 3
+        ],  # fmt: skip
         columns=COLUMNS,
     )
     chart = pd.DataFrame(params_by_layer(rows), columns=["layer", "parameters"])
-    sums = totals(rows)
-    biggest, biggest_params = max(params_by_layer(rows), key=lambda item: item[1])
+    biggest = max(rows, key=lambda r: r.params)
     summary = (
         f"**{info.name}**: {sums['params']:,} parameters ({sums['params'] * 4 / 1024**2:,.0f} MB as float32), "
         f"{sums['macs'] / 1e9:.2f} billion multiply-adds per 224 × 224 image, "
         f"{sums['activation_bytes'] / 1024**2:.1f} MB of activations. "
-        f"The largest layer, {biggest}, holds {biggest_params / sums['params']:.0%} of all parameters."
+        f"The largest layer, {biggest.label}, holds {biggest.params / sums['params']:.0%} of all parameters."
     )
     return table, chart, summary
 
@@ -97,7 +105,7 @@ def _lay_out() -> ArchitectureLayout:
         headers=COLUMNS,
         label="Layer by layer (input 3 × 224 × 224)",
         interactive=False,
-        max_height=640,
+        max_height=MOST_ROWS * ROW_PX,
         elem_id="arch-table",
     )
     chart = gr.BarPlot(
