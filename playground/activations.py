@@ -209,7 +209,8 @@ def percent_text(probability: float) -> str:
         if float(text) not in (0, 100):
             return f"{text} %"
         decimals += 1
-    return f"< {10.0**-PERCENT_DECIMALS:.{PERCENT_DECIMALS}f} %" if value < 50 else f"> {100 - 10.0**-PERCENT_DECIMALS:.{PERCENT_DECIMALS}f} %"
+    step = 10.0**-PERCENT_DECIMALS  # the smallest difference shown
+    return f"< {step:.{PERCENT_DECIMALS}f} %" if value < 50 else f"> {100 - step:.{PERCENT_DECIMALS}f} %"
 
 
 def predict(

@@ -98,6 +98,13 @@ class Limits:
     units_max_size: int = 224  # px per side of a feature visualisation
     units_jobs_running: int = 1  # unit passes at once (CPU); more wait in the queue with their place shown
     units_worker_memory_bytes: int = 2 * 1024**3  # a unit pass's worker (1,000 photos through AlexNet fit)
+    # A single channel's feature visualisation runs in a lane of its own, so it never waits behind a whole-layer
+    # grid or a dataset pass; its worker is charged to the pool below like every other.
+    units_quick_running: int = 1
+    # Every job worker's memory limit, added up, may not exceed this (two trainings and a Units pass by default):
+    # a worker whose limit does not fit waits for one to end, so the server's memory sum holds however the
+    # lanes fill.
+    workers_memory_bytes: int = 8 * 1024**3
     zips_remembered: int = 256  # sessions whose last zip the Units tab can read ("my zip")
     # Server.
     # Requests waiting beyond this are turned away with a message. Opening the page sends 12 events, so a class

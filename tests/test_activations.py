@@ -147,3 +147,16 @@ def test_an_untrained_models_top5_never_reads_zero(photo):
 )  # fmt: skip
 def test_percentages_have_the_digits_they_need(probability, text):
     assert A.percent_text(probability) == text
+
+
+def test_the_tab_shows_the_top5_with_these_percentages():
+    # gr.Label would round each 0.1 % of an untrained 1,000-class model to "0%" in the browser: the tab draws
+    # the percentages it is given, in gr.Label's data shape.
+    from ui.photos import example_paths
+    from ui.tabs import activations as tab
+
+    top, _ = tab.predict("alexnet", example_paths()[0])
+    assert [c["label"] for c in top["confidences"]][0] == top["label"] and len(top["confidences"]) == 5
+    for entry in top["confidences"]:
+        assert entry["percent"] == A.percent_text(entry["confidence"]) and entry["percent"] != "0 %"
+    assert "{{this.percent}}" in tab.TOP5_TEMPLATE

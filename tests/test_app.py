@@ -73,17 +73,32 @@ def test_result_pictures_are_written_once_and_whole(tmp_path, monkeypatch):
 
 
 def test_apply_kernel_handler_with_only_an_image():
-    image, colorbar, kernel_image, arithmetic = conv_lab.apply_kernel(example_paths()[0])
+    image, colorbar, kernel_image, arithmetic, status = conv_lab.apply_kernel(example_paths()[0])
     assert image.size == (598, 398)  # the 600 × 400 coffee cup, 3 × 3 Sobel, no padding
     assert "598" in arithmetic and "398" in arithmetic
     assert kernel_image.size[0] == kernel_image.size[1]
+    assert status == ""  # a kernel that works clears the last complaint
+
+
+def test_a_typo_in_the_kernel_keeps_the_last_result_and_says_why_beside_the_editor():
+    """Issue #19.11: "1 2 x" used to raise, and Gradio put red "Error" badges over the result, the colour scale,
+    the kernel picture and the chooser, with the reason in a toast that fades."""
+    photo = example_paths()[0]
+    *pictures, status = conv_lab.apply_kernel(photo, "custom", "1 2 x")
+    assert pictures == [gr.skip()] * 4 and "Row 1: 'x' is not a number" in status
+    *pictures, status = conv_lab.apply_kernel(photo, stride=99)  # any setting the lab refuses, the same way
+    assert pictures == [gr.skip()] * 4 and "Stride must be a whole number from 1" in status
+    *pictures, status, chooser = conv_lab.apply_custom_kernel(photo, "1 2\n3", "gray", 1, 0, 1, "none", 2, 2)
+    assert pictures == [gr.skip()] * 4 and chooser == gr.skip() and "same number of values" in status
+    *pictures, status, chooser = conv_lab.apply_custom_kernel(photo, "1 -1", "gray", 1, 0, 1, "none", 2, 2)
+    assert pictures[0].size == (599, 400) and status == "" and chooser == "custom"
+    # The settings behind the picture on screen stay those of the last kernel that worked.
+    assert conv_lab.remember_settings("not a number", "custom", "1 2 x", *[None] * 7) == (gr.skip(), gr.skip())
 
 
 def test_handler_turns_core_errors_into_gradio_errors(tmp_path):
-    with pytest.raises(gr.Error, match="not a number"):
-        conv_lab.apply_kernel(example_paths()[0], "custom", "1 2 x")
-    with pytest.raises(gr.Error, match="Stride"):
-        conv_lab.apply_kernel(example_paths()[0], stride=99)
+    with pytest.raises(gr.Error, match="could not be found"):
+        conv_lab.apply_kernel("/no/such/photo.png", "custom", "1 2 x")  # the photo is not the editor's business
     with pytest.raises(gr.Error, match="Upload a photo"):
         conv_lab.all_presets(None)
     assert conv_lab.apply_kernel(None)[:3] == (None, None, None)  # a cleared photo clears the result
@@ -118,7 +133,7 @@ def test_lab_settings_fill_empty_choices_and_make_numbers_whole():
 
 def test_a_click_is_explained_with_the_settings_that_made_the_picture():
     photo = example_paths()[0]
-    applied, explanation = conv_lab.remember_settings("laplacian", "", "gray", 1, 1, 1, "none", 2, 2)
+    applied, explanation = conv_lab.remember_settings("", "laplacian", "", "gray", 1, 1, 1, "none", 2, 2)
     assert explanation == "" and conv_lab.explain_applied(photo, applied, 10, 20) == conv_lab.explain_pixel(
         photo, *applied, 10, 20
     )
@@ -154,6 +169,42 @@ def test_each_tab_lays_out_and_wires_its_endpoints_on_its_own(tab, endpoints):
     assert set(demo.get_api_info()["named_endpoints"]) == {f"/{name}" for name in endpoints}
 
 
+def test_layer_choosers_show_course_names_and_send_torchvisions():
+    """Issue #19.4: every chooser reads "conv1 · features.0"; the value it sends stays torchvision's name."""
+    from ui.tabs import units as units_tab
+
+    update = activations_tab.layers("alexnet", "conv4")  # a course name is read as its layer
+    assert update["value"] == "features.8"
+    assert update["choices"][:2] == [("conv1 · features.0", "features.0"), ("relu1 · features.1", "features.1")]
+    assert (
+        update["choices"][-1] == ("fc8 · classifier.6", "classifier.6") and ("avgpool", "avgpool") in update["choices"]
+    )
+    update = explain_tab.gradcam_layers("alexnet2012")
+    assert update["choices"][-1] == ("conv5 · features.12", "features.12") and update["value"] == "features.12"
+    update = units_tab.layer_choices("alexnet", "features.3")
+    assert (
+        update["choices"][0] == ("conv1 · features.0 · 64 channels", "features.0") and update["value"] == "features.3"
+    )
+
+
+def test_captions_name_layers_as_the_course_does_and_take_course_names():
+    photo = example_paths()[1]
+    *_, caption, stats = activations_tab.activations("alexnet", photo, "conv4", 7)
+    assert "**conv4 · features.8** (256 × 13 × 13)" in caption
+    assert list(stats["layer"][:3]) == ["conv1 · features.0", "relu1 · features.1", "pool1 · features.2"]
+    *_, caption, _ = activations_tab.activations("alexnet_compact", photo, "features.14", -1)
+    assert "no layer 'features.14'; showing relu1 · features.1" in caption
+    _, facts = explain_tab.explain("alexnet", photo, "tabby", "gradcam", "heat map", "absolute", "conv4", 32)
+    assert "layer conv4 · features.8" in facts
+    *_, deeper = filters_tab.filters("alexnet2012")
+    assert [caption.split(":")[0] for _, caption in deeper] == [
+        "conv2 · features.4",
+        "conv3 · features.8",
+        "conv4 · features.10",
+        "conv5 · features.12",
+    ]
+
+
 def _png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
@@ -169,7 +220,8 @@ def test_http_apply_kernel_and_hostile_files(app_url, tmp_path):
     coffee = example_paths()[0]
 
     # Only the image: every other input has a default.
-    result, colorbar, kernel_image, arithmetic = client.predict(handle_file(coffee), api_name="/apply_kernel")
+    result, colorbar, kernel_image, arithmetic, status = client.predict(handle_file(coffee), api_name="/apply_kernel")
+    assert status == ""
     assert Image.open(result).size == (598, 398)
     assert "**598**" in arithmetic
 
@@ -203,8 +255,13 @@ def test_http_apply_kernel_and_hostile_files(app_url, tmp_path):
     for path, message in ((text, "not an image we can read"), (truncated, "damaged or incomplete"), (bomb, "limit")):
         with pytest.raises(AppError, match=message):
             client.predict(handle_file(str(path)), api_name="/apply_kernel")
-    with pytest.raises(AppError, match="largest allowed"):
-        client.predict(handle_file(coffee), "custom", "\n".join(["1 " * 12] * 12), api_name="/apply_kernel")
+    # A kernel the lab refuses: the sentence comes back as the status beside the editor, the rest unchanged.
+    *_, status = client.predict(handle_file(coffee), "custom", "\n".join(["1 " * 12] * 12), api_name="/apply_kernel")
+    assert "largest allowed" in status
+    *_, status, _ = client.predict(
+        handle_file(coffee), "1 2 x", "gray", 1, 0, 1, "none", 2, 2, api_name="/apply_custom_kernel"
+    )
+    assert "Row 1: 'x' is not a number" in status
 
     result, *_ = client.predict(handle_file(coffee), "laplacian", api_name="/apply_kernel")
     assert Image.open(result).size == (598, 398)

@@ -38,11 +38,13 @@ def test_attribute_endpoint(client):
         "gradcam",
         "heat map",
         "absolute",
-        "features.8",
+        "conv4",  # the course's name for features.8
         32,
         api_name="/attribute",
     )
-    assert "class **tabby**" in facts and "layer features.8" in facts
+    assert "class **tabby**" in facts and "layer conv4 · features.8" in facts
+    update = client.predict("alexnet", api_name="/gradcam_layers")
+    assert update["choices"][0] == ["conv1 · features.0", "features.0"] and update["value"] == "features.10"
 
 
 def test_attribute_refuses_too_many_steps(client):

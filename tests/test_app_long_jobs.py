@@ -105,3 +105,30 @@ def test_never_more_units_workers_than_the_limit_while_passes_are_cancelled(app_
         done.set()
         watcher.join()
     assert max(seen) <= 1, " ".join(map(str, seen))  # Limits.units_jobs_running
+
+
+def test_a_fourth_visitors_visualisation_starts_while_three_addresses_hold_grids(app_url):
+    from gradio_client import Client
+
+    def visitor(address: str):
+        return Client(app_url, verbose=False, headers={"X-Forwarded-For": address})  # the trusted proxy's entry
+
+    holders = [visitor(f"10.9.0.{i}") for i in (1, 2, 3)]
+    grids = [holder.submit("alexnet", "features.10", api_name="/layer_grid") for holder in holders]
+    try:
+        deadline = time.monotonic() + 60
+        while not _workers_of_the_server():
+            assert time.monotonic() < deadline, "no grid started"
+            time.sleep(0.2)
+        fourth = visitor("10.9.0.4")
+        started = time.monotonic()
+        job = fourth.submit("alexnet_compact", "features.3", 5, False, 32, api_name="/feature_visualisation")
+        while not job.outputs():
+            assert time.monotonic() - started < 30, "the fourth visitor's visualisation did not start within 30 s"
+            time.sleep(0.2)
+        job.result(timeout=120)
+    finally:
+        for holder, grid in zip(holders, grids):
+            holder.predict(api_name="/stop_units")
+            grid.cancel()
+    _gone_within(4 * GONE_WITHIN)

@@ -29,9 +29,10 @@ def test_model_info_says_the_weights_are_untrained_offline(client):
 def test_architecture_endpoint(client):
     table, chart, summary = client.predict("alexnet_compact", api_name="/architecture")
     rows = {row[0]: row for row in table["data"]}
-    assert rows["features.0"][2] == "48 × 55 × 55" and rows["features.0"][3] == "17,472"
+    assert rows["conv1 · features.0"][2] == "48 × 55 × 55" and rows["conv1 · features.0"][3] == "17,472"
+    assert table["data"][-1][0] == "total" and rows["total"][3] == "16,630,440"  # the last row, the model's total
     assert "16,630,440 parameters" in summary
-    assert [row[0] for row in chart["data"]][0] == "1 conv1 (features.0)"
+    assert [row[0] for row in chart["data"]][0] == "1 conv1 · features.0"
 
 
 def test_filters_endpoints(client):
@@ -81,13 +82,15 @@ def test_the_filters_tab_recomputes_model_views_only_for_a_new_model():
 
 def test_layers_activations_and_predict_endpoints(client):
     update = client.predict("alexnet", "features.1", api_name="/layers")
-    assert update["value"] == "features.1" and update["choices"][-1] == ["classifier.6 · Linear", "classifier.6"]
+    assert update["value"] == "features.1" and update["choices"][-1] == ["fc8 · classifier.6", "classifier.6"]
     view, grid, overlay, caption, stats = client.predict(
         "alexnet", _file(example_paths()[1]), "features.4", 7, api_name="/activations"
     )
     assert Image.open(view).size == (224, 224) and Image.open(overlay).size == (224, 224)
-    assert "features.4" in caption and "channel **7**" in caption
-    assert [row[0] for row in stats["data"]][:3] == ["features.0", "features.1", "features.2"]
+    assert "**relu2 · features.4**" in caption and "channel **7**" in caption
+    assert [row[0] for row in stats["data"]][:3] == ["conv1 · features.0", "relu1 · features.1", "pool1 · features.2"]
+    *_, caption, _ = client.predict("alexnet", _file(example_paths()[1]), "conv4", 7, api_name="/activations")
+    assert "**conv4 · features.8** (256 × 13 × 13)" in caption  # a course name is accepted over HTTP too
     top, note = client.predict("alexnet", _file(example_paths()[0]), api_name="/predict")
     assert len(top["confidences"]) == 5 and "guesses" in note
 
@@ -98,7 +101,7 @@ def test_a_missing_channel_or_layer_gets_a_note_and_a_fallback(client):
     *_, caption, _ = client.predict(
         "alexnet_compact", _file(example_paths()[0]), "features.14", -1, api_name="/activations"
     )
-    assert "no layer 'features.14'; showing features.1" in caption
+    assert "no layer 'features.14'; showing relu1 · features.1" in caption
 
 
 def test_checkpoints_belong_to_the_session_that_loaded_them(app_url, tmp_path):

@@ -110,9 +110,12 @@ def test_the_memory_budgets_fit_a_16_gb_cpu_space_with_room_to_spare():
         + limits.units_cache_bytes
         + sessions
     )
-    workers = (
+    workers = limits.workers_memory_bytes  # every job worker's limit together, however the lanes fill
+    # ... which holds the full load of the long lanes (the quick Units lane borrows what they leave):
+    assert (
         limits.long_jobs_running * limits.worker_memory_bytes
         + limits.units_jobs_running * limits.units_worker_memory_bytes
+        <= workers
     )
     total = 2e9 + caches + limits.models_total_bytes + workers
     assert total <= 16e9 - 2e9, f"{total / 1e9:.1f} GB"

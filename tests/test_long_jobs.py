@@ -11,6 +11,7 @@ import pytest
 
 from playground.serving import workers
 from playground.serving.jobs import LONG, UNITS
+from tests.test_workers import sleeping_for  # a light module: a child imports it without Gradio
 from ui import long_jobs, queueing, state
 
 
@@ -150,3 +151,40 @@ def test_a_units_pass_past_its_time_limit_is_stopped_with_a_sentence():
         with pytest.raises(ValueError, match="The Units pass took longer than its 1 s limit and was stopped"):
             list(slot.run(reading_quietly, 600, cap_seconds=1))
         assert not slot.worker.alive()
+
+
+def test_a_worker_that_does_not_fit_the_memory_pool_waits_for_one_to_end(monkeypatch):
+    from playground.config import Limits
+    from ui import runner
+
+    gib = 1024**3
+    monkeypatch.setattr(runner, "get_limits", lambda: Limits(workers_memory_bytes=3 * gib))
+    first = long_jobs.JobKind(worker_name="Units", idle=False, memory_bytes=2 * gib, lane="slow")
+    second = long_jobs.JobKind(worker_name="Units", idle=False, memory_bytes=2 * gib, lane="quick")
+    with long_jobs.LongJob(first, _request("holds")) as holding:
+        held = holding.run(sleeping_for, 600)  # kept: a generator dropped would stop its worker
+        assert next(held) == "started"
+        assert workers.reserved_bytes() >= 2 * gib
+        with long_jobs.LongJob(second, _request("waits")) as waiting:
+            records = waiting.run(sleeping_for, 600)
+            assert isinstance(next(records), long_jobs.Waiting) and waiting.worker is None  # no room: not started
+            holding.worker.stop()
+            deadline = time.monotonic() + 10
+            while waiting.worker is None:  # started once the first is gone
+                next(records)
+                assert time.monotonic() < deadline
+            assert waiting.worker.alive()
+
+
+def test_lanes_take_turns_apart():
+    """A quick pass never waits for a slow lane's worker (each lane has its own limit of workers)."""
+    slow = long_jobs.JobKind(worker_name="Units", idle=False, max_running=1, lane="Units")
+    quick = long_jobs.JobKind(worker_name="Units", idle=False, max_running=1, lane="Units quick")
+    with long_jobs.LongJob(slow, _request("grid")) as grid:
+        grid_records = grid.run(sleeping_for, 600)
+        next(grid_records)
+        with long_jobs.LongJob(quick, _request("picture")) as picture:
+            started = time.monotonic()
+            picture_records = picture.run(sleeping_for, 600)
+            next(picture_records)
+            assert picture.worker is not None and time.monotonic() - started < 5

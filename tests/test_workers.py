@@ -56,6 +56,11 @@ def sleeping():
     yield "never"
 
 
+def sleeping_for(seconds: float):
+    yield "started"
+    time.sleep(seconds)
+
+
 def tensors():
     import torch
 

@@ -19,7 +19,7 @@ import gradio as gr
 
 from playground.config import get_limits
 from playground.serving import workers
-from playground.serving.jobs import LONG, UNITS
+from playground.serving.jobs import LONG, UNITS, UNITS_QUICK
 from ui import runner
 from ui.handlers import user_errors
 from ui.queueing import JOB_NAMES, listener_check
@@ -27,6 +27,7 @@ from ui.state import JOBS, session_of
 
 HEARTBEAT_SECONDS = 2.0  # a quiet worker is reported this often
 ROOM_SECONDS = 10.0  # how long a new job waits for a stopped one's process to be gone before it starts anyway
+ROOM_POLL_SECONDS = 1.0  # how often a job waiting for room in the workers' memory pool looks again
 CAP_GRACE_SECONDS = 120.0  # a job stops itself at its cap; past this much more the loop stops it
 
 
@@ -52,6 +53,8 @@ class JobKind:
     idle: bool = True  # idle scheduling class (training); False: niced only, for a job the learner watches
     max_running: int | None = None  # at most this many of these workers alive at once (None: no wait)
     grace_seconds: float = CAP_GRACE_SECONDS  # a job that stops itself at its cap gets this much longer
+    lane: str = ""  # the jobs it takes turns with, for max_running ("": all of its worker_name)
+    queue: str = ""  # the concurrency group its events wait in ("": its group)
 
 
 class LongJob:
@@ -65,7 +68,7 @@ class LongJob:
         self.kind, self.session = kind, session_of(request)
         one = JOB_NAMES.get(kind.group, JOB_NAMES[LONG])[0]
         self.stop = JOBS.claim(self.session, kind.group, what=_what(kind.group, one))
-        self.gone = listener_check(request, kind.group)
+        self.gone = listener_check(request, kind.queue or kind.group)
         self.worker = None
 
     def __enter__(self) -> LongJob:
@@ -85,13 +88,20 @@ class LongJob:
         """
         if self.gone():  # it waited in the queue for a visitor who has gone
             return
-        _wait_for_room(self.kind, self.stop)
-        if self.stop.is_set():
-            yield Stopped()
-            return
+        yield from _wait_for_room(self.kind, self.stop, self.gone)
         kind, stop, gone = self.kind, self.stop, self.gone
-        self.worker = runner.start(target, argument, memory_bytes=kind.memory_bytes, kind=kind.worker_name,
-                                   idle=kind.idle, cancelled=lambda: stop.is_set() or gone())  # fmt: skip
+        started = time.monotonic()
+        while self.worker is None:
+            if stop.is_set() or gone():
+                yield Stopped()
+                return
+            try:
+                self.worker = runner.start(target, argument, memory_bytes=kind.memory_bytes, kind=kind.worker_name,
+                                           idle=kind.idle, cancelled=lambda: stop.is_set() or gone(),
+                                           lane=kind.lane)  # fmt: skip
+            except workers.NoRoom:  # the other lanes' workers hold the memory: wait for one to end
+                yield Waiting(time.monotonic() - started)
+                stop.wait(ROOM_POLL_SECONDS)
         JOBS.attach(self.session, self.worker, kind.group)
         yield from _records(self.worker, stop, gone, cap_seconds, kind)
 
@@ -125,15 +135,17 @@ def _records(worker, stop, gone, cap_seconds: float | None, kind: JobKind) -> It
         raise
 
 
-def _wait_for_room(kind: JobKind, stop) -> None:
+def _wait_for_room(kind: JobKind, stop, gone) -> Iterator:
     """A job stopped a moment ago frees its queue slot at once, its process within a second or two: wait for
-    that, so there are never more of these workers than the limit."""
+    that, so there are never more of these workers in a lane than its limit."""
     if kind.max_running is None:
         return
-    deadline = time.monotonic() + ROOM_SECONDS
-    while workers.live_workers(kind.worker_name) >= kind.max_running and time.monotonic() < deadline:
-        if stop.wait(0.1):
+    started = time.monotonic()
+    while workers.live_workers(kind.lane or kind.worker_name) >= kind.max_running:
+        if time.monotonic() - started > ROOM_SECONDS or stop.wait(0.1) or gone():
             return
+        if time.monotonic() - started > HEARTBEAT_SECONDS:
+            yield Waiting(time.monotonic() - started)
 
 
 def _what(group: str, one: str) -> str:
@@ -155,11 +167,13 @@ def stop_handler(group: str = LONG):
     return request_stop
 
 
-def units_kind() -> JobKind:
+def units_kind(*, quick: bool = False) -> JobKind:
     """The Units tab's passes: watched as they form with a budget of seconds, so niced rather than idle-class
-    (a busy class would starve them), in a worker of their own memory limit, one at a time."""
+    (a busy class would starve them), in a worker of their own memory limit, one at a time in each lane: one
+    channel's visualisation (``quick``) never waits behind a whole layer or a dataset pass."""
     limits = get_limits()
     return JobKind(
         group=UNITS, worker_name="Units", memory_bytes=limits.units_worker_memory_bytes, idle=False,
-        max_running=limits.units_jobs_running, grace_seconds=0.0,
+        max_running=limits.units_quick_running if quick else limits.units_jobs_running, grace_seconds=0.0,
+        lane="Units quick" if quick else "Units", queue=UNITS_QUICK if quick else UNITS,
     )  # fmt: skip

@@ -16,7 +16,11 @@ import gradio as gr
 from gradio.context import LocalContext
 
 from playground.config import get_limits
-from playground.serving.jobs import LONG, UNITS  # the concurrency groups: long jobs, and Units passes apart
+from playground.serving.jobs import (
+    LONG,
+    UNITS,
+    UNITS_QUICK,
+)  # the concurrency groups: long jobs, and Units passes apart
 
 
 def _queue():
@@ -101,7 +105,11 @@ def listener_check(request: gr.Request | None, group: str | None = None) -> Call
     return gone
 
 
-JOB_NAMES = {LONG: ("long job", "long jobs"), UNITS: ("Units pass", "Units passes")}  # (one, many) in sentences
+JOB_NAMES = {
+    LONG: ("long job", "long jobs"),
+    UNITS: ("Units pass", "Units passes"),
+    UNITS_QUICK: ("Units pass", "Units passes"),
+}  # (one, many) in sentences
 
 
 def _long_events(group_id: str = LONG) -> tuple[list, list]:

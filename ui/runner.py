@@ -63,7 +63,7 @@ def _booked(argument) -> int:
 
 def start(
     target: Callable[..., Iterator], argument, *, memory_bytes: int | None = None, kind: str = "training",
-    idle: bool = True, cancelled: Callable[[], bool] | None = None,
+    idle: bool = True, cancelled: Callable[[], bool] | None = None, lane: str = "",
 ):  # fmt: skip
     """Run ``target(argument)`` where long jobs run here; iterate ``.records()`` for what it yields.
 
@@ -72,12 +72,16 @@ def start(
     knows the job as, for the messages; ``idle``: run in the idle scheduling class (a training, which can wait
     for the cores the clicks leave), else only niced (a job the learner sits and watches, such as a feature
     visualisation with a budget of seconds, which a busy class would otherwise starve); ``cancelled``: asked
-    every second from another thread, True stops the worker at once (see :class:`Worker`).
+    every second from another thread, True stops the worker at once (see :class:`Worker`); ``lane``: the jobs
+    it takes turns with. Its memory limit is charged to the workers' pool (``Limits.workers_memory_bytes``).
 
     Raises:
         ValueError: on ZeroGPU, a job longer than the longest slot.
+        NoRoom: its worker does not fit in the pool now (nothing was started; try again when one has ended).
     """
     if zero_gpu():
         return GpuSlotJob(target, argument)
-    settings = WorkerSettings.from_limits(memory_bytes=memory_bytes, kind=kind, idle=idle)
-    return Worker(target, argument, settings=settings, cancelled=cancelled)
+    settings = WorkerSettings.from_limits(memory_bytes=memory_bytes, kind=kind, idle=idle, lane=lane)
+    return Worker(
+        target, argument, settings=settings, cancelled=cancelled, pool_bytes=get_limits().workers_memory_bytes
+    )

@@ -29,6 +29,7 @@ from playground.training.report import ExperimentResult, RunOutcome, write_resul
 THUMBNAIL_PX = 112
 LONG = "long-jobs"  # the group of jobs that run for minutes (training, experiments): one per session
 UNITS = "unit-jobs"  # the Units tab's passes (seconds to minutes): one per session, apart from LONG
+UNITS_QUICK = "unit-quick-jobs"  # ... and the queue of one channel's visualisation, which never waits behind them
 
 
 @dataclasses.dataclass

@@ -63,20 +63,22 @@ class WorkerSettings:
     kind: str = "training"  # what the learner knows the job as, for the messages ("The training process ...")
     idle: bool = True  # in the idle scheduling class (training); False: niced only, for a job a learner watches
     advice: str = ""  # what to try when it runs out of memory ("" : the advice for its kind, see ADVICE)
+    lane: str = ""  # which jobs it takes turns with (see live_workers; "": its kind's)
 
     def what_to_try(self) -> str:
         return self.advice or ADVICE.get(self.kind, ADVICE["training"])
 
     @classmethod
     def from_limits(
-        cls, seed: int = 0, *, memory_bytes: int | None = None, kind: str = "training", idle: bool = True
-    ) -> WorkerSettings:
+        cls, seed: int = 0, *, memory_bytes: int | None = None, kind: str = "training", idle: bool = True,
+        lane: str = "",
+    ) -> WorkerSettings:  # fmt: skip
         """The limits' settings; ``memory_bytes`` instead of a training worker's memory limit."""
         limits = get_limits()
         memory = limits.worker_memory_bytes if memory_bytes is None else memory_bytes
         return cls(
             nice=limits.worker_nice, threads=limits.worker_threads, memory_bytes=memory,
-            stale_seconds=limits.worker_stale_seconds, seed=seed, kind=kind, idle=idle,
+            stale_seconds=limits.worker_stale_seconds, seed=seed, kind=kind, idle=idle, lane=lane,
         )  # fmt: skip
 
 
@@ -138,9 +140,12 @@ class Worker:
         *args,
         settings: WorkerSettings | None = None,
         cancelled: Callable[[], bool] | None = None,
+        pool_bytes: int | None = None,
     ):
         """``cancelled``: asked every second by the reaper, from its own thread; True stops the job at once,
-        whatever the thread that reads its records is doing (blocked, or abandoned by a cancelled handler)."""
+        whatever the thread that reads its records is doing (blocked, or abandoned by a cancelled handler).
+        ``pool_bytes``: the job starts only if its memory limit fits beside the live workers' within this many
+        bytes (else :class:`NoRoom`, and nothing started)."""
         self.settings = settings or WorkerSettings.from_limits()
         self.cancelled = cancelled
         context = _context()
@@ -153,7 +158,10 @@ class Worker:
         self.last_pull = time.monotonic()
         self.stopped_because = ""
         self.starting = True  # counted by live_workers while the job's data is handed over (seconds for a model)
-        _LIVE.add(self)
+        with _POOL_LOCK:  # checked and taken together: two jobs starting at once cannot both take the last room
+            if pool_bytes is not None and reserved_bytes() + self.settings.memory_bytes > pool_bytes:
+                raise NoRoom(f"{reserved_bytes():,} of {pool_bytes:,} bytes of worker memory are taken.")
+            _LIVE.add(self)
         try:
             with _main_not_reimported():
                 self._process.start()
@@ -323,7 +331,22 @@ def _asks_to_stop(cancelled: Callable[[], bool]) -> bool:
         return False
 
 
-def live_workers(kind: str | None = None) -> int:
-    """How many jobs (of ``kind``, e.g. "Units"; None: of any kind) are running in worker processes now."""
-    live = [worker for worker in list(_LIVE) if worker.starting or worker.alive()]
-    return sum(1 for worker in live if kind in (None, worker.settings.kind))
+def _live() -> list[Worker]:
+    return [worker for worker in list(_LIVE) if worker.starting or worker.alive()]
+
+
+def live_workers(lane: str | None = None) -> int:
+    """How many jobs (of ``lane``, a kind such as "Units" unless set apart; None: any) run in workers now."""
+    return sum(1 for worker in _live() if lane in (None, worker.settings.lane or worker.settings.kind))
+
+
+def reserved_bytes() -> int:
+    """The memory limits of every job running (or starting) in a worker, added up."""
+    return sum(worker.settings.memory_bytes for worker in _live())
+
+
+class NoRoom(RuntimeError):
+    """A job's worker would not fit in the workers' memory pool now; nothing was started."""
+
+
+_POOL_LOCK = threading.Lock()

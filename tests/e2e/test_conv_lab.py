@@ -54,9 +54,14 @@ def test_custom_kernel_and_a_bad_one(page, screenshot):
     page.get_by_role("button", name="Apply this kernel").click()
     page.locator("#lab-arithmetic").get_by_text("596 × 396").wait_for(timeout=TIMEOUT)  # a 5 × 5 kernel
 
+    before = _result_src(page)
     editor.fill("1 2 3\n4 five 6")
     page.get_by_role("button", name="Apply this kernel").click()
-    page.get_by_text("Row 2: 'five' is not a number").first.wait_for(timeout=TIMEOUT)
+    # The reason stays beside the editor; the last good result, its scale and the kernel stay on screen.
+    page.locator("#lab-kernel-status").get_by_text("Row 2: 'five' is not a number").wait_for(timeout=TIMEOUT)
+    assert _result_src(page) == before
+    page.locator("#lab-arithmetic").get_by_text("596 × 396").wait_for(timeout=TIMEOUT)
+    assert page.locator("#lab-result, #lab-colorbar, #lab-kernel-image, #lab-kernel").get_by_text("Error").count() == 0
     screenshot("conv_lab_bad_kernel")
 
 

@@ -22,7 +22,19 @@ def test_architecture_tab(page, screenshot):
     table.get_by_text("64 × 3 × 11 × 11 + 64", exact=True).first.wait_for(timeout=TIMEOUT)
     table.get_by_text("23,296", exact=True).first.wait_for(timeout=TIMEOUT)
     page.locator("#arch-summary").get_by_text("61,100,840 parameters").wait_for(timeout=TIMEOUT)
-    page.locator("#arch-chart").get_by_text("6 fc6 (classifier.1)").first.wait_for(timeout=TIMEOUT)
+    page.locator("#arch-chart").get_by_text("6 fc6 · classifier.1").first.wait_for(timeout=TIMEOUT)
+    # Every row, down to the total, is drawn in the box, and nothing scrolls inside it (#19.4).
+    table.get_by_text("conv1 · features.0", exact=True).first.wait_for(timeout=TIMEOUT)
+    table.get_by_text("fc8 · classifier.6", exact=True).first.wait_for(timeout=TIMEOUT)
+    table.get_by_text("total", exact=True).first.wait_for(timeout=TIMEOUT)
+    table.get_by_text("61,100,840", exact=True).first.wait_for(timeout=TIMEOUT)
+    scrolling = table.evaluate(
+        """box => [box, ...box.querySelectorAll('*')].filter(e => {
+            const y = getComputedStyle(e).overflowY;
+            return (y === 'auto' || y === 'scroll') && e.scrollHeight > e.clientHeight + 1;
+        }).length"""
+    )
+    assert scrolling == 0
     screenshot("architecture_alexnet")
 
     page.locator("#model-chooser input").click()
@@ -46,7 +58,7 @@ def test_activations_tab(page, screenshot):
     page.locator("#act-caption").get_by_text("features.1").first.wait_for(timeout=TIMEOUT)
     page.locator("#act-top5").get_by_text("%").first.wait_for(timeout=TIMEOUT)
     page.locator("#act-layer input").click()
-    page.get_by_role("option", name="features.8 · Conv2d").click()
+    page.get_by_role("option", name="conv4 · features.8").click()
     page.locator("#act-caption").get_by_text("features.8 (256 × 13 × 13)").wait_for(timeout=TIMEOUT)
     screenshot("activations")
 

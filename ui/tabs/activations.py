@@ -9,29 +9,56 @@ import pandas as pd
 
 from playground import activations as A
 from playground.config import get_limits
+from playground.layers import layer_label, resolve
 from ui import controls
 from ui.handlers import user_errors
 from ui.model_panel import get_model, notice_markdown
 from ui.photos import look, open_photo, photo_input, photo_with_examples, result_image
 
-DEFAULT_LAYER = "features.1"  # the ReLU after conv1: sparse maps of edges and colour blobs
+DEFAULT_LAYER = "features.1"  # relu1, the ReLU after conv1: sparse maps of edges and colour blobs
+
+# The top-5 as gr.Label draws it, but with our percentages: gr.Label rounds to whole percents in the browser,
+# so an untrained model's five 0.1 % read "0%". The value keeps gr.Label's shape (label, confidences).
+TOP5_TEMPLATE = """
+<div class="top5" role="list">
+  {{#each value.confidences}}
+  <div class="top5-row" role="listitem">
+    <span class="top5-name">{{this.label}}</span>
+    <meter min="0" max="1" value="{{this.confidence}}" aria-label="{{this.label}}: {{this.percent}}"></meter>
+    <span class="top5-percent">{{this.percent}}</span>
+  </div>
+  {{/each}}
+</div>
+"""
+TOP5_CSS = """
+.top5-row { display: grid; grid-template-columns: minmax(0, 1fr) 35% max-content; gap: 0.5em; align-items: center;
+            margin: 0.25em 0; }
+.top5-name { overflow-wrap: anywhere; }
+.top5-row meter { width: 100%; }
+.top5-percent { font-variant-numeric: tabular-nums; }
+"""
 
 
 def _layer(model, layer) -> tuple[str, str]:
-    """The layer to show and, when the asked-for one does not exist in this model, a note saying so."""
+    """The layer to show (asked for by its course name, ``conv4``, or torchvision's, ``features.8``) and, when
+    the asked-for one does not exist in this model, a note saying so."""
     names = A.layer_names(model)
-    if layer in names:
-        return layer, ""
+    try:
+        asked = resolve(model, layer)
+    except ValueError:
+        asked = layer
+    if asked in names:
+        return asked, ""
     fallback = DEFAULT_LAYER if DEFAULT_LAYER in names else names[0]
-    return fallback, f"This model has no layer {layer!r}; showing {fallback}. " if layer else ""
+    return fallback, f"This model has no layer {layer!r}; showing {layer_label(model, fallback)}. " if layer else ""
 
 
 @user_errors
 def layers(model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Request = None):
-    """The chosen model's layers for the layer chooser."""
+    """The chosen model's layers for the layer chooser, shown as "conv1 · features.0" (the value sent stays
+    torchvision's name)."""
     model, _ = get_model(model_key, request)
-    modules = dict(model.named_modules())
-    choices = [(f"{name} · {type(modules[name]).__name__}", name) for name in A.layer_names(model)]
+    choices = [(layer_label(model, name), name) for name in A.layer_names(model)]
     return gr.update(choices=choices, value=_layer(model, layer)[0])
 
 
@@ -53,13 +80,20 @@ def activations(model_key="alexnet", image=None, layer=DEFAULT_LAYER, channel=No
     maps = A.as_maps(activation)
     shape = " × ".join(map(str, activation.shape[1:]))
     caption = note + (
-        f"**{layer}** ({shape}): the {len(grid.channels)} most active of {maps.shape[0]} channels, strongest first "
+        f"**{layer_label(model, layer)}** ({shape}): the {len(grid.channels)} most active of {maps.shape[0]} channels, strongest first "
         f"(channels {', '.join(map(str, grid.channels))}). Each tile has its own colour scale (magma: dark = low). "
         f"{A.sparsity(activation):.0%} of this layer's values are exactly zero. Showing channel **{chosen}** over the photo."
     )
     stats = pd.DataFrame(
         [
-            [s.name, s.kind, " × ".join(map(str, s.shape)), f"{s.mean:.3f}", f"{s.max:.3f}", f"{s.sparsity:.0%}"]
+            [
+                layer_label(model, s.name),
+                s.kind,
+                " × ".join(map(str, s.shape)),
+                f"{s.mean:.3f}",
+                f"{s.max:.3f}",
+                f"{s.sparsity:.0%}",
+            ]
             for s in A.layer_stats(model, acts)
         ],
         columns=["layer", "type", "shape", "mean", "max", "zeros"],
@@ -74,7 +108,15 @@ def predict(model_key="alexnet", image=None, request: gr.Request = None):
     model, info = get_model(model_key, request)
     seen = look(model, image)
     top = A.predict(model, seen.x, info.classes, logits=seen.logits)
-    return dict(top), notice_markdown(info, "these predictions are guesses") or f"Weights: {info.description}."
+    return top5_value(top), notice_markdown(info, "these predictions are guesses") or f"Weights: {info.description}."
+
+
+def top5_value(top: list[tuple[str, float]]) -> dict:
+    """The top-5 in gr.Label's shape, each class with its probability and the percentage shown for it."""
+    return {
+        "label": top[0][0] if top else None,
+        "confidences": [{"label": name, "confidence": p, "percent": A.percent_text(p)} for name, p in top],
+    }
 
 
 @user_errors
@@ -96,7 +138,7 @@ class ActivationsLayout:
     image: gr.Image
     layer: gr.Dropdown
     channel: gr.Number
-    top5: gr.Label
+    top5: gr.HTML
     top5_note: gr.Markdown
     view: gr.Image
     overlay: gr.Image
@@ -126,7 +168,15 @@ def _lay_out() -> ActivationsLayout:
                 elem_id="act-layer",
             )
             channel = controls.Number(value=-1, precision=0, minimum=-1, label="Channel to zoom (-1: the most active)")
-            top5 = gr.Label(num_top_classes=5, label="Top-5 predictions", elem_id="act-top5")
+            top5 = gr.HTML(
+                label="Top-5 predictions",
+                show_label=True,
+                container=True,
+                html_template=TOP5_TEMPLATE,
+                css_template=TOP5_CSS,
+                js_on_load=None,
+                elem_id="act-top5",
+            )
             top5_note = gr.Markdown(label="About the weights", elem_id="act-top5-note")
         with gr.Column(scale=2):
             with gr.Row():

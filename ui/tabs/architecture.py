@@ -29,6 +29,12 @@ ROW_PX = 40
 MOST_ROWS = 40
 
 EXPLAIN = """
+**Names.** Each layer has the course's name and torchvision's beside it: *conv1 · features.0*. The
+convolutions are conv1 … conv5 and the fully connected layers fc6 … fc8, as in the paper; the ReLU, LRN
+(*norm*) and dropout next to a layer carry its number (relu1 follows conv1); the max pools are counted
+on their own (pool1 … pool3). The torchvision name is what weights and hooks use; the Activations and
+Grad-CAM layer choosers (and their HTTP endpoints) take either name.
+
 **How to read it.** A convolution with *C_out* filters of size *k × k* over *C_in* input channels has
 *C_out × C_in × k × k* weights plus *C_out* biases (with *g* groups each filter sees only *C_in / g*
 channels). A fully connected layer from *n* to *m* units has *n × m + m*. ReLU, pooling, LRN and dropout
@@ -68,12 +74,9 @@ def architecture(model_key="alexnet", request: gr.Request = None):
             ]
             for r in rows
         ]
-        + [
-            ["total", "", "", f"{sums['params']:,}", "", f"{sums['macs']:,}", f"{sums['activation_bytes'] / 1024:,.1f}"]
-            + [""] * 3
-        ],  # fmt: skip
+        + [["total", "", "", f"{sums['params']:,}", "", f"{sums['macs']:,}", f"{sums['activation_bytes'] / 1024:,.1f}", "", "", ""]],
         columns=COLUMNS,
-    )
+    )  # fmt: skip
     chart = pd.DataFrame(params_by_layer(rows), columns=["layer", "parameters"])
     biggest = max(rows, key=lambda r: r.params)
     summary = (

@@ -13,7 +13,7 @@ from playground.config import get_limits
 from playground.lab import CUSTOM, POOLING_CHOICES, LabSettings, explain_click, preset_gallery, run_lab
 from playground.render import format_number
 from ui import controls
-from ui.handlers import user_errors
+from ui.handlers import bounded, user_errors
 from ui.photos import example_paths, open_photo, photo_input, result_image
 
 INTRO = """
@@ -104,11 +104,20 @@ def _takes_settings(*, defaults: bool, fixed: dict | None = None, then: tuple[st
 @user_errors
 @_takes_settings(defaults=True)
 def apply_kernel(image, settings):
-    """Convolve the photo with a kernel; returns the result, its colour scale, the kernel and the size arithmetic."""
+    """Convolve the photo with a kernel; returns the result, its colour scale, the kernel, the size arithmetic
+    and the status beside the editor.
+
+    A kernel or setting the lab refuses (a typo in the editor) leaves the four as they are (``gr.skip()``) and
+    puts the reason in the status, where it stays until a kernel works; a photo that cannot be read is an
+    error, as everywhere.
+    """
     if image is None:  # the photo was cleared: clear the results rather than complain
-        return None, None, None, "Upload a photo, use the webcam, or click an example to begin."
+        return None, None, None, "Upload a photo, use the webcam, or click an example to begin.", ""
     photo = open_photo(image)
-    result = run_lab(photo, lab_settings(settings))
+    try:
+        result = run_lab(photo, lab_settings(settings))
+    except ValueError as error:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), bounded(f"**Not applied:** {error}")
     shrunk = ""
     if "original_size" in photo.info:
         width, height = photo.info["original_size"]
@@ -117,14 +126,16 @@ def apply_kernel(image, settings):
         f"\n\nResult values run from **{format_number(result.scale.min_value)}** to "
         f"**{format_number(result.scale.max_value)}** (nothing is clipped; the colour bar shows the scale)."
     )
-    return result.image, result.colorbar, result.kernel_image, result.arithmetic + shrunk + values
+    return result.image, result.colorbar, result.kernel_image, result.arithmetic + shrunk + values, ""
 
 
 @user_errors
 @_takes_settings(defaults=False, fixed={"kernel": CUSTOM})
 def apply_custom_kernel(image, settings):
-    """The editor's kernel, whatever the preset chooser shows; the chooser then says "custom"."""
-    return (*apply_kernel(image, *settings), CUSTOM)
+    """The editor's kernel, whatever the preset chooser shows; the chooser then says "custom" (unless the
+    kernel was refused: then, as the pictures, it stays as it is)."""
+    *shown, status = apply_kernel(image, *settings)
+    return (*shown, status, gr.skip() if status else CUSTOM)
 
 
 @user_errors
@@ -138,9 +149,12 @@ def explain_pixel(image, settings, x, y):
 
 
 @user_errors
-def remember_settings(*settings):
-    """After a successful apply: keep the settings that made the picture (a click is explained with
-    these, not with whatever the controls show now) and clear the old explanation."""
+def remember_settings(status, *settings):
+    """After an apply: keep the settings that made the picture (a click is explained with these, not with
+    whatever the controls show now) and clear the old explanation; after one refused (``status`` says why),
+    keep those of the picture still on screen."""
+    if status:
+        return gr.skip(), gr.skip()
     return list(settings), ""
 
 
@@ -198,6 +212,7 @@ class LabLayout:
     colorbar: gr.Image
     kernel_image: gr.Image
     arithmetic: gr.Markdown
+    status: gr.Markdown  # beside the editor: why the last kernel or setting was not applied
     x: gr.Number
     y: gr.Number
     explain_button: gr.Button
@@ -258,6 +273,7 @@ def _lay_out_photo_and_settings(limits) -> dict:
         label=f"Kernel editor: rows of numbers, 1–{limits.max_kernel_side} per side (fractions like 1/9 work)",
         elem_id="lab-editor",
     )
+    status = gr.Markdown(label="Why the picture did not change", elem_id="lab-kernel-status")
     apply_button = gr.Button("Apply this kernel", variant="primary")
     color = controls.Radio(
         choices=[("gray (one channel)", "gray"), ("colour (R, G, B separately)", "rgb")],
@@ -277,6 +293,7 @@ def _lay_out_photo_and_settings(limits) -> dict:
         "kernel": kernel,
         "description": description,
         "custom_kernel": custom_kernel,
+        "status": status,
         "apply_button": apply_button,
         "color": color,
         "stride": stride,
@@ -313,7 +330,7 @@ def _lay_out_results() -> dict:
 
 def _wire(demo: gr.Blocks, tab: LabLayout) -> None:
     settings = [tab.image, *tab.settings()]
-    outputs = [tab.result, tab.colorbar, tab.kernel_image, tab.arithmetic]
+    outputs = [tab.result, tab.colorbar, tab.kernel_image, tab.arithmetic, tab.status]
     applied = gr.State([])  # the settings behind the picture on screen (a short list: cheap to copy)
     tab.kernel.change(
         describe_kernel, inputs=tab.kernel, outputs=[tab.description, tab.custom_kernel], api_name="describe_kernel"
@@ -354,7 +371,7 @@ def _wire(demo: gr.Blocks, tab: LabLayout) -> None:
     for event in (applying, applying_custom):
         event.success(
             remember_settings,
-            inputs=settings[1:],
+            inputs=[tab.status, *settings[1:]],
             outputs=[applied, tab.explanation],
             api_name="remember_settings",
             api_visibility="private",

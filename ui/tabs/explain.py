@@ -19,7 +19,7 @@ from playground.explain.attributions import (
     sanity_check,
 )
 from playground.explain.views import SIGNS, VIEWS, attribution_image
-from playground.layers import conv_layers
+from playground.layers import conv_layers, layer_label, resolve
 from playground.models import BLACK, imagenet_classes
 from ui import controls
 from ui.background import in_background
@@ -43,7 +43,7 @@ def _prepare(model_key, image, target, request):
     return model, info, look(model, image), None if target in (None, "", TOP1) else target
 
 
-def _facts(info, result, probability) -> str:
+def _facts(model, info, result, probability) -> str:
     lines = [
         f"**{METHODS[result.method].label}** for class **{info.classes[result.target]}** "
         f"(p = {probability:.1%}), {result.seconds * 1000:.0f} ms.",
@@ -57,7 +57,8 @@ def _facts(info, result, probability) -> str:
     elif result.delta is not None:
         lines.append(f"Convergence delta: {result.delta:.2e}.")
     if result.facts:
-        lines.append("Settings: " + ", ".join(f"{k} {v}" for k, v in result.facts.items()) + ".")
+        shown = {k: layer_label(model, v) if k == "layer" else v for k, v in result.facts.items()}
+        lines.append("Settings: " + ", ".join(f"{k} {v}" for k, v in shown.items()) + ".")
     notice = notice_markdown(info, "these explanations explain random weights")
     return "\n\n".join(lines + ([notice] if notice else []))
 
@@ -89,10 +90,10 @@ def explain(
         logits=seen.logits,
         black=BLACK,
         n_steps=int(n_steps),
-        layer=layer or None,
+        layer=resolve(model, layer) if layer else None,  # "conv5" or "features.10"
     )
     picture = attribution_image(result.values, A.network_view(seen.x), view=view, sign=sign, size_in=4.5)
-    return picture, _facts(info, result, _probability(seen, result.target))
+    return picture, _facts(model, info, result, _probability(seen, result.target))
 
 
 @user_errors
@@ -133,7 +134,7 @@ def run_sanity_check(model_key="alexnet", image=None, target=TOP1, method="salie
     view = A.network_view(seen.x)
     gallery, rows = [], []
     for step in in_background(sanity_check(model, seen.x, method, target, classes=info.classes, black=BLACK)):
-        caption = "trained" if not step.randomised else f"randomised down to {step.randomised}"
+        caption = "trained" if not step.randomised else f"randomised down to {layer_label(model, step.randomised)}"
         gallery.append((attribution_image(step.values, view), f"{caption}: similarity {step.similarity:.2f}"))
         rows.append([caption, round(step.similarity, 3)])
         yield gallery, pd.DataFrame(rows, columns=["network", "similarity to the trained map"]), "Randomising…"
@@ -194,9 +195,10 @@ def targets(model_key="alexnet", request: gr.Request = None):
 
 @user_errors
 def gradcam_layers(model_key="alexnet", request: gr.Request = None):
+    """The chosen model's convolutions for the Grad-CAM chooser, shown as "conv5 · features.10"."""
     model, _ = get_model(model_key, request)
     names = conv_layers(model)
-    return gr.update(choices=names, value=names[-1])
+    return gr.update(choices=[(layer_label(model, name), name) for name in names], value=names[-1])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,7 +267,10 @@ def _lay_out_detail(limits) -> dict:
                 view = controls.Radio(list(VIEWS), value="overlay", label="View")
                 sign = controls.Radio(list(SIGNS), value="absolute", label="Sign")
             layer = controls.Dropdown(
-                ["features.10"], value="features.10", label="Grad-CAM layer", allow_custom_value=True
+                [("conv5 · features.10", "features.10")],
+                value="features.10",
+                label="Grad-CAM layer",
+                allow_custom_value=True,
             )
             n_steps = controls.Slider(1, limits.max_ig_steps, value=32, step=1, label="Integrated Gradients steps")
             explain_button = gr.Button("Explain", variant="primary", elem_id="explain-button")

@@ -19,6 +19,7 @@ from playground.filters import (
     match_kernel,
     side_by_side,
 )
+from playground.layers import layer_label
 from ui import controls
 from ui.handlers import user_errors
 from ui.model_panel import get_model, notice_markdown
@@ -74,7 +75,10 @@ def filters(model_key="alexnet", request: gr.Request = None):
     )
     notice = notice_markdown(info, "these filters are random noise and their matches are chance")
     deeper = [
-        (s.image, f"{s.name}: {' × '.join(map(str, s.shape))}, mean |w| {s.mean_abs:.4f}, std {s.std:.4f}")
+        (
+            s.image,
+            f"{layer_label(model, s.name)}: {' × '.join(map(str, s.shape))}, mean |w| {s.mean_abs:.4f}, std {s.std:.4f}",
+        )
         for s in deeper_summary(model)
     ]
     return conv1_grid(model), caption + ("\n\n" + notice if notice else ""), table, deeper
@@ -130,7 +134,7 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
 def _lay_out() -> FiltersLayout:
     with gr.Row():
         with gr.Column(scale=3):
-            grid = result_image(label="conv1: the first layer's filters", elem_id="filters-grid")
+            grid = result_image(label="conv1 · features.0: the first layer's filters", elem_id="filters-grid")
             caption = gr.Markdown(label="About these filters", elem_id="filters-caption")
         with gr.Column(scale=2):
             table = gr.Dataframe(

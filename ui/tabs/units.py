@@ -20,6 +20,7 @@ from playground import activations as A
 from playground import models
 from playground.architecture import receptive_box
 from playground.config import get_limits
+from playground.layers import layer_label
 from playground.units import probes as units
 from playground.units.featurevis import FeatureVisSettings, Preview, grid_settings
 from playground.units.jobs import (
@@ -39,7 +40,7 @@ from ui import controls, long_jobs
 from ui.handlers import user_errors
 from ui.model_panel import get_model, notice_markdown
 from ui.photos import EXAMPLE_PHOTOS, look, open_photo, photo_with_examples, result_image
-from ui.queueing import UNITS, admits_long_jobs
+from ui.queueing import UNITS, UNITS_QUICK, admits_long_jobs
 from ui.state import UNIT_RESULTS as RESULTS
 from ui.state import ZIPS, session_of
 
@@ -74,7 +75,7 @@ def _dataset(name, request):
 def _records(job: UnitJob, request, progress=None):
     """Run ``job`` in a worker (see :mod:`ui.long_jobs`) and yield its records, nothing more once stopped;
     while the worker is quiet (reading a dataset), ``progress`` says so."""
-    with long_jobs.LongJob(long_jobs.units_kind(), request) as slot:
+    with long_jobs.LongJob(long_jobs.units_kind(quick=job.kind == "featurevis"), request) as slot:
         for record in slot.run(run_job, job, cap_seconds=get_limits().units_max_seconds):
             if isinstance(record, long_jobs.Stopped):
                 return
@@ -90,9 +91,7 @@ def layer_choices(model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Request 
     """The chosen model's convolution layers for the layer chooser."""
     model, _, _ = _model(model_key, request)
     names = units.unit_layers(model)
-    choices = [
-        (f"{name} · conv{i + 1} · {units.channels_of(model, name)} channels", name) for i, name in enumerate(names)
-    ]
+    choices = [(f"{layer_label(model, name)} · {units.channels_of(model, name)} channels", name) for name in names]
     try:
         value = units.resolve_layer(model, layer)[0]
     except ValueError:
@@ -121,7 +120,7 @@ def feature_visualisation(model_key="alexnet", layer=DEFAULT_LAYER, channel=DEFA
     for record in _records(job, request):
         if isinstance(record, Preview):
             caption = (
-                f"{note}**{layer} channel {channel}**, optimised to {direction} it: step {record.step} of "
+                f"{note}**{layer_label(model, layer)} channel {channel}**, optimised to {direction} it: step {record.step} of "
                 f"{record.steps}, mean activation **{record.mean_activation[0]:.3f}** (strongest position "
                 f"{record.max_activation[0]:.3f}: compare the top patches' values).{untrained}"
             )
@@ -204,7 +203,7 @@ def unit_deconvnet(model_key="alexnet", image=None, layer=DEFAULT_LAYER, channel
     result = units.unit_attribution(model, x, layer, channel, method)
     left, top, right, bottom = result.box
     caption = (
-        f"{note}**{'Deconvnet' if method == 'deconvnet' else 'Guided backprop'}** for {layer} channel {channel} at its "
+        f"{note}**{'Deconvnet' if method == 'deconvnet' else 'Guided backprop'}** for {layer_label(model, layer)} channel {channel} at its "
         f"strongest position on this photo (row {result.position[0]}, column {result.position[1]}, activation "
         f"{result.value:.3f}). Middle: the pixels that drive it (grey: none; colours: their signed effect), and right, "
         "the inside of the box enlarged. The box is "
@@ -239,7 +238,7 @@ def receptive_field(model_key="alexnet", image=None, layer=DEFAULT_LAYER, row=0,
     x = A.preprocess(open_photo(image))
     box = receptive_box(entry, int(row), int(column), (224, 224))
     caption = (
-        f"{note}**{layer}, row {int(row)}, column {int(column)}** sees pixels {box[0]}-{box[2] - 1} × "
+        f"{note}**{entry.label}, row {int(row)}, column {int(column)}** sees pixels {box[0]}-{box[2] - 1} × "
         f"{box[1]}-{box[3] - 1} of the 224 × 224 input: a receptive field of {entry.receptive_field} px, moving "
         f"{entry.stride} px per position, the first starting at pixel {entry.offset} (the Architecture tab's "
         "numbers; what falls outside the photo is padding)."
@@ -399,25 +398,19 @@ def _layout() -> SimpleNamespace:
 def _wire_passes(c: SimpleNamespace, chooser: gr.Dropdown) -> None:
     """The passes that run in a worker (admitted at the door like training, in their own group), and Stop."""
     limits = get_limits()
-    jobs = dict(concurrency_id=UNITS, concurrency_limit=limits.units_jobs_running)  # admitted at the door, as training
-    passes = [  # (button, handler, inputs, outputs); each handler's name is its HTTP endpoint's
-        (c.visualise_button, feature_visualisation, [c.layer, c.channel, c.negative, c.steps], [c.picture, c.picture_caption]),
-        (c.grid_button, layer_grid, [c.layer], c.grid),
-        (c.patches_button, top_patches, [c.layer, c.channel, c.dataset], c.patches),
-        (c.map_button, fc7_map, [c.dataset], c.fc7_picture),
-        (c.neighbours_button, neighbours, [c.photo, c.dataset], c.near),
+    quick, slow = (UNITS_QUICK, limits.units_quick_running), (UNITS, limits.units_jobs_running)
+    passes = [  # (button, handler, inputs, outputs, queue); each handler's name is its HTTP endpoint's
+        (c.visualise_button, feature_visualisation, [c.layer, c.channel, c.negative, c.steps], [c.picture, c.picture_caption], quick),
+        (c.grid_button, layer_grid, [c.layer], c.grid, slow),
+        (c.patches_button, top_patches, [c.layer, c.channel, c.dataset], c.patches, slow),
+        (c.map_button, fc7_map, [c.dataset], c.fc7_picture, slow),
+        (c.neighbours_button, neighbours, [c.photo, c.dataset], c.near, slow),
     ]  # fmt: skip
-    started = [
-        button.click(
-            handler,
-            inputs=[chooser, *inputs],
-            outputs=outputs,
-            api_name=handler.__name__,
-            validator=admits_long_jobs(handler, UNITS),
-            **jobs,
-        )  # fmt: skip
-        for button, handler, inputs, outputs in passes
-    ]
+    started = [  # admitted at the door, as training; one channel's visualisation in a queue of its own
+        button.click(handler, inputs=[chooser, *inputs], outputs=outputs, api_name=handler.__name__,
+                     validator=admits_long_jobs(handler, queue), concurrency_id=queue, concurrency_limit=running)
+        for button, handler, inputs, outputs, (queue, running) in passes
+    ]  # fmt: skip
     c.stop_button.click(
         long_jobs.stop_handler(UNITS), cancels=started, api_name="stop_units"
     )  # the worker is gone within a second
