@@ -14,16 +14,7 @@ import torch
 
 from playground.config import get_limits
 from playground.data import datasets as data
-from playground.serving.jobs import (
-    DatasetReady,
-    ExperimentOutcome,
-    ExperimentRequest,
-    ExperimentRun,
-    RunFinished,
-    experiment_job,
-    new_run_folder,
-    planned_experiment_gpu_seconds,
-)
+from playground.serving import jobs
 from playground.training.experiments import PRESETS, SETTINGS, ExperimentConfig, Queued, Step, plan, vary
 from playground.training.report import Overlay, Target, summarise, write_results
 from playground.weights import checkpoints
@@ -84,8 +75,10 @@ def _config(preset, seeds, setting, values, epochs, target) -> ExperimentConfig:
     return config
 
 
-def _request(config, zip_file, dataset, limit, folder, folder_paths) -> ExperimentRequest:
-    return ExperimentRequest(config, folders.source(dataset, zip_file, folder, folder_paths, limit), new_run_folder())
+def _request(config, zip_file, dataset, limit, folder, folder_paths) -> jobs.ExperimentRequest:
+    return jobs.ExperimentRequest(
+        config, folders.source(dataset, zip_file, folder, folder_paths, limit), jobs.new_run_folder()
+    )
 
 
 def _queue(queued, finished: dict, current: tuple | None) -> str:
@@ -146,12 +139,12 @@ def experiment(
     config = _config(preset, seeds, vary, values, epochs, target)
     job = _request(config, zip_file, dataset, limit, folder, folder_paths)
     if runner.zero_gpu():
-        job = dataclasses.replace(job, gpu_seconds=planned_experiment_gpu_seconds(job))
+        job = dataclasses.replace(job, gpu_seconds=jobs.planned_experiment_gpu_seconds(job))
     progress = _Progress(config, session, job)
     try:
         with long_jobs.LongJob(long_jobs.JobKind(worker_name="experiment"), request) as slot:
             yield {"status": "<p>Starting a worker process and reading the data…</p>", "table": None, "notes": ""}
-            for record in slot.run(experiment_job, job, cap_seconds=config.max_seconds):
+            for record in slot.run(jobs.experiment_job, job, cap_seconds=config.max_seconds):
                 if isinstance(record, long_jobs.Stopped):
                     yield progress.stopped()
                     return
@@ -164,7 +157,7 @@ def experiment(
 class _Progress:
     """What the tab shows of one experiment as its records arrive: the queue, the curves, the table so far."""
 
-    def __init__(self, config: ExperimentConfig, session: str, job: ExperimentRequest):
+    def __init__(self, config: ExperimentConfig, session: str, job: jobs.ExperimentRequest):
         self.config, self.session, self.job = config, session, job
         self.labels = [run.label for run in (config.runs or config.recipe.runs)]
         self.goal = config.target or config.recipe.target
@@ -172,11 +165,11 @@ class _Progress:
         self.queued, self.finished, self.outcomes, self.current = (), {}, [], None
         self.shown = self.drawn = 0.0
         self.report = ""
-        self.kept: ExperimentRun | None = None  # this experiment's runs, once one has finished
+        self.kept: jobs.ExperimentRun | None = None  # this experiment's runs, once one has finished
 
     def update(self, record) -> dict:
         """The tab's update for one record of the job (may be empty)."""
-        if isinstance(record, DatasetReady):
+        if isinstance(record, jobs.DatasetReady):
             self.report = record.report
             return {"report": self.report}
         if isinstance(record, Queued):
@@ -184,9 +177,9 @@ class _Progress:
             return {"status": _queue(self.queued, self.finished, None)}
         if isinstance(record, Step):
             return self._step(record)
-        if isinstance(record, RunFinished):
+        if isinstance(record, jobs.RunFinished):
             return self._run_finished(record)
-        if isinstance(record, ExperimentOutcome):
+        if isinstance(record, jobs.ExperimentOutcome):
             return self._done(record)
         return {}
 
@@ -201,7 +194,7 @@ class _Progress:
             self.drawn, update["curves"] = now, self.overlay.image()
         return update
 
-    def _run_finished(self, record: RunFinished) -> dict:
+    def _run_finished(self, record: jobs.RunFinished) -> dict:
         self.overlay.settle(record.outcome)
         self.finished[record.index] = record.outcome
         self.outcomes.append(record.outcome)
@@ -215,7 +208,7 @@ class _Progress:
             "runs": _run_choices(self.kept),
         }
 
-    def _done(self, record: ExperimentOutcome) -> dict:
+    def _done(self, record: jobs.ExperimentOutcome) -> dict:
         self.kept = self.kept or _keep(self.session, None, self.job.folder, None)
         self.kept.result = result = record.result
         return {
@@ -241,10 +234,12 @@ def overlay_image(files: list[str]) -> str:
     return next(path for path in files if path.endswith(".png"))
 
 
-def _keep(session, kept: ExperimentRun | None, folder: str, finished: RunFinished | None) -> ExperimentRun:
+def _keep(
+    session, kept: jobs.ExperimentRun | None, folder: str, finished: jobs.RunFinished | None
+) -> jobs.ExperimentRun:
     """This session's experiment as runs finish: each run's weights, to open in the other tabs."""
     if kept is None:
-        kept = ExperimentRun(None, {}, {}, folder)
+        kept = jobs.ExperimentRun(None, {}, {}, folder)
         JOBS.keep(session, kept, "experiment")  # the session's previous experiment (and its files) goes
     if finished is not None and finished.checkpoint:
         kept.checkpoints[finished.index] = finished.checkpoint
@@ -270,7 +265,7 @@ def _stopped(kept, config, labels, outcomes, goal, dataset, overlay) -> dict:
     }
 
 
-def _run_choices(kept: ExperimentRun | None):
+def _run_choices(kept: jobs.ExperimentRun | None):
     choices = [(text, str(index)) for index, text in sorted(kept.descriptions.items())] if kept else []
     return gr.update(choices=choices, value=choices[-1][1] if choices else None)
 

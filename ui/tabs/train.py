@@ -19,15 +19,7 @@ from playground.config import get_limits
 from playground.data import datasets as data
 from playground.data import sources
 from playground.filters import filter_grid
-from playground.serving.jobs import (
-    DatasetReady,
-    TrainingOutcome,
-    TrainingRequest,
-    TrainingRun,
-    new_run_folder,
-    planned_gpu_seconds,
-    training_job,
-)
+from playground.serving import jobs
 from playground.training.curves import Curves
 from playground.training.finetune import FinetuneConfig, FinetuneResult, Progress
 from playground.weights.checkpoints import ModelInfo
@@ -50,10 +42,12 @@ layer on features computed once (fast, even on a CPU); *full* trains every layer
 STOPPED = "<p>Stopped. Nothing from this run was kept; your earlier results are unchanged.</p>"
 
 
-def _request(zip_file, dataset, limit, config: FinetuneConfig, folder=None, folder_paths=None) -> TrainingRequest:
+def _request(zip_file, dataset, limit, config: FinetuneConfig, folder=None, folder_paths=None) -> jobs.TrainingRequest:
     """What the worker needs, as plain values: the upload's server path (checked), a folder's files, or a
     dataset's name."""
-    return TrainingRequest(config, folders.source(dataset, zip_file, folder, folder_paths, limit), new_run_folder())
+    return jobs.TrainingRequest(
+        config, folders.source(dataset, zip_file, folder, folder_paths, limit), jobs.new_run_folder()
+    )
 
 
 def _progress_html(record: Progress) -> str:
@@ -128,12 +122,14 @@ def train(
     job = _request(zip_file, dataset, limit, config, folder, folder_paths)
     if job.source.kind == sources.ZIP:
         ZIPS.remember(session, job.source.path)
-    job = dataclasses.replace(job, gpu_seconds=planned_gpu_seconds(job) if runner.zero_gpu() else 0.0)
+    job = dataclasses.replace(job, gpu_seconds=jobs.planned_gpu_seconds(job) if runner.zero_gpu() else 0.0)
     finished = False
     try:
         with long_jobs.LongJob(long_jobs.JobKind(), request) as slot:
             yield {"status": _STARTING}
-            finished = yield from _stream(slot.run(training_job, job, cap_seconds=config.max_seconds), session, request)
+            finished = yield from _stream(
+                slot.run(jobs.training_job, job, cap_seconds=config.max_seconds), session, request
+            )
     finally:
         if not finished:
             shutil.rmtree(job.folder, ignore_errors=True)  # a run that did not finish keeps no files
@@ -151,10 +147,10 @@ def _stream(records, session, request):
             return False
         if isinstance(record, long_jobs.Waiting):
             yield {} if report else {"status": _STARTING[:-4] + f" ({record.seconds:.0f} s)</p>"}
-        elif isinstance(record, DatasetReady):
+        elif isinstance(record, jobs.DatasetReady):
             report = record.report
             yield {"status": "<p>Data ready; building the model…</p>", "report": report}
-        elif isinstance(record, TrainingOutcome):
+        elif isinstance(record, jobs.TrainingOutcome):
             if record.result.history:  # the last epoch's validation arrives with the result
                 curves.add("accuracy", "validation accuracy", last_step, record.result.history[-1]["val_accuracy"])
             yield _finish(record, session, report, curves, request)
@@ -172,11 +168,11 @@ def _stream(records, session, request):
     return False
 
 
-def _finish(outcome: TrainingOutcome, session, report, curves: Curves, request) -> dict:
+def _finish(outcome: jobs.TrainingOutcome, session, report, curves: Curves, request) -> dict:
     result = outcome.result
     # The weights now live in the files and in the chooser; the run record needs only the numbers.
     folder = os.path.dirname(outcome.files[0])
-    JOBS.keep(session, TrainingRun(dataclasses.replace(result, state_dict={}), outcome.thumbnails, folder))
+    JOBS.keep(session, jobs.TrainingRun(dataclasses.replace(result, state_dict={}), outcome.thumbnails, folder))
     summary = (
         f"<p><b>Done</b>: validation accuracy <b>{result.val_accuracy:.1%}</b> after {len(result.history)} epoch(s) in "
         f"{result.seconds:.1f} s ({result.images_per_second:,.0f} images/s).</p>"
