@@ -122,3 +122,12 @@ def test_a_huge_channel_is_not_quoted_whole():
     with pytest.raises(ValueError, match="there is no channel 1e\\+308") as refused:
         probes.check_channel(model, "features.0", 1e308)
     assert len(str(refused.value)) < 100
+
+
+def test_a_course_name_stands_for_its_layer():
+    from playground import models
+    from playground.units import probes
+
+    model = models.build("alexnet", num_classes=10)
+    assert probes.resolve_layer(model, "conv3")[0] == "features.6"
+    assert probes.resolve_layer(model, "relu5")[0] == "features.10"

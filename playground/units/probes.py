@@ -12,6 +12,7 @@ The long passes themselves (feature visualisation, top patches, fc7 map) are :mo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import warnings
 
@@ -21,7 +22,7 @@ from captum.attr import NeuronDeconvolution, NeuronGuidedBackprop
 from PIL import Image, ImageDraw
 from torch import nn
 
-from playground import models
+from playground import layers, models
 from playground.activations import colorize, layer_names
 from playground.architecture import LayerRow, receptive_box, trace
 from playground.config import get_limits
@@ -55,6 +56,8 @@ def resolve_layer(model: nn.Module, layer: str) -> tuple[str, str]:
     """
     convs = unit_layers(model)
     layer = str(layer or "").strip()
+    with contextlib.suppress(ValueError):  # a course name ("conv3", "relu5") stands for its torchvision name
+        layer = layers.resolve(model, layer)
     if layer in convs:
         return layer, ""
     if layer in layer_names(model) and layer.startswith("features."):
