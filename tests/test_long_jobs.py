@@ -188,3 +188,14 @@ def test_lanes_take_turns_apart():
             picture_records = picture.run(sleeping_for, 600)
             next(picture_records)
             assert picture.worker is not None and time.monotonic() - started < 5
+
+
+def test_a_picture_still_finishing_does_not_refuse_the_same_learners_next_pass():
+    """The quick lane's visualisation and a dataset pass queue apart, so they claim apart: a click on Top
+    patches the moment the picture arrives (its handler still closing) must not be refused."""
+    request = _request("both-lanes")
+    with long_jobs.LongJob(long_jobs.units_kind(quick=True), request):
+        with long_jobs.LongJob(long_jobs.units_kind(), request):
+            pass
+        with pytest.raises(ValueError, match="already have a Units pass running"):
+            long_jobs.LongJob(long_jobs.units_kind(quick=True), request)

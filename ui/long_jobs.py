@@ -152,17 +152,19 @@ def _what(group: str, one: str) -> str:
     return "a training job or an experiment" if group == LONG else f"a {one}"
 
 
-def stop(request: gr.Request | None, group: str = LONG) -> None:
-    """Ask this session's job of ``group`` to stop (its worker is gone within a second)."""
-    JOBS.stop(session_of(request), group)
+def stop(request: gr.Request | None, *groups: str) -> None:
+    """Ask this session's jobs of ``groups`` (default: the long jobs) to stop (their workers are gone within a
+    second)."""
+    for group in groups or (LONG,):
+        JOBS.stop(session_of(request), group)
 
 
-def stop_handler(group: str = LONG):
-    """The handler of a tab's Stop button for its jobs' group (wired with ``cancels=`` to the job's event)."""
+def stop_handler(*groups: str):
+    """The handler of a tab's Stop button for its jobs' groups (wired with ``cancels=`` to the jobs' events)."""
 
     @user_errors
     def request_stop(request: gr.Request = None):
-        stop(request, group)
+        stop(request, *groups)
 
     return request_stop
 
@@ -173,7 +175,8 @@ def units_kind(*, quick: bool = False) -> JobKind:
     channel's visualisation (``quick``) never waits behind a whole layer or a dataset pass."""
     limits = get_limits()
     return JobKind(
-        group=UNITS, worker_name="Units", memory_bytes=limits.units_worker_memory_bytes, idle=False,
+        group=UNITS_QUICK if quick else UNITS, worker_name="Units", memory_bytes=limits.units_worker_memory_bytes,
+        idle=False,
         max_running=limits.units_quick_running if quick else limits.units_jobs_running, grace_seconds=0.0,
         lane="Units quick" if quick else "Units", queue=UNITS_QUICK if quick else UNITS,
     )  # fmt: skip

@@ -412,7 +412,7 @@ def _wire_passes(c: SimpleNamespace, chooser: gr.Dropdown) -> None:
         for button, handler, inputs, outputs, (queue, running) in passes
     ]  # fmt: skip
     c.stop_button.click(
-        long_jobs.stop_handler(UNITS), cancels=started, api_name="stop_units"
+        long_jobs.stop_handler(UNITS, UNITS_QUICK), cancels=started, api_name="stop_units"
     )  # the worker is gone within a second
 
 
