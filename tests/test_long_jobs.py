@@ -127,6 +127,19 @@ def test_listener_check_sees_a_closed_stream_a_cancelled_event_and_unread_messag
     assert not gone()
 
 
+def test_a_finished_event_marked_gone_does_not_end_the_next_one(monkeypatch):
+    """A browser closes its stream when its last event completes and Gradio then marks every running event of
+    the session; the picture that just finished can be marked while the next click's event runs on."""
+    finishing, ours = _event("s"), _event("s")
+    finishing.alive = False
+    queue = _Queue(finishing, ours)
+    monkeypatch.setattr(queueing, "_queue", lambda: queue)
+    gone = queueing.listener_check(_request("s"), UNITS)
+    assert not gone()
+    queue.active_jobs = [[ours], None]  # the finished one leaves
+    assert not gone()
+
+
 def test_the_watchdog_survives_a_check_that_fails():
     def broken():
         raise RuntimeError("a check that fails")

@@ -91,14 +91,19 @@ def listener_check(request: gr.Request | None, group: str | None = None) -> Call
     def running() -> list:
         return [event for job in list(queue.active_jobs) if job for event in job if event.session_hash == session]
 
-    ours = [event for event in running() if group is None or event.concurrency_id == group]  # held, not copied
+    # Ours: the event of ``group`` this request runs in, alive when the check is made. Another event of the
+    # session may already be marked gone: Gradio marks every running event of a session when one of its
+    # streams closes, and a browser closes its stream when its last event completes and opens a new one for
+    # the next, so the picture that just finished can be marked while the next click's event is ours.
+    ours = [event for event in running() if (group is None or event.concurrency_id == group) and event.alive]
 
     def gone() -> bool:
         mine = running()
-        if any(not event.alive for event in mine):
-            return True
-        if group is not None and not any(event is other for event in ours for other in mine):
+        current = [event for event in ours if any(event is other for other in mine)]
+        if group is not None and not current:
             return True  # cancelled (perhaps before this check was made: then none was found at all)
+        if any(not event.alive for event in current):
+            return True  # the client closed its stream while ours ran
         pending = queue.pending_messages_per_session.get(session)
         return pending is not None and pending.qsize() >= threshold
 
