@@ -40,13 +40,23 @@ def test_a_click_in_the_activations_grid_lands_in_units(page, screenshot):
     except PlaywrightTimeout:
         screenshot("units-featurevis-timeout")
         raise AssertionError(f"no final picture; the caption says {caption.inner_text()!r}") from None
-    page.locator("#units-top").click()
-    page.locator("#units-patches img").first.wait_for(timeout=TIMEOUT)
+    patches = page.locator("#units-patches img").first
+    for attempt in range(3):  # see the note on the map's clicks below: a lost reply is clicked for again
+        page.locator("#units-top").click()
+        try:
+            patches.wait_for(timeout=TIMEOUT // 3)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                screenshot("units-top-timeout")
+                raise
 
     field_map = page.locator("#units-map img")
     field_map.wait_for(timeout=TIMEOUT)
     field_caption = page.locator("#units-field-caption").get_by_text("sees pixels")
-    for attempt in range(3):  # the map may be redrawn as the tab settles; a learner whose click met that clicks again
+    # Rarely (1 run in 3 after the Train test, never alone) a reply is lost: Gradio marks every running event of a
+    # session as gone when one of its streams closes, then drops their messages. A learner clicks again; so do we.
+    for attempt in range(3):
         spot = field_map.bounding_box()
         page.mouse.click(spot["x"] + spot["width"] * 0.5, spot["y"] + spot["height"] * 0.25)
         try:
