@@ -7,8 +7,18 @@ import re
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from tests.conftest import start_app
+
 pytestmark = pytest.mark.e2e
 TIMEOUT = 90_000
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """A server of its own: after the Train tab's browser test on the shared one, about one run in three lost a
+    Units reply (see the note on the clicks below; not yet understood, and never seen on a fresh server)."""
+    with start_app(tmp_path_factory, PLAYGROUND_PROXY_HOPS="1") as (url, _):
+        yield url
 
 
 def test_a_click_in_the_activations_grid_lands_in_units(page, screenshot):
