@@ -54,7 +54,8 @@ def test_a_chosen_folder_runs_an_experiment_and_a_run_opens_in_the_other_tabs(pa
     page.locator("#experiment-opened").get_by_text("tanh (seed 0) on pets").wait_for(timeout=TIMEOUT)
     page.get_by_role("tab", name="Architecture").click()
     page.locator("#model-status").get_by_text("experiment: tanh").wait_for(timeout=TIMEOUT)
-    page.locator("#arch-table >> text=Tanh >> visible=true").first.wait_for(timeout=TIMEOUT)  # (a hidden copy sizes the columns)
+    # (a hidden copy of the table sizes its columns: the first match is in it)
+    page.locator("#arch-table >> text=Tanh >> visible=true").first.wait_for(timeout=TIMEOUT)
     screenshot("experiments_run_in_architecture")
 
 
