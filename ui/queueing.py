@@ -69,11 +69,6 @@ def address(request) -> str:
     return peer or ""
 
 
-def listener_gone(request: gr.Request | None) -> bool:
-    """True when nobody reads this session's event stream any more (see :func:`listener_check`)."""
-    return listener_check(request)()
-
-
 def listener_check(request: gr.Request | None, group: str | None = None) -> Callable[[], bool]:
     """A check, callable from any thread (a worker's watchdog), of whether this request's listener has gone.
 
