@@ -53,14 +53,16 @@ KEEP_ALIVE = httpx.Limits(keepalive_expiry=4)
 LAYERS = ("features.0", "features.1", "features.4", "features.7", "features.10", "classifier.1")
 
 
-def _photo(seed: int) -> bytes:
-    """A learner's own ~1 MP photo: a sample picture cropped, scaled and brightened its own way."""
+def _photo(seed: int, megapixels: float = 1.0) -> bytes:
+    """A learner's own photo of about ``megapixels``: a sample picture cropped, scaled (3:2) and brightened its
+    own way."""
     rng = random.Random(seed)
     picture = Image.fromarray(getattr(samples, rng.choice(["coffee", "chelsea", "astronaut", "rocket"]))())
     w, h = picture.size
     left, top = rng.randint(0, w // 8), rng.randint(0, h // 8)
     picture = picture.crop((left, top, w - rng.randint(0, w // 8), h - rng.randint(0, h // 8))).convert("RGB")
-    picture = picture.resize((1224, 816), Image.Resampling.BILINEAR)
+    height = round((megapixels * 1e6 / 1.5) ** 0.5)
+    picture = picture.resize((round(height * 1.5), height), Image.Resampling.BILINEAR)
     picture = ImageEnhance.Brightness(picture).enhance(rng.uniform(0.8, 1.2))
     buffer = io.BytesIO()
     picture.save(buffer, "JPEG", quality=90)
@@ -134,6 +136,29 @@ async def call(client: httpx.AsyncClient, app: App, session: str, name: str, fn_
     return time.perf_counter() - started, waited, {"success": False, "output": {"error": "stream closed"}}
 
 
+async def call_api(client: httpx.AsyncClient, app: App, name: str, data: list):
+    """The HTTP API's two steps, as a script using ``/gradio_api/call/<name>`` does: post the inputs, then read
+    that event's own stream. No session is sent, so Gradio gives every call a session of its own.
+
+    Returns (seconds to completion, None: this route does not say when processing starts, the completed message
+    in the queue route's shape)."""
+    started = time.perf_counter()
+    posted = await client.post(f"{app.url}/gradio_api/call/{name}", json={"data": data})
+    if posted.status_code != 200:
+        return time.perf_counter() - started, None, {"success": False, "output": {"error": posted.text[:200]}}
+    event = None
+    async with client.stream("GET", f"{app.url}/gradio_api/call/{name}/{posted.json()['event_id']}") as stream:
+        async for line in stream.aiter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:") and event in ("complete", "error"):
+                output = json.loads(line[5:])
+                if event == "complete":
+                    return time.perf_counter() - started, None, {"success": True, "output": {"data": output}}
+                return time.perf_counter() - started, None, {"success": False, "output": {"error": str(output)}}
+    return time.perf_counter() - started, None, {"success": False, "output": {"error": "stream closed"}}
+
+
 def _files(output) -> list[str]:
     """URLs of the pictures in a completed message (the browser downloads them)."""
     found = []
@@ -182,14 +207,14 @@ async def open_page(client: httpx.AsyncClient, app: App, session: str, stats: St
     stats.page_loads.append(time.perf_counter() - started)
 
 
-async def learner(index: int, app: App, stats: Stats, until: float, page_load: bool = False) -> None:
+async def learner(index: int, app: App, stats: Stats, until: float, args) -> None:
     rng = random.Random(index)
     session = uuid.uuid4().hex[:11]
     async with httpx.AsyncClient(timeout=120, limits=KEEP_ALIVE) as client:
         await asyncio.sleep(rng.uniform(0, 8))  # the class does not arrive, or click, in step
-        if page_load:
+        if args.page_load:
             await open_page(client, app, session, stats)
-        photo = await upload(client, app, _photo(index), f"learner{index}.jpg")
+        photo = await upload(client, app, _photo(index, args.megapixels), f"learner{index}.jpg")
         while time.monotonic() < until:
             name = rng.choice(INTERACTIVE)
             options = {
@@ -201,7 +226,10 @@ async def learner(index: int, app: App, stats: Stats, until: float, page_load: b
             fn_index, data = app.payload(name, photo, **options)
             try:
                 started = time.perf_counter()
-                _, waited, message = await call(client, app, session, name, fn_index, data)
+                if args.route == "call":
+                    _, waited, message = await call_api(client, app, name, data)
+                else:
+                    _, waited, message = await call(client, app, session, name, fn_index, data)
                 if message.get("success"):
                     for url in _files(message.get("output", {}).get("data")):
                         (await client.get(url)).raise_for_status()
@@ -348,7 +376,7 @@ async def run(args) -> None:
         started = time.monotonic()
         until = started + args.minutes * 60
         pid = process.pid if process else args.pid
-        tasks = [learner(i, app, stats, until, args.page_load) for i in range(args.learners)]
+        tasks = [learner(i, app, stats, until, args) for i in range(args.learners)]
         tasks += [trainer(i, app, stats, until) for i in range(args.trainers)]
         tasks.append(watch_memory(pid, stats, started, until))
         await asyncio.gather(*tasks)
@@ -370,6 +398,14 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--page-load", action="store_true", help="each learner first opens the page (every load event at once)"
     )
+    parser.add_argument(
+        "--route",
+        choices=["queue", "call"],
+        default="queue",
+        help="queue: as the browser does, one session and its event stream per learner (default); call: as a script "
+        "of the HTTP API does, /gradio_api/call/<event> per click, each call a session of its own",
+    )
+    parser.add_argument("--megapixels", type=float, default=1.0, help="size of each learner's photo (default 1.0)")
     asyncio.run(run(parser.parse_args(argv)))
 
 
