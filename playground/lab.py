@@ -68,6 +68,7 @@ class LabResult:
     conv: np.ndarray  # convolution output, unclipped
     output: np.ndarray  # after pooling (the same array as conv when there is none)
     image: Image.Image  # output rendered, one image pixel per output value
+    zoom: int  # screen pixels per result pixel when shown (see render.zoom_for): small results are drawn bigger
     scale: render.Scale
     colorbar: Image.Image
     kernel_image: Image.Image
@@ -103,11 +104,53 @@ def run_lab(image: Image.Image, settings: LabSettings = LabSettings()) -> LabRes
         conv=conv,
         output=output,
         image=picture,
+        zoom=render.zoom_for(output.shape[1], output.shape[0]),
         scale=scale,
         colorbar=render.colorbar(scale),
         kernel_image=render.kernel_heatmap(weights),
         arithmetic=size_arithmetic(values.shape[:2], weights.shape, settings),
     )
+
+
+def shown_image(result: LabResult) -> Image.Image:
+    """The result as the tab shows it: each result pixel a ``zoom`` × ``zoom`` block, so a small one can be read."""
+    return render.enlarge(result.image, result.zoom)
+
+
+def pixel_under(result: LabResult, shown_x: int, shown_y: int) -> tuple[int, int]:
+    """The result pixel (column, row) under pixel (``shown_x``, ``shown_y``) of :func:`shown_image`."""
+    out_h, out_w = result.output.shape[:2]
+    return min(max(shown_x // result.zoom, 0), out_w - 1), min(max(shown_y // result.zoom, 0), out_h - 1)
+
+
+def patch_box(result: LabResult, x: int, y: int) -> tuple[int, int, int, int]:
+    """Every input pixel result pixel (``x``, ``y``) was computed from, as (left, top, right, bottom), inclusive.
+
+    The box is the kernel's patch (its dilated span) or, after pooling, the patches of the whole pooling window;
+    it may reach past the photo's edges into the zero padding.
+    """
+    s = result.settings
+    _check_inside(result, x, y)
+    rows, cols = (y, y), (x, x)  # the convolution outputs behind the pixel, first and last
+    if s.pooling != "none":
+        rows = (y * s.pool_stride, y * s.pool_stride + s.pool_size - 1)
+        cols = (x * s.pool_stride, x * s.pool_stride + s.pool_size - 1)
+    kh, kw = result.weights.shape
+    top, bottom = (r * s.stride - s.padding for r in rows)
+    left, right = (c * s.stride - s.padding for c in cols)
+    return left, top, right + s.dilation * (kw - 1), bottom + s.dilation * (kh - 1)
+
+
+def mark_pixel(result: LabResult, x: int, y: int) -> tuple[Image.Image, Image.Image]:
+    """The shown result with pixel (``x``, ``y``) ringed, and what the kernel saw with that pixel's patch boxed."""
+    seen = Image.fromarray(result.input_values.astype(np.uint8))  # the 0-255 values, exactly as the kernel read them
+    return render.ring_cell(shown_image(result), x, y, result.zoom), render.box_region(seen, patch_box(result, x, y))
+
+
+def _check_inside(result: LabResult, x: int, y: int) -> None:
+    out_h, out_w = result.output.shape[:2]
+    if not (0 <= x < out_w and 0 <= y < out_h):
+        raise ValueError(f"Pixel ({x}, {y}) is outside the {out_w}×{out_h} result.")
 
 
 _LIGHT_AND_SHADOW = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)  # black, mid-gray at zero, white
@@ -153,9 +196,7 @@ def size_arithmetic(input_hw: tuple[int, int], kernel_hw: tuple[int, int], s: La
 def explain_click(result: LabResult, x: int, y: int) -> str:
     """HTML: how the output pixel at column ``x``, row ``y`` of the shown result was computed."""
     s = result.settings
-    out_h, out_w = result.output.shape[:2]
-    if not (0 <= x < out_w and 0 <= y < out_h):
-        raise ValueError(f"Pixel ({x}, {y}) is outside the {out_w}×{out_h} result.")
+    _check_inside(result, x, y)
     channels = ["gray"] if result.input_values.ndim == 2 else ["red", "green", "blue"]
     parts = []
     winners = [(y, x)] * len(channels)

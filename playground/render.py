@@ -14,6 +14,10 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 DIVERGING = "RdBu_r"  # blue = negative, white = zero, red = positive
+# A result whose longer side is under this many pixels is shown enlarged (whole pixels, nearest neighbour):
+# at 150 × 100 a learner could not see the pixels they were asked to click.
+MIN_SHOWN_SIDE = 480
+MARK = (255, 214, 0)  # the marks on a result and a photo: yellow, edged in black, visible on any colour map
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,3 +142,52 @@ def format_number(value: float) -> str:
     if abs(value) >= 100:
         return f"{value:.1f}"
     return f"{value:.3g}"
+
+
+def zoom_for(width: int, height: int, min_side: int = MIN_SHOWN_SIDE) -> int:
+    """The whole number of screen pixels per picture pixel that brings the longer side to ``min_side`` or more."""
+    return max(1, -(-min_side // max(width, height, 1)))
+
+
+def enlarge(picture: Image.Image, zoom: int) -> Image.Image:
+    """``picture`` with each pixel drawn as a ``zoom`` × ``zoom`` block (nearest neighbour: no blur, same colours)."""
+    if zoom == 1:
+        return picture
+    return picture.resize((picture.width * zoom, picture.height * zoom), Image.Resampling.NEAREST)
+
+
+def _outline(draw: ImageDraw.ImageDraw, box: tuple[float, float, float, float], width: int) -> None:
+    """A yellow frame ``width`` px thick just outside ``box`` (left, top, right, bottom), edged in black."""
+    left, top, right, bottom = box
+    for k in range(width + 2):
+        colour = MARK if k < width else (0, 0, 0)
+        draw.rectangle((left - 1 - k, top - 1 - k, right + 1 + k, bottom + 1 + k), outline=colour)
+
+
+def ring_cell(picture: Image.Image, x: int, y: int, zoom: int) -> Image.Image:
+    """An RGB copy of an enlarged picture with a frame around picture pixel (``x``, ``y``), its ``zoom`` × ``zoom``
+    block; the frame leaves a gap so the pixel's own colour stays in view, however small it is shown."""
+    marked = picture.convert("RGB")
+    gap = max(2, zoom // 2)
+    cell = (x * zoom - gap, y * zoom - gap, (x + 1) * zoom - 1 + gap, (y + 1) * zoom - 1 + gap)
+    _outline(ImageDraw.Draw(marked), cell, width=max(2, min(marked.size) // 150))
+    return marked
+
+
+def box_region(photo: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+    """An RGB copy of ``photo`` with a frame just outside pixels ``box`` (left, top, right, bottom, inclusive).
+
+    A box reaching past the photo's edges (into zero padding) is framed where it meets the photo.
+    """
+    marked = photo.convert("RGB")
+    left, top, right, bottom = box
+    inside = (
+        min(max(left, 0), marked.width - 1),
+        min(max(top, 0), marked.height - 1),
+        min(max(right, 0), marked.width - 1),
+        min(max(bottom, 0), marked.height - 1),
+    )
+    # A photo is shown a third of its size or less beside the explanation: a frame a hundredth of its width
+    # stays a visible line there.
+    _outline(ImageDraw.Draw(marked), inside, width=max(2, max(marked.size) // 100))
+    return marked

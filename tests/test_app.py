@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 import app
+from playground import render
 from playground.kernels import output_size
 from playground.lab import LabSettings
 from ui.photos import example_paths
@@ -93,7 +94,7 @@ def test_a_typo_in_the_kernel_keeps_the_last_result_and_says_why_beside_the_edit
     *pictures, status, chooser = conv_lab.apply_custom_kernel(photo, "1 -1", "gray", 1, 0, 1, "none", 2, 2)
     assert pictures[0].size == (599, 400) and status == "" and chooser == "custom"
     # The settings behind the picture on screen stay those of the last kernel that worked.
-    assert conv_lab.remember_settings("not a number", "custom", "1 2 x", *[None] * 7) == (gr.skip(), gr.skip())
+    assert conv_lab.remember_settings("not a number", "custom", "1 2 x", *[None] * 7) == (gr.skip(),) * 3
 
 
 def test_handler_turns_core_errors_into_gradio_errors(tmp_path):
@@ -131,13 +132,59 @@ def test_lab_settings_fill_empty_choices_and_make_numbers_whole():
         conv_lab.lab_settings(["laplacian"])  # all nine or none
 
 
+def _click(x: int, y: int) -> gr.SelectData:
+    return gr.SelectData(None, {"index": [x, y], "value": None, "selected": True})
+
+
 def test_a_click_is_explained_with_the_settings_that_made_the_picture():
     photo = example_paths()[0]
-    applied, explanation = conv_lab.remember_settings("", "laplacian", "", "gray", 1, 1, 1, "none", 2, 2)
-    assert explanation == "" and conv_lab.explain_applied(photo, applied, 10, 20) == conv_lab.explain_pixel(
-        photo, *applied, 10, 20
-    )
+    applied, explanation, patch = conv_lab.remember_settings("", "laplacian", "", "gray", 1, 1, 1, "none", 2, 2)
+    assert explanation == "" and patch is None  # a new picture clears the last pixel's explanation and patch
+    x, y, explanation, *_ = conv_lab.pick_pixel(photo, applied, _click(10, 20))
+    assert (x, y) == (10, 20) and explanation == conv_lab.explain_pixel(photo, *applied, 10, 20)
     assert conv_lab.apply_custom_kernel(photo, "1 -1", "gray", 1, 0, 1, "none", 2, 2)[-1] == "custom"
+
+
+def test_a_small_result_is_shown_enlarged_and_a_click_on_it_finds_its_own_pixel():
+    """Issue #19.12: a 150 × 100 result (stride 2, then pooling) was shown 150 px wide, too small to read or click."""
+    photo = example_paths()[0]
+    settings = ("sobel_x", "", "gray", 2, 3, 2, "max", 3, 2)
+    shown, *_, arithmetic, _ = conv_lab.apply_kernel(photo, *settings)
+    width = output_size(output_size(600, 3, 2, 3, 2), 3, 2)
+    height = output_size(output_size(400, 3, 2, 3, 2), 3, 2)
+    assert f"**{width} × {height}**" in arithmetic  # the numbers count result pixels
+    zoom = shown.width // width
+    assert shown.size == (width * zoom, height * zoom) and max(shown.size) >= render.MIN_SHOWN_SIDE
+    assert f"{zoom} × {zoom} block" in arithmetic
+    blocks = np.asarray(shown.convert("RGB")).reshape(height, zoom, width, zoom, 3)
+    assert (blocks == blocks[:, :1, :, :1]).all()  # whole pixels, nearest neighbour: no blur between them
+
+    applied = conv_lab.remember_settings("", *settings)[0]
+    x, y, explanation, marked, patch = conv_lab.pick_pixel(photo, applied, _click(41 * zoom + zoom - 1, 17 * zoom))
+    assert (x, y) == (41, 17) and explanation == conv_lab.explain_pixel(photo, *settings, 41, 17)
+    assert marked.size == shown.size and patch.size == (600, 400)
+    # The pixel is ringed on the result (its own block untouched) and its patch is boxed on the photo.
+    before, after = np.asarray(shown.convert("RGB")), np.asarray(marked)
+    changed = np.argwhere((before != after).any(axis=2))
+    assert len(changed) and not ((changed // zoom) == (y, x)).all(axis=1).any()
+    (top, left), (bottom, right) = changed.min(axis=0), changed.max(axis=0)
+    assert top < y * zoom and bottom >= (y + 1) * zoom and left < x * zoom and right >= (x + 1) * zoom
+    assert (conv_lab.mark_applied(photo, applied, x, y)[1].tobytes()) == patch.tobytes()  # Enter marks the same
+
+
+def test_the_labs_controls_apply_from_the_keyboard():
+    """Issue #19.12: a slider moved with the arrow keys showed stride 2 while the result stayed stride 1 (the lab
+    listened for .release, which only a pointer fires), and the pixel's number boxes ignored Enter."""
+    with gr.Blocks() as demo:
+        conv_lab.build_tab(demo)
+    triggers = {}
+    for fn in demo.fns.values():
+        for block_id, event in fn.targets:
+            label = getattr(demo.blocks.get(block_id), "label", None)  # the page itself (load) is no block
+            triggers.setdefault(fn.api_name, set()).add((label, event))
+    sliders = ["Stride", "Padding (zeros)", "Dilation", "Pool size", "Pool stride"]
+    assert {(label, "change") for label in sliders} <= triggers["apply_kernel"]
+    assert {("Column (x)", "submit"), ("Row (y)", "submit")} <= triggers["explain_pixel"]
 
 
 @pytest.mark.parametrize(
@@ -232,7 +279,9 @@ def test_http_apply_kernel_and_hostile_files(app_url, tmp_path):
     )
     width = output_size(output_size(600, 3, 2, 3, 2), 3, 2)
     height = output_size(output_size(400, 3, 2, 3, 2), 3, 2)
-    assert Image.open(result).size == (width, height)
+    shown = Image.open(result)
+    zoom = shown.width // width  # a result this small comes back enlarged, whole pixels, as the page shows it
+    assert zoom > 1 and shown.size == (width * zoom, height * zoom)
 
     # Hostile and broken files: a clear message each, and the server keeps serving.
     text = tmp_path / "notes.png"
@@ -308,7 +357,8 @@ def test_a_client_cannot_name_server_files(app_url, tmp_path):
     from gradio_client import Client, handle_file
 
     result, *_ = Client(app_url, verbose=False).predict(handle_file(str(secret)), "identity", api_name="/apply_kernel")
-    assert Image.open(result).size == (18, 28)
+    shown = Image.open(result)  # the 18 × 28 result of a 20 × 30 upload, enlarged in whole pixels to be seen
+    assert shown.width % 18 == 0 and shown.size == (18 * (shown.width // 18), 28 * (shown.width // 18))
 
 
 @pytest.mark.http

@@ -6,7 +6,18 @@ from PIL import Image
 
 from playground import kernels as K
 from playground import render
-from playground.lab import LabSettings, explain_click, input_values, preset_gallery, render_output, run_lab
+from playground.lab import (
+    LabSettings,
+    explain_click,
+    input_values,
+    mark_pixel,
+    patch_box,
+    pixel_under,
+    preset_gallery,
+    render_output,
+    run_lab,
+    shown_image,
+)
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +168,53 @@ def test_a_saved_call_with_an_old_kernel_name_gets_the_renamed_kernel(photo, old
     assert result.scale.kind == "signed_rgb"
     cup = example_paths()[0]
     assert apply_kernel(cup, old)[0].tobytes() == apply_kernel(cup, K.RENAMED[old])[0].tobytes()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        LabSettings(kernel="sharpen", padding=1, stride=2),
+        LabSettings(kernel="custom", custom_kernel="1 0 -1", dilation=2, padding=3, color="rgb"),
+        LabSettings(kernel="sobel_x", stride=2, pooling="max", pool_size=3, pool_stride=2),
+    ],
+)
+def test_a_pixels_patch_is_every_input_pixel_its_value_was_computed_from(photo, settings):
+    result = run_lab(photo, settings)
+    x, y = result.output.shape[1] - 1, 1
+    left, top, right, bottom = patch_box(result, x, y)
+    # The box spans the rows and columns the arithmetic reads, for every convolution output behind the pixel.
+    window = settings.pool_size if settings.pooling != "none" else 1
+    step = settings.pool_stride if settings.pooling != "none" else 1
+    read = [
+        K.explain_pixel(
+            input_values(photo, "gray"), result.weights, row, col,
+            stride=settings.stride, padding=settings.padding, dilation=settings.dilation,
+        )
+        for row in range(y * step, y * step + window)
+        for col in range(x * step, x * step + window)
+    ]  # fmt: skip
+    assert (left, top) == (min(px.cols[0] for px in read), min(px.rows[0] for px in read))
+    assert (right, bottom) == (max(px.cols[-1] for px in read), max(px.rows[-1] for px in read))
+    # And nothing outside it counts: change every pixel outside the box and the value stays.
+    values = np.asarray(photo, np.uint8).copy()
+    outside = np.ones(values.shape[:2], bool)
+    outside[max(top, 0) : bottom + 1, max(left, 0) : right + 1] = False
+    values[outside] = 255 - values[outside]
+    np.testing.assert_array_equal(run_lab(Image.fromarray(values), settings).output[y, x], result.output[y, x])
+
+
+def test_a_click_on_the_enlarged_result_lands_on_its_own_pixel_and_is_marked(photo):
+    result = run_lab(photo, LabSettings(kernel="box_blur", stride=2))  # 24 × 19: shown enlarged
+    z = result.zoom
+    assert z > 1 and shown_image(result).size == (24 * z, 19 * z)
+    assert pixel_under(result, 5 * z, 3 * z + z - 1) == (5, 3)
+    assert pixel_under(result, 24 * z + 3, -1) == (23, 0)  # a click on the very edge stays inside
+    marked, seen = mark_pixel(result, 5, 3)
+    assert marked.size == shown_image(result).size
+    # The photo as the kernel saw it (gray), its patch, rows 6-8 and columns 10-12, framed just outside.
+    assert patch_box(result, 5, 3) == (10, 6, 12, 8)
+    seen = np.asarray(seen)
+    np.testing.assert_array_equal(seen[6:9, 10:13, 0], input_values(photo, "gray")[6:9, 10:13])
+    assert (seen[5, 9:14] == render.MARK).all() and (seen[6:9, 13] == render.MARK).all()
+    with pytest.raises(ValueError, match="outside"):
+        mark_pixel(result, 24, 0)

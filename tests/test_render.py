@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from PIL import Image
 
 from playground import render
 
@@ -64,3 +65,32 @@ def test_tiny_numbers_are_not_shown_as_zero():
     assert render.format_number(4e-7) == "4e-07"
     assert render.format_number(-0.0005) == "-0.0005"
     assert render.format_number(1020.0000001) == "1020"
+
+
+@pytest.mark.parametrize("size", [(150, 100), (1, 1), (479, 200), (480, 10), (598, 398)])
+def test_small_pictures_are_enlarged_by_the_fewest_whole_pixels_that_make_them_readable(size):
+    zoom = render.zoom_for(*size)
+    assert max(size) * zoom >= render.MIN_SHOWN_SIDE and (zoom == 1 or max(size) * (zoom - 1) < render.MIN_SHOWN_SIDE)
+    picture = render.render_response(np.random.default_rng(0).normal(size=size[::-1]).astype(np.float32))[0]
+    shown = render.enlarge(picture, zoom)
+    assert shown.mode == picture.mode and shown.size == (size[0] * zoom, size[1] * zoom)
+    # Each pixel becomes a zoom × zoom block of its own colour: nothing blurred, nothing shifted.
+    np.testing.assert_array_equal(np.asarray(shown)[::zoom, ::zoom], np.asarray(picture))
+    np.testing.assert_array_equal(np.asarray(shown)[zoom - 1 :: zoom, zoom - 1 :: zoom], np.asarray(picture))
+
+
+def test_a_marked_cell_and_a_boxed_region_are_framed_around_not_over():
+    picture = Image.new("RGB", (40, 30), (10, 20, 30))
+    ringed = np.asarray(render.ring_cell(picture, 2, 1, zoom=5))
+    changed = np.argwhere((ringed != np.asarray(picture)).any(axis=2))
+    (top, left), (bottom, right) = changed.min(axis=0), changed.max(axis=0)
+    assert top < 5 and bottom >= 10 and left < 10 and right >= 15  # the frame surrounds block (2, 1) ...
+    assert (ringed[5:10, 10:15] == (10, 20, 30)).all()  # ... and leaves the block itself to be seen
+
+    boxed = np.asarray(render.box_region(picture, (3, 4, 5, 6)))
+    assert (boxed[4:7, 3:6] == (10, 20, 30)).all()  # the patch's own pixels are untouched
+    assert (boxed[3, 2:7] == render.MARK).all() and (boxed[7, 2:7] == render.MARK).all()  # the frame just outside
+    assert (boxed[4:7, 2] == render.MARK).all() and (boxed[4:7, 6] == render.MARK).all()
+    # A box reaching into the zero padding is framed where it meets the photo.
+    edge = np.asarray(render.box_region(picture, (-2, -2, 1, 1)))
+    assert (edge[2, 0:2] == render.MARK).all() and (edge[0:2, 2] == render.MARK).all()

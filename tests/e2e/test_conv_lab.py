@@ -75,3 +75,39 @@ def test_a_text_file_posing_as_png_gets_a_message_and_the_app_keeps_working(page
     screenshot("conv_lab_bad_file")
     page.get_by_role("button", name="rocket").click()
     page.locator("#lab-arithmetic").get_by_text("638 × 425").wait_for(timeout=TIMEOUT)
+
+
+def test_the_keyboard_applies_and_a_small_result_is_shown_big_enough_to_click(page, screenshot):
+    """Issue #19.12: the stride slider moved with the arrow keys showed 2 while the result stayed stride 1; the
+    pixel's number boxes ignored Enter; a 150 × 100 result was shown 150 px wide, the clicked pixel unmarked."""
+    arithmetic = page.locator("#lab-arithmetic")
+    arithmetic.get_by_text("598 × 398").wait_for(timeout=TIMEOUT)
+    stride = page.locator("#lab-stride input[type=range]")
+    stride.focus()
+    stride.press("ArrowRight")
+    arithmetic.get_by_text("299 × 199", exact=True).wait_for(timeout=TIMEOUT)  # stride 2 applied, no pointer involved
+    stride.press("ArrowRight")
+    stride.press("ArrowRight")
+    arithmetic.get_by_text("150 × 100", exact=True).wait_for(timeout=TIMEOUT)
+    page.wait_for_function(
+        "() => document.querySelector('#lab-result img')?.naturalWidth >= 480", timeout=TIMEOUT
+    )  # shown enlarged, in whole pixels
+
+    page.locator("#lab-x input").fill("41")
+    page.locator("#lab-y input").fill("17")
+    page.locator("#lab-y input").press("Enter")
+    explanation = page.locator("#lab-explanation")
+    explanation.get_by_text("output (row 17, column 41)").wait_for(timeout=TIMEOUT)
+    page.locator("#lab-patch img").wait_for(timeout=TIMEOUT)  # the patch it read, boxed on the photo
+
+    # A click on the enlarged picture finds the result pixel under the pointer, not the screen pixel.
+    picture = page.locator("#lab-result img")
+    box = picture.bounding_box()
+    natural = picture.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    drawn = min(box["width"] / natural[0], box["height"] / natural[1], 1)  # as Gradio fits it into the element
+    left, top = (box["width"] - natural[0] * drawn) / 2, (box["height"] - natural[1] * drawn) / 2
+    where = {"x": left + natural[0] * drawn * 100.5 / 150, "y": top + natural[1] * drawn * 60.5 / 100}
+    picture.click(position=where)
+    explanation.get_by_text("output (row 60, column 100)").wait_for(timeout=TIMEOUT)
+    assert page.locator("#lab-x input").input_value() == "100"
+    screenshot("conv_lab_small_result_clicked")

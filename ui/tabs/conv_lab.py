@@ -10,7 +10,17 @@ import gradio as gr
 
 from playground import kernels as K
 from playground.config import get_limits
-from playground.lab import CUSTOM, POOLING_CHOICES, LabSettings, explain_click, preset_gallery, run_lab
+from playground.lab import (
+    CUSTOM,
+    POOLING_CHOICES,
+    LabSettings,
+    explain_click,
+    mark_pixel,
+    pixel_under,
+    preset_gallery,
+    run_lab,
+    shown_image,
+)
 from playground.render import format_number
 from ui import controls
 from ui.handlers import bounded, user_errors
@@ -126,7 +136,14 @@ def apply_kernel(image, settings):
         f"\n\nResult values run from **{format_number(result.scale.min_value)}** to "
         f"**{format_number(result.scale.max_value)}** (nothing is clipped; the colour bar shows the scale)."
     )
-    return result.image, result.colorbar, result.kernel_image, result.arithmetic + shrunk + values, ""
+    zoomed = ""
+    if result.zoom > 1:
+        width, height = result.image.size
+        zoomed = (
+            f"\n\nShown {result.zoom}× larger so its pixels can be seen: each of the {width} × {height} result "
+            f"pixels is a {result.zoom} × {result.zoom} block. Clicks and the numbers count result pixels."
+        )
+    return shown_image(result), result.colorbar, result.kernel_image, result.arithmetic + shrunk + zoomed + values, ""
 
 
 @user_errors
@@ -151,26 +168,33 @@ def explain_pixel(image, settings, x, y):
 @user_errors
 def remember_settings(status, *settings):
     """After an apply: keep the settings that made the picture (a click is explained with these, not with
-    whatever the controls show now) and clear the old explanation; after one refused (``status`` says why),
-    keep those of the picture still on screen."""
+    whatever the controls show now) and clear the old explanation and patch; after one refused (``status``
+    says why), keep those of the picture still on screen."""
     if status:
-        return gr.skip(), gr.skip()
-    return list(settings), ""
+        return gr.skip(), gr.skip(), gr.skip()
+    return list(settings), "", None
 
 
-@user_errors
-def explain_applied(image, applied, x, y):
-    """The arithmetic behind a clicked pixel of the picture on screen."""
+def _applied_result(image, applied):
+    """The LabResult behind the picture on screen (``applied``: the settings that made it)."""
     if not applied:
         raise ValueError("Apply a kernel first.")
-    return explain_pixel(image, *applied, x, y)
+    return run_lab(open_photo(image), lab_settings(applied))
 
 
 @user_errors
-def pick_pixel(evt: gr.SelectData):
-    """A click on the result gives the column and row of the pixel under the pointer."""
-    x, y = evt.index[0], evt.index[1]
-    return x, y
+def pick_pixel(image, applied, evt: gr.SelectData):
+    """A click on the result: the column and row of the result pixel under the pointer (the picture may be shown
+    enlarged), its arithmetic, the result with that pixel ringed and the photo with the patch it read boxed."""
+    result = _applied_result(image, applied)
+    x, y = pixel_under(result, int(evt.index[0]), int(evt.index[1]))
+    return x, y, explain_click(result, x, y), *mark_pixel(result, x, y)
+
+
+@user_errors
+def mark_applied(image, applied, x, y):
+    """Result pixel (``x``, ``y``) ringed on the picture on screen, and the patch it read boxed on the photo."""
+    return mark_pixel(_applied_result(image, applied), int(x), int(y))
 
 
 @user_errors
@@ -217,6 +241,7 @@ class LabLayout:
     y: gr.Number
     explain_button: gr.Button
     explanation: gr.HTML
+    patch: gr.Image  # the photo as the kernel saw it, the explained pixel's patch boxed
     gallery_button: gr.Button
     gallery: gr.Gallery
 
@@ -281,7 +306,7 @@ def _lay_out_photo_and_settings(limits) -> dict:
         label="Channels",
     )
     with gr.Row():
-        stride = controls.Slider(1, limits.max_stride, value=1, step=1, label="Stride")
+        stride = controls.Slider(1, limits.max_stride, value=1, step=1, label="Stride", elem_id="lab-stride")
         padding = controls.Slider(0, limits.max_padding, value=0, step=1, label="Padding (zeros)")
         dilation = controls.Slider(1, limits.max_dilation, value=1, step=1, label="Dilation")
     with gr.Row():
@@ -312,10 +337,15 @@ def _lay_out_results() -> dict:
         kernel_image = result_image(label="The kernel", height=260, elem_id="lab-kernel-image")
         arithmetic = gr.Markdown(label="Output size arithmetic", elem_id="lab-arithmetic")
     with gr.Row():
-        x = controls.Number(value=None, label="Column (x)", precision=0, minimum=0)
-        y = controls.Number(value=None, label="Row (y)", precision=0, minimum=0)
+        x = controls.Number(value=None, label="Column (x)", precision=0, minimum=0, elem_id="lab-x")
+        y = controls.Number(value=None, label="Row (y)", precision=0, minimum=0, elem_id="lab-y")
         explain_button = gr.Button("Explain this pixel")
-    explanation = gr.HTML(label="Pixel arithmetic", elem_id="lab-explanation")
+    with gr.Row():
+        patch = result_image(
+            label="Where it looked: the patch on the photo", height=300, scale=1, min_width=260, elem_id="lab-patch"
+        )
+        with gr.Column(scale=1, min_width=260):
+            explanation = gr.HTML(label="Pixel arithmetic", elem_id="lab-explanation")
     return {
         "result": result,
         "colorbar": colorbar,
@@ -325,6 +355,7 @@ def _lay_out_results() -> dict:
         "y": y,
         "explain_button": explain_button,
         "explanation": explanation,
+        "patch": patch,
     }
 
 
@@ -348,12 +379,15 @@ def _wire(demo: gr.Blocks, tab: LabLayout) -> None:
             tab.image.change,
             tab.kernel.input,
             tab.color.input,
-            tab.stride.release,
-            tab.padding.release,
-            tab.dilation.release,
+            # .change, not .release: Gradio fires release only when the pointer lets go (or the slider's number
+            # box loses focus), so a slider moved with the arrow keys never applied. A drag fires change at every
+            # step, but always_last runs one apply at a time and then only the latest value.
+            tab.stride.change,
+            tab.padding.change,
+            tab.dilation.change,
             tab.pooling.input,
-            tab.pool_size.release,
-            tab.pool_stride.release,
+            tab.pool_size.change,
+            tab.pool_stride.change,
         ],
         fn=apply_kernel,
         inputs=settings,
@@ -372,22 +406,32 @@ def _wire(demo: gr.Blocks, tab: LabLayout) -> None:
         event.success(
             remember_settings,
             inputs=[tab.status, *settings[1:]],
-            outputs=[applied, tab.explanation],
+            outputs=[applied, tab.explanation, tab.patch],
             api_name="remember_settings",
             api_visibility="private",
             show_progress="hidden",
         )
-    # UI glue (a click fills x and y, then explains): same work as /explain_pixel, so kept out of the API docs.
+    marks = [tab.result, tab.patch]
+    # UI glue (a click fills x and y, explains and marks): same work as /explain_pixel, so kept out of the API docs.
     tab.result.select(
-        pick_pixel, outputs=[tab.x, tab.y], api_name="pick_pixel", api_visibility="undocumented", show_progress="hidden"
-    ).then(
-        explain_applied,
-        inputs=[tab.image, applied, tab.x, tab.y],
-        outputs=tab.explanation,
-        api_name="explain_pixel_after_click",
+        pick_pixel,
+        inputs=[tab.image, applied],
+        outputs=[tab.x, tab.y, tab.explanation, *marks],
+        api_name="pick_pixel",
         api_visibility="undocumented",
     )
-    tab.explain_button.click(
-        explain_pixel, inputs=settings + [tab.x, tab.y], outputs=tab.explanation, api_name="explain_pixel"
+    gr.on(
+        triggers=[tab.explain_button.click, tab.x.submit, tab.y.submit],
+        fn=explain_pixel,
+        inputs=settings + [tab.x, tab.y],
+        outputs=tab.explanation,
+        api_name="explain_pixel",
+    ).success(
+        mark_applied,
+        inputs=[tab.image, applied, tab.x, tab.y],
+        outputs=marks,
+        api_name="mark_pixel",
+        api_visibility="private",
+        show_progress="hidden",
     )
     tab.gallery_button.click(all_presets, inputs=[tab.image, tab.color], outputs=tab.gallery, api_name="preset_gallery")
