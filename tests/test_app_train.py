@@ -39,7 +39,7 @@ def test_train_with_only_a_zip_and_keep_the_model_for_this_session(app_url, tmp_
     from gradio_client.exceptions import AppError
 
     alice, bob = Client(app_url, verbose=False), Client(app_url, verbose=False)
-    status, report, curves, confusion, per_class, filters, downloads, chooser = alice.predict(
+    status, report, curves, confusion, per_class, filters, downloads, chooser, *_ = alice.predict(
         _file(make_zip(tmp_path / "colours.zip")), api_name="/train"
     )
     assert "Done" in status and "validation accuracy" in status

@@ -1,4 +1,5 @@
-"""A folder of class folders, chosen or dropped in the browser, for the Train and Experiments tabs.
+"""The learner's own data for the Train, Experiments and Units tabs: a zip or a folder of class folders,
+one upload per session, which every tab reads (:class:`SessionUploads`, :func:`wire`).
 
 Gradio 6's directory upload (``gr.File(file_count="directory")``) sends every file of the folder, but each
 under its bare name (``1.jpg``): the front end copies each file into a new ``File`` before uploading it,
@@ -14,15 +15,20 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 
 import gradio as gr
 from gradio_client.utils import strip_invalid_filename_characters
 
 from playground.config import get_limits
+from playground.data import sources
 from playground.data.sources import DatasetSource
 from playground.images import IMAGE_EXTENSIONS
+from playground.serving import jobs
 from ui import controls
+from ui.handlers import user_errors
 from ui.photos import uploaded_path
+from ui.state import UPLOADS, SessionUploads, session_of
 
 FOLDER_JS = r"""
 () => {
@@ -110,24 +116,43 @@ def install(demo: gr.Blocks) -> None:
 
 
 ZIP, FOLDER = "your zip", "your folder"  # the dataset choices for the learner's own data, in both tabs
+CHOICE = {sources.ZIP: ZIP, sources.FOLDER: FOLDER}  # an upload's kind, as the dataset choice that reads it
 
 
-def source(dataset, zip_file, folder, folder_paths, limit) -> DatasetSource:
+def source(dataset, zip_file, folder, folder_paths, limit, last: DatasetSource | None = None) -> DatasetSource:
     """The data a training or an experiment reads: a zip at its checked server path, a folder's files paired
-    with their paths, or a built-in dataset (at most ``limit`` images of it, when given).
+    with their paths, or a built-in dataset (at most ``limit`` images of it, when given). With no upload in
+    the tab's own boxes, "your zip" or "your folder" reads ``last``, the session's last upload of that kind
+    from any tab.
 
     Raises:
         ValueError: no upload for the choice, a folder that does not pair, or an unknown dataset.
     """
     if dataset == FOLDER:
-        files = pair(folder, folder_paths)
-        return DatasetSource.folder(files, name=files[0][0].split("/")[0])
+        if not folder and last is not None and last.kind == sources.FOLDER:
+            return last
+        return zip_or_folder(None, folder, folder_paths)
     if dataset in (None, "", ZIP):
+        if zip_file is None and last is not None and last.kind == sources.ZIP:
+            return last
         if zip_file is None:
             raise ValueError("Upload a zip of class folders, choose a folder, or pick one of the built-in datasets.")
+        return zip_or_folder(zip_file, None, None)
+    return DatasetSource.built_in(dataset, limit=int(limit) if limit else None)
+
+
+def zip_or_folder(zip_file, folder, folder_paths) -> DatasetSource:
+    """An upload as a source: the zip (at its checked server path) if given, else the folder's files paired
+    with their paths.
+
+    Raises:
+        ValueError: a folder that does not pair (see :func:`pair`).
+    """
+    if zip_file is not None:
         name = os.path.splitext(os.path.basename(str(zip_file)))[0]
         return DatasetSource.zip(uploaded_path(zip_file), name=name)
-    return DatasetSource.built_in(dataset, limit=int(limit) if limit else None)
+    files = pair(folder, folder_paths)
+    return DatasetSource.folder(files, name=files[0][0].split("/")[0])
 
 
 def pair(uploaded, paths_json) -> tuple[tuple[str, str | None], ...]:
@@ -167,3 +192,87 @@ def pair(uploaded, paths_json) -> tuple[tuple[str, str | None], ...]:
         stored[at] = server_path
         at += 1
     return tuple(zip(paths, stored))
+
+
+# --- one upload per session, for every tab ----------------------------------------------------------------
+
+
+def describe(upload: DatasetSource | None, where: str = "") -> str:
+    """What a tab says of the session's upload ("" for none); ``where``: the tab it came from, if another."""
+    if upload is None:
+        return ""
+    name = re.sub(r"([\\`*_{}\[\]()#+.!|<>~-])", r"\\\1", upload.name)  # a file name, read as plain text
+    if upload.kind == sources.ZIP:
+        what = f"the zip **{name}.zip**"
+    else:
+        what = f"the folder **{name}** ({len(upload.files):,} files)"
+    from_tab = f", uploaded in the {where} tab" if where else ""
+    return (
+        f"Your upload: {what}{from_tab}. *{CHOICE[upload.kind]}* reads it in Train and Experiments, and "
+        "*my upload* in Units; a new upload, in any of them, replaces it."
+    )
+
+
+def announce(store: SessionUploads, session: str, upload: DatasetSource, tab: str) -> dict:
+    """``upload``, made in ``tab``, becomes the session's; returns the page's shared record of it (each upload a
+    new one, so every tab follows even the same file uploaded again)."""
+    store.remember(session, upload)
+    return {"tab": tab, "kind": upload.kind, "at": time.monotonic_ns()}
+
+
+def follow(store: SessionUploads, tab: str, shared: dict | None, session: str) -> tuple:
+    """An upload landed (``shared`` says in which tab): ``tab``'s (dataset choice, note, zip box, folder box,
+    folder paths). The choice switches to the upload's kind and the note names it; an upload made in another
+    tab empties this tab's boxes, so that what this tab reads is the last upload, whichever tab it came from."""
+    upload = store.last(session)
+    if upload is None or not shared:
+        return (gr.skip(),) * 5
+    here = shared.get("tab") == tab
+    boxes = (gr.skip(),) * 3 if here else (None, None, "")
+    return (CHOICE[upload.kind], describe(upload, "" if here else shared.get("tab", "")), *boxes)
+
+
+def shared_upload() -> gr.State:
+    """The page's record of the session's last upload, which every tab with a dataset chooser follows (app.py
+    makes one and hands it to each such tab; a tab built alone makes its own)."""
+    return gr.State(None)
+
+
+def wire(tab: str, api_name: str, shared: gr.State, *, dataset, note, zip_file, folder, folder_paths) -> None:
+    """An upload in ``tab`` (a zip in ``zip_file``, a folder in ``folder`` with its ``folder_paths``) becomes the
+    session's (HTTP endpoints ``{api_name}_zip`` and ``{api_name}_folder``) and is recorded in ``shared``;
+    whenever any tab's upload lands there, ``dataset`` switches to it and ``note`` names it (see :func:`follow`)."""
+
+    @user_errors
+    def remember_zip(zip_file, request: gr.Request = None):
+        """An uploaded zip becomes this session's upload, for every tab, trained on or not."""
+        if zip_file is None:
+            return gr.skip()
+        return announce(UPLOADS, session_of(request), zip_or_folder(zip_file, None, None), tab)
+
+    @user_errors
+    def remember_folder(folder, folder_paths, request: gr.Request = None):
+        """An uploaded folder becomes this session's upload, for every tab."""
+        if not folder:
+            return gr.skip()
+        return announce(UPLOADS, session_of(request), zip_or_folder(None, folder, folder_paths), tab)
+
+    @user_errors
+    def follow_upload(record, request: gr.Request = None):
+        return follow(UPLOADS, tab, record, session_of(request))
+
+    zip_file.upload(remember_zip, inputs=zip_file, outputs=shared, api_name=f"{api_name}_zip",
+                    api_visibility="undocumented")  # fmt: skip
+    folder.upload(remember_folder, inputs=[folder, folder_paths], outputs=shared, api_name=f"{api_name}_folder",
+                  api_visibility="undocumented")  # fmt: skip
+    shared.change(follow_upload, inputs=shared, outputs=[dataset, note, zip_file, folder, folder_paths],
+                  api_visibility="private")  # fmt: skip
+
+
+def once_read(records, session: str, upload: DatasetSource):
+    """A long job's records on ``upload``, which becomes the session's upload once the worker has read it (an
+    API client's zip, sent with its training; one refused as unreadable is not offered to the other tabs)."""
+    for record in records:
+        if isinstance(record, jobs.DatasetReady):
+            UPLOADS.remember(session, upload)
+        yield record
