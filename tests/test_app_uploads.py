@@ -176,3 +176,15 @@ def test_a_zip_uploaded_in_experiments_trains_in_train_without_a_second_upload(a
     client.predict(handle_file(str(make_zip(tmp_path / "colours.zip"))), api_name="/remember_experiment_zip")
     status, report, *_ = client.predict(None, "your zip", "alexnet_compact", "head", True, 1, api_name="/train")
     assert "Done" in status and report.startswith("3 classes, 18 images")
+
+
+def test_the_last_uploads_are_bounded_in_sessions_and_freed_with_them(tmp_path):
+    """API callers never close a tab: only the newest sessions' uploads are kept."""
+    store, upload = state.SessionUploads(sessions=2), DatasetSource.zip(str(make_zip(tmp_path / "a.zip")))
+    for session in "abc":
+        store.remember(session, upload)
+    assert store.last("a") is None and store.last("c") is upload
+    store.remember("d", DatasetSource.built_in("synthetic"))  # nobody's upload: not kept
+    assert store.last("d") is None
+    store.forget("c")
+    assert store.last("c") is None and store.last("b") is upload

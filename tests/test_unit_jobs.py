@@ -50,14 +50,6 @@ def test_dataset_choices_and_their_sentences(tmp_path):
 
 
 def test_a_sessions_zip_is_its_own(tmp_path):
-    zips = J.SessionZips(sessions=2)
-    zips.remember("a", "/uploads/a.zip")
-    zips.remember("b", "/uploads/b.zip")
-    assert zips.last("a") == "/uploads/a.zip" and zips.last("c") is None
-    zips.remember("c", "/uploads/c.zip")  # the oldest session goes past the bound
-    assert zips.last("a") is None and zips.last("c") == "/uploads/c.zip"
-    zips.forget("c")
-    assert zips.last("c") is None
     path = _zip(tmp_path / "x.zip")
     a, b = (J.choose_dataset("my zip", zip_path=path, example_names=()).identity(s) for s in ("a", "b"))
     assert a != b  # the same file, asked for by two sessions, is cached apart

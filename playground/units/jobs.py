@@ -7,16 +7,14 @@ travels as plain-pickled bytes (a copy: the server's shared model is never moved
 only as much of it as the job needs: the features up to the unit, or the whole model for fc7.
 
 Datasets (:func:`choose_dataset`): ``"examples"`` (the example photos), the built-in ones of
-:data:`playground.data.datasets.DATASETS`, and ``"my zip"``, the last zip this session gave the Train tab
-(:class:`SessionZips` remembers it); each becomes a :class:`playground.data.sources.DatasetSource`.
+:data:`playground.data.datasets.DATASETS`, and ``"my zip"``, the session's last upload (a zip or a
+folder, from any tab: ``ui.state.UPLOADS`` remembers it); each becomes a :class:`playground.data.sources.DatasetSource`.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import pickle
-import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -68,32 +66,6 @@ def choose_dataset(name: str, *, zip_path: str | None, example_names: tuple[str,
             DatasetSource.zip(zip_path, name="your zip", limit=limit), max_pixels=get_limits().units_dataset_pixels
         )
     return DatasetSource.built_in(name, limit=limit)
-
-
-class SessionZips:
-    """The last zip each session uploaded or trained on, for the Units tab's "my zip" (bounded in sessions)."""
-
-    def __init__(self, sessions: int | None = None):
-        self._sessions = sessions or get_limits().zips_remembered
-        self._paths: collections.OrderedDict[str, str] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def remember(self, session: str, path: str) -> None:
-        if not session:
-            return
-        with self._lock:
-            self._paths.pop(session, None)
-            self._paths[session] = path
-            while len(self._paths) > self._sessions:
-                self._paths.popitem(last=False)
-
-    def last(self, session: str) -> str | None:
-        with self._lock:
-            return self._paths.get(session or "")
-
-    def forget(self, session: str) -> None:
-        with self._lock:
-            self._paths.pop(session, None)
 
 
 # --- the jobs --------------------------------------------------------------------------------------------
