@@ -56,6 +56,8 @@ def test_an_experiment_over_http_and_its_runs_open_in_the_other_tabs(app_url, tm
     )
     assert "Done" in status and "2 of 2 runs" in status and report.startswith("3 classes, 18 images")
     assert [row[0] for row in table["data"]] == ["ReLU", "tanh"] and "val. accuracy" in table["headers"]
+    chance = table["headers"].index("chance")  # guessing among the zip's three classes, named in every row
+    assert [row[chance] for row in table["data"]] == ["33.3% (1/3)"] * 2
     assert "Theirs, not ours" in notes and "six times faster" in notes
     names = sorted(path.rsplit("/", 1)[-1] for path in downloads)
     assert names == ["curves.png", "results.csv", "results.json", "summary.csv"]
@@ -199,3 +201,10 @@ def test_the_training_cap_covers_the_whole_experiment_and_stop_keeps_what_finish
     assert state.JOBS.last_run(request.session_hash, "experiment") is not None  # the capped one's runs
     state.forget_session(request)
     assert state.JOBS.last_run(request.session_hash, "experiment") is None
+
+
+def test_offline_the_ladders_description_names_the_transfer_run_for_what_it_is():
+    from ui.tabs import experiments
+
+    about = experiments.describe("ladder")
+    assert "**AlexNet, random features (no ImageNet weights here)**" in about and "ImageNet transfer**" not in about

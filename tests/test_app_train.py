@@ -43,6 +43,8 @@ def test_train_with_only_a_zip_and_keep_the_model_for_this_session(app_url, tmp_
         _file(make_zip(tmp_path / "colours.zip")), api_name="/train"
     )
     assert "Done" in status and "validation accuracy" in status
+    assert "(chance: 33.3%, 1 of 3 classes)" in status  # guessing among three classes, named beside the score
+    assert "only its last layer learns, on frozen random features" in status  # offline: what head only really did
     assert report.startswith("3 classes, 18 images")
     assert confusion["headers"] == ["true \\ predicted", "blue", "green", "red"]
     assert sum(sum(row[1:]) for row in confusion["data"]) == 3  # a fifth of each class (one image) validates
@@ -256,3 +258,31 @@ def test_the_time_cap_ends_a_job_with_its_result_and_says_so(tmp_path, monkeypat
     outputs = list(train_tab.train(None, "synthetic", "alexnet_compact", "full", False, 50, 16, request=request))
     assert "Done" in outputs[-1]["status"] and "time cap" in outputs[-1]["status"]
     state.forget_session(request)
+
+
+def test_the_imagenet_switch_and_the_defaults_follow_the_model_chosen(app_url):
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False)
+    note, lr, epochs = client.predict("alexnet_compact", "full", True, api_name="/train_start_chosen")
+    assert note == "alexnet_compact has no ImageNet weights, so it trains every layer from scratch (random weights)."
+    assert (lr, epochs) == (1e-4, 10)  # the from-scratch recipe: at 1e-3 the loss stays flat at ln(classes)
+    note, lr, _ = client.predict("alexnet", "head", True, api_name="/train_start_chosen")
+    assert note.startswith("ImageNet weights are unavailable here, so alexnet starts from random weights")
+    assert lr == 1e-3  # head only: the course's recipe
+    switch, note, lr, _ = client.predict("alexnet_compact", "head", api_name="/train_model_chosen")
+    assert switch["value"] is False and not switch["interactive"]  # compact AlexNet has no ImageNet weights
+    assert switch["label"].startswith("Start from ImageNet weights (none exist for alexnet_compact")
+
+
+def test_the_switchs_words_name_the_model_chosen():
+    from ui.tabs import train
+
+    switch, note, lr, epochs = train.model_chosen("alexnet_compact", "full")
+    assert switch["label"] == (
+        "Start from ImageNet weights (none exist for alexnet_compact: it starts from random weights)"
+    )
+    assert switch["value"] is False and switch["interactive"] is False
+    switch, *_ = train.model_chosen("alexnet", "head")
+    assert switch["label"] == "Start from ImageNet weights (alexnet: not available here, so random weights)"
+    assert switch["value"] is False  # offline in tests: nothing to start from

@@ -26,3 +26,13 @@ def test_an_empty_panel_is_drawn_without_a_legend():
     curves.add("loss", "training loss", 1, 1.0)
     _, accuracy_axes = curves.figure().axes
     assert accuracy_axes.get_legend() is None and not accuracy_axes.get_lines()
+
+
+def test_chance_is_dashed_on_the_accuracy_panel_and_named_in_its_legend():
+    curves = Curves(classes=4)
+    curves.add("accuracy", "training accuracy", 1, 0.3)
+    loss_axes, accuracy_axes = curves.figure().axes
+    chance = [line for line in accuracy_axes.get_lines() if line.get_linestyle() == "--"]
+    assert len(chance) == 1 and list(chance[0].get_ydata()) == [0.25, 0.25]
+    assert "chance: 1/4 = 25%" in [text.get_text() for text in accuracy_axes.get_legend().get_texts()]
+    assert not [line for line in loss_axes.get_lines() if line.get_linestyle() == "--"]  # no chance for a loss

@@ -68,7 +68,7 @@ def test_the_presets_are_the_issues_seven_each_with_their_number():
             assert len({str(run.settings) for run in recipe.runs}) == len(recipe.runs)
         for scale in ("cpu", "gpu"):  # every preset can be trained as it stands, at both sizes
             planned = plan(ExperimentConfig(preset=name, scale=scale))
-            assert [p.run for p in planned] == list(recipe.runs)
+            assert [p.run for p in planned] == list(ExperimentConfig(preset=name, scale=scale).arms())
     full = plan(ExperimentConfig(preset="lrn", scale="gpu"))[0].config
     assert full.image_size == 224 and plan(ExperimentConfig(preset="lrn", scale="cpu"))[0].config.image_size == 64
     assert ExperimentConfig(preset="relu-vs-tanh", scale="cpu").limit() == 2000
@@ -321,7 +321,7 @@ def test_a_new_config_field_appears_on_both_command_lines():
     args = train.training_parser(_Wider).parse_args(
         ["--data", "d", "--out", "o", "--warmup-epochs", "3", "--label-smoothing"]
     )
-    assert train.config_values(args, _Wider) == {**dataclasses.asdict(_Wider(warmup_epochs=3, label_smoothing=True))}
+    assert _Wider(**train.config_values(args, _Wider)) == _Wider(warmup_epochs=3, label_smoothing=True)
     args = experiments.experiment_parser(_Wider).parse_args(["--data", "d", "--out", "o", "--warmup-epochs", "2"])
     given = train.config_values(args, _Wider, leave_out=experiments.EXPERIMENT_SETS)
     assert given["warmup_epochs"] == 2 and given["label_smoothing"] is None  # not given: the preset's
@@ -333,3 +333,27 @@ def test_the_run_limit_is_a_limit(monkeypatch):
     with pytest.raises(ValueError, match="the limit is 3"):
         plan(ExperimentConfig(preset="lrn", seeds=2))
     assert models.spec("alexnet_compact")  # (the registry the presets name)
+
+
+def test_offline_the_ladder_names_its_transfer_run_for_what_it_is(tmp_path):
+    config = ExperimentConfig(preset="ladder", scale="cpu")
+    transfer = plan(config)[-1]
+    assert transfer.run.label == "AlexNet, random features (no ImageNet weights here)"
+    assert not transfer.config.pretrained  # it never waits for a download it cannot get
+    assert [label for label, _ in _queued(config)] == [arm.label for arm in config.arms()]
+    # With the weights at hand, the same run is the transfer the lecture means.
+    path = engine.checkpoints.imagenet_weights_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    transfer = plan(config)[-1]
+    assert transfer.run.label == "AlexNet, ImageNet transfer" and transfer.config.pretrained
+
+
+def _queued(config):
+    return next(iter(run_experiment(config, data.synthetic(per_class=2, size=64)))).runs
+
+
+def test_the_ladders_scratch_run_learns_with_the_from_scratch_recipe():
+    by_label = {p.run.label: p.config for p in plan(ExperimentConfig(preset="ladder", scale="cpu"))}
+    scratch = by_label["compact AlexNet, from scratch"]
+    assert scratch.lr == engine.SCRATCH_RECIPE["lr"] < by_label["linear"].lr and scratch.batch_norm

@@ -79,7 +79,7 @@ def test_full_training_learns_from_scratch(stripes):
     )
     _, result = _run(config, stripes)
     assert result.val_accuracy >= 0.45
-    assert "no pretrained weights" in result.notice
+    assert "alexnet_compact has no ImageNet weights, so it trains every layer from scratch" in result.notice
     wrong = result.confusion.sum() - np.trace(result.confusion)
     assert len(result.misclassified) == wrong
     if result.misclassified:
@@ -124,8 +124,60 @@ def test_checkpoint_round_trip_gives_the_same_predictions(stripes, tmp_path):
 def test_pretrained_alexnet_falls_back_with_a_notice(stripes):
     config = FinetuneConfig(model="alexnet", mode="head", image_size=64, epochs=1)
     _, result = _run(config, stripes)
-    assert "ImageNet weights are unavailable" in result.notice
+    assert "ImageNet weights are unavailable" in result.notice and not result.imagenet_start
     assert result.state_dict["classifier.6.weight"].shape == (5, 4096)
+
+
+@pytest.mark.parametrize(
+    "mode, said",
+    [
+        ("head", "alexnet starts from random weights and only its last layer learns, on frozen random features"),
+        ("full", "alexnet trains every layer from scratch (random weights)"),
+    ],
+)
+def test_the_notice_says_what_really_trains_without_imagenet_weights(stripes, mode, said):
+    _, result = _run(FinetuneConfig(model="alexnet", mode=mode, image_size=64, epochs=1), stripes)
+    assert result.notice.startswith(f"ImageNet weights are unavailable here, so {said}")
+    assert ("from scratch" in result.notice) is (mode == "full")  # head only trains the last layer alone
+    assert engine.describe_start("alexnet", mode, True) in result.notice  # the Train tab's note said the same
+
+
+def _imagenet_file_at_hand():
+    path = checkpoints.imagenet_weights_path()  # in this test's TORCH_HOME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")  # only its presence is looked at before a run
+    return path
+
+
+def test_the_imagenet_switch_names_the_model_and_whether_its_weights_are_here():
+    assert engine.pretrained_choice("alexnet") == (
+        "Start from ImageNet weights (alexnet: not available here, so random weights)",
+        False,
+    )
+    label, possible = engine.pretrained_choice("alexnet_compact")
+    assert "none exist for alexnet_compact" in label and not possible
+    assert not engine.pretrained_choice("mlp")[1]
+    _imagenet_file_at_hand()
+    assert engine.pretrained_choice("alexnet") == ("Start from ImageNet weights (alexnet)", True)
+    assert engine.describe_start("alexnet", "head", True) == (
+        "alexnet starts from ImageNet weights; only its last layer learns, on the frozen ImageNet features."
+    )
+    assert "random features" in engine.describe_start("alexnet", "head", False)  # unticked: random weights
+
+
+def test_a_run_from_random_weights_defaults_to_the_learning_rate_that_learns():
+    course = FinetuneConfig()  # ImageNet-pretrained AlexNet, head only: the course's recipe
+    assert (course.optimizer, course.lr, course.batch_size, course.epochs) == ("adam", 1e-3, 16, 10)
+    scratch = engine.SCRATCH_RECIPE["lr"]
+    assert scratch < course.lr
+    assert FinetuneConfig(model="alexnet_compact", mode="full").lr == scratch
+    assert FinetuneConfig(model="alexnet2012", mode="full", pretrained=False).lr == scratch
+    assert FinetuneConfig(model="alexnet", mode="full").lr == scratch  # no ImageNet weights here: from scratch
+    assert FinetuneConfig(model="alexnet_compact", mode="head").lr == course.lr  # one layer on fixed features
+    assert FinetuneConfig(model="linear", mode="full").lr == course.lr  # the baselines keep the course's
+    assert FinetuneConfig(model="alexnet_compact", mode="full", lr=3e-3).lr == 3e-3  # what is given stays
+    _imagenet_file_at_hand()
+    assert FinetuneConfig(model="alexnet", mode="full").lr == course.lr  # fine-tuning ImageNet weights
 
 
 def test_cancelling_stops_within_a_step_and_frees_the_model(stripes, monkeypatch):
@@ -133,9 +185,9 @@ def test_cancelling_stops_within_a_step_and_frees_the_model(stripes, monkeypatch
     original = engine._make_model
 
     def spy(config, num_classes, generator):
-        model, notice = original(config, num_classes, generator)
+        model, *rest = original(config, num_classes, generator)
         made.append(weakref.ref(model))
-        return model, notice
+        return model, *rest
 
     monkeypatch.setattr(engine, "_make_model", spy)
     run = finetune(
@@ -460,7 +512,7 @@ def test_bad_combinations_get_a_sentence(stripes):
         with pytest.raises(ValueError, match=message):
             list(finetune(FinetuneConfig(**bad), stripes))
     FinetuneConfig(model="alexnet", dropout=0.2).validate()  # dropout has no weights: fine on ImageNet weights
-    model, _ = engine._make_model(FinetuneConfig(model="alexnet", dropout=0.2), 5, torch.Generator().manual_seed(0))
+    model, *_ = engine._make_model(FinetuneConfig(model="alexnet", dropout=0.2), 5, torch.Generator().manual_seed(0))
     assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [0.2, 0.2]
 
 

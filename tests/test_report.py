@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from playground.training.finetune import FinetuneConfig, FinetuneResult
-from playground.training.report import RunOutcome, Target, outcome, summarise
+from playground.training.report import Overlay, RunOutcome, Target, outcome, stayed_at_chance, summarise
 
 TARGETS = (0.05, 0.1, 0.2, 0.25, 0.29, 0.3, 0.333, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
@@ -75,3 +75,65 @@ def test_a_row_keeps_its_numbers_for_the_files():
                        planned=2, capped=False, seconds=1.0)  # fmt: skip
     row = result.rows[0]
     assert row.seconds_to_target == 20.0 and dataclasses.asdict(row)["seconds_to_target"] == 20.0
+
+
+def _guessing(
+    confusion, *, loss: float, classes=("daisy", "dandelion", "rose", "sunflower", "tulip")
+) -> FinetuneResult:
+    """A finished full from-scratch run whose validation predictions are ``confusion`` (rows: true classes)."""
+    confusion = np.array(confusion, dtype=np.int64)
+    accuracy = float(np.trace(confusion) / confusion.sum())
+    history = [{"epoch": 1, "loss": loss, "accuracy": 0.2, "val_accuracy": accuracy, "seconds": 1.0}]
+    return FinetuneResult(
+        state_dict={}, variant="alexnet_compact", input_shape=(3, 64, 64), classes=classes,
+        config=FinetuneConfig(model="alexnet_compact", mode="full", lr=1e-3), history=history, val_accuracy=accuracy,
+        confusion=confusion, per_class_accuracy=[0.0] * len(classes), misclassified=[], seconds=1.0,
+        images_per_second=1.0,
+    )  # fmt: skip
+
+
+ONE_CLASS = [[0, 0, 8, 0, 0]] * 5  # 40 validation images, every one taken for a rose: 20 %, as guessing
+
+
+def test_a_run_that_guessed_one_class_says_it_stayed_at_chance_and_what_to_change():
+    sentence = stayed_at_chance(_guessing(ONE_CLASS, loss=1.61))
+    assert sentence.startswith("This run stayed at chance")
+    assert "20.0% against 20% for guessing among 5 classes" in sentence
+    assert "ln 5 = 1.61" in sentence and "it predicted rose for every validation image" in sentence
+    assert "lower the learning rate (it was 0.001; try 0.0001)" in sentence and "batch norm" in sentence
+
+
+def test_a_run_clearly_above_chance_says_nothing_and_one_just_above_does():
+    # Guessing among five classes on 40 images scores 20 % ± 6.3 points: 13 of 40 (32.5 %) is still inside two of
+    # them, 14 of 40 (35 %) is clearly above.
+    def right(n):
+        rows = [[8, 0, 0, 0, 0], [0, 8, 0, 0, 0], [0, 0, 0, 8, 0], [0, 0, 0, 0, 8], [8, 0, 0, 0, 0]]
+        rows = [row[:] for row in rows]
+        taken = 16 - n  # of the 16 right answers in rows 0 and 1, move this many off the diagonal
+        rows[0][0], rows[0][2] = 8 - min(taken, 8), min(taken, 8)
+        rows[1][1], rows[1][2] = 8 - max(taken - 8, 0), max(taken - 8, 0)
+        return rows
+
+    assert stayed_at_chance(_guessing(right(13), loss=1.2)).startswith("This run stayed at chance")
+    assert stayed_at_chance(_guessing(right(14), loss=1.2)) == ""
+    # Above chance on validation, but the training loss never left ln 5: still said, with the loss.
+    assert "training loss 1.60 against ln 5 = 1.61" in stayed_at_chance(_guessing(right(16), loss=1.60))
+
+
+def test_the_table_names_chance_and_the_notes_carry_the_sentence():
+    stuck = outcome("compact AlexNet, from scratch", {}, 0, _guessing(ONE_CLASS, loss=1.61), Target(0.5))
+    result = summarise(None, [stuck.label], [stuck], Target(0.5), dataset_name="flowers", planned=1, capped=False,
+                       seconds=1.0)  # fmt: skip
+    assert result.table()[0]["chance"] == "20.0% (1/5)"
+    assert f"compact AlexNet, from scratch: {stuck.at_chance}" in result.notes
+    assert stuck.at_chance.startswith("This run stayed at chance")
+
+
+def test_the_overlay_draws_chance_on_both_panels():
+    stuck = outcome("run", {}, 0, _guessing(ONE_CLASS, loss=1.61), Target(0.5))
+    plot = Overlay(["run"], Target(0.5))
+    plot.settle(stuck)
+    for axes in plot.figure().axes:
+        chance = [line for line in axes.get_lines() if line.get_label().startswith("chance")]
+        assert len(chance) == 1 and list(chance[0].get_ydata()) == [0.8, 0.8]  # the error of guessing
+        assert "chance: 80% error (1/5 right)" in [text.get_text() for text in axes.get_legend().get_texts()]

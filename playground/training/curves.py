@@ -19,18 +19,24 @@ from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
 from PIL import Image  # noqa: E402
 
 
+def chance_label(classes: int) -> str:
+    """How a plot names the accuracy of guessing among ``classes``."""
+    return f"chance: 1/{classes} = {1 / classes:.0%}"
+
+
 @dataclasses.dataclass
 class Curves:
     """Points of named series, added as training goes; ``figure()`` draws them."""
 
     loss: dict[str, list[tuple[float, float]]] = dataclasses.field(default_factory=dict)
     accuracy: dict[str, list[tuple[float, float]]] = dataclasses.field(default_factory=dict)
+    classes: int = 0  # the data's classes: the accuracy panel marks chance, 1 / classes (0: not known yet)
 
     def add(self, panel: str, series: str, x: float, y: float) -> None:
         getattr(self, panel).setdefault(series, []).append((float(x), float(y)))
 
     def figure(self, *, x_label: str = "step", width_in: float = 9.0, height_in: float = 3.0) -> Figure:
-        """Loss (left) and accuracy (right, 0 to 1), one line per series, each with a legend."""
+        """Loss (left) and accuracy (right, 0 to 1, with chance dashed), one line per series, each with a legend."""
         figure = Figure(figsize=(width_in, height_in), dpi=100, layout="constrained")
         for axes, (name, panel) in zip(figure.subplots(1, 2), (("Loss", self.loss), ("Accuracy", self.accuracy))):
             for series, points in panel.items():
@@ -42,7 +48,11 @@ class Curves:
             axes.grid(alpha=0.3)
             if name == "Accuracy":
                 axes.set_ylim(0, 1)
-            if panel:
+                if self.classes:
+                    axes.axhline(
+                        1 / self.classes, color="0.35", linestyle="--", linewidth=1, label=chance_label(self.classes)
+                    )
+            if panel or (name == "Accuracy" and self.classes):
                 axes.legend(fontsize=8, loc="best")
         return figure
 

@@ -26,8 +26,10 @@ from __future__ import annotations
 import dataclasses
 import gc
 import math
+import os
 import time
 from collections.abc import Generator, Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -44,16 +46,36 @@ from playground.weights import checkpoints
 FEATURE_CHUNK = 64  # head-only: images per backbone pass (a stop or the time cap acts between chunks)
 
 
+# The defaults a run's start calls for (FinetuneConfig fields), with batch 16 and Adam in both. From ImageNet weights,
+# the course's recipe. From random weights with every layer learning, Adam at 1e-3 leaves the loss flat at ln(classes):
+# the compact AlexNet on 200 flower photos (five classes, 224 px) predicted one class for everything, 15 % validation
+# accuracy after 10 epochs; at 1e-4 its loss fell from epoch 5 and it reached 42.5 % (chance: 20 %).
+COURSE_RECIPE = {"lr": 1e-3, "epochs": 10}
+SCRATCH_RECIPE = {"lr": 1e-4, "epochs": 10}
+
+
+def from_scratch(model: str, pretrained: bool, mode: str) -> bool:
+    """Whether a run trains a network's every layer from random weights (an AlexNet in full without ImageNet
+    weights here); the baselines, on raw pixels, keep the course's recipe."""
+    record = models.MODELS.get(model)  # None for a baseline or an unknown name (validate names it)
+    return record is not None and mode == "full" and not imagenet_start(model, pretrained)
+
+
+def recipe(model: str, pretrained: bool, mode: str) -> dict:
+    """The defaults (``lr``, ``epochs``) a run of ``model`` with this start and ``mode`` trains with."""
+    return dict(SCRATCH_RECIPE if from_scratch(model, pretrained, mode) else COURSE_RECIPE)
+
+
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig:
     model: str = "alexnet"  # alexnet, alexnet2012, alexnet_compact, or the baselines linear / mlp
     pretrained: bool = True  # start from ImageNet weights when they exist (alexnet only)
     mode: str = "head"  # "head": only the final layer learns; "full": every layer does
     optimizer: str = "adam"  # "adam", or "sgd" with momentum
-    lr: float = 1e-3  # the course's recipe: Adam at 1e-3, batch 16, 10 epochs
+    lr: float | None = None  # None: the start's recipe (see recipe): the course's Adam at 1e-3, lower from scratch
     momentum: float = 0.9  # SGD only
     weight_decay: float = 0.0  # the paper used 5e-4 with SGD
-    epochs: int = 10
+    epochs: int | None = None  # None: the start's recipe (the course's 10)
     batch_size: int = 16
     image_size: int = 224  # what the network sees; stored images are resized to it
     crop: bool = True  # random resized crops (area 35-100 %, aspect 3:4-4:3)
@@ -79,6 +101,11 @@ class FinetuneConfig:
     early_stopping: int = 0  # stop after this many epochs without a better validation accuracy (0: never)
     ten_crop: bool = False  # validate on the paper's ten views (corners, centre, mirrored), averaged
     split_seed: int | None = None  # the train/validation split (None: seed); experiments share one split
+
+    def __post_init__(self):
+        for name, value in recipe(self.model, self.pretrained, self.mode).items():  # what was left to the recipe
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
 
     def model_options(self) -> dict:
         """The :class:`playground.models.Options` this run builds with, those that differ from the defaults.
@@ -159,6 +186,7 @@ class Progress:
     images_per_second: float
     seconds_left: float
     message: str = ""
+    classes: int = 0  # how many classes the data holds: chance is 1 / classes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,6 +208,7 @@ class FinetuneResult:
     initial_first_conv: torch.Tensor | None = None  # the first layer's weights before training (CPU)
     top5_accuracy: float | None = None  # validation; None with five classes or fewer (it would always be 100 %)
     best_epoch: int | None = None  # early stopping: the epoch whose weights (and scores) these are
+    imagenet_start: bool = False  # whether it started from ImageNet weights (not random ones)
 
     def model(self) -> nn.Module:
         """The trained network, rebuilt on the CPU in eval mode."""
@@ -205,6 +234,7 @@ class FinetuneResult:
             "images_per_second": self.images_per_second,
             "stopped_early": self.stopped_early,
             "notice": self.notice,
+            "imagenet_start": self.imagenet_start,
             "config": dataclasses.asdict(self.config),
         }
 
@@ -228,10 +258,62 @@ class FinetuneResult:
 # --- models ----------------------------------------------------------------------------------------------
 
 
-def _make_model(config: FinetuneConfig, num_classes: int, generator: torch.Generator) -> tuple[nn.Module, str]:
-    """The network to train, initialised from ``generator``, and a notice when it is not what was asked for."""
+def imagenet_weights_at_hand() -> bool:
+    """Whether a pretrained AlexNet would start from ImageNet weights here, without downloading anything: torch's
+    cache holds them (an online app fetches them as it starts) or ``PLAYGROUND_ALEXNET_WEIGHTS`` names a file."""
+    named = os.environ.get(checkpoints.WEIGHTS_ENV)
+    return checkpoints.imagenet_weights_path().is_file() or bool(named and Path(named).is_file())
+
+
+def imagenet_start(model: str, pretrained: bool, at_hand: bool | None = None) -> bool:
+    """Whether a run of ``model`` really starts from ImageNet weights (``at_hand``: None to look)."""
+    record = models.spec(model)
+    if not (pretrained and record.convolutional and record.weights is not None):
+        return False
+    return imagenet_weights_at_hand() if at_hand is None else at_hand
+
+
+def pretrained_choice(model: str) -> tuple[str, bool]:
+    """The words of a "start from ImageNet weights" switch for ``model``, and whether that start is possible here."""
+    record = models.spec(model)
+    if record.weights is None:
+        return f"Start from ImageNet weights (none exist for {model}: it starts from random weights)", False
+    if not imagenet_weights_at_hand():
+        return f"Start from ImageNet weights ({model}: not available here, so random weights)", False
+    return f"Start from ImageNet weights ({model})", True
+
+
+def describe_start(model: str, mode: str, pretrained: bool, at_hand: bool | None = None) -> str:
+    """What a run really starts from and what learns, in a sentence a learner reads before (and after) training.
+
+    ``at_hand``: whether ImageNet weights are here (None: look, see :func:`imagenet_weights_at_hand`).
+    """
+    record = models.spec(model)
+    if not record.convolutional:
+        return f"The {model} baseline trains from scratch on raw pixels (no pretrained weights exist for it)."
+    if imagenet_start(model, pretrained, at_hand):
+        if mode == "head":
+            return f"{model} starts from ImageNet weights; only its last layer learns, on the frozen ImageNet features."
+        return f"{model} starts from ImageNet weights and every layer fine-tunes."
+    if pretrained and record.weights is not None:
+        who = f"ImageNet weights are unavailable here, so {model}"
+    elif pretrained:
+        who = f"{model} has no ImageNet weights, so it"
+    else:
+        who = model
+    if mode == "head":
+        return (
+            f"{who} starts from random weights and only its last layer learns, on frozen random features "
+            "(ImageNet features do far better; training in full lets the features learn too)."
+        )
+    return f"{who} trains every layer from scratch (random weights)."
+
+
+def _make_model(config: FinetuneConfig, num_classes: int, generator: torch.Generator) -> tuple[nn.Module, str, bool]:
+    """The network to train, initialised from ``generator``, a notice when it is not what was asked for, and
+    whether it starts from ImageNet weights."""
     record = models.spec(config.model)
-    notice = ""
+    notice, imagenet = "", False
     if not record.convolutional:
         model = models.build(
             config.model,
@@ -241,9 +323,11 @@ def _make_model(config: FinetuneConfig, num_classes: int, generator: torch.Gener
         )
     elif config.pretrained and record.weights is not None:
         model, info = checkpoints.load(config.model, "imagenet", generator=generator)
-        if info.source != "imagenet":
+        imagenet = info.source == "imagenet"
+        if not imagenet:
             notice = (
-                "ImageNet weights are unavailable here, so AlexNet trains from scratch (random weights). "
+                describe_start(config.model, config.mode, True, at_hand=False)
+                + " "
                 + checkpoints.how_to_get_imagenet_weights()
             )
         head = nn.Linear(model.classifier[-1].in_features, num_classes)  # a fresh head for our classes
@@ -254,11 +338,11 @@ def _make_model(config: FinetuneConfig, num_classes: int, generator: torch.Gener
                 module.p = config.dropout
     else:
         if config.pretrained:
-            notice = f"{config.model} has no pretrained weights; it trains from scratch."
+            notice = describe_start(config.model, config.mode, True)
         options = config.model_options()
         model = models.build(config.model, num_classes=num_classes, generator=generator, **options)
     # Training needs no in-place tricks, and they upset autograd hooks.
-    return without_inplace(model), notice
+    return without_inplace(model), notice, imagenet
 
 
 def _split_head(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
@@ -343,6 +427,7 @@ class _Run:
     head_only: bool
     notice: str
     initial_first_conv: torch.Tensor | None
+    imagenet: bool = False  # whether it started from ImageNet weights
     fold: tuple | None = None  # head only: (head, mean, scale) to fold back into the head at the end
     pca: ColourPCA | None = None  # the training set's colour axes, for PCA colour noise
 
@@ -366,7 +451,7 @@ def finetune(config: FinetuneConfig, dataset: ImageDataset) -> Iterator[Progress
     run = model = None
     try:
         started = time.perf_counter()  # the run's clock includes computing head-only features
-        model, notice = _make_model(config, len(dataset.classes), torch.Generator().manual_seed(config.seed))
+        model, notice, imagenet = _make_model(config, len(dataset.classes), torch.Generator().manual_seed(config.seed))
         convs = conv_layers(model)
         steps_per_epoch = math.ceil(math.ceil(len(train_idx) / world) / config.batch_size)
         plan = device_plan(device, config, steps_per_epoch * config.epochs)
@@ -387,6 +472,7 @@ def finetune(config: FinetuneConfig, dataset: ImageDataset) -> Iterator[Progress
             labels=dataset.labels.to(device),
             head_only=config.mode == "head" and bool(convs),
             notice=notice,
+            imagenet=imagenet,
             initial_first_conv=model.get_submodule(convs[0]).weight.detach().cpu().clone() if convs else None,
         )
         if config.pca_colour:  # the training images' principal colour axes (validate() refused head only)
@@ -433,6 +519,7 @@ def _standardised_features(run: _Run) -> Iterator[Progress]:
             step=0, total_steps=0, epoch=0, epochs=run.config.epochs, loss=0.0, accuracy=0.0, val_accuracy=None,
             images_per_second=0.0, seconds_left=0.0,
             message=f"Computing the frozen backbone's features once: {done} of {len(images)} images…",
+            classes=len(run.dataset.classes),
         )  # fmt: skip
         if run.config.max_seconds is not None and time.perf_counter() - run.started > run.config.max_seconds:
             raise ValueError(
@@ -568,7 +655,7 @@ def _train(run: _Run, optimizer: torch.optim.Optimizer) -> Generator[Progress, N
             yield Progress(
                 step=step, total_steps=total_steps, epoch=epoch, epochs=config.epochs, loss=shown[0],
                 accuracy=shown[1], val_accuracy=val_accuracy, images_per_second=seen * world / max(elapsed, 1e-9),
-                seconds_left=(total_steps - step) * elapsed / step,
+                seconds_left=(total_steps - step) * elapsed / step, classes=len(run.dataset.classes),
             )  # fmt: skip
             if _all_agree(config.max_seconds is not None and elapsed > config.max_seconds, device, world):
                 stopped_early = True
@@ -645,6 +732,7 @@ def _result(run: _Run, history, scores: _Scores, *, seconds, images_per_second, 
         stopped_early=stopped_early,
         initial_first_conv=run.initial_first_conv,
         top5_accuracy=scores.top5_accuracy if k > 5 else None,
+        imagenet_start=run.imagenet,
     )
 
 

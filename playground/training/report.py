@@ -22,7 +22,7 @@ from scipy import stats
 
 from playground import models
 from playground.training import curves  # noqa: F401  (chooses matplotlib's server backend before pyplot loads)
-from playground.training.finetune import FinetuneResult, Progress
+from playground.training.finetune import SCRATCH_RECIPE, FinetuneResult, Progress
 
 NOISE_P = 0.05  # a difference whose Welch p-value is at least this is "inside the noise"
 # 1 - 0.7 is 0.30000000000000004: an error is compared with its target with this slack, far below the
@@ -70,6 +70,12 @@ class RunOutcome:
     history: list
     notice: str = ""
     stopped_at_cap: bool = False
+    classes: int = 0  # the data's classes: chance is 1 / classes (0: not known)
+    at_chance: str = ""  # the sentence of stayed_at_chance, when the run never left chance
+
+    @property
+    def chance(self) -> float | None:
+        return 1 / self.classes if self.classes else None
 
     @property
     def top1_error(self) -> float:
@@ -113,7 +119,51 @@ def outcome(label: str, settings: dict, seed: int, result: FinetuneResult, targe
         history=result.history,
         notice=result.notice,
         stopped_at_cap=result.stopped_early,
+        classes=len(result.classes),
+        at_chance=stayed_at_chance(result),
     )
+
+
+def stayed_at_chance(result: FinetuneResult) -> str:
+    """One sentence, with what to change, when a run learned nothing: its validation accuracy is not clearly
+    above chance (1 / classes) or its training loss stayed flat near ln(classes), the loss of a uniform guess.
+    "" when it learned.
+
+    "Clearly above" is two standard deviations above chance of a guess on this many validation images (a
+    guesser scores 20 % ± 6 points on 40 images of five classes, so 32.6 % is needed there).
+    """
+    classes, images = len(result.classes), int(result.confusion.sum())
+    if classes < 2 or not result.history or not images:
+        return ""
+    chance, uniform, loss = 1 / classes, math.log(classes), result.history[-1]["loss"]
+    clearly = chance + 2 * math.sqrt(chance * (1 - chance) / images)
+    flat = loss >= CHANCE_LOSS * uniform
+    if result.val_accuracy > clearly and not flat:
+        return ""
+    said = f"validation accuracy {result.val_accuracy:.1%} against {chance:.0%} for guessing among {classes} classes"
+    if flat:
+        said += f", training loss {loss:.2f} against ln {classes} = {uniform:.2f} for a uniform guess"
+    predicted = [int(i) for i in result.confusion.sum(axis=0).nonzero()[0]]
+    if len(predicted) == 1:
+        said += f"; it predicted {result.classes[predicted[0]]} for every validation image"
+    return f"This run stayed at chance ({said}): {_what_to_change(result)}."
+
+
+CHANCE_LOSS = 0.95  # a last-epoch training loss above this fraction of ln(classes) has barely left a uniform guess
+
+
+def _what_to_change(result: FinetuneResult) -> str:
+    config, record = result.config, models.spec(result.variant)
+    if record.convolutional and config.mode == "head" and not result.imagenet_start:
+        return (
+            "head only trained one layer on an untrained network's random features; train in full, or start "
+            "from ImageNet weights"
+        )
+    lower = SCRATCH_RECIPE["lr"] if config.lr > SCRATCH_RECIPE["lr"] else config.lr / 3
+    change = f"lower the learning rate (it was {config.lr:g}; try {lower:g})"
+    if record.convolutional and not config.batch_norm:
+        change += ", turn on batch norm"
+    return f"{change}, or train for more epochs (it trained {len(result.history)})"
 
 
 # --- the table over seeds -----------------------------------------------------------------------------
@@ -135,6 +185,7 @@ class Row:
     seconds: float
     verdict: str  # against the first run: "reference", "+2.1 points: inside the noise (p = 0.40)", ...
     reached: int  # seeds that reached the target: the to-target cells average only these, and say so
+    classes: int = 0  # the data's classes: the table names chance, 1 / classes, beside each accuracy
 
     def cells(self) -> dict:
         """The row as the table shows it (and summary.csv holds it)."""
@@ -147,6 +198,7 @@ class Row:
             "differs in": self.settings,
             "seeds": self.seeds,
             "val. accuracy": percent(self.val_accuracy) + ("" if self.spread is None else f" ± {self.spread:.1%}"),
+            "chance": f"{1 / self.classes:.1%} (1/{self.classes})" if self.classes else "—",
             "top-1 error": percent(self.top1_error),
             "top-5 error": percent(self.top5_error),
             "train accuracy": percent(self.train_accuracy),
@@ -239,6 +291,8 @@ def summarise(
     for label, found in by_label.items():
         for notice in sorted({o.notice for o in found if o.notice and not o.stopped_at_cap}):
             notes.append(f"{label}: {notice}")
+        for stuck in (o for o in found if o.at_chance):  # each seed's own numbers
+            notes.append(f"{label}{f' (seed {stuck.seed})' if len(found) > 1 else ''}: {stuck.at_chance}")
     return ExperimentResult(
         title=preset.title if preset else "Your experiment",
         question=preset.question if preset else "",
@@ -282,6 +336,7 @@ def _row(found: list[RunOutcome], reference: list[RunOutcome]) -> Row:
         seconds=statistics.mean(o.seconds for o in found),
         verdict="reference" if found is reference else verdict(accuracies, [o.val_accuracy for o in reference]),
         reached=len(to_target),
+        classes=found[0].classes,
     )
 
 
@@ -310,7 +365,7 @@ def verdict(mine: list[float], reference: list[float]) -> str:
 
 class Overlay:
     """Every run's training and validation error against epochs on one figure: one colour per run, its
-    seeds in the same colour, the target as a dashed line. Fed live from progress records, and settled from
+    seeds in the same colour, the target as a dashed line, chance (the error of guessing) dotted. Fed live from progress records, and settled from
     each finished run's history."""
 
     def __init__(self, labels: list[str], target: Target, title: str = ""):
@@ -318,8 +373,10 @@ class Overlay:
         self.training: dict[tuple[str, int], list] = {}  # (label, seed) -> [(epoch, error)] of finished epochs
         self.validation: dict[tuple[str, int], list] = {}
         self.live: dict[tuple[str, int], tuple[float, float]] = {}  # the epoch in progress
+        self.classes = 0  # the data's classes, from the first record that tells them: chance is 1 / classes
 
     def add(self, label: str, seed: int, progress: Progress) -> None:
+        self.classes = progress.classes or self.classes
         if not progress.total_steps:  # head only: computing features, no error yet
             return
         key, per_epoch = (label, seed), progress.total_steps / progress.epochs
@@ -334,6 +391,7 @@ class Overlay:
 
     def settle(self, run: RunOutcome) -> None:
         key = (run.label, run.seed)
+        self.classes = run.classes or self.classes
         self.training[key] = [(h["epoch"], 1 - h["accuracy"]) for h in run.history]
         self.validation[key] = [(h["epoch"], 1 - h["val_accuracy"]) for h in run.history]
         self.live.pop(key, None)
@@ -363,6 +421,10 @@ class Overlay:
                 axes.axhline(self.target.error, color="0.4", linestyle="--", linewidth=1)
                 axes.annotate(f"target {self.target.error:.0%}", (0.01, self.target.error), xycoords=("axes fraction", "data"),
                               va="bottom", fontsize=8, color="0.3")  # fmt: skip
+            if self.classes:
+                axes.axhline(1 - 1 / self.classes, color="0.45", linestyle=":", linewidth=1.4,
+                             label=f"chance: {1 - 1 / self.classes:.0%} error (1/{self.classes} right)")  # fmt: skip
+                shown.add("chance")
             axes.set_title(f"{name} error" + (" (top-1)" if name == "validation" else ""), fontsize=10)
             axes.set_xlabel("epoch")
             axes.xaxis.set_major_locator(MaxNLocator(integer=True))

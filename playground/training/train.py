@@ -78,7 +78,9 @@ def add_config_options(
         if field.name in leave_out:
             continue
         types = [t for t in typing.get_args(hints[field.name]) if t is not type(None)] or [hints[field.name]]
-        options = {"default": getattr(default, field.name) if defaults else None, **FLAG_DETAILS.get(field.name, {})}
+        # A field's own default (None for lr and epochs: the run's start picks them, see finetune.recipe).
+        value = getattr(default, field.name) if field.default is dataclasses.MISSING else field.default
+        options = {"default": value if defaults else None, **FLAG_DETAILS.get(field.name, {})}
         if types[0] is bool and typing.get_args(hints[field.name]):  # bool | None: on, off, or left to the model
             options.update(type=_on_off, metavar="{on,off}")
         elif types[0] is bool:

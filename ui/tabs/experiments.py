@@ -20,11 +20,11 @@ from playground.training.report import Overlay, Target, summarise, write_results
 from playground.weights import checkpoints
 from playground.weights.checkpoints import ModelInfo
 from ui import controls, folders, long_jobs, runner
-from ui.handlers import keyed, user_errors
+from ui.handlers import Clock, keyed, user_errors
 from ui.model_panel import refresh_choices
 from ui.photos import result_image
 from ui.queueing import LONG, address, admits_long_jobs
-from ui.state import JOBS, STORE, session_of
+from ui.state import JOBS, STORE, UPLOADS, session_of
 
 ZIP, FOLDER = folders.ZIP, folders.FOLDER
 DATASET_CHOICES = [ZIP, FOLDER, *data.DATASETS]
@@ -36,6 +36,8 @@ train one after another. Or compose your own: pick a setting and the values to c
 more seeds give a spread, and the table says when a difference is inside the noise.
 """
 STOPPED = "Stopped. The runs that had finished are kept below (and can be opened in the other tabs)."
+# Every results panel, empty: a new experiment shows nothing of the last one meanwhile.
+CLEARED = {"report": "", "curves": None, "table": None, "notes": "", "downloads": None}
 
 
 @user_errors
@@ -43,8 +45,8 @@ def describe(preset="relu-vs-tanh") -> str:
     """What a preset compares, how, and the number the paper or the lecture gives (labelled as theirs)."""
     recipe = ExperimentConfig(preset=preset).recipe
     config = ExperimentConfig(preset=preset)
-    base = {**recipe.base, **(recipe.gpu if config.full_size() else {})}
-    runs = "; ".join(f"**{run.label}** ({_settings(run.settings)})" for run in recipe.runs)
+    base = config.base_settings()
+    runs = "; ".join(f"**{run.label}** ({_settings(run.settings)})" for run in config.arms())  # as they train here
     return (
         f"**{recipe.title}.** {recipe.question}\n\n"
         f"Runs: {runs}. Shared: {_settings(base)}; built-in data: {config.limit() or 'every'} images. "
@@ -75,9 +77,9 @@ def _config(preset, seeds, setting, values, epochs, target) -> ExperimentConfig:
     return config
 
 
-def _request(config, zip_file, dataset, limit, folder, folder_paths) -> jobs.ExperimentRequest:
+def _request(config, zip_file, dataset, limit, folder, folder_paths, last=None) -> jobs.ExperimentRequest:
     return jobs.ExperimentRequest(
-        config, folders.source(dataset, zip_file, folder, folder_paths, limit), jobs.new_run_folder()
+        config, folders.source(dataset, zip_file, folder, folder_paths, limit, last), jobs.new_run_folder()
     )
 
 
@@ -137,14 +139,15 @@ def experiment(
     """
     session = session_of(request)
     config = _config(preset, seeds, vary, values, epochs, target)
-    job = _request(config, zip_file, dataset, limit, folder, folder_paths)
+    job = _request(config, zip_file, dataset, limit, folder, folder_paths, UPLOADS.last(session))
     if runner.zero_gpu():
         job = dataclasses.replace(job, gpu_seconds=jobs.planned_experiment_gpu_seconds(job))
-    progress = _Progress(config, session, job)
+    progress = _Progress(config, session, job, Clock.start())
     try:
         with long_jobs.LongJob(long_jobs.JobKind(worker_name="experiment"), request) as slot:
-            yield {"status": "<p>Starting a worker process and reading the data…</p>", "table": None, "notes": ""}
-            for record in slot.run(jobs.experiment_job, job, cap_seconds=config.max_seconds):
+            yield {"status": "<p>Starting a worker process and reading the data…</p>", **CLEARED}
+            records = slot.run(jobs.experiment_job, job, cap_seconds=config.max_seconds)
+            for record in folders.once_read(records, session, job.source):
                 if isinstance(record, long_jobs.Stopped):
                     yield progress.stopped()
                     return
@@ -157,9 +160,9 @@ def experiment(
 class _Progress:
     """What the tab shows of one experiment as its records arrive: the queue, the curves, the table so far."""
 
-    def __init__(self, config: ExperimentConfig, session: str, job: jobs.ExperimentRequest):
-        self.config, self.session, self.job = config, session, job
-        self.labels = [run.label for run in (config.runs or config.recipe.runs)]
+    def __init__(self, config: ExperimentConfig, session: str, job: jobs.ExperimentRequest, clock: Clock):
+        self.config, self.session, self.job, self.clock = config, session, job, clock
+        self.labels = [run.label for run in config.arms()]  # named as they train here (ImageNet weights or not)
         self.goal = config.target or config.recipe.target
         self.overlay = Overlay(self.labels, self.goal, config.recipe.title if not config.runs else "Your experiment")
         self.queued, self.finished, self.outcomes, self.current = (), {}, [], None
@@ -169,6 +172,8 @@ class _Progress:
 
     def update(self, record) -> dict:
         """The tab's update for one record of the job (may be empty)."""
+        if isinstance(record, long_jobs.Waiting):  # why it waits; or, busy, what it last said stays shown
+            return {"status": f"<p>{record.text()}</p>"} if record.why else {}
         if isinstance(record, jobs.DatasetReady):
             self.report = record.report
             return {"report": self.report}
@@ -213,7 +218,7 @@ class _Progress:
         self.kept.result = result = record.result
         return {
             "status": _queue(self.queued, self.finished, None)
-            + f"<p><b>Done</b>: {len(result.outcomes)} of {result.planned} runs in {result.seconds:,.0f} s.</p>",
+            + f"<p><b>Done</b>: {len(result.outcomes)} of {result.planned} runs; {self._took(result.seconds)}.</p>",
             "report": self.report,  # every output in the last message: an API client reads only that one
             "curves": overlay_image(record.files),
             "table": _table(result),
@@ -221,6 +226,9 @@ class _Progress:
             "downloads": record.files,
             "runs": _run_choices(self.kept),
         }
+
+    def _took(self, running: float) -> str:
+        return self.clock.took(("running them", running), rest="starting, reading the data and writing the files")
 
     def stopped(self) -> dict:
         """Stop pressed (or the listener left): what finished stays, with its files."""
@@ -289,7 +297,9 @@ def open_run(run, request: gr.Request = None):
     return refresh_choices(key, request), f"Opened **{kept.descriptions[index]}**: it is now the chosen model."
 
 
-def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
+def build_tab(demo: gr.Blocks, chooser: gr.Dropdown, upload: gr.State | None = None) -> None:
+    """Lay out and wire the tab. ``upload``: the page's record of the session's last upload, shared with the
+    other tabs that read it (see :func:`ui.folders.wire`)."""
     gr.Markdown(HELP)
     folders.install(demo)
     with gr.Row():
@@ -297,6 +307,7 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
             zip_file = controls.File(file_types=[".zip"], label="Zip of class folders", elem_id="experiment-zip")
             folder, folder_paths = folders.folder_input("experiment")
             dataset = controls.Dropdown(DATASET_CHOICES, value=ZIP, label="Dataset", elem_id="experiment-dataset")
+            upload_note = gr.Markdown(elem_id="experiment-upload-note")
             limit = controls.Slider(
                 0, 20_000, value=0, step=100, label="Images of a built-in dataset (0: the preset's)"
             )
@@ -326,11 +337,14 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
             curves = result_image(
                 label="Training and validation error, every run overlaid", elem_id="experiment-curves"
             )
+    # The whole width, so its twelve columns fit a desktop screen (a phone scrolls it sideways): every row shown,
+    # no inner scroll hiding the last run; columns sized by their contents, wrapping only between words
+    # (assets/style.css).
     table = gr.Dataframe(
         label="Results (mean ± spread over seeds)",
         interactive=False,
         wrap=True,
-        column_widths=["10%", "10%", "4%", "9%", "6%", "6%", "6%", "7%", "5%", "9%", "5%", "23%"],
+        max_height="none",
         elem_id="experiment-table",
     )
     notes = gr.Markdown(label="Notes", elem_id="experiment-notes")
@@ -358,4 +372,6 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
     )
     stop_button.click(long_jobs.stop_handler(LONG), api_name="stop_experiment", cancels=[running])
     preset.change(describe, inputs=preset, outputs=about, api_name="describe_experiment")
+    folders.wire("Experiments", "remember_experiment", upload if upload is not None else folders.shared_upload(),
+                 dataset=dataset, note=upload_note, zip_file=zip_file, folder=folder, folder_paths=folder_paths)  # fmt: skip
     open_button.click(open_run, inputs=runs, outputs=[chooser, opened], api_name="open_run")

@@ -17,36 +17,49 @@ from PIL import Image
 from playground import models
 from playground.config import get_limits
 from playground.data import datasets as data
-from playground.data import sources
 from playground.filters import filter_grid
 from playground.serving import jobs
+from playground.serving.store import trained_description
 from playground.training.curves import Curves
-from playground.training.finetune import FinetuneConfig, FinetuneResult, Progress
+from playground.training.finetune import (
+    SCRATCH_RECIPE,
+    FinetuneConfig,
+    FinetuneResult,
+    Progress,
+    describe_start,
+    pretrained_choice,
+    recipe,
+)
+from playground.training.report import stayed_at_chance
 from playground.weights.checkpoints import ModelInfo
 from ui import controls, folders, long_jobs, runner
 from ui.handlers import keyed, user_errors
 from ui.model_panel import refresh_choices
-from ui.photos import result_image, uploaded_path
+from ui.photos import result_image
 from ui.queueing import LONG, address, admits_long_jobs
-from ui.state import JOBS, STORE, ZIPS, session_of
+from ui.state import JOBS, STORE, UPLOADS, session_of
 
 ZIP, FOLDER = folders.ZIP, folders.FOLDER
 DATASET_CHOICES = [ZIP, FOLDER, *data.DATASETS]
 MODEL_CHOICES = [*models.MODELS, *models.BASELINES]
-HELP = """
+HELP = f"""
 Upload a **zip of class folders** (`daisy/1.jpg`, `rose/7.jpg`, …, or all inside one top folder), choose or
 drop a **folder** of them, or pick a dataset, then press **Train**. The defaults are the course's recipe: ImageNet-pretrained AlexNet, a new
 final layer for your classes, Adam at 0.001, batch 16, 10 epochs. *Head only* trains just that final
 layer on features computed once (fast, even on a CPU); *full* trains every layer with augmentation.
+From random weights in full (no ImageNet weights), the learning rate starts at {SCRATCH_RECIPE["lr"]:g}: at 0.001
+the loss stays flat and the network guesses one class. The dashed line on the accuracy plot is chance.
 """
-STOPPED = "<p>Stopped. Nothing from this run was kept; your earlier results are unchanged.</p>"
+STOPPED = "<p>Stopped. Nothing from this run was kept; your earlier models stay in the model chooser.</p>"
 
 
-def _request(zip_file, dataset, limit, config: FinetuneConfig, folder=None, folder_paths=None) -> jobs.TrainingRequest:
-    """What the worker needs, as plain values: the upload's server path (checked), a folder's files, or a
-    dataset's name."""
+def _request(
+    zip_file, dataset, limit, config: FinetuneConfig, folder=None, folder_paths=None, last=None
+) -> jobs.TrainingRequest:
+    """What the worker needs, as plain values: the upload's server path (checked), a folder's files (or, with
+    neither, ``last``, the session's upload from any tab), or a dataset's name."""
     return jobs.TrainingRequest(
-        config, folders.source(dataset, zip_file, folder, folder_paths, limit), jobs.new_run_folder()
+        config, folders.source(dataset, zip_file, folder, folder_paths, limit, last), jobs.new_run_folder()
     )
 
 
@@ -85,9 +98,9 @@ def train(
     model="alexnet",
     mode="head",
     pretrained=True,
-    epochs=10,
+    epochs=None,
     batch_size=16,
-    lr=1e-3,
+    lr=None,
     optimizer="adam",
     crop=True,
     flip=True,
@@ -108,8 +121,8 @@ def train(
         pretrained=bool(pretrained),
         mode=mode,
         optimizer=optimizer,
-        lr=float(lr),
-        epochs=int(epochs),
+        lr=None if lr in (None, "") else float(lr),  # None: the start's recipe (see finetune.recipe)
+        epochs=None if epochs in (None, "") else int(epochs),
         batch_size=int(batch_size),
         image_size=models.spec(model).input_shape[-1],
         crop=bool(crop),
@@ -119,43 +132,45 @@ def train(
         max_seconds=get_limits().train_max_seconds,  # the cap covers reading the data too
     )
     config.validate()
-    job = _request(zip_file, dataset, limit, config, folder, folder_paths)
-    if job.source.kind == sources.ZIP:
-        ZIPS.remember(session, job.source.path)
+    job = _request(zip_file, dataset, limit, config, folder, folder_paths, UPLOADS.last(session))
     job = dataclasses.replace(job, gpu_seconds=jobs.planned_gpu_seconds(job) if runner.zero_gpu() else 0.0)
     finished = False
     try:
         with long_jobs.LongJob(long_jobs.JobKind(), request) as slot:
-            yield {"status": _STARTING}
-            finished = yield from _stream(
-                slot.run(jobs.training_job, job, cap_seconds=config.max_seconds), session, request
-            )
+            yield {"status": _STARTING, **CLEARED}  # the last run's results go as this one starts
+            records = slot.run(jobs.training_job, job, cap_seconds=config.max_seconds)
+            records = folders.once_read(records, session, job.source)
+            finished = yield from _stream(records, session, request, slot.clock)
     finally:
         if not finished:
             shutil.rmtree(job.folder, ignore_errors=True)  # a run that did not finish keeps no files
 
 
 _STARTING = "<p>Starting a training process and reading the data…</p>"
+# Every results panel, empty: a new run shows nothing of the last one (its mistakes, its downloads) meanwhile.
+CLEARED = {"report": "", "curves": None, "confusion": None, "per_class": None, "filters": None, "downloads": None,
+           "true_class": "", "predicted_class": "", "mistakes": [], "mistakes_note": ""}  # fmt: skip
 
 
-def _stream(records, session, request):
+def _stream(records, session, request, clock):
     """The job's records as the tab's updates; returns whether it finished."""
     curves, shown, drawn, last_val_epoch, last_step, report = Curves(), 0.0, 0.0, 0, 0, ""
     for record in records:
         if isinstance(record, long_jobs.Stopped):
             yield {"status": STOPPED}
             return False
-        if isinstance(record, long_jobs.Waiting):
-            yield {} if report else {"status": _STARTING[:-4] + f" ({record.seconds:.0f} s)</p>"}
+        if isinstance(record, long_jobs.Waiting):  # why it waits; or, busy, what it last said stays shown
+            yield {"status": f"<p>{record.text()}</p>"} if record.why else {}
         elif isinstance(record, jobs.DatasetReady):
             report = record.report
             yield {"status": "<p>Data ready; building the model…</p>", "report": report}
         elif isinstance(record, jobs.TrainingOutcome):
             if record.result.history:  # the last epoch's validation arrives with the result
                 curves.add("accuracy", "validation accuracy", last_step, record.result.history[-1]["val_accuracy"])
-            yield _finish(record, session, report, curves, request)
+            yield _finish(record, session, report, curves, request, clock)
             return True
         elif isinstance(record, Progress):
+            curves.classes = record.classes or curves.classes  # chance, 1 / classes, dashed on the accuracy plot
             if record.total_steps:
                 last_val_epoch, last_step = _track(curves, record, last_val_epoch), record.step
             now = time.monotonic()
@@ -168,15 +183,18 @@ def _stream(records, session, request):
     return False
 
 
-def _finish(outcome: jobs.TrainingOutcome, session, report, curves: Curves, request) -> dict:
+def _finish(outcome: jobs.TrainingOutcome, session, report, curves: Curves, request, clock) -> dict:
     result = outcome.result
     # The weights now live in the files and in the chooser; the run record needs only the numbers.
     folder = os.path.dirname(outcome.files[0])
     JOBS.keep(session, jobs.TrainingRun(dataclasses.replace(result, state_dict={}), outcome.thumbnails, folder))
     summary = (
-        f"<p><b>Done</b>: validation accuracy <b>{result.val_accuracy:.1%}</b> after {len(result.history)} epoch(s) in "
-        f"{result.seconds:.1f} s ({result.images_per_second:,.0f} images/s).</p>"
-        + (f"<div class='notice'>⚠️ {result.notice}</div>" if result.notice else "")
+        f"<p><b>Done</b>: validation accuracy <b>{result.val_accuracy:.1%}</b> (chance: {1 / len(result.classes):.1%}, "
+        f"1 of {len(result.classes)} classes) after {len(result.history)} epoch(s) at "
+        f"{result.images_per_second:,.0f} images/s; "
+        f"{clock.took(('training', result.seconds), rest='starting, reading the data and writing the files')}.</p>"
+        + (f"<div class='notice'>⚠️ {result.notice}</div>" if result.notice else f"<p>{_started(result)}</p>")
+        + (f"<div class='notice'>⚠️ {stuck}</div>" if (stuck := stayed_at_chance(result)) else "")
     )
     per_class = pd.DataFrame(
         {
@@ -193,7 +211,14 @@ def _finish(outcome: jobs.TrainingOutcome, session, report, curves: Curves, requ
         info = ModelInfo(
             result.variant,
             "file",
-            f"trained here on {outcome.dataset_name} ({result.val_accuracy:.0%} val.)",
+            trained_description(
+                result.variant,
+                outcome.dataset_name,
+                len(result.classes),
+                result.config.mode,
+                len(result.history),
+                result.val_accuracy,
+            ),
             result.classes,
         )
         outputs["chooser"] = refresh_choices(
@@ -206,6 +231,12 @@ def _finish(outcome: jobs.TrainingOutcome, session, report, curves: Curves, requ
         outputs["filters"] = None
         summary += "<p>The baselines have no convolutional layers to look at; download the checkpoint to use it.</p>"
     return {"status": summary, "report": report, "curves": curves.image(), **outputs}
+
+
+def _started(result: FinetuneResult) -> str:
+    """What the run really started from and trained (the notice says it instead when that was not what was asked)."""
+    start = result.imagenet_start
+    return describe_start(result.variant, result.config.mode, start, at_hand=start)
 
 
 def _pair(before, after):
@@ -246,16 +277,29 @@ def pick_cell(table, evt: gr.SelectData):
 
 
 @user_errors
-def remember_zip(zip_file, request: gr.Request = None):
-    """An uploaded zip becomes this session's "my zip" in the Units tab, trained on or not."""
-    if zip_file is not None:
-        ZIPS.remember(session_of(request), uploaded_path(zip_file))
+def model_chosen(model="alexnet", mode="head"):
+    """A model chosen: the ImageNet switch names it, ticked only where its weights are here, and the note on what
+    the run will start from and the learning rate and epochs that start calls for follow."""
+    label, possible = pretrained_choice(model)
+    return gr.update(label=label, value=possible, interactive=possible), *start_chosen(model, mode, possible)
 
 
-def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
+@user_errors
+def start_chosen(model="alexnet", mode="head", pretrained=True):
+    """What the run will really start from and train (a sentence), and its start's learning rate and epochs."""
+    defaults = recipe(model, bool(pretrained), mode)
+    return describe_start(model, mode, bool(pretrained)), defaults["lr"], defaults["epochs"]
+
+
+def build_tab(demo: gr.Blocks, chooser: gr.Dropdown, upload: gr.State | None = None) -> None:
+    """Lay out the tab. ``upload``: the page's record of the session's last upload, shared with the other tabs
+    that read it (see :func:`ui.folders.wire`)."""
     gr.Markdown(HELP)
     folders.install(demo)
-    _wire(_layout(), chooser)
+    c = _layout()
+    _wire(c, chooser, upload if upload is not None else folders.shared_upload())
+    # ImageNet weights may arrive after the page was built (an online app fetches them as it starts).
+    demo.load(model_chosen, [c.model, c.mode], [c.pretrained, c.start_note, c.lr, c.epochs], show_progress="hidden")
 
 
 def _layout() -> SimpleNamespace:
@@ -266,13 +310,18 @@ def _layout() -> SimpleNamespace:
             c.zip_file = controls.File(file_types=[".zip"], label="Zip of class folders", elem_id="train-zip")
             c.folder, c.folder_paths = folders.folder_input("train")
             c.dataset = controls.Dropdown(DATASET_CHOICES, value=ZIP, label="Dataset", elem_id="train-dataset")
+            c.upload_note = gr.Markdown(elem_id="train-upload-note")
             c.limit = controls.Slider(
                 100, 10_000, value=1000, step=100, label="At most this many images (built-in datasets)"
             )
             c.model = controls.Dropdown(MODEL_CHOICES, value="alexnet", label="Model", elem_id="train-model")
             with gr.Row():
                 c.mode = controls.Radio([("head only", "head"), ("full", "full")], value="head", label="What learns")
-                c.pretrained = controls.Checkbox(True, label="Start from ImageNet weights (alexnet)")
+                label, possible = pretrained_choice("alexnet")  # refreshed as a page loads (see build_tab)
+                c.pretrained = controls.Checkbox(
+                    possible, label=label, interactive=possible, elem_id="train-pretrained"
+                )
+            c.start_note = gr.Markdown(describe_start("alexnet", "head", possible), elem_id="train-start-note")
             with gr.Row():
                 c.epochs = controls.Slider(1, 50, value=10, step=1, label="Epochs", elem_id="train-epochs")
                 c.batch_size = controls.Slider(1, 256, value=16, step=1, label="Batch size")
@@ -320,10 +369,12 @@ def _results_layout(c: SimpleNamespace) -> None:
 TRAIN_INPUTS = ("zip_file", "dataset", "model", "mode", "pretrained", "epochs", "batch_size", "lr", "optimizer",
                 "crop", "flip", "color_jitter", "limit", "weight_decay", "folder", "folder_paths")  # fmt: skip
 TRAIN_OUTPUTS = ("status", "report", "curves", "confusion", "per_class", "filters", "downloads")
+PICKED = ("true_class", "predicted_class", "mistakes", "mistakes_note")  # the misclassified view: cleared at a start
 
 
-def _wire(c: SimpleNamespace, chooser: gr.Dropdown) -> None:
+def _wire(c: SimpleNamespace, chooser: gr.Dropdown, upload: gr.State) -> None:
     outputs = {name: getattr(c, name) for name in TRAIN_OUTPUTS} | {"chooser": chooser}
+    outputs |= {name: getattr(c, name) for name in PICKED}
     handler = keyed(train, outputs)
     training = c.train_button.click(
         handler,
@@ -335,7 +386,12 @@ def _wire(c: SimpleNamespace, chooser: gr.Dropdown) -> None:
         validator=admits_long_jobs(handler),  # refused at the door, before it takes a place in the queue
     )
     c.stop_button.click(long_jobs.stop_handler(LONG), api_name="stop_training", cancels=[training])
-    c.zip_file.upload(remember_zip, inputs=c.zip_file, api_name="remember_zip", api_visibility="undocumented")
+    start = [c.start_note, c.lr, c.epochs]
+    c.model.input(model_chosen, [c.model, c.mode], [c.pretrained, *start], api_name="train_model_chosen")
+    gr.on([c.mode.input, c.pretrained.input], start_chosen, [c.model, c.mode, c.pretrained], start,
+          api_name="train_start_chosen")  # fmt: skip
+    folders.wire("Train", "remember", upload, dataset=c.dataset, note=c.upload_note, zip_file=c.zip_file,
+                 folder=c.folder, folder_paths=c.folder_paths)  # fmt: skip
     c.confusion.select(
         pick_cell,
         inputs=c.confusion,
