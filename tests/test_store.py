@@ -1,7 +1,7 @@
 import pytest
 
 from playground.models import build
-from playground.serving.store import ModelStore, charge
+from playground.serving.store import ModelStore, charge, trained_description
 from playground.weights.checkpoints import ModelInfo
 
 
@@ -143,3 +143,28 @@ def test_loads_in_progress_count_against_the_servers_budget():
     release.set()
     first.join()
     assert store.get(keys[0], "a") and store.held_bytes() == COMPACT  # charged once, when kept
+
+
+def test_two_models_trained_alike_but_not_the_same_are_told_apart_in_the_chooser():
+    store = ModelStore(_fake_loader([]))
+    first = trained_description("alexnet_compact", "flowers", 5, "full", 10, 0.72, at=0)
+    second = trained_description("alexnet_compact", "flowers", 5, "head", 3, 0.72, at=90)
+    for text in (first, second):
+        store.add("s", build("alexnet_compact", num_classes=5), ModelInfo("alexnet_compact", "file", text, ("x",) * 5))
+    labels = [label for label, key in store.choices("s") if key.startswith("mine:")]
+    assert len(set(labels)) == 2
+    assert "flowers (5 classes)" in first and "alexnet_compact" in first and "72%" in first
+    assert "full" in first and "10 epochs" in first and "00:00 UTC" in first
+    assert "head only" in second and "3 epochs" in second and "00:01 UTC" in second
+
+
+def test_models_described_alike_get_distinct_chooser_labels_in_arrival_order():
+    store = ModelStore(_fake_loader([]))
+    info = ModelInfo("alexnet_compact", "file", "weights from your file w.safetensors (2 classes)", ("x", "y"))
+    keys = [store.add("s", build("alexnet_compact", num_classes=2), info) for _ in range(3)]
+    labels = {key: label for label, key in store.choices("s")}
+    assert [labels[key] for key in keys] == [
+        "yours: weights from your file w.safetensors (2 classes)",
+        "yours: weights from your file w.safetensors (2 classes) (2)",
+        "yours: weights from your file w.safetensors (2 classes) (3)",
+    ]

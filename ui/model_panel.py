@@ -67,15 +67,18 @@ def load_checkpoint(file, variant="auto", request: gr.Request = None):
 
 def build_panel(demo: gr.Blocks) -> gr.Dropdown:
     """The chooser row; returns the dropdown every model tab takes as an input."""
-    with gr.Row(equal_height=True):
-        chooser = controls.Dropdown(
-            choices=STORE.choices(None),
-            value=DEFAULT_MODEL,
-            label="Model (used by every tab after the Convolution lab)",
-            scale=2,
-            elem_id="model-chooser",
-        )
-        status = gr.Markdown(label="Model status", elem_id="model-status")
+    # Each in a column at least 320 px wide: where two do not fit (a phone), the note goes below the chooser
+    # instead of being squeezed into a sliver beside it.
+    with gr.Row(elem_id="model-row"):
+        with gr.Column(scale=2, min_width=320):
+            chooser = controls.Dropdown(
+                choices=STORE.choices(None),
+                value=DEFAULT_MODEL,
+                label="Model (used by every tab after the Convolution lab)",
+                elem_id="model-chooser",
+            )
+        with gr.Column(scale=1, min_width=320):
+            status = gr.Markdown(label="Model status", elem_id="model-status")
     with gr.Accordion("Load a checkpoint of your own (.safetensors, or .pt/.pth holding only weights)", open=False):
         with gr.Row():
             upload = controls.File(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeAlias
 
@@ -21,6 +22,22 @@ from playground.weights.checkpoints import ModelInfo
 SESSION_PREFIX = "mine:"
 # Makes a model, calling the admit function it is handed with the weights' bytes as soon as it knows them.
 Loader: TypeAlias = Callable[[Callable[[int], None]], tuple[nn.Module, ModelInfo]]
+
+
+def trained_description(
+    variant: str, dataset: str, classes: int, mode: str, epochs: int, accuracy: float, at: float | None = None
+) -> str:
+    """The chooser's words for a model trained here: on what, which variant, how, how long, how well, when.
+
+    Two runs on the same data then differ in the chooser by whatever differs between them; the time is in UTC
+    (the server's clock is no learner's), to the minute. ``mode`` is "head" or "full"; ``at`` a Unix time.
+    """
+    how = "head only" if mode == "head" else mode
+    when = time.strftime("%H:%M UTC", time.gmtime(at))
+    return (
+        f"trained here on {dataset} ({classes} classes) · {variant} · {how} · {epochs} epoch{'s' * (epochs != 1)} · "
+        f"{accuracy:.0%} val. · {when}"
+    )
 
 
 def _load_shared(name: str) -> tuple[nn.Module, ModelInfo]:
@@ -71,11 +88,21 @@ class ModelStore:
         self._load_locks = {name: threading.Lock() for name in models.MODELS}
 
     def choices(self, session: str | None) -> list[tuple[str, str]]:
-        """(label, key) for the model chooser: the variants, then this session's own models."""
+        """(label, key) for the model chooser: the variants, then this session's own models.
+
+        Every label is distinct: a model described like an earlier one (the same file loaded twice, say) is
+        numbered, "(2)", "(3)", in the order they arrived.
+        """
         shared = [(f"{name}: {record.description}", name) for name, record in models.MODELS.items()]
         with self._lock:
             own = list(self._sessions.get(session or "", {}).items())
-        return shared + [(f"yours: {kept.info.description}", key) for key, kept in own]
+        seen: dict[str, int] = {}
+        labels = []
+        for _, kept in own:
+            label = f"yours: {kept.info.description}"
+            seen[label] = seen.get(label, 0) + 1
+            labels.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+        return shared + list(zip(labels, [key for key, _ in own], strict=True))
 
     def get(self, key: str, session: str | None) -> tuple[nn.Module, ModelInfo]:
         """The model behind a chooser key.
