@@ -132,3 +132,32 @@ def test_a_fourth_visitors_visualisation_starts_while_three_addresses_hold_grids
             holder.predict(api_name="/stop_units")
             grid.cancel()
     _gone_within(4 * GONE_WITHIN)
+
+
+def _seconds(text: str) -> float:
+    number, unit = text.split()
+    return float(number.replace(",", "")) / (1000 if unit == "ms" else 1)
+
+
+def test_a_training_says_what_it_waits_for_and_its_time_from_the_click(app_url, tmp_path):
+    """While the zip is read the status says so, with the time so far; the result says how long the learner
+    waited from the click, not only the training's own seconds."""
+    import re
+
+    from gradio_client import Client
+
+    client = Client(app_url, verbose=False, download_files=False)  # its clock then times the server, not downloads
+    photos = _file(_slow_zip(tmp_path / "slow.zip", members=12))
+    clicked = time.monotonic()
+    job = client.submit(photos, api_name="/train")
+    final = job.result()[0]
+    waited_here = time.monotonic() - clicked
+    statuses = [outputs[0] for outputs in job.outputs()]
+    reading = [s for s in statuses if "The training process is starting and reading the data (" in str(s)]
+    assert reading and all(str(s).endswith(" so far).</p>") for s in reading), statuses
+    found = re.search(r"([\d.,]+ m?s) from your click to this result \(.*?([\d.,]+ m?s) training, ([\d.,]+ m?s) "
+                      r"starting, reading the data and writing the files\)", final)  # fmt: skip
+    assert found, final
+    total, training, rest = (_seconds(found.group(i)) for i in (1, 2, 3))
+    assert waited_here - 5.0 <= total <= waited_here + 0.1  # what the learner waited (less uploading the zip)
+    assert rest >= 2.0 and training < total  # reading the slow zip counts, and is not called training

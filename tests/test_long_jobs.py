@@ -212,3 +212,44 @@ def test_a_picture_still_finishing_does_not_refuse_the_same_learners_next_pass()
             pass
         with pytest.raises(ValueError, match="already have a Units pass running"):
             long_jobs.LongJob(long_jobs.units_kind(quick=True), request)
+
+
+def test_a_waiting_job_says_why_and_jobs_start_in_the_order_they_came(monkeypatch):
+    """Room for one worker at a time: the second job waits for memory and is next; the third is told one job is
+    ahead of it, and does not jump ahead when room frees (it would, polling first, without the line)."""
+    from playground.config import Limits
+    from ui import runner
+
+    gib = 1024**3
+    monkeypatch.setattr(runner, "get_limits", lambda: Limits(workers_memory_bytes=3 * gib))
+    kind = long_jobs.JobKind(worker_name="training", idle=False, memory_bytes=2 * gib)
+    with long_jobs.LongJob(kind, _request("first")) as first:
+        held = first.run(sleeping_for, 600)
+        assert next(held) == "started"
+        with long_jobs.LongJob(kind, _request("second")) as second, long_jobs.LongJob(kind, _request("third")) as third:
+            second_records, third_records = second.run(sleeping_for, 600), third.run(sleeping_for, 600)
+            waiting = next(second_records)
+            assert isinstance(waiting, long_jobs.Waiting)
+            assert waiting.why.startswith("Waiting for room in the server's memory for your training process")
+            assert "yours is next" in waiting.why
+            behind = next(third_records)
+            assert behind.why == "Waiting for a free training slot: 1 job ahead of you"
+            assert behind.text().startswith(behind.why + " (") and behind.text().endswith(" so far).")
+            first.worker.stop()
+            _wait_until(lambda: workers.live_workers() == 0, 10)
+            deadline = time.monotonic() + 2.5
+            while time.monotonic() < deadline:  # room for one: the third asks first, yet the second is first
+                assert next(third_records).why.endswith("1 job ahead of you") and third.worker is None
+            pulled = []
+            while "started" not in pulled:  # the worker starts and its first record comes in the same pull
+                pulled.append(next(second_records))
+            assert second.worker.alive() and third.worker is None
+            assert "yours is next" in next(third_records).why  # now first in line, waiting for room
+            second.worker.stop()
+
+
+def test_a_quiet_worker_is_said_to_be_starting_and_reading_until_it_reports():
+    with long_jobs.LongJob(long_jobs.JobKind(worker_name="Units", idle=False), _request("quiet")) as slot:
+        waiting = next(slot.run(reading_quietly, 600))
+        assert waiting.why == "The Units process is starting and reading the data"
+        assert waiting.seconds >= long_jobs.HEARTBEAT_SECONDS

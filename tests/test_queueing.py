@@ -121,3 +121,47 @@ def test_units_passes_are_admitted_as_units_passes_one_per_address(hops, monkeyp
     assert "long job" not in second
     mine = queueing.admission_problem(asking("grid-a", "10.0.0.1"), queueing.UNITS)
     assert mine.startswith("You already have a Units pass queued or running")
+
+
+def _in_event(enqueued: float, fn):
+    """Run ``fn`` as Gradio runs a handler: with its app and event named in the context, the event stamped
+    with the time its click joined the queue."""
+    import contextvars
+
+    from gradio.context import LocalContext
+
+    event = types.SimpleNamespace(enqueue_time=enqueued)
+    blocks = types.SimpleNamespace(_queue=types.SimpleNamespace(event_ids_to_events={"the-event": event}))
+
+    def run():
+        LocalContext.blocks.set(blocks)
+        LocalContext.event_id.set("the-event")
+        return fn()
+
+    return contextvars.copy_context().run(run)
+
+
+def test_a_caption_counts_the_time_from_the_click_not_only_the_computing():
+    """The first Grad-CAM under load waited 98 s in the queue while its caption said 50 ms."""
+    import time
+
+    from ui.handlers import Clock
+
+    clicked = time.monotonic() - 97.9  # the click joined the queue; the handler starts now
+    clock = _in_event(clicked, Clock.start)
+    assert clock.clicked == clicked
+    caption = clock.took(("computing", 0.05))
+    total, waited = caption.split(" from your click to this result (")[0], caption.split("(")[1].split(",")[0]
+    assert float(total.removesuffix(" s")) >= 97.9 and waited.startswith("97.9 s waiting for the server")
+    assert "50 ms computing" in caption
+    assert queueing.arrival() is None  # outside an event: no click known ...
+    assert Clock.start().took(("computing", 0.05)).endswith("on the server (50 ms computing)")  # ... nor claimed
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"), [(0.0004, "0 ms"), (0.05, "50 ms"), (0.9996, "1.0 s"), (97.94, "97.9 s"), (1234.4, "1,234 s")]
+)
+def test_times_read_as_a_learner_reads_them(seconds, shown):
+    from ui.handlers import duration
+
+    assert duration(seconds) == shown

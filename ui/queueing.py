@@ -1,4 +1,5 @@
-"""What Gradio's queue knows: who is queued or running, whether anyone still listens, and who is asking.
+"""What Gradio's queue knows: who is queued or running, whether anyone still listens, who is asking, and when
+their click arrived.
 
 Gradio 6 answers neither question in its public API, so this module reads its queue (``Blocks._queue``):
 the waiting events per concurrency group, the running ones, and each session's unread messages. It is
@@ -26,6 +27,20 @@ from playground.serving.jobs import (
 def _queue():
     blocks = LocalContext.blocks.get(None)
     return getattr(blocks, "_queue", None)
+
+
+def arrival() -> float | None:
+    """When the event this handler runs for joined Gradio's queue (``time.monotonic()``), or None outside one.
+
+    That is when the server received the click: the browser's ``/queue/join`` request creates the event and
+    stamps it (``Event.enqueue_time``); Gradio names the running event in the handler's context
+    (``LocalContext.event_id``). Read it in the handler's own thread.
+    """
+    queue, event_id = _queue(), LocalContext.event_id.get(None)
+    if queue is None or event_id is None:
+        return None
+    event = queue.event_ids_to_events.get(event_id)
+    return getattr(event, "enqueue_time", None)
 
 
 PROXY_HOPS_ENV = "PLAYGROUND_PROXY_HOPS"  # proxies in front of the app that append to X-Forwarded-For

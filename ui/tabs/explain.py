@@ -24,7 +24,7 @@ from playground.models import BLACK, imagenet_classes
 from ui import controls
 from ui.background import in_background
 from ui.editor import SafeImageEditor
-from ui.handlers import user_errors
+from ui.handlers import Clock, duration, user_errors
 from ui.model_panel import get_model, notice_markdown
 from ui.photos import look, open_photo, photo_with_examples, result_image
 
@@ -43,10 +43,10 @@ def _prepare(model_key, image, target, request):
     return model, info, look(model, image), None if target in (None, "", TOP1) else target
 
 
-def _facts(model, info, result, probability) -> str:
+def _facts(model, info, result, probability, clock: Clock) -> str:
     lines = [
         f"**{METHODS[result.method].label}** for class **{info.classes[result.target]}** "
-        f"(p = {probability:.1%}), {result.seconds * 1000:.0f} ms.",
+        f"(p = {probability:.1%}): {clock.took(('computing', result.seconds))}.",
         METHODS[result.method].description,
     ]
     if result.method == "integrated_gradients":
@@ -80,6 +80,7 @@ def explain(
     request: gr.Request = None,
 ):
     """One attribution method in detail: the map for the chosen class, and what went into it."""
+    clock = Clock.start()
     model, info, seen, target = _prepare(model_key, image, target, request)
     result = attribute(
         model,
@@ -93,12 +94,13 @@ def explain(
         layer=resolve(model, layer) if layer else None,  # "conv5" or "features.10"
     )
     picture = attribution_image(result.values, A.network_view(seen.x), view=view, sign=sign, size_in=4.5)
-    return picture, _facts(model, info, result, _probability(seen, result.target))
+    return picture, _facts(model, info, result, _probability(seen, result.target), clock)
 
 
 @user_errors
 def compare_all(model_key="alexnet", image=None, target=TOP1, sign="absolute", request: gr.Request = None):
     """Every method on the same photo and class, then how much each pair agrees (streams as it goes)."""
+    clock = Clock.start()
     model, info, seen, target = _prepare(model_key, image, target, request)
     view = A.network_view(seen.x)
     gallery, maps, total = [], {}, 0.0
@@ -107,7 +109,7 @@ def compare_all(model_key="alexnet", image=None, target=TOP1, sign="absolute", r
         gallery.append(
             (
                 attribution_image(result.values, view, sign=sign),
-                f"{METHODS[result.method].label} ({result.seconds:.2f} s)",
+                f"{METHODS[result.method].label} ({duration(result.seconds)} computing)",
             )
         )
         status = f"{len(maps)} of {len(METHODS)} methods done for class **{info.classes[result.target]}**…"
@@ -120,7 +122,7 @@ def compare_all(model_key="alexnet", image=None, target=TOP1, sign="absolute", r
     best, worst = labels[int(mean.argmax())], labels[int(mean.argmin())]
     notice = notice_markdown(info, "these maps explain random weights")
     status = (
-        f"All {len(names)} methods in {total:.1f} s of server time. Agreement is the Spearman rank correlation of the "
+        f"All {len(names)} methods: {clock.took(('computing', total))}. Agreement is the Spearman rank correlation of the "
         f"maps' absolute values (pooled to 56 × 56): 1 means they rank the regions of the photo identically. "
         f"{best} agrees most with the others, {worst} least." + ("\n\n" + notice if notice else "")
     )

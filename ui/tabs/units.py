@@ -11,6 +11,7 @@ under a second and run in the server.
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import gradio as gr
@@ -20,11 +21,13 @@ from playground import activations as A
 from playground import models
 from playground.architecture import receptive_box
 from playground.config import get_limits
+from playground.data import sources
 from playground.layers import layer_label
 from playground.units import probes as units
 from playground.units.featurevis import FeatureVisSettings, Preview, grid_settings
 from playground.units.jobs import (
     EXAMPLES,
+    MY_ZIP,
     Fc7Map,
     GridProgress,
     UnitJob,
@@ -42,9 +45,10 @@ from ui.model_panel import get_model, notice_markdown
 from ui.photos import EXAMPLE_PHOTOS, look, open_photo, photo_with_examples, result_image
 from ui.queueing import UNITS, UNITS_QUICK, admits_long_jobs
 from ui.state import UNIT_RESULTS as RESULTS
-from ui.state import ZIPS, session_of
+from ui.state import UPLOADS, session_of
 
 DEFAULT_LAYER, DEFAULT_CHANNEL = "features.0", 0
+MY_UPLOAD = "my upload (your zip or folder)"  # what "my zip" reads: the session's last upload, from any tab
 HELP = """
 A **unit** is one channel of a convolution layer. Pick a layer and a channel (or click a tile in the
 Activations tab's grid) and see what it looks for: **Visualise** optimises a picture to excite it
@@ -69,19 +73,26 @@ def _unit(model, layer, channel) -> tuple[str, int, str]:
 
 
 def _dataset(name, request):
-    return choose_dataset(name, zip_path=ZIPS.last(session_of(request)), example_names=EXAMPLE_PHOTOS)
+    """A dataset choice as a source; "my zip" is the session's last upload from any tab, a zip or a folder."""
+    upload = UPLOADS.last(session_of(request))
+    if name == MY_ZIP and upload is not None and upload.kind == sources.FOLDER:
+        limits = get_limits()  # a folder, read within the bounds choose_dataset puts on a zip
+        return dataclasses.replace(upload, limit=limits.units_dataset_images, max_pixels=limits.units_dataset_pixels)
+    zip_path = upload.path if upload is not None and upload.kind == sources.ZIP else None
+    return choose_dataset(name, zip_path=zip_path, example_names=EXAMPLE_PHOTOS)
 
 
 def _records(job: UnitJob, request, progress=None):
     """Run ``job`` in a worker (see :mod:`ui.long_jobs`) and yield its records, nothing more once stopped;
-    while the worker is quiet (reading a dataset), ``progress`` says so."""
+    while the job waits (its turn, room, a quiet worker reading a dataset), ``progress`` says why, or with no
+    ``progress`` the :class:`~ui.long_jobs.Waiting` records come too, for the caller to show."""
     with long_jobs.LongJob(long_jobs.units_kind(quick=job.kind == "featurevis"), request) as slot:
         for record in slot.run(run_job, job, cap_seconds=get_limits().units_max_seconds):
             if isinstance(record, long_jobs.Stopped):
                 return
-            if isinstance(record, long_jobs.Waiting):
-                if progress is not None:
-                    progress(None, desc=f"Starting and reading the data… {record.seconds:.0f} s")
+            if isinstance(record, long_jobs.Waiting) and progress is not None:
+                if record.why:  # busy: what it last reported stays shown
+                    progress(None, desc=record.text())
             else:
                 yield record
 
@@ -118,6 +129,8 @@ def feature_visualisation(model_key="alexnet", layer=DEFAULT_LAYER, channel=DEFA
     direction = "silence" if settings.negative else "excite"
     untrained = "\n\n" + notice_markdown(info, "this is what a random filter responds to") if info.notice else ""
     for record in _records(job, request):
+        if isinstance(record, long_jobs.Waiting) and record.why:
+            yield gr.skip(), record.text()  # the picture so far stays; the caption says why it waits
         if isinstance(record, Preview):
             caption = (
                 f"{note}**{layer_label(model, layer)} channel {channel}**, optimised to {direction} it: step {record.step} of "
@@ -335,7 +348,7 @@ def _layout() -> SimpleNamespace:
                 value=DEFAULT_CHANNEL, precision=0, minimum=0, label="Channel", elem_id="units-channel"
             )
             c.dataset = controls.Dropdown(
-                dataset_names(),
+                [(MY_UPLOAD if name == MY_ZIP else name, name) for name in dataset_names()],
                 value=EXAMPLES,
                 label="Dataset (top patches, fc7 map)",
                 elem_id="units-dataset",
