@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -16,6 +19,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ["PLAYGROUND_OFFLINE"] = "1"  # in-process tests must not download weights either
+if "PLAYGROUND_RUNS_DIR" not in os.environ:  # nor fill the real runs folder
+    os.environ["PLAYGROUND_RUNS_DIR"] = tempfile.mkdtemp(prefix="playground-test-runs-")
+    atexit.register(shutil.rmtree, os.environ["PLAYGROUND_RUNS_DIR"], True)
 
 
 def _free_port() -> int:
@@ -33,6 +39,9 @@ def start_app(tmp_path_factory, **settings):
     ``settings``: ``with start_app(...) as (url, process)``; stopped when the block ends."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("server") / "app.log"
+    # Each server's run folders in a temporary folder of its own: a stopped server never frees its sessions' runs,
+    # and left in the shared default they would count against the next servers' disk budget.
+    settings = {"PLAYGROUND_RUNS_DIR": str(tmp_path_factory.mktemp("runs")), **settings}
     env = dict(
         os.environ,
         GRADIO_SERVER_NAME="127.0.0.1",
