@@ -39,9 +39,15 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-# Chromium for the browser tests: apt-get installs it when it is missing and we are root.
-browser:
+# Chromium for the browser tests: apt-get installs it when it is missing and we are root. axe-core (the
+# accessibility checker the browser tests inject) comes from npm into a git-ignored folder.
+AXE := tests/e2e/node_modules_root/node_modules/axe-core/axe.min.js
+browser: $(AXE)
 	@bash tests/e2e/ensure_chromium.sh
 
+$(AXE):
+	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
+	npm install --silent --no-save --no-audit --no-fund --prefix tests/e2e/node_modules_root axe-core@4
+
 clean:
-	rm -rf $(VENV) .pytest_cache tests/e2e/artifacts
+	rm -rf $(VENV) .pytest_cache tests/e2e/artifacts tests/e2e/node_modules_root

@@ -18,7 +18,7 @@ from starlette.middleware import Middleware
 
 from playground.config import get_limits
 from playground.serving import workers
-from ui import guard, model_panel, state
+from ui import a11y, folders, guard, model_panel, state
 from ui.tabs import activations as activations_tab
 from ui.tabs import architecture as architecture_tab
 from ui.tabs import conv_lab as conv_lab_tab
@@ -47,6 +47,7 @@ def build_demo() -> gr.Blocks:
     ) as demo:
         gr.Markdown(HEADER)
         chooser = model_panel.build_panel(demo)
+        upload = folders.shared_upload()  # one upload per session, which Train and Experiments both follow
         with gr.Tabs() as tabs:
             with gr.Tab("Convolution lab", id="lab"):
                 conv_lab_tab.build_tab(demo)
@@ -61,11 +62,26 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Explain", id="explain"):
                 explain_tab.build_tab(demo, chooser)
             with gr.Tab("Train", id="train"):
-                train_tab.build_tab(demo, chooser)
+                train_tab.build_tab(demo, chooser, upload)
             with gr.Tab("Experiments", id="experiments"):
-                experiments_tab.build_tab(demo, chooser)
+                experiments_tab.build_tab(demo, chooser, upload)
         demo.unload(state.forget_session)  # one clean-up for everything a session holds, whichever tabs it used
+        hide_share_off_a_space(demo)
     return demo
+
+
+def hide_share_off_a_space(demo: gr.Blocks) -> None:
+    """Take the Share button off every picture and gallery unless the app runs on a Hugging Face Space.
+
+    Gradio shows it by default; it posts the picture to the Space's discussion page, which only a Space has:
+    anywhere else it is a button that cannot work.
+    """
+    if gr.utils.get_space() is not None:
+        return
+    for block in demo.blocks.values():
+        buttons = getattr(block, "buttons", None)
+        if buttons and "share" in buttons:
+            block.buttons = [button for button in buttons if button != "share"]
 
 
 def tune_for_many_users() -> None:
@@ -109,6 +125,8 @@ def launch(demo: gr.Blocks, **kwargs):
         max_file_size=limits.max_upload_bytes,
         state_session_capacity=limits.sessions_kept,
         css_paths=[ASSETS / "style.css"],
+        theme=a11y.THEME,  # colours every reader can read (WCAG AA contrast)
+        head=a11y.HEAD,  # text alternatives, names and keyboard behaviour Gradio leaves out
         app_kwargs={"middleware": [Middleware(guard.Guard, blocks=demo)]},
         **kwargs,
     )

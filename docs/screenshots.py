@@ -1,7 +1,8 @@
 """The README's screenshots, taken from the running app in headless Chromium.
 
 ``.venv/bin/python docs/screenshots.py [names...]`` starts ``app.py`` on a free port (offline, so AlexNet is
-untrained and says so), drives each tab as a learner would and writes ``docs/<name>.png``.
+untrained and says so), drives each tab as a learner would and writes ``docs/<name>.png`` (1440 px wide) and,
+for a few tabs, ``docs/phone-<name>.png`` (390 px, a phone).
 """
 
 from __future__ import annotations
@@ -20,32 +21,46 @@ sys.path.insert(0, str(ROOT))
 from tests.e2e.conftest import CHROMIUM_ARGS  # noqa: E402  (the browser settings the tests use)
 
 TIMEOUT = 300_000
+PHONE = {"width": 390, "height": 844}  # a phone's width: docs/phone-<name>.png
+PHONE_SHOTS = ("conv_lab", "architecture", "activations", "explain")
+
+
+def show_tab(page, name):
+    """Click a tab; on a phone the tabs past the first two are listed under "More tabs"."""
+    page.get_by_role("tab").first.wait_for(timeout=TIMEOUT)  # the page has drawn its tabs
+    tab = page.get_by_role("tab", name=name, exact=True)
+    if tab.count() and tab.is_visible():
+        tab.click()
+    else:
+        page.get_by_role("button", name="More tabs").click()
+        page.locator(".overflow-dropdown button", has_text=name).click()
 
 
 def conv_lab(page):
+    page.locator("#lab-result").scroll_into_view_if_needed()  # on a phone it is below the fold, and lazily loaded
     page.locator("#lab-result img").wait_for(timeout=TIMEOUT)
     page.locator("#lab-result img").click(position={"x": 200, "y": 120})
     page.locator("#lab-explanation").get_by_text("sum").first.wait_for(timeout=TIMEOUT)
 
 
 def architecture(page):
-    page.get_by_role("tab", name="Architecture").click()
+    show_tab(page, "Architecture")
     page.locator("#arch-summary").get_by_text("parameters").wait_for(timeout=TIMEOUT)
 
 
 def filters(page):
-    page.get_by_role("tab", name="Filters").click()
+    show_tab(page, "Filters")
     page.locator("#filters-comparison").get_by_text("against learned filter").wait_for(timeout=TIMEOUT)
 
 
 def activations(page):
-    page.get_by_role("tab", name="Activations & predictions").click()
+    show_tab(page, "Activations & predictions")
     page.locator("#act-caption").get_by_text("features.1").first.wait_for(timeout=TIMEOUT)
 
 
 def units(page):
     """From a click on the Activations grid to the Units tab: feature visualisation, top patches, fc7 map."""
-    page.get_by_role("tab", name="Activations & predictions").click()
+    show_tab(page, "Activations & predictions")
     grid = page.locator("#act-grid img")
     grid.wait_for(timeout=TIMEOUT)
     page.locator("#act-caption").get_by_text("features.1").first.wait_for(timeout=TIMEOUT)
@@ -67,7 +82,7 @@ def units(page):
 
 
 def explain(page):
-    page.get_by_role("tab", name="Explain").click()
+    show_tab(page, "Explain")
     page.locator("#explain-button").click()
     page.locator("#explain-facts").get_by_text("Convergence delta").wait_for(timeout=TIMEOUT)
     page.locator("#compare-button").click()
@@ -76,7 +91,7 @@ def explain(page):
 
 def train(page):
     """A real run: compact AlexNet learns the synthetic stripes/rings/checkerboards from scratch."""
-    page.get_by_role("tab", name="Train").click()
+    show_tab(page, "Train")
     page.locator("#train-dataset input").click()
     page.get_by_role("option", name="synthetic", exact=True).click()
     page.locator("#train-model input").click()
@@ -94,7 +109,7 @@ def train(page):
 
 def experiments(page):
     """A real experiment: the ReLU-vs-tanh preset on the synthetic set, two seeds, as it stands."""
-    page.get_by_role("tab", name="Experiments").click()
+    show_tab(page, "Experiments")
     page.locator("#experiment-dataset input").click()
     page.get_by_role("option", name="synthetic", exact=True).click()
     seeds = page.locator("#experiment-seeds input[type=number]")
@@ -108,6 +123,13 @@ def experiments(page):
 
 SHOTS = {"conv_lab": conv_lab, "architecture": architecture, "filters": filters, "activations": activations,
          "units": units, "explain": explain, "train": train, "experiments": experiments}  # fmt: skip
+
+
+def load_every_picture(page):
+    """A full-page shot does not scroll, so pictures below the fold (Gradio loads them lazily) would be blank."""
+    page.evaluate("() => document.querySelectorAll('img[loading=lazy]').forEach(img => { img.loading = 'eager'; })")
+    page.wait_for_function("() => [...document.images].every(img => img.complete)", timeout=TIMEOUT)
+    time.sleep(0.5)
 
 
 def _serve() -> tuple[subprocess.Popen, str]:
@@ -135,12 +157,16 @@ def main(names: list[str]) -> None:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             for name in names or SHOTS:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(url)
-                SHOTS[name](page)
-                page.screenshot(path=str(ROOT / "docs" / f"{name}.png"), full_page=True)
-                print(f"docs/{name}.png", flush=True)
-                page.close()
+                sizes = [("", {"width": 1440, "height": 1000})] + ([("phone-", PHONE)] if name in PHONE_SHOTS else [])
+                for prefix, viewport in sizes:
+                    page = browser.new_page(viewport=viewport)
+                    page.goto(url)
+                    SHOTS[name](page)
+                    load_every_picture(page)
+                    path = ROOT / "docs" / f"{prefix}{name}.png"
+                    page.screenshot(path=str(path), full_page=True)
+                    print(path.relative_to(ROOT), flush=True)
+                    page.close()
             browser.close()
     finally:
         process.terminate()

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+# axe-core, the accessibility checker: `make browser` installs it here (npm, into a git-ignored folder).
+AXE = Path(__file__).resolve().parent / "node_modules_root" / "node_modules" / "axe-core" / "axe.min.js"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -70,3 +72,14 @@ def screenshot(page):
         return path
 
     return take
+
+
+@pytest.fixture(scope="session")
+def axe() -> Path:
+    """The path of axe.min.js, to inject with ``page.add_script_tag(path=...)``."""
+    if not AXE.exists():
+        message = f"axe-core is not installed at {AXE} (make browser installs it with npm)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return AXE
