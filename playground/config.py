@@ -105,7 +105,7 @@ class Limits:
     # a worker whose limit does not fit waits for one to end, so the server's memory sum holds however the
     # lanes fill.
     workers_memory_bytes: int = 8 * 1024**3
-    zips_remembered: int = 256  # sessions whose last zip the Units tab can read ("my zip")
+    zips_remembered: int = 256  # sessions whose last upload (zip or folder) Train, Experiments and Units read
     # Server.
     # Requests waiting beyond this are turned away with a message. Opening the page sends 12 events, so a class
     # of 40 arriving together queues ~480 at once (64 turned most of them away).

@@ -59,8 +59,8 @@ def choose_dataset(name: str, *, zip_path: str | None, example_names: tuple[str,
     if name == MY_ZIP:
         if not zip_path:
             raise ValueError(
-                "This session has no zip yet: upload a zip of class folders in the Train tab, then come back "
-                "(or choose the examples or a built-in dataset)."
+                "This session has no zip yet: upload a zip or a folder of class folders in the Train or the "
+                "Experiments tab, then come back (or choose the examples or a built-in dataset)."
             )
         return dataclasses.replace(
             DatasetSource.zip(zip_path, name="your zip", limit=limit), max_pixels=get_limits().units_dataset_pixels
