@@ -18,7 +18,7 @@ from starlette.middleware import Middleware
 
 from playground.config import get_limits
 from playground.serving import workers
-from ui import a11y, folders, guard, model_panel, state
+from ui import a11y, folders, guard, model_panel, sessions, state
 from ui.tabs import activations as activations_tab
 from ui.tabs import architecture as architecture_tab
 from ui.tabs import conv_lab as conv_lab_tab
@@ -115,6 +115,7 @@ def launch(demo: gr.Blocks, **kwargs):
     limits = get_limits()
     # api_open=False: off a Space Gradio would also answer events at /run/<name> directly, skipping the queue,
     # its concurrency limits and its size bound; the browser and gradio_client both go through the queue.
+    sessions.install()  # a new session (each HTTP API call without one) no longer renders the whole page's config
     demo.queue(
         max_size=limits.queue_max_size,
         default_concurrency_limit=limits.concurrency,
