@@ -65,7 +65,8 @@ class _ConfigOnDemand(dict):
         return len(self._pending) + dict.__len__(self)
 
     def get(self, key, default=None):
-        return self[key] if key in self else default
+        self._render(key)
+        return dict.get(self, key, default)
 
     def __iter__(self):
         self._render_all()
