@@ -1,3 +1,8 @@
+import io
+
+import numpy as np
+from PIL import Image
+
 from playground.training.curves import Curves
 
 
@@ -36,3 +41,14 @@ def test_chance_is_dashed_on_the_accuracy_panel_and_named_in_its_legend():
     assert len(chance) == 1 and list(chance[0].get_ydata()) == [0.25, 0.25]
     assert "chance: 1/4 = 25%" in [text.get_text() for text in accuracy_axes.get_legend().get_texts()]
     assert not [line for line in loss_axes.get_lines() if line.get_linestyle() == "--"]  # no chance for a loss
+
+
+def test_the_picture_is_the_png_savefig_writes():
+    curves = Curves(classes=5)
+    for step in range(1, 21):
+        curves.add("loss", "training loss", step, 1.0 / step)
+        curves.add("accuracy", "training accuracy", step, step / 25)
+    buffer = io.BytesIO()
+    curves.figure().savefig(buffer, format="png")
+    png = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    assert np.array_equal(np.asarray(curves.image()), png)
