@@ -50,13 +50,23 @@ class Exercise:
         right = self.answer()
         if self.judge is not None:
             return self.judge(right, reply)
-        try:
-            value = _whole_number(reply)
-        except ValueError as error:
-            return Verdict(False, f"Not yet: {error}")
-        if value == right:
-            return Verdict(True, f"Right: {right:,}.")
-        return Verdict(False, f"Not yet: {value:,} is not it. {self.hint}")
+        return judge_number(
+            right,
+            reply,
+            "Right: {right:,}.",
+            "Not yet: {value:,} is not it. " + self.hint.replace("{", "{{").replace("}", "}}"),
+        )
+
+
+def judge_number(right: int, reply: str, said_right: str, said_wrong: str) -> Verdict:
+    """A whole-number reply against ``right``; the sentences are formatted with ``right`` and ``value``."""
+    try:
+        value = _whole_number(reply)
+    except ValueError as error:
+        return Verdict(False, f"Not yet: {error}")
+    if value == right:
+        return Verdict(True, said_right.format(right=right, value=value))
+    return Verdict(False, said_wrong.format(right=right, value=value))
 
 
 def _whole_number(reply: str) -> int:
@@ -211,13 +221,12 @@ def sobel_like_filter(model: nn.Module) -> tuple[int, str]:
 
 
 def _judge_filter(right, reply: str) -> Verdict:
-    try:
-        value = _whole_number(reply)
-    except ValueError as error:
-        return Verdict(False, f"Not yet: {error}")
-    if value == right:
-        return Verdict(True, f"Right: filter {right}.")
-    return Verdict(False, f"Not yet: filter {value} is not the closest. Open the Filters tab's Sobel x row.")
+    return judge_number(
+        right,
+        reply,
+        "Right: filter {right}.",
+        "Not yet: filter {value} is not the closest. Open the Filters tab's Sobel x row.",
+    )
 
 
 # The course ---------------------------------------------------------------------------------------------------

@@ -68,6 +68,8 @@ def test_the_sobel_like_filter_is_the_best_correlation():
             best = max(best, abs(float((a * b).sum() / np.linalg.norm(a) / np.linalg.norm(b))))
         scores.append(best)
     assert right(6, "sobel-filter") == int(np.argmax(scores))
+    assert COURSE.check_answer(6, "sobel-filter", str(int(np.argmax(scores)))).startswith("Right: filter")
+    assert "not the closest" in COURSE.check_answer(6, "sobel-filter", str(int(np.argsort(scores)[0])))
 
 
 @pytest.mark.parametrize("reply", ["55", " 55 ", "55.0", "5_5"])
