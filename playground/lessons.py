@@ -232,87 +232,92 @@ def _judge_filter(right, reply: str) -> Verdict:
 # The course ---------------------------------------------------------------------------------------------------
 
 
-def _exercises(model_for_looks: Callable[[], nn.Module]) -> dict[int, tuple[Exercise, ...]]:
+# Lessons 1-5 ask about arithmetic and the fixed architectures: the same for every model.
+ARITHMETIC: dict[int, tuple[Exercise, ...]] = {
+    1: (
+        Exercise(
+            "sobel-patch",
+            "number",
+            "Sobel x slides over a 3×3 patch that is dark (10) on the left two columns and bright (200) on "
+            "the right. What number comes out?",
+            "Multiply each of Sobel x's weights by the pixel under it; the middle column counts for nothing.",
+            _sobel_on_patch,
+        ),
+        Exercise(
+            "output-width",
+            "number",
+            "A 3×3 kernel slides over a photo 640 pixels wide, stride 1, no padding. How wide is the result?",
+            "The kernel's centre cannot sit on the outermost pixel: count the places it fits.",
+            _lab_output_width,
+        ),
+    ),
+    2: (
+        Exercise(
+            "top-edge",
+            "design",
+            "Write a 3×3 kernel that lights the top edges of things (dark above, bright below), and nothing "
+            "else. The app tries it on a bright square.",
+            "Look at Sobel y in the lab: which row is positive?",
+            _top_edge_answer,
+            _judge_top_edge,
+        ),
+    ),
+    3: (
+        Exercise(
+            "conv1-size",
+            "number",
+            "The paper's conv1 has 11×11 kernels at stride 4 and no padding. How big is its output for a "
+            "227-pixel input?",
+            "Use the lab's size formula: ⌊(n + 2p − k) / s⌋ + 1.",
+            _conv1_size,
+        ),
+        Exercise(
+            "pool1-size",
+            "number",
+            "Overlapping max pooling (3×3 windows, stride 2) follows conv1. How big is its output?",
+            "The pooling window is a kernel too: the same formula, with k = 3 and s = 2.",
+            _pool1_size,
+        ),
+    ),
+    4: (
+        Exercise(
+            "paper-conv2",
+            "number",
+            "The paper's conv2 has 256 filters of 5×5, split across two GPUs so each sees 48 of conv1's 96 "
+            "maps. How many parameters does it have, biases included?",
+            "Each filter is 5 × 5 × 48 weights plus one bias; there are 256 filters.",
+            _paper_conv2_params,
+        ),
+        Exercise(
+            "fc6",
+            "number",
+            "torchvision's fc6 takes the 256 × 6 × 6 pooled maps and gives 4096 values. How many parameters?",
+            "Every input joins every output once, and each output has one bias.",
+            _linear_params,
+        ),
+    ),
+    5: (
+        Exercise(
+            "fc-share",
+            "number",
+            "What share of torchvision AlexNet's parameters is in its three fully connected layers, in whole per cent?",
+            "Open the Architecture tab: add up fc6, fc7 and fc8 and divide by the total.",
+            _fc_share,
+        ),
+        Exercise(
+            "conv3-field",
+            "number",
+            "How many input pixels across does one unit of torchvision AlexNet's conv3 see (its receptive field)?",
+            "The Architecture tab lists each layer's receptive field; work it out from the kernels and strides.",
+            _receptive_field,
+        ),
+    ),
+}
+
+
+def _looks(model_for_looks: Callable[[], nn.Module]) -> dict[int, tuple[Exercise, ...]]:
+    """Lesson 6 asks about the model in front of the learner."""
     return {
-        1: (
-            Exercise(
-                "sobel-patch",
-                "number",
-                "Sobel x slides over a 3×3 patch that is dark (10) on the left two columns and bright (200) on "
-                "the right. What number comes out?",
-                "Multiply each of Sobel x's weights by the pixel under it; the middle column counts for nothing.",
-                _sobel_on_patch,
-            ),
-            Exercise(
-                "output-width",
-                "number",
-                "A 3×3 kernel slides over a photo 640 pixels wide, stride 1, no padding. How wide is the result?",
-                "The kernel's centre cannot sit on the outermost pixel: count the places it fits.",
-                _lab_output_width,
-            ),
-        ),
-        2: (
-            Exercise(
-                "top-edge",
-                "design",
-                "Write a 3×3 kernel that lights the top edges of things (dark above, bright below), and nothing "
-                "else. The app tries it on a bright square.",
-                "Look at Sobel y in the lab: which row is positive?",
-                _top_edge_answer,
-                _judge_top_edge,
-            ),
-        ),
-        3: (
-            Exercise(
-                "conv1-size",
-                "number",
-                "The paper's conv1 has 11×11 kernels at stride 4 and no padding. How big is its output for a "
-                "227-pixel input?",
-                "Use the lab's size formula: ⌊(n + 2p − k) / s⌋ + 1.",
-                _conv1_size,
-            ),
-            Exercise(
-                "pool1-size",
-                "number",
-                "Overlapping max pooling (3×3 windows, stride 2) follows conv1. How big is its output?",
-                "The pooling window is a kernel too: the same formula, with k = 3 and s = 2.",
-                _pool1_size,
-            ),
-        ),
-        4: (
-            Exercise(
-                "paper-conv2",
-                "number",
-                "The paper's conv2 has 256 filters of 5×5, split across two GPUs so each sees 48 of conv1's 96 "
-                "maps. How many parameters does it have, biases included?",
-                "Each filter is 5 × 5 × 48 weights plus one bias; there are 256 filters.",
-                _paper_conv2_params,
-            ),
-            Exercise(
-                "fc6",
-                "number",
-                "torchvision's fc6 takes the 256 × 6 × 6 pooled maps and gives 4096 values. How many parameters?",
-                "Every input joins every output once, and each output has one bias.",
-                _linear_params,
-            ),
-        ),
-        5: (
-            Exercise(
-                "fc-share",
-                "number",
-                "What share of torchvision AlexNet's parameters is in its three fully connected layers, in whole "
-                "per cent?",
-                "Open the Architecture tab: add up fc6, fc7 and fc8 and divide by the total.",
-                _fc_share,
-            ),
-            Exercise(
-                "conv3-field",
-                "number",
-                "How many input pixels across does one unit of torchvision AlexNet's conv3 see (its receptive field)?",
-                "The Architecture tab lists each layer's receptive field; work it out from the kernels and strides.",
-                _receptive_field,
-            ),
-        ),
         6: (
             Exercise(
                 "sobel-filter",
@@ -344,4 +349,4 @@ class Course:
 
 def course(model_for_looks: Callable[[], nn.Module]) -> Course:
     """The course's exercises; "look" exercises ask about the model ``model_for_looks()`` returns."""
-    return Course(_exercises(model_for_looks))
+    return Course({**ARITHMETIC, **_looks(model_for_looks)})
