@@ -91,11 +91,13 @@ def _bar_colours(kind: str, n: int) -> np.ndarray:
     return np.repeat(_to_index(t)[:, None], 3, axis=1)  # gray ramp (also signed RGB: mid-gray is 0)
 
 
-def colorbar(scale: Scale, *, width: int = 360, height: int = 14) -> Image.Image:
-    """A horizontal colour bar labelled with the values at its ends (and zero, when signed)."""
+def colorbar(scale: Scale, *, width: int = 360, height: int = 14, colours: np.ndarray | None = None) -> Image.Image:
+    """A horizontal colour bar labelled with the values at its ends (and zero, when signed); ``colours``, a
+    (256, 3) uint8 table low end first, instead of the colours of ``scale.kind``."""
     pad, label_h = 28, 18
     image = Image.new("RGB", (width + 2 * pad, height + label_h + 4), "white")
-    bar = np.repeat(_bar_colours(scale.kind, width)[None], height, axis=0)
+    strip = _bar_colours(scale.kind, width) if colours is None else colours[_to_index(np.linspace(0.0, 1.0, width))]
+    bar = np.repeat(strip[None], height, axis=0)
     image.paste(Image.fromarray(np.ascontiguousarray(bar)), (pad, 0))
     draw = ImageDraw.Draw(image)
     font = label_font(12)
@@ -191,3 +193,26 @@ def box_region(photo: Image.Image, box: tuple[int, int, int, int]) -> Image.Imag
     # stays a visible line there.
     _outline(ImageDraw.Draw(marked), inside, width=max(2, max(marked.size) // 100))
     return marked
+
+
+def figure_image(figure) -> Image.Image:
+    """A matplotlib figure as an RGB picture: the pixels ``savefig`` would write to a PNG, read from the canvas
+    without encoding and decoding one."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return Image.fromarray(np.asarray(canvas.buffer_rgba())[:, :, :3].copy())
+
+
+def fixed_margins(figure, *, left: float = 0.6, right: float = 0.15, bottom: float = 0.5, top: float = 0.3,
+                  between: float = 0.6) -> None:  # fmt: skip
+    """Margins in inches, set once: matplotlib's constrained layout measured every label on every draw, half
+    the time of a live training's curves, which a class's server redraws every few seconds."""
+    width, height = figure.get_size_inches()
+    columns = max(len(figure.axes), 1)
+    panel = (width - left - right - between * (columns - 1)) / columns
+    figure.subplots_adjust(
+        left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
+        wspace=between / panel,
+    )  # fmt: skip

@@ -10,6 +10,7 @@ from skimage import data
 from torch import nn
 
 from playground.explain import attributions as X
+from playground.explain.views import SIGNS as X_SIGNS
 from playground.explain.views import attribution_image
 from playground.hooks import model_lock
 from playground.layers import conv_layers
@@ -256,6 +257,27 @@ def test_attribution_images_render(small_input, variants):
         for sign in ("absolute", "signed"):
             assert attribution_image(result.values, photo, view=view, sign=sign).mode == "RGB"
     assert attribution_image(torch.zeros(3, 64, 64), photo).mode == "RGB"  # a blank map is shown, not refused
+
+
+@pytest.mark.parametrize("sign", ["absolute", "signed", "positive", "negative"])
+def test_attribution_pictures_have_the_colours_captums_own_figure_gives(sign):
+    from captum.attr import visualization as viz
+
+    values = torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(5))
+    photo = Image.fromarray(np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    attr = values.permute(1, 2, 0).numpy().astype(np.float64)
+    original = np.asarray(photo, dtype=np.float64) / 255
+    for view, method in (("heat map", "heat_map"), ("overlay", "blended_heat_map")):
+        figure, axes = viz.visualize_image_attr(attr, original, method=method, sign=X_SIGNS[sign], use_pyplot=False)
+        layers = axes.images  # Captum's own layers: [gray photo,] heat map; composite them as matplotlib does
+        heat = layers[-1].to_rgba(layers[-1].get_array())[..., :3]
+        if view == "overlay":
+            gray = layers[0].to_rgba(layers[0].get_array())[..., :3]
+            heat = 0.5 * heat + 0.5 * gray
+        sheet = attribution_image(values, photo, view=view, sign=sign)
+        left = (sheet.width - 32) // 2  # the map is centred above its colour bar
+        ours = np.asarray(sheet, dtype=np.float64)[:32, left : left + 32] / 255
+        np.testing.assert_allclose(ours, heat, atol=1.5 / 255)
 
 
 # --- with real learned weights -------------------------------------------------------------------------

@@ -253,3 +253,15 @@ def test_a_quiet_worker_is_said_to_be_starting_and_reading_until_it_reports():
         waiting = next(slot.run(reading_quietly, 600))
         assert waiting.why == "The Units process is starting and reading the data"
         assert waiting.seconds >= long_jobs.HEARTBEAT_SECONDS
+
+
+def test_live_curves_are_redrawn_less_often_when_drawing_them_takes_long(monkeypatch):
+    clock = iter([10.0, 10.0 + 0.02, 100.0, 100.0 + 0.4])  # a quick drawing, then a slow one (a busy server)
+    monkeypatch.setattr(long_jobs.time, "monotonic", lambda: next(clock))
+    redraws = long_jobs.Redraws()
+    assert redraws.due(0.0)  # nothing drawn yet
+    assert redraws.draw(lambda: "picture") == "picture"
+    plot = long_jobs.get_limits().plot_seconds
+    assert not redraws.due(10.02 + plot - 0.1) and redraws.due(10.02 + plot + 0.1)  # quick: every plot_seconds
+    redraws.draw(lambda: "picture")  # took 0.4 s: next one after 0.4 / 5 % = 8 s, not plot_seconds
+    assert not redraws.due(100.4 + 7.9) and redraws.due(100.4 + 8.1)

@@ -12,7 +12,7 @@ import pytest
 from playground.serving import workers
 from playground.serving.workers import Worker, WorkerSettings
 
-QUIET = WorkerSettings(nice=5, threads=1, memory_bytes=0, stale_seconds=60.0, seed=123)
+QUIET = WorkerSettings(nice=5, threads=1, memory_bytes=0, stale_seconds=60.0)
 
 
 # Jobs run in a fresh process, so they live at module level where the child can import them.
@@ -28,7 +28,6 @@ def describing():
         "niceness": os.nice(0),
         "policy": os.sched_getscheduler(0),
         "threads": torch.get_num_threads(),
-        "seed": torch.initial_seed(),
         "pid": os.getpid(),
     }
 
@@ -84,9 +83,9 @@ def test_records_arrive_in_order_and_the_process_ends():
     assert not worker.alive()
 
 
-def test_the_child_runs_at_lower_priority_with_bounded_threads_and_its_own_seed():
+def test_the_child_runs_at_lower_priority_with_bounded_threads():
     [facts] = _all(Worker(describing, settings=QUIET))
-    assert facts["niceness"] >= os.nice(0) + 5 and facts["threads"] == 1 and facts["seed"] == 123
+    assert facts["niceness"] >= os.nice(0) + 5 and facts["threads"] == 1
     assert facts["policy"] == os.SCHED_IDLE  # a training runs when no click wants the core
     assert facts["pid"] != os.getpid()
 

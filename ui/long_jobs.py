@@ -35,6 +35,26 @@ ROOM_POLL_SECONDS = 1.0  # how often a job waiting for room in the workers' memo
 CAP_GRACE_SECONDS = 120.0  # a job stops itself at its cap; past this much more the loop stops it
 
 
+@dataclasses.dataclass
+class Redraws:
+    """When a live picture (a job's curves) is drawn again: every ``plot_seconds``, or less often when drawing it
+    took long, as on a class's busy server, so drawing takes at most ``DRAW_SHARE`` of the time."""
+
+    DRAW_SHARE = 0.05
+    last: float = -float("inf")  # time.monotonic() of the last drawing
+    took: float = 0.0  # how long it took
+
+    def due(self, now: float) -> bool:
+        return now - self.last > max(get_limits().plot_seconds, self.took / self.DRAW_SHARE)
+
+    def draw(self, make: Callable[[], object]) -> object:
+        start = time.monotonic()
+        picture = make()
+        self.last = time.monotonic()
+        self.took = self.last - start
+        return picture
+
+
 @dataclasses.dataclass(frozen=True)
 class Waiting:
     """The job has had nothing new to show for a while: it waits for its turn or for room, or its worker is

@@ -59,7 +59,6 @@ class WorkerSettings:
     threads: int  # torch's intra-op threads in the child (more would fight the server's requests)
     memory_bytes: int  # the child's data-segment limit (0: none); past it, the job ends with a sentence
     stale_seconds: float  # a job whose records nobody pulled for this long is stopped
-    seed: int = 0  # torch's generator in the child, which is the job's own (dropout becomes reproducible)
     kind: str = "training"  # what the learner knows the job as, for the messages ("The training process ...")
     idle: bool = True  # in the idle scheduling class (training); False: niced only, for a job a learner watches
     advice: str = ""  # what to try when it runs out of memory ("" : the advice for its kind, see ADVICE)
@@ -70,7 +69,7 @@ class WorkerSettings:
 
     @classmethod
     def from_limits(
-        cls, seed: int = 0, *, memory_bytes: int | None = None, kind: str = "training", idle: bool = True,
+        cls, *, memory_bytes: int | None = None, kind: str = "training", idle: bool = True,
         lane: str = "",
     ) -> WorkerSettings:  # fmt: skip
         """The limits' settings; ``memory_bytes`` instead of a training worker's memory limit."""
@@ -78,7 +77,7 @@ class WorkerSettings:
         memory = limits.worker_memory_bytes if memory_bytes is None else memory_bytes
         return cls(
             nice=limits.worker_nice, threads=limits.worker_threads, memory_bytes=memory,
-            stale_seconds=limits.worker_stale_seconds, seed=seed, kind=kind, idle=idle, lane=lane,
+            stale_seconds=limits.worker_stale_seconds, kind=kind, idle=idle, lane=lane,
         )  # fmt: skip
 
 
@@ -255,7 +254,6 @@ def _child(
 
         resource.setrlimit(resource.RLIMIT_DATA, (settings.memory_bytes, settings.memory_bytes))
     torch.set_num_threads(settings.threads)
-    torch.manual_seed(settings.seed)  # this process belongs to the job alone
 
     def send(kind: str, payload=None) -> None:
         # Plain pickle, which copies tensors into the message. multiprocessing's own pickler would hand

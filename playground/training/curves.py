@@ -14,10 +14,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on a server
 
-import numpy as np  # noqa: E402
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402  (after choosing the backend)
 from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from playground import render  # noqa: E402
 
 
 def chance_label(classes: int) -> str:
@@ -38,7 +38,7 @@ class Curves:
 
     def figure(self, *, x_label: str = "step", width_in: float = 9.0, height_in: float = 3.0) -> Figure:
         """Loss (left) and accuracy (right, 0 to 1, with chance dashed), one line per series, each with a legend."""
-        figure = Figure(figsize=(width_in, height_in), dpi=100, layout="constrained")
+        figure = Figure(figsize=(width_in, height_in), dpi=100)
         for axes, (name, panel) in zip(figure.subplots(1, 2), (("Loss", self.loss), ("Accuracy", self.accuracy))):
             for series, points in panel.items():
                 xs, ys = zip(*points) if points else ((), ())
@@ -55,12 +55,9 @@ class Curves:
                     )
             if panel or (name == "Accuracy" and self.classes):
                 axes.legend(fontsize=8, loc="best")
+        render.fixed_margins(figure)
         return figure
 
     def image(self, **kwargs) -> Image.Image:
-        """The figure as an RGB picture: the pixels ``savefig`` would write to a PNG, read from the canvas
-        without encoding and decoding one (a quarter of the time of a redraw, which a training's page asks for
-        every few seconds)."""
-        canvas = FigureCanvasAgg(self.figure(**kwargs))
-        canvas.draw()
-        return Image.fromarray(np.asarray(canvas.buffer_rgba())[:, :, :3].copy())
+        """The figure as an RGB picture (read from the canvas: no PNG round trip on every redraw)."""
+        return render.figure_image(self.figure(**kwargs))

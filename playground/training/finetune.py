@@ -17,12 +17,14 @@ Beyond the course's recipe, a run can follow the paper's: any of the network opt
 10 when validation stops improving, early stopping, top-5 error and ten-crop testing.
 
 Randomness is private to the run: the split, initial weights, order and augmentation come from
-generators seeded by ``config.seed``; torch's process-wide generator is never reseeded (other users
-share it). Dropout in full mode draws from it, so only dropout masks differ between equal runs.
+generators seeded by ``config.seed``. Dropout draws from torch's process-wide generators, which other
+users' work shares: each training step's forward pass runs in a fork of them seeded by (seed, rank, step)
+(:func:`_private_dropout`), so equal runs draw equal masks and the process-wide state is left as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import math
@@ -615,6 +617,23 @@ def _schedule(config: FinetuneConfig, optimizer: torch.optim.Optimizer, total_st
     return None
 
 
+def _step_seed(seed: int, rank: int, step: int) -> int:
+    """The dropout seed of one step of one rank: distinct for every (seed, rank, step) of a run."""
+    return ((seed * 1_000_003 + rank) * 1_000_003 + step) % 2**63
+
+
+@contextlib.contextmanager
+def _private_dropout(seed: int, device: torch.device) -> Iterator[None]:
+    """torch's process-wide generators (the CPU's, and ``device``'s on a GPU), seeded by ``seed`` inside and
+    given back unchanged after: dropout, which cannot take a generator of its own, draws the run's masks."""
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
+
+
 def _train(run: _Run, optimizer: torch.optim.Optimizer) -> Generator[Progress, None, FinetuneResult]:
     config, device, rank, world = run.config, run.device, run.rank, run.world
     augment = torch.Generator().manual_seed(config.seed + 7919 * rank)  # each rank its own crops and flips
@@ -636,8 +655,11 @@ def _train(run: _Run, optimizer: torch.optim.Optimizer) -> Generator[Progress, N
         order = run.train_idx[torch.randperm(len(run.train_idx), generator=shuffle)][: per_rank * world][rank::world]
         for index in _batches(order.to(device), config.batch_size):
             x, y = _inputs(run, index, train=True, generator=augment), run.labels[index]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.plan.autocast):
-                logits = run.forward(x)
+            with (
+                _private_dropout(_step_seed(config.seed, rank, step), device),
+                torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.plan.autocast),
+            ):
+                logits = run.forward(x)  # dropout's masks are kept for the backward pass: no draws there
             loss = F.cross_entropy(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from scipy import stats
 
-from playground import models
+from playground import models, render
 from playground.training import curves  # noqa: F401  (chooses matplotlib's server backend before pyplot loads)
 from playground.training.finetune import SCRATCH_RECIPE, FinetuneResult, Progress
 
@@ -400,7 +400,7 @@ class Overlay:
         from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
 
-        figure = Figure(figsize=(10, 3.6), dpi=100, layout="constrained")
+        figure = Figure(figsize=(10, 3.6), dpi=100)
         panels = figure.subplots(1, 2, sharey=True)
         colours = {label: f"C{i % 10}" for i, label in enumerate(self.labels)}
         for axes, name, series in ((panels[0], "training", self.training), (panels[1], "validation", self.validation)):
@@ -436,6 +436,7 @@ class Overlay:
         title = " ".join(part for part in (self.title, "(thin lines: further seeds)" if seeds else "") if part)
         if title:
             figure.suptitle(title, fontsize=11)
+        render.fixed_margins(figure, top=0.6 if title else 0.3, between=0.25)  # the panels share the y axis
         return figure
 
     def png(self) -> bytes:
@@ -444,7 +445,7 @@ class Overlay:
         return buffer.getvalue()
 
     def image(self) -> Image.Image:
-        return Image.open(io.BytesIO(self.png())).convert("RGB")
+        return render.figure_image(self.figure())
 
 
 def overlay_of(result: ExperimentResult) -> Overlay:

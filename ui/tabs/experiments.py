@@ -166,7 +166,7 @@ class _Progress:
         self.goal = config.target or config.recipe.target
         self.overlay = Overlay(self.labels, self.goal, config.recipe.title if not config.runs else "Your experiment")
         self.queued, self.finished, self.outcomes, self.current = (), {}, [], None
-        self.shown = self.drawn = 0.0
+        self.shown, self.redraws = 0.0, long_jobs.Redraws()
         self.report = ""
         self.kept: jobs.ExperimentRun | None = None  # this experiment's runs, once one has finished
 
@@ -195,8 +195,8 @@ class _Progress:
         if now - self.shown <= 1.0:
             return {}
         self.shown, update = now, {"status": _queue(self.queued, self.finished, self.current)}
-        if now - self.drawn > get_limits().plot_seconds:
-            self.drawn, update["curves"] = now, self.overlay.image()
+        if self.redraws.due(now):
+            update["curves"] = self.redraws.draw(self.overlay.image)
         return update
 
     def _run_finished(self, record: jobs.RunFinished) -> dict:

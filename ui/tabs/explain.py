@@ -93,7 +93,7 @@ def explain(
         n_steps=int(n_steps),
         layer=resolve(model, layer) if layer else None,  # "conv5" or "features.10"
     )
-    picture = attribution_image(result.values, A.network_view(seen.x), view=view, sign=sign, size_in=4.5)
+    picture = attribution_image(result.values, A.network_view(seen.x), view=view, sign=sign, zoom=2)
     return picture, _facts(model, info, result, _probability(seen, result.target), clock)
 
 

@@ -154,7 +154,7 @@ CLEARED = {"report": "", "curves": None, "confusion": None, "per_class": None, "
 
 def _stream(records, session, request, clock):
     """The job's records as the tab's updates; returns whether it finished."""
-    curves, shown, drawn, last_val_epoch, last_step, report = Curves(), 0.0, 0.0, 0, 0, ""
+    curves, shown, redraws, last_val_epoch, last_step, report = Curves(), 0.0, long_jobs.Redraws(), 0, 0, ""
     for record in records:
         if isinstance(record, long_jobs.Stopped):
             yield {"status": STOPPED}
@@ -177,8 +177,8 @@ def _stream(records, session, request, clock):
             if now - shown > 0.5 or record.step == record.total_steps:
                 shown = now
                 update = {"status": _progress_html(record)}
-                if now - drawn > get_limits().plot_seconds or record.step == record.total_steps:
-                    drawn, update["curves"] = now, curves.image()
+                if redraws.due(now) or record.step == record.total_steps:
+                    update["curves"] = redraws.draw(curves.image)
                 yield update
     return False
 
