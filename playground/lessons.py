@@ -3,7 +3,8 @@ the tabs use, never typed into a lesson's text, so a lesson cannot disagree with
 
 An :class:`Exercise` asks one question of one kind (``number``: a whole number; ``design``: a kernel the
 learner writes, applied to a test picture; ``look``: a choice the learner makes by looking at the model in
-front of them) and answers a learner's reply with a :class:`Verdict` whose sentence starts with "Right" or
+front of them; ``prediction``: a guess made before a reveal, judged against what the paper measured, whose
+reveal is an experiment the learner then runs) and answers a learner's reply with a :class:`Verdict` whose sentence starts with "Right" or
 "Not yet", a hint on what to look at, and the answer worked out step by step for "show the answer".
 
 Lessons' texts and their "show me" settings are the UI's (they are words and layout); this module holds what
@@ -21,8 +22,9 @@ import torch.nn as nn
 
 from playground import architecture, filters, models
 from playground import kernels as K
+from playground.training import experiments, finetune
 
-KINDS = ("number", "design", "look")
+KINDS = ("number", "design", "look", "prediction")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Exercise:
     hint: str  # what to look at after a wrong answer
     solve: Callable[[], tuple[object, str]]  # -> (the right answer, the working, step by step)
     judge: Callable[[object, str], Verdict] | None = None  # (the right answer, the learner's reply) -> verdict
+    choices: tuple[str, ...] = ()  # a prediction's possible replies
 
     def answer(self) -> object:
         return self.solve()[0]
@@ -127,34 +130,52 @@ def _edge_responses(weights: np.ndarray) -> dict[str, float]:
     return found
 
 
-def _judge_top_edge(_right, reply: str) -> Verdict:
-    try:
-        weights = K.parse_kernel(str(reply))
-    except ValueError as error:
-        return Verdict(False, f"Not yet: {error}")
-    answers = _edge_responses(weights)
-    top = answers["top"]
-    others = {name: value for name, value in answers.items() if name not in ("top", "inside")}
-    strongest = max(others, key=others.get)
-    if top > 0 and top > 1.5 * max(others[strongest], 0) and answers["inside"] < 0.5 * top:
-        return Verdict(
-            True, f"Right: it answers {top:,.0f} on the top edge, at most {others[strongest]:,.0f} elsewhere."
+_OPPOSITE = {"top": "bottom", "bottom": "top", "left": "right", "right": "left"}
+_HOW = {  # where the positive and negative weights go for each edge of a bright square
+    "top": "put positive weights below the centre, negative above",
+    "left": "put positive weights right of the centre, negative left",
+}
+
+
+def _judge_edge(edge: str) -> Callable[[object, str], Verdict]:
+    """A judge for a kernel that should light the ``edge`` edges of the test picture's square, and nothing else."""
+
+    def judge(_right, reply: str) -> Verdict:
+        try:
+            weights = K.parse_kernel(str(reply))
+        except ValueError as error:
+            return Verdict(False, f"Not yet: {error}")
+        answers = _edge_responses(weights)
+        mine = answers[edge]
+        others = {name: value for name, value in answers.items() if name not in (edge, "inside")}
+        strongest = max(others, key=others.get)
+        if mine > 0 and mine > 1.5 * max(others[strongest], 0) and answers["inside"] < 0.5 * mine:
+            return Verdict(
+                True, f"Right: it answers {mine:,.0f} on the {edge} edge, at most {others[strongest]:,.0f} elsewhere."
+            )
+        if mine <= 0:
+            why = f"it does not light the {edge} edge at all: {_HOW[edge]}"
+            if answers[_OPPOSITE[edge]] > 0:
+                why += f" (it lights the {_OPPOSITE[edge]} edge: your signs are the wrong way round)"
+        elif answers["inside"] >= 0.5 * mine:
+            why = "it lights the flat inside too: make the weights add up to zero"
+        else:
+            why = f"it lights the {strongest} edge about as much ({others[strongest]:,.0f} against {mine:,.0f})"
+        return Verdict(False, f"Not yet: {why}.")
+
+    return judge
+
+
+def _edge_answer(edge: str, preset: str, label: str, rows: str) -> Callable[[], tuple[str, str]]:
+    def solve() -> tuple[str, str]:
+        text = K.format_kernel(K.preset(preset).weights)
+        return text, (
+            f"A {edge} edge of a bright square is dark {rows}: weigh the pixels on the bright side positively and "
+            f"the dark side negatively, with weights adding up to zero so flat areas give 0. "
+            f"{label} does:\n{text}"
         )
-    if top <= 0:
-        why = "it does not light the top edge at all: put positive weights below the centre, negative above"
-    elif answers["inside"] >= 0.5 * top:
-        why = "it lights the flat inside too: make the weights add up to zero"
-    else:
-        why = f"it lights the {strongest} edge about as much ({others[strongest]:,.0f} against {top:,.0f})"
-    return Verdict(False, f"Not yet: {why}.")
 
-
-def _top_edge_answer() -> tuple[str, str]:
-    text = K.format_kernel(K.preset("sobel_y").weights)  # brighter downwards is positive
-    return text, (
-        "A top edge is dark above, bright below: weigh the row below the centre positively and the row above "
-        f"negatively, with weights adding up to zero so flat areas give 0. Sobel y does:\n{text}"
-    )
+    return solve
 
 
 # Lessons 3-5: sizes and parameters ---------------------------------------------------------------------------
@@ -220,6 +241,13 @@ def sobel_like_filter(model: nn.Module) -> tuple[int, str]:
     )
 
 
+def _filter_weights(model: nn.Module) -> tuple[int, str]:
+    conv = filters.first_conv(model)
+    kh, kw = conv.kernel_size
+    weights = conv.in_channels // conv.groups * kh * kw
+    return weights, f"Each conv1 filter is {kh} × {kw} pixels × {conv.in_channels} colour channels = {weights} weights."
+
+
 def _judge_filter(right, reply: str) -> Verdict:
     return judge_number(
         right,
@@ -229,11 +257,103 @@ def _judge_filter(right, reply: str) -> Verdict:
     )
 
 
+# Lessons 7-8: what the layers see, and why it said that ----------------------------------------------------
+
+
+def _conv5_size() -> tuple[int, str]:
+    row = _row("alexnet", "Conv2d", 4)
+    channels, height, width = row.output_shape
+    return height, f"conv5 ({row.name}) gives {channels} maps of {height} × {width} for a 224-pixel photo."
+
+
+def _conv5_values() -> tuple[int, str]:
+    row = _row("alexnet", "Conv2d", 4)
+    channels, height, width = row.output_shape
+    values = channels * height * width
+    return values, f"{channels} maps × {height} × {width} positions = {values:,} numbers for one photo."
+
+
+def _saliency_values() -> tuple[int, str]:
+    channels, size = 3, 224
+    values = channels * size * size
+    return values, (
+        f"Saliency is the gradient of the class's score with respect to every input number: {channels} colour "
+        f"channels × {size} × {size} pixels = {values:,}; the picture then sums the channels per pixel."
+    )
+
+
+def _judge_choice(right: str, reply: str, said_right: str, said_wrong: str) -> Verdict:
+    chosen = str(reply).strip().lower()
+    if chosen == right:
+        return Verdict(True, said_right)
+    return Verdict(False, said_wrong)
+
+
+def _sanity_answer() -> tuple[str, str]:
+    return "change", (
+        "A map that explains the network must depend on its weights: randomise them and the map should change. "
+        "Saliency and Integrated Gradients change; a map that stays (guided backprop is the known case) is "
+        "showing the photo's edges, not the network's reasons."
+    )
+
+
+def _judge_sanity(right: str, reply: str) -> Verdict:
+    return _judge_choice(
+        right,
+        reply,
+        "Right: a faithful map changes when the weights it explains are destroyed. Run the sanity check to see.",
+        "Not yet: if the map stayed the same, what would it be explaining? It cannot be the weights.",
+    )
+
+
+# Lessons 9-10: fine-tuning, and the paper's ablations --------------------------------------------------------
+
+
+def _head_params() -> tuple[int, str]:
+    head = models.build("alexnet", num_classes=5).classifier[-1]
+    params = sum(p.numel() for p in head.parameters())
+    rows = _trace("alexnet")
+    kept = sum(row.params for row in rows) - rows[-1].params  # all but ImageNet's own fc8
+    return params, (
+        f"Head only trains the last layer, fc8, made afresh for 5 flowers: {head.in_features} inputs × 5 outputs "
+        f"+ 5 biases = {params:,}; the other {kept:,} weights stay as ImageNet left them."
+    )
+
+
+def _recipe_steps() -> tuple[int, str]:
+    images, batch, epochs = 400, 16, 10
+    per_epoch = finetune.steps_per_epoch(images, batch)
+    return per_epoch * epochs, (
+        f"{images} images in batches of {batch}: {per_epoch} steps an epoch (the last batch may be smaller); "
+        f"× {epochs} epochs = {per_epoch * epochs} steps."
+    )
+
+
+def _paper_says(preset: str, answer: str) -> Callable[[], tuple[str, str]]:
+    def solve() -> tuple[str, str]:
+        return answer, f"{experiments.PRESETS[preset].theirs} Run the preset to see whether it holds on this data."
+
+    return solve
+
+
+def _judge_paper(preset: str) -> Callable[[str, str], Verdict]:
+    def judge(right: str, reply: str) -> Verdict:
+        theirs = experiments.PRESETS[preset].theirs
+        return _judge_choice(
+            right,
+            reply,
+            f"Right. {theirs} Now run the preset: does it hold on this data?",
+            f"Not yet: the paper found the other. {theirs} Run the preset and see what happens here.",
+        )
+
+    return judge
+
+
 # The course ---------------------------------------------------------------------------------------------------
 
 
-# Lessons 1-5 ask about arithmetic and the fixed architectures: the same for every model.
-ARITHMETIC: dict[int, tuple[Exercise, ...]] = {
+# Every lesson but 6 asks about arithmetic, the fixed architectures or the paper: the same for every model.
+FIXED: dict[int, tuple[Exercise, ...]] = {
     1: (
         Exercise(
             "sobel-patch",
@@ -258,8 +378,17 @@ ARITHMETIC: dict[int, tuple[Exercise, ...]] = {
             "Write a 3×3 kernel that lights the top edges of things (dark above, bright below), and nothing "
             "else. The app tries it on a bright square.",
             "Look at Sobel y in the lab: which row is positive?",
-            _top_edge_answer,
-            _judge_top_edge,
+            _edge_answer("top", "sobel_y", "Sobel y", "above, bright below"),
+            _judge_edge("top"),
+        ),
+        Exercise(
+            "left-edge",
+            "design",
+            "Now one that lights the left edges of things (dark on the left, bright on the right), and nothing "
+            "else. The app tries it on the same bright square.",
+            "Turn your top-edge kernel on its side.",
+            _edge_answer("left", "sobel_x", "Sobel x", "on the left, bright on the right"),
+            _judge_edge("left"),
         ),
     ),
     3: (
@@ -312,6 +441,81 @@ ARITHMETIC: dict[int, tuple[Exercise, ...]] = {
             _receptive_field,
         ),
     ),
+    7: (
+        Exercise(
+            "conv5-size",
+            "number",
+            "How many pixels across are conv5's feature maps for a 224-pixel photo in torchvision AlexNet?",
+            "Open the Activations tab on conv5 and read the map's size, or follow the sizes down the Architecture tab.",
+            _conv5_size,
+        ),
+        Exercise(
+            "conv5-values",
+            "number",
+            "How many numbers does conv5 give for one photo (all its maps together)?",
+            "Channels × height × width: the Architecture tab's output shape of conv5.",
+            _conv5_values,
+        ),
+    ),
+    8: (
+        Exercise(
+            "saliency-values",
+            "number",
+            "A saliency map is the gradient of one class's score with respect to the input. How many numbers "
+            "does it have for a 224 × 224 colour photo, before the picture sums the colour channels?",
+            "One number for every number the network was given.",
+            _saliency_values,
+        ),
+        Exercise(
+            "sanity",
+            "prediction",
+            "The sanity check randomises the network's weights from the top down. Should a map that really "
+            "explains the network stay the same or change?",
+            "If the map stayed the same, what would it be explaining?",
+            _sanity_answer,
+            _judge_sanity,
+            choices=("stay the same", "change"),
+        ),
+    ),
+    9: (
+        Exercise(
+            "head-params",
+            "number",
+            "Head-only fine-tuning of AlexNet on five kinds of flower trains a new last layer and nothing else. "
+            "How many parameters does it train?",
+            "fc8 for five classes: every one of fc7's 4096 outputs joins each of 5 outputs, plus a bias each.",
+            _head_params,
+        ),
+        Exercise(
+            "recipe-steps",
+            "number",
+            "The recipe: batch 16, 10 epochs. How many optimizer steps does it take on 400 training images?",
+            "Steps per epoch are batches per epoch: round up, since the last batch may be smaller.",
+            _recipe_steps,
+        ),
+    ),
+    10: (
+        Exercise(
+            "tanh",
+            "prediction",
+            "Before you run the ReLU vs tanh preset: will tanh reach the target training error faster or slower "
+            "than ReLU?",
+            "The paper's Figure 1 raced them on CIFAR-10.",
+            _paper_says("relu-vs-tanh", "slower"),
+            _judge_paper("relu-vs-tanh"),
+            choices=("faster", "slower"),
+        ),
+        Exercise(
+            "dropout",
+            "prediction",
+            "Before you run the Dropout preset: without dropout, will the gap between training and validation "
+            "accuracy grow or shrink?",
+            "Dropout is a regulariser: what does a network do to its training data without one?",
+            _paper_says("dropout", "grow"),
+            _judge_paper("dropout"),
+            choices=("grow", "shrink"),
+        ),
+    ),
 }
 
 
@@ -326,6 +530,13 @@ def _looks(model_for_looks: Callable[[], nn.Module]) -> dict[int, tuple[Exercise
                 "Open the Filters tab and read the Sobel x row of the classic kernels' matches.",
                 lambda: sobel_like_filter(model_for_looks()),
                 _judge_filter,
+            ),
+            Exercise(
+                "filter-weights",
+                "look",
+                "How many weights make one of the model's conv1 filters (count all its colour channels, no bias)?",
+                "The Filters tab shows each filter's size and colour: height × width × colour channels.",
+                lambda: _filter_weights(model_for_looks()),
             ),
         ),
     }
@@ -349,4 +560,4 @@ class Course:
 
 def course(model_for_looks: Callable[[], nn.Module]) -> Course:
     """The course's exercises; "look" exercises ask about the model ``model_for_looks()`` returns."""
-    return Course({**ARITHMETIC, **_looks(model_for_looks)})
+    return Course(dict(sorted({**FIXED, **_looks(model_for_looks)}.items())))

@@ -100,3 +100,66 @@ def test_every_exercise_has_a_working_and_an_unknown_one_is_named():
             assert exercise.kind in lessons.KINDS and exercise.working()
     with pytest.raises(KeyError, match="no exercise 'nope' in lesson 1"):
         COURSE.check_answer(1, "nope", "1")
+
+
+def test_conv5s_maps_are_torchvisions():
+    out = alexnet(weights=None).features[:11](torch.zeros(1, 3, 224, 224))  # up to conv5's ReLU
+    assert right(7, "conv5-size") == out.shape[-1] == 13
+    assert right(7, "conv5-values") == out[0].numel() == 43_264
+
+
+def test_a_saliency_map_has_one_number_per_input_number():
+    x = torch.zeros(1, 3, 224, 224, requires_grad=True)
+    score = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(), nn.LazyLinear(5))(x)[0, 1]
+    (gradient,) = torch.autograd.grad(score, x)
+    assert right(8, "saliency-values") == gradient[0].numel()
+
+
+def test_the_fine_tuning_numbers_are_torchs():
+    fc7 = alexnet(weights=None).classifier[-1].in_features  # what a new fc8 joins
+    assert right(9, "head-params") == sum(p.numel() for p in nn.Linear(fc7, 5).parameters()) == 20_485
+    loader = torch.utils.data.DataLoader(range(400), batch_size=16)
+    assert right(9, "recipe-steps") == sum(1 for _ in range(10) for _ in loader) == 250
+
+
+@pytest.mark.parametrize(
+    ("lesson", "key", "right_reply", "wrong_reply"),
+    [(8, "sanity", "change", "stay the same"), (10, "tanh", "slower", "faster"), (10, "dropout", "grow", "shrink")],
+)
+def test_predictions_are_judged_and_the_reveal_is_named(lesson, key, right_reply, wrong_reply):
+    exercise = COURSE.exercise(lesson, key)
+    assert right_reply in exercise.choices and wrong_reply in exercise.choices
+    assert COURSE.check_answer(lesson, key, right_reply).startswith("Right")
+    assert COURSE.check_answer(lesson, key, f" {right_reply.upper()} ").startswith("Right")
+    wrong = COURSE.check_answer(lesson, key, wrong_reply)
+    assert wrong.startswith("Not yet") and ("preset" in wrong or "explaining" in wrong)
+
+
+def test_the_paper_predictions_quote_the_presets_own_claim():
+    from playground.training.experiments import PRESETS
+
+    assert PRESETS["relu-vs-tanh"].theirs in COURSE.check_answer(10, "tanh", "slower")
+    assert "six times faster than tanh" in PRESETS["relu-vs-tanh"].theirs  # the paper's Figure 1, as the seeds say
+
+
+def test_every_lesson_has_two_or_three_exercises():
+    assert sorted(COURSE.exercises) == list(range(1, 11))
+    assert all(2 <= len(group) <= 3 for group in COURSE.exercises.values())
+
+
+def test_the_left_edge_answer_lights_the_left_edge_by_scipy():
+    kernel = np.array([[float(v) for v in row.split()] for row in right(2, "left-edge").splitlines()])
+    picture = lessons.square_picture()
+    out = signal.correlate2d(picture, kernel, mode="same")
+    left = picture.shape[1] // 4  # the square's first bright column
+    assert out[:, left - 1 : left + 1].max() == out.max() > 0  # strongest on the left edge
+    assert COURSE.check_answer(2, "left-edge", right(2, "left-edge")).startswith("Right")
+    wrong = COURSE.check_answer(2, "left-edge", "1 0 -1\n2 0 -2\n1 0 -1")
+    assert wrong.startswith("Not yet") and "signs are the wrong way round" in wrong
+
+
+def test_a_conv1_filters_weights_are_torchs():
+    model = models.build("alexnet_compact", num_classes=10, generator=torch.Generator().manual_seed(0))
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert right(6, "filter-weights") == first.weight[0].numel()
+    assert lessons.course(lambda: alexnet(weights=None)).exercise(6, "filter-weights").answer() == 363

@@ -385,6 +385,12 @@ _GPU_START_SECONDS = 20.0  # moving the data, building the model, validation pas
 _GPU_COMPILE_SECONDS = 60.0
 
 
+def steps_per_epoch(train_images: int, batch_size: int, world: int = 1) -> int:
+    """Optimizer steps in one epoch: each of ``world`` ranks takes an equal share of the training images (the
+    remainder is left out, or DDP would wait forever) in batches of ``batch_size``, the last one smaller."""
+    return math.ceil((train_images // world) / batch_size)
+
+
 def gpu_seconds(config: FinetuneConfig, images: int) -> float:
     """A generous estimate of the GPU time a run needs, from its planned steps (to book a ZeroGPU slot)."""
     train_images = images * (1 - config.val_fraction)
@@ -395,7 +401,7 @@ def gpu_seconds(config: FinetuneConfig, images: int) -> float:
         seconds = train_images * config.epochs * per_image + images * config.epochs * per_image / 3
     if config.ten_crop:  # nine more passes over the validation images, every epoch
         seconds += 9 * images * config.val_fraction * config.epochs * per_image / 3
-    steps = math.ceil(train_images / config.batch_size) * config.epochs
+    steps = steps_per_epoch(int(train_images), config.batch_size) * config.epochs
     compiling = config.compile == "yes" or (config.compile == "auto" and steps >= 200)
     return _GPU_START_SECONDS + seconds + (_GPU_COMPILE_SECONDS if compiling else 0.0)
 
@@ -455,8 +461,7 @@ def finetune(config: FinetuneConfig, dataset: ImageDataset) -> Iterator[Progress
         started = time.perf_counter()  # the run's clock includes computing head-only features
         model, notice, imagenet = _make_model(config, len(dataset.classes), torch.Generator().manual_seed(config.seed))
         convs = conv_layers(model)
-        steps_per_epoch = math.ceil(math.ceil(len(train_idx) / world) / config.batch_size)
-        plan = device_plan(device, config, steps_per_epoch * config.epochs)
+        plan = device_plan(device, config, steps_per_epoch(len(train_idx), config.batch_size, world) * config.epochs)
         model = model.to(device, memory_format=torch.channels_last) if plan.channels_last else model.to(device)
         run = _Run(
             config=config,
@@ -638,8 +643,8 @@ def _train(run: _Run, optimizer: torch.optim.Optimizer) -> Generator[Progress, N
     config, device, rank, world = run.config, run.device, run.rank, run.world
     augment = torch.Generator().manual_seed(config.seed + 7919 * rank)  # each rank its own crops and flips
     per_rank = len(run.train_idx) // world  # every rank takes the same number of steps, or DDP waits forever
-    steps_per_epoch = math.ceil(per_rank / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
+    per_epoch = steps_per_epoch(len(run.train_idx), config.batch_size, world)
+    total_steps = per_epoch * config.epochs
     scheduler = _schedule(config, optimizer, total_steps)
     history, val_accuracy, step, seen, stopped_early = [], None, 0, 0, False
     best = None  # early stopping: (epoch, scores, weights on the CPU) of the best validation accuracy so far
@@ -672,7 +677,7 @@ def _train(run: _Run, optimizer: torch.optim.Optimizer) -> Generator[Progress, N
             correct += (logits.argmax(dim=1) == y).sum()
             now = time.perf_counter()
             elapsed = now - run.started
-            if now - last_sync > 0.5 or step % steps_per_epoch == 0:
+            if now - last_sync > 0.5 or step % per_epoch == 0:
                 shown, last_sync = (float(loss_sum) / count, float(correct) / count), now
             yield Progress(
                 step=step, total_steps=total_steps, epoch=epoch, epochs=config.epochs, loss=shown[0],
