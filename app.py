@@ -25,6 +25,7 @@ from ui.tabs import conv_lab as conv_lab_tab
 from ui.tabs import experiments as experiments_tab
 from ui.tabs import explain as explain_tab
 from ui.tabs import filters as filters_tab
+from ui.tabs import lessons as lessons_tab
 from ui.tabs import train as train_tab
 from ui.tabs import units as units_tab
 
@@ -49,22 +50,27 @@ def build_demo() -> gr.Blocks:
         chooser = model_panel.build_panel(demo)
         upload = folders.shared_upload()  # one upload per session, which Train and Experiments both follow
         with gr.Tabs() as tabs:
+            with gr.Tab("Lessons", id="lessons"):
+                lessons = lessons_tab.build_tab(demo, chooser)
             with gr.Tab("Convolution lab", id="lab"):
-                conv_lab_tab.build_tab(demo)
+                lab = conv_lab_tab.build_tab(demo)
             with gr.Tab("Architecture", id="architecture"):
-                architecture_tab.build_tab(demo, chooser)
+                architecture = architecture_tab.build_tab(demo, chooser)
             with gr.Tab("Filters", id="filters"):
-                filters_tab.build_tab(demo, chooser)
+                filters = filters_tab.build_tab(demo, chooser)
             with gr.Tab("Activations & predictions", id="activations"):
                 activations = activations_tab.build_tab(demo, chooser)
             with gr.Tab("Units", id="units") as units:
                 units_tab.build_tab(demo, chooser, activations=activations, tabs=tabs, tab=units)
             with gr.Tab("Explain", id="explain"):
-                explain_tab.build_tab(demo, chooser)
+                explain = explain_tab.build_tab(demo, chooser)
             with gr.Tab("Train", id="train"):
-                train_tab.build_tab(demo, chooser, upload)
+                train = train_tab.build_tab(demo, chooser, upload)
             with gr.Tab("Experiments", id="experiments"):
-                experiments_tab.build_tab(demo, chooser, upload)
+                experiments = experiments_tab.build_tab(demo, chooser, upload)
+        views = {"lab": lab, "architecture": architecture, "filters": filters, "activations": activations,
+                 "explain": explain, "train": train, "experiments": experiments}  # fmt: skip
+        lessons_tab.wire_show_me(lessons, tabs, chooser, views)
         demo.unload(state.forget_session)  # one clean-up for everything a session holds, whichever tabs it used
         hide_share_off_a_space(demo)
     return demo

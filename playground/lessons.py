@@ -195,8 +195,9 @@ def _pool1_size() -> tuple[int, str]:
 
 @functools.cache
 def _trace(name: str) -> tuple[architecture.LayerRow, ...]:
-    size = 227 if name == "alexnet2012" else 224
-    return tuple(architecture.trace(models.build(name, num_classes=1000), (3, size, size)))
+    """Every layer of ``name`` for a 224-pixel photo (as the Architecture tab traces it; the paper's net here
+    pads conv1 by 2, as torchvision's does, so 224 gives the paper's 55)."""
+    return tuple(architecture.trace(models.build(name, num_classes=1000), (3, 224, 224)))
 
 
 def _row(name: str, kind: str, index: int) -> architecture.LayerRow:

@@ -149,11 +149,12 @@ class ActivationsLayout:
     live: gr.Image
 
 
-def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> dict:
-    """Lay out the tab; returns the components another tab may listen to (the Units tab: clicks on the grid)."""
+def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> ActivationsLayout:
+    """Lay out the tab; returns its components (the Units tab listens to clicks on the grid; the Lessons tab's
+    "Show me" sets the photo, layer and channel)."""
     tab = _lay_out()
     _wire(demo, chooser, tab)
-    return {"photo": tab.image, "layer": tab.layer, "grid": tab.grid}
+    return tab
 
 
 def _lay_out() -> ActivationsLayout:

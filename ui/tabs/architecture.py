@@ -97,9 +97,11 @@ class ArchitectureLayout:
     chart: gr.BarPlot
 
 
-def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
+def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> ArchitectureLayout:
     """Lay out the tab inside ``demo`` and wire its events to the model ``chooser`` (endpoint: ``/architecture``)."""
-    _wire(demo, chooser, _lay_out())
+    layout = _lay_out()
+    _wire(demo, chooser, layout)
+    return layout
 
 
 def _lay_out() -> ArchitectureLayout:

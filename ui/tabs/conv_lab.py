@@ -250,9 +250,12 @@ class LabLayout:
         return [getattr(self, name) for name in SETTINGS if name != without]
 
 
-def build_tab(demo: gr.Blocks) -> None:
-    """Lay out the tab inside ``demo`` and wire its events (main endpoint: ``/apply_kernel``)."""
-    _wire(demo, _lay_out())
+def build_tab(demo: gr.Blocks) -> LabLayout:
+    """Lay out the tab inside ``demo`` and wire its events (main endpoint: ``/apply_kernel``); returns its
+    components (the Lessons tab's "Show me" sets them)."""
+    layout = _lay_out()
+    _wire(demo, layout)
+    return layout
 
 
 def _lay_out() -> LabLayout:
@@ -310,7 +313,7 @@ def _lay_out_photo_and_settings(limits) -> dict:
         padding = controls.Slider(0, limits.max_padding, value=0, step=1, label="Padding (zeros)")
         dilation = controls.Slider(1, limits.max_dilation, value=1, step=1, label="Dilation")
     with gr.Row():
-        pooling = controls.Radio(choices=list(POOLING_CHOICES), value="none", label="Then pool")
+        pooling = controls.Radio(choices=list(POOLING_CHOICES), value="none", label="Then pool", elem_id="lab-pooling")
         pool_size = controls.Slider(1, limits.max_pool_size, value=2, step=1, label="Pool size")
         pool_stride = controls.Slider(1, limits.max_pool_size, value=2, step=1, label="Pool stride")
     return {

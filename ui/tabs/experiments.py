@@ -7,6 +7,7 @@ import dataclasses
 import html
 import shutil
 import time
+from types import SimpleNamespace
 
 import gradio as gr
 import pandas as pd
@@ -297,7 +298,7 @@ def open_run(run, request: gr.Request = None):
     return refresh_choices(key, request), f"Opened **{kept.descriptions[index]}**: it is now the chosen model."
 
 
-def build_tab(demo: gr.Blocks, chooser: gr.Dropdown, upload: gr.State | None = None) -> None:
+def build_tab(demo: gr.Blocks, chooser: gr.Dropdown, upload: gr.State | None = None) -> SimpleNamespace:
     """Lay out and wire the tab. ``upload``: the page's record of the session's last upload, shared with the
     other tabs that read it (see :func:`ui.folders.wire`)."""
     gr.Markdown(HELP)
@@ -375,3 +376,4 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown, upload: gr.State | None = N
     folders.wire("Experiments", "remember_experiment", upload if upload is not None else folders.shared_upload(),
                  dataset=dataset, note=upload_note, zip_file=zip_file, folder=folder, folder_paths=folder_paths)  # fmt: skip
     open_button.click(open_run, inputs=runs, outputs=[chooser, opened], api_name="open_run")
+    return SimpleNamespace(dataset=dataset, preset=preset, seeds=seeds, epochs=epochs, vary=vary, values=values)

@@ -237,9 +237,11 @@ class ExplainLayout:
     after: gr.Label
 
 
-def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
+def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> ExplainLayout:
     """Lay out the tab inside ``demo`` and wire its events to the model ``chooser`` (main endpoint: ``/attribute``)."""
-    _wire(demo, chooser, _lay_out())
+    layout = _lay_out()
+    _wire(demo, chooser, layout)
+    return layout
 
 
 def _lay_out() -> ExplainLayout:

@@ -125,10 +125,12 @@ class FiltersLayout:
     deeper: gr.Gallery
 
 
-def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> None:
+def build_tab(demo: gr.Blocks, chooser: gr.Dropdown) -> FiltersLayout:
     """Lay out the tab inside ``demo`` and wire its events to the model ``chooser`` (endpoints: ``/filters``,
     ``/filter_comparison``)."""
-    _wire(demo, chooser, _lay_out())
+    layout = _lay_out()
+    _wire(demo, chooser, layout)
+    return layout
 
 
 def _lay_out() -> FiltersLayout:

@@ -291,7 +291,7 @@ def start_chosen(model="alexnet", mode="head", pretrained=True):
     return describe_start(model, mode, bool(pretrained)), defaults["lr"], defaults["epochs"]
 
 
-def build_tab(demo: gr.Blocks, chooser: gr.Dropdown, upload: gr.State | None = None) -> None:
+def build_tab(demo: gr.Blocks, chooser: gr.Dropdown, upload: gr.State | None = None) -> SimpleNamespace:
     """Lay out the tab. ``upload``: the page's record of the session's last upload, shared with the other tabs
     that read it (see :func:`ui.folders.wire`)."""
     gr.Markdown(HELP)
@@ -300,6 +300,7 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown, upload: gr.State | None = N
     _wire(c, chooser, upload if upload is not None else folders.shared_upload())
     # ImageNet weights may arrive after the page was built (an online app fetches them as it starts).
     demo.load(model_chosen, [c.model, c.mode], [c.pretrained, c.start_note, c.lr, c.epochs], show_progress="hidden")
+    return c
 
 
 def _layout() -> SimpleNamespace:

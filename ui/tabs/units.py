@@ -311,7 +311,7 @@ def from_activations(model_key, photo, layer, evt: gr.SelectData, request: gr.Re
     return unit_layer, channel, photo, gr.Tabs(selected="units")  # (a fourth output only where tabs are wired)
 
 
-def build_tab(demo: gr.Blocks, chooser: gr.Dropdown, *, activations: dict | None = None, tabs=None, tab=None) -> None:
+def build_tab(demo: gr.Blocks, chooser: gr.Dropdown, *, activations=None, tabs=None, tab=None) -> None:
     """Lay out the tab. ``activations``: the Activations tab's components (a click on its grid lands here);
     ``tabs``: the app's tab set, to switch to this one; ``tab``: this tab, whose opening draws the photo views."""
     gr.Markdown(HELP)
@@ -481,9 +481,9 @@ def _wire_photo_views(c: SimpleNamespace, chooser: gr.Dropdown, tab) -> None:
 
 def _wire_activations(c: SimpleNamespace, chooser: gr.Dropdown, activations: dict, tabs) -> None:
     """A click on the Activations tab's grid lands here, on that layer and channel."""
-    landed = activations["grid"].select(
+    landed = activations.grid.select(
         from_activations,
-        inputs=[chooser, activations["photo"], activations["layer"]],
+        inputs=[chooser, activations.image, activations.layer],
         outputs=[c.layer, c.channel, c.photo, tabs] if tabs is not None else [c.layer, c.channel, c.photo],
         api_name="unit_from_activations",
         api_visibility="undocumented",
