@@ -8,6 +8,12 @@ pytestmark = pytest.mark.e2e
 TIMEOUT = 30_000
 
 
+@pytest.fixture(autouse=True)
+def _on_the_lab(page):
+    """The page opens on the Lessons; every test here starts in the lab."""
+    page.get_by_role("tab", name="Convolution lab").click()
+
+
 def _choose_kernel(page, label: str) -> None:
     page.locator("#lab-kernel input").click()
     page.get_by_role("option", name=label, exact=True).click()

@@ -14,7 +14,7 @@ from tests.test_app_experiments import make_folder
 pytestmark = pytest.mark.e2e
 TIMEOUT = 240_000
 PHONE, DESKTOP = {"width": 390, "height": 844}, {"width": 1440, "height": 900}
-TABS = ("Convolution lab", "Architecture", "Filters", "Activations & predictions", "Units", "Explain", "Train",
+TABS = ("Lessons", "Convolution lab", "Architecture", "Filters", "Activations & predictions", "Units", "Explain", "Train",
         "Experiments")  # fmt: skip
 
 # Each word of every visible header and cell of the table is on one line: a cell wraps only between words.
@@ -85,6 +85,7 @@ def test_on_a_phone_the_model_note_sits_below_the_chooser_at_full_width(browser,
 
 def test_no_tab_shows_placeholder_tables_or_a_share_button_off_a_space(browser, app_url):
     with _page(browser, app_url, DESKTOP) as page:
+        page.get_by_role("tab", name="Convolution lab", exact=True).click()
         page.locator("#lab-result img").wait_for(timeout=TIMEOUT)  # a result, with its toolbar
         assert page.locator("#lab-result").get_by_label("Download").count() == 1  # the toolbar is there ...
         found = {}
