@@ -186,6 +186,12 @@ def activation_picture(_model=None) -> Image.Image:
     return render.figure_image(figure)
 
 
+def _lab_view(kernel: str, **changes) -> View:
+    """The Convolution lab on the cup with ``kernel``, every other setting at its plain default unless changed."""
+    settings = {"stride": 1, "padding": 0, "dilation": 1, "pooling": "none", "color": "gray", **changes}
+    return View("lab", {"photo": CUP, "kernel": kernel, **settings})
+
+
 LESSONS: tuple[Lesson, ...] = (
     Lesson(
         1,
@@ -201,18 +207,7 @@ LESSONS: tuple[Lesson, ...] = (
         "the nine multiplications that made it.",
         "The cup and what Sobel x makes of it (red: brighter to the right, blue: darker).",
         kernel_picture,
-        View(
-            "lab",
-            {
-                "photo": CUP,
-                "kernel": "sobel_x",
-                "stride": 1,
-                "padding": 0,
-                "dilation": 1,
-                "pooling": "none",
-                "color": "gray",
-            },
-        ),  # fmt: skip
+        _lab_view("sobel_x"),
         10,
         "Nothing: the example photos come with the app.",
     ),
@@ -230,18 +225,7 @@ LESSONS: tuple[Lesson, ...] = (
         "to stay dark.",
         "Sobel y, the flashlight from above, and the outlines from the centre and from the periphery.",
         light_picture,
-        View(
-            "lab",
-            {
-                "photo": CUP,
-                "kernel": "flashlight_down",
-                "stride": 1,
-                "padding": 0,
-                "dilation": 1,
-                "pooling": "none",
-                "color": "gray",
-            },
-        ),  # fmt: skip
+        _lab_view("flashlight_down"),
         15,
         "Nothing.",
     ),
@@ -258,20 +242,7 @@ LESSONS: tuple[Lesson, ...] = (
         "pooling lowered its error a little (0.4 points top-1) and made it overfit less.",
         "Sobel x at stride 1, at stride 4, and at stride 4 followed by AlexNet's overlapping max pool.",
         stride_picture,
-        View(
-            "lab",
-            {
-                "photo": CUP,
-                "kernel": "sobel_x",
-                "stride": 4,
-                "padding": 0,
-                "dilation": 1,
-                "pooling": "max",
-                "pool_size": 3,
-                "pool_stride": 2,
-                "color": "gray",
-            },
-        ),  # fmt: skip
+        _lab_view("sobel_x", stride=4, pooling="max", pool_size=3, pool_stride=2),
         15,
         "Nothing.",
     ),
