@@ -18,7 +18,7 @@ from starlette.middleware import Middleware
 
 from playground.config import get_limits
 from playground.serving import workers
-from ui import a11y, folders, guard, model_panel, sessions, state
+from ui import a11y, folders, guard, links, model_panel, sessions, state
 from ui.tabs import activations as activations_tab
 from ui.tabs import architecture as architecture_tab
 from ui.tabs import conv_lab as conv_lab_tab
@@ -49,28 +49,39 @@ def build_demo() -> gr.Blocks:
         gr.Markdown(HEADER)
         chooser = model_panel.build_panel(demo)
         upload = folders.shared_upload()  # one upload per session, which Train and Experiments both follow
+        rows = {}  # each tab's "Link to this view" button and box
         with gr.Tabs() as tabs:
             with gr.Tab("Lessons", id="lessons"):
                 lessons = lessons_tab.build_tab(demo, chooser)
+                rows["lessons"] = links.link_row("lessons")
             with gr.Tab("Convolution lab", id="lab"):
                 lab = conv_lab_tab.build_tab(demo)
+                rows["lab"] = links.link_row("lab")
             with gr.Tab("Architecture", id="architecture"):
                 architecture = architecture_tab.build_tab(demo, chooser)
+                rows["architecture"] = links.link_row("architecture")
             with gr.Tab("Filters", id="filters"):
                 filters = filters_tab.build_tab(demo, chooser)
+                rows["filters"] = links.link_row("filters")
             with gr.Tab("Activations & predictions", id="activations"):
                 activations = activations_tab.build_tab(demo, chooser)
+                rows["activations"] = links.link_row("activations")
             with gr.Tab("Units", id="units") as units:
-                units_tab.build_tab(demo, chooser, activations=activations, tabs=tabs, tab=units)
+                units_view = units_tab.build_tab(demo, chooser, activations=activations, tabs=tabs, tab=units)
+                rows["units"] = links.link_row("units")
             with gr.Tab("Explain", id="explain"):
                 explain = explain_tab.build_tab(demo, chooser)
+                rows["explain"] = links.link_row("explain")
             with gr.Tab("Train", id="train"):
                 train = train_tab.build_tab(demo, chooser, upload)
+                rows["train"] = links.link_row("train")
             with gr.Tab("Experiments", id="experiments"):
                 experiments = experiments_tab.build_tab(demo, chooser, upload)
+                rows["experiments"] = links.link_row("experiments")
         views = {"lab": lab, "architecture": architecture, "filters": filters, "activations": activations,
                  "explain": explain, "train": train, "experiments": experiments}  # fmt: skip
         lessons_tab.wire_show_me(lessons, tabs, chooser, views)
+        links.wire(demo, tabs, chooser, {**views, "lessons": lessons, "units": units_view}, rows)
         demo.unload(state.forget_session)  # one clean-up for everything a session holds, whichever tabs it used
         hide_share_off_a_space(demo)
     return demo

@@ -90,7 +90,7 @@ class _Layout:
 
 def test_show_me_selects_the_tab_and_sets_only_that_lessons_controls():
     views = {view: _Layout() for view in {lesson.show_me.tab for lesson in course.LESSONS}}
-    targets = T._targets(views)
+    targets = T.show_me_targets(views)
     for lesson in course.LESSONS:
         tab, model, *values = T.show_me_values(lesson.number, targets)
         assert tab.selected == lesson.show_me.tab

@@ -19,18 +19,10 @@ from playground.explain.attributions import attribute
 from playground.explain.views import attribution_image
 from playground.images import load_image
 from playground.layers import resolve
+from ui.links import View
 from ui.photos import example_paths
 
 CUP = 0  # the coffee cup: the first example photo, the course's running example
-
-
-@dataclasses.dataclass(frozen=True)
-class View:
-    """What a lesson's "Show me" opens: a tab, and values for its controls by field name (``model``: the model
-    chooser above the tabs; ``photo``: the tab's photo, an example's number)."""
-
-    tab: str
-    values: dict[str, object]
 
 
 @dataclasses.dataclass(frozen=True)

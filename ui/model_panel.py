@@ -51,6 +51,14 @@ def refresh_choices(key=DEFAULT_MODEL, request: gr.Request = None):
 
 
 @user_errors
+def choices_on_load(key=DEFAULT_MODEL, request: gr.Request = None):
+    """The chooser's choices as a page loads; its value is left alone when it is one of them (a link may
+    have set it since this event read it)."""
+    update = refresh_choices(key, request)
+    return gr.update(choices=update["choices"]) if update["value"] == key else update
+
+
+@user_errors
 def load_checkpoint(file, variant="auto", request: gr.Request = None):
     """Load an uploaded .safetensors / .pt / .pth checkpoint into this session's model chooser."""
     if file is None:
@@ -87,6 +95,6 @@ def build_panel(demo: gr.Blocks) -> gr.Dropdown:
             variant = controls.Dropdown(["auto"] + list(models.MODELS), value="auto", label="Variant")
             load_button = gr.Button("Load checkpoint")
     gr.on([demo.load, chooser.change], describe_model, inputs=chooser, outputs=status, api_name="model_info")
-    demo.load(refresh_choices, inputs=chooser, outputs=chooser, api_name="model_choices", api_visibility="undocumented")
+    demo.load(choices_on_load, inputs=chooser, outputs=chooser, api_name="model_choices", api_visibility="undocumented")
     load_button.click(load_checkpoint, inputs=[upload, variant], outputs=[chooser, status], api_name="load_checkpoint")
     return chooser

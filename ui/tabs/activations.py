@@ -59,7 +59,9 @@ def layers(model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Request = None)
     torchvision's name)."""
     model, _ = get_model(model_key, request)
     choices = [(layer_label(model, name), name) for name in A.layer_names(model)]
-    return gr.update(choices=choices, value=_layer(model, layer)[0])
+    value = _layer(model, layer)[0]
+    # The same layer: leave the chooser's value alone (a link may have set it since this event read it).
+    return gr.update(choices=choices) if value == layer else gr.update(choices=choices, value=value)
 
 
 @user_errors

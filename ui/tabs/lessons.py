@@ -22,7 +22,7 @@ import gradio as gr
 from playground import lessons as L
 from playground.config import get_limits
 from playground.images import load_image
-from ui import course
+from ui import course, links
 from ui.handlers import user_errors
 from ui.model_panel import DEFAULT_MODEL, get_model, notice_markdown
 from ui.photos import example_paths, result_image
@@ -442,39 +442,23 @@ def build_tab(demo: gr.Blocks, model: gr.Dropdown) -> LessonsLayout:
 
 # --- Show me --------------------------------------------------------------------------------------------------
 
-PHOTO_FIELD = "image"  # every tab's photo input is its layout's ``image``
 
-
-def _targets(views: dict[str, object]) -> list[tuple[str, str, object]]:
-    """(tab, field, component) for every control some lesson's "Show me" sets, in a fixed order."""
-    seen, targets = set(), []
+def show_me_targets(views: dict[str, object]) -> list:
+    """(tab, field, component) for every control some lesson's "Show me" sets."""
+    wanted: dict[str, set[str]] = {}
     for lesson in course.LESSONS:
-        for field in lesson.show_me.values:
-            if field == "model" or (lesson.show_me.tab, field) in seen:
-                continue
-            seen.add((lesson.show_me.tab, field))
-            name = PHOTO_FIELD if field == "photo" else field
-            targets.append((lesson.show_me.tab, field, getattr(views[lesson.show_me.tab], name)))
-    return targets
+        wanted.setdefault(lesson.show_me.tab, set()).update(f for f in lesson.show_me.values if f != "model")
+    return links.targets(views, wanted)
 
 
-def show_me_values(number, targets: list[tuple[str, str, object]]) -> list:
-    """What "Show me" sends: the tab to select, the model chooser's value, then each target's value (or skip)."""
-    view = _lesson(number).show_me
-    values = [gr.Tabs(selected=view.tab), view.values.get("model", gr.skip())]
-    for tab, field, _ in targets:
-        if tab != view.tab or field not in view.values:
-            values.append(gr.skip())
-        elif field == "photo":
-            values.append(example_paths()[int(view.values[field])])
-        else:
-            values.append(view.values[field])
-    return values
+def show_me_values(number, targets: list) -> list:
+    """What "Show me" sends: the lesson's view, as a link to it would open it (:func:`ui.links.values_for`)."""
+    return links.values_for(_lesson(number).show_me, targets)
 
 
 def wire_show_me(layout: LessonsLayout, tabs: gr.Tabs, model: gr.Dropdown, views: dict[str, object]) -> None:
     """Each lesson's "Show me": select its tab and set that tab's controls (``views``: each tab's layout)."""
-    targets = _targets(views)
+    targets = show_me_targets(views)
     layout.show_me.click(
         user_errors(functools.partial(show_me_values, targets=targets)),
         layout.chooser,

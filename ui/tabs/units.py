@@ -311,7 +311,7 @@ def from_activations(model_key, photo, layer, evt: gr.SelectData, request: gr.Re
     return unit_layer, channel, photo, gr.Tabs(selected="units")  # (a fourth output only where tabs are wired)
 
 
-def build_tab(demo: gr.Blocks, chooser: gr.Dropdown, *, activations=None, tabs=None, tab=None) -> None:
+def build_tab(demo: gr.Blocks, chooser: gr.Dropdown, *, activations=None, tabs=None, tab=None) -> SimpleNamespace:
     """Lay out the tab. ``activations``: the Activations tab's components (a click on its grid lands here);
     ``tabs``: the app's tab set, to switch to this one; ``tab``: this tab, whose opening draws the photo views."""
     gr.Markdown(HELP)
@@ -328,6 +328,7 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown, *, activations=None, tabs=N
     _wire_photo_views(c, chooser, tab)
     if activations is not None:
         _wire_activations(c, chooser, activations, tabs)
+    return c
 
 
 def _layout() -> SimpleNamespace:
