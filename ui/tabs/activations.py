@@ -59,9 +59,15 @@ def layers(model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Request = None)
     torchvision's name)."""
     model, _ = get_model(model_key, request)
     choices = [(layer_label(model, name), name) for name in A.layer_names(model)]
-    value = _layer(model, layer)[0]
-    # The same layer: leave the chooser's value alone (a link may have set it since this event read it).
-    return gr.update(choices=choices) if value == layer else gr.update(choices=choices, value=value)
+    return gr.update(choices=choices, value=_layer(model, layer)[0])
+
+
+@user_errors
+def layers_on_load(model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Request = None):
+    """The layer chooser's choices as a page loads; a value that stays the same is left alone (a link may have
+    set the chooser since this event read it)."""
+    update = layers(model_key, layer, request)
+    return gr.update(choices=update["choices"]) if update["value"] == layer else update
 
 
 @user_errors
@@ -219,7 +225,8 @@ def _lay_out() -> ActivationsLayout:
 
 
 def _wire(demo: gr.Blocks, chooser: gr.Dropdown, tab: ActivationsLayout) -> None:
-    gr.on([demo.load, chooser.change], layers, inputs=[chooser, tab.layer], outputs=tab.layer, api_name="layers")
+    chooser.change(layers, inputs=[chooser, tab.layer], outputs=tab.layer, api_name="layers")
+    demo.load(layers_on_load, inputs=[chooser, tab.layer], outputs=tab.layer, api_visibility="private")
     gr.on(
         [demo.load, chooser.change, tab.image.change, tab.layer.change, tab.channel.submit],
         activations,
