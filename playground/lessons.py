@@ -194,14 +194,14 @@ def _pool1_size() -> tuple[int, str]:
 
 
 @functools.cache
-def _trace(name: str) -> tuple[architecture.LayerRow, ...]:
+def traced(name: str) -> tuple[architecture.LayerRow, ...]:
     """Every layer of ``name`` for a 224-pixel photo (as the Architecture tab traces it; the paper's net here
     pads conv1 by 2, as torchvision's does, so 224 gives the paper's 55)."""
     return tuple(architecture.trace(models.build(name, num_classes=1000), (3, 224, 224)))
 
 
 def _row(name: str, kind: str, index: int) -> architecture.LayerRow:
-    return [row for row in _trace(name) if row.kind == kind][index]
+    return [row for row in traced(name) if row.kind == kind][index]
 
 
 def _paper_conv2_params() -> tuple[int, str]:
@@ -215,7 +215,7 @@ def _linear_params() -> tuple[int, str]:
 
 
 def _fc_share() -> tuple[int, str]:
-    rows = _trace("alexnet")
+    rows = traced("alexnet")
     fc = sum(row.params for row in rows if row.kind == "Linear")
     total = sum(row.params for row in rows)
     share = round(100 * fc / total)
@@ -313,7 +313,7 @@ def _judge_sanity(right: str, reply: str) -> Verdict:
 def _head_params() -> tuple[int, str]:
     head = models.build("alexnet", num_classes=5).classifier[-1]
     params = sum(p.numel() for p in head.parameters())
-    rows = _trace("alexnet")
+    rows = traced("alexnet")
     kept = sum(row.params for row in rows) - rows[-1].params  # all but ImageNet's own fc8
     return params, (
         f"Head only trains the last layer, fc8, made afresh for 5 flowers: {head.in_features} inputs × 5 outputs "

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 
 import torch
@@ -14,7 +13,8 @@ from PIL import Image, ImageDraw
 from torch import nn
 
 from playground import activations as A
-from playground import architecture, filters, lab, models, render
+from playground import architecture, filters, lab, render
+from playground import lessons as L
 from playground.explain.attributions import attribute
 from playground.explain.views import attribution_image
 from playground.images import load_image
@@ -102,13 +102,8 @@ def _bars(names: list[str], values: list[float], *, title: str, unit: str, marke
     return render.figure_image(figure)
 
 
-@functools.cache
-def _layers(name: str) -> tuple[architecture.LayerRow, ...]:
-    return tuple(architecture.trace(models.build(name, num_classes=1000), (3, 224, 224)))
-
-
 def _weighted(name: str) -> list[architecture.LayerRow]:
-    return [row for row in _layers(name) if row.kind in ("Conv2d", "Linear")]
+    return [row for row in L.traced(name) if row.kind in ("Conv2d", "Linear")]
 
 
 def _course_names(rows: list[architecture.LayerRow]) -> list[str]:

@@ -20,6 +20,7 @@ from pathlib import Path
 import gradio as gr
 
 from playground import lessons as L
+from playground import models
 from playground.config import get_limits
 from playground.images import load_image
 from ui import course, links
@@ -67,7 +68,7 @@ def _course_for(model_key: str) -> L.Course:
 
 
 def _model_key(key) -> str:
-    return key if key in ("alexnet", "alexnet2012", "alexnet_compact") else DEFAULT_MODEL
+    return key if key in models.MODELS else DEFAULT_MODEL
 
 
 def _lesson(number) -> course.Lesson:
