@@ -88,3 +88,44 @@ def test_a_view_sets_only_its_own_tabs_controls():
     assert dict(zip([(t, f) for t, f, _ in every], values)) == {
         ("explain", "method"): "saliency", ("lab", "photo"): gr.skip(), ("lab", "stride"): gr.skip()
     }  # fmt: skip
+
+
+def test_train_units_and_experiments_links_carry_their_settings():
+    view, problems = links.parse({"tab": "train", "dataset": "five-flowers", "images": "500", "network": "alexnet2012",
+                                  "mode": "full", "epochs": "12", "batch_size": "32", "lr": "0.01", "optimizer": "sgd",
+                                  "weight_decay": "0.0005"})  # fmt: skip
+    assert problems == []
+    assert view.values == {"dataset": "five-flowers", "limit": 500, "network": "alexnet2012", "mode": "full",
+                           "epochs": 12, "batch_size": 32, "lr": 0.01, "optimizer": "sgd", "weight_decay": 0.0005}  # fmt: skip
+    view, problems = links.parse({"tab": "units", "layer": "conv5", "channel": "3", "method": "guided_backprop"})
+    assert problems == [] and view.values == {"layer": "conv5", "channel": 3, "method": "guided_backprop"}
+    view, problems = links.parse({"tab": "experiments", "preset": "dropout", "seeds": "3", "epochs": "0",
+                                  "vary": "lr", "values": "0.1, 0.01", "target": "40", "dataset": "synthetic"})  # fmt: skip
+    assert problems == []
+    assert view.values == {"preset": "dropout", "seeds": 3, "epochs": 0, "vary": "lr", "values": "0.1, 0.01",
+                           "target": 40, "dataset": "synthetic"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ({"tab": "train", "lr": "nan"}, "lr='nan' is not a number from 1e-06 to 1"),
+        ({"tab": "train", "epochs": "0"}, "epochs='0' is not a whole number from 1 to 50"),
+        ({"tab": "train", "dataset": "/etc"}, "dataset='/etc' is not one of synthetic"),
+        ({"tab": "units", "method": "gradcam"}, "method='gradcam' is not one of deconvnet, guided_backprop"),
+        ({"tab": "experiments", "seeds": "50"}, "seeds='50' is not a whole number from 1 to 5"),
+        ({"tab": "experiments", "vary": "rm -rf"}, "vary='rm -rf' is not one of activation"),
+    ],
+)
+def test_bad_train_units_and_experiments_values_are_named(query, says):
+    view, problems = links.parse(query)
+    assert view.tab == query["tab"] and any(says in p for p in problems), problems
+
+
+def test_a_train_link_round_trips_and_leaves_an_upload_out():
+    view, note = links.current_view("train", ["dataset", "network", "lr", "epochs"], ["your zip", "alexnet", 0.003, 8.0])
+    assert view.values == {"network": "alexnet", "lr": 0.003, "epochs": 8} and "uploads them again" in note
+    query = dict(
+        item.split("=") for item in links.address("http://h/", view).split("?")[1].split("&")
+    )
+    assert links.parse(query) == (view, [])

@@ -43,10 +43,29 @@ FIELDS: dict[str, dict[str, str]] = {
     "architecture": {},
     "filters": {"kernel": "kernel"},
     "activations": {"example": "photo", "layer": "layer", "channel": "channel"},
-    "units": {"layer": "layer", "channel": "channel"},
+    "units": {"layer": "layer", "channel": "channel", "method": "method"},
     "explain": {"example": "photo", "method": "method", "target": "target"},
-    "train": {},
-    "experiments": {"preset": "preset"},
+    "train": {
+        "dataset": "dataset",
+        "images": "limit",
+        "network": "network",  # the layout's ``model``: "model" is the chooser above the tabs
+        "mode": "mode",
+        "epochs": "epochs",
+        "batch_size": "batch_size",
+        "lr": "lr",
+        "optimizer": "optimizer",
+        "weight_decay": "weight_decay",
+    },  # fmt: skip
+    "experiments": {
+        "preset": "preset",
+        "dataset": "dataset",
+        "images": "limit",
+        "seeds": "seeds",
+        "epochs": "epochs",
+        "vary": "vary",
+        "values": "values",
+        "target": "target",
+    },  # fmt: skip
 }
 KEYS = ("tab", "model", *sorted({key for fields in FIELDS.values() for key in fields}))
 
@@ -84,30 +103,62 @@ def _kernel(text: str, tab: str) -> dict[str, object]:
     return {"kernel": "custom", "custom_kernel": K.format_kernel(weights)}
 
 
-def _one(tab: str, key: str, text: str) -> dict[str, object]:
-    """The values one query key sets, or a ValueError naming the value."""
+def _number(text: str, low: float, high: float, key: str) -> float:
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"{key}={text[:20]!r} is not a number") from None
+    if not math.isfinite(number) or not low <= number <= high:
+        raise ValueError(f"{key}={text[:20]!r} is not a number from {low:g} to {high:g}")
+    return number
+
+
+def _whole_ranges(tab: str) -> dict[str, tuple[int, int]]:
     limits = get_limits()
-    whole = {
+    ranges = {
         "stride": (1, limits.max_stride), "padding": (0, limits.max_padding), "dilation": (1, limits.max_dilation),
         "pool_size": (1, limits.max_pool_size), "pool_stride": (1, limits.max_pool_size), "channel": (-1, 4095),
-        "lesson": (1, 10),
+        "lesson": (1, 10), "batch_size": (1, 256), "seeds": (1, 5),
     }  # fmt: skip
+    if tab == "train":  # the sliders' own ranges
+        ranges |= {"epochs": (1, 50), "images": (100, 10_000)}
+    if tab == "experiments":  # 0: the preset's
+        ranges |= {"epochs": (0, 50), "images": (0, 20_000), "target": (0, 99)}
+    return ranges
+
+
+def _choices(tab: str) -> dict[str, tuple[str, ...]]:
+    from playground.data.datasets import DATASETS
+    from playground.training.experiments import SETTINGS
+
+    methods = ("deconvnet", "guided_backprop") if tab == "units" else tuple(METHODS)
+    return {
+        "pool": ("none", *K.POOLING), "color": ("gray", "rgb"), "method": methods, "preset": tuple(PRESETS),
+        "dataset": tuple(DATASETS), "network": (*models.MODELS, *models.BASELINES), "mode": ("head", "full"),
+        "optimizer": ("adam", "sgd"), "vary": tuple(SETTINGS),
+    }  # fmt: skip
+
+
+def _one(tab: str, key: str, text: str) -> dict[str, object]:
+    """The values one query key sets, or a ValueError naming the value."""
+    whole = _whole_ranges(tab)
     if key in whole:
         return {FIELDS[tab][key]: _whole(text, *whole[key], key)}
+    if key in ("lr", "weight_decay"):
+        low = 1e-6 if key == "lr" else 0.0
+        return {FIELDS[tab][key]: _number(text, low, 1.0, key)}
     if key == "example":
         if text not in EXAMPLES:
             raise ValueError(f"example={text[:20]!r} is not one of {', '.join(EXAMPLES)}")
         return {"photo": EXAMPLES.index(text)}
     if key == "kernel":
         return _kernel(text, tab)
-    choices = {
-        "pool": ("none", *K.POOLING), "color": ("gray", "rgb"), "method": tuple(METHODS), "preset": tuple(PRESETS),
-    }  # fmt: skip
+    choices = _choices(tab)
     if key in choices:
         if text not in choices[key]:
             raise ValueError(f"{key}={text[:20]!r} is not one of {', '.join(choices[key])}")
         return {FIELDS[tab][key]: text}
-    if key in ("layer", "target"):  # checked by the tab against its model, as when typed there
+    if key in ("layer", "target", "values"):  # checked by the tab, as when typed there
         if not text or len(text) > 80:
             raise ValueError(f"{key} must be 1 to 80 characters")
         return {FIELDS[tab][key]: text}
@@ -169,7 +220,8 @@ def targets(views: dict[str, object], wanted: dict[str, set[str]]) -> list[tuple
     found = []
     for tab, fields in wanted.items():
         for field in sorted(fields):
-            name = "image" if field == "photo" else field  # every tab's photo input is its layout's ``image``
+            # every tab's photo input is its layout's ``image``; Train's network its ``model``
+            name = {"photo": "image", "network": "model"}.get(field, field)
             component = getattr(views.get(tab), name, None) if tab in views else None
             if component is not None:
                 found.append((tab, field, component))
@@ -211,8 +263,13 @@ def current_view(tab: str, fields: list[str], values: list) -> tuple[View, str]:
             settings["photo"] = example
     if settings.get("kernel") != "custom":
         settings.pop("custom_kernel", None)
+    if "dataset" in settings and settings["dataset"] not in _choices(tab)["dataset"]:
+        settings.pop("dataset")
+        note += " Your own images are not in the link: whoever opens it uploads them again."
     settings = {
-        k: (int(v) if isinstance(v, float) and v.is_integer() else v) for k, v in settings.items() if v is not None
+        k: (int(v) if isinstance(v, float) and v.is_integer() and k not in ("lr", "weight_decay") else v)
+        for k, v in settings.items()
+        if v is not None and v != ""
     }
     return View(tab, settings), note
 

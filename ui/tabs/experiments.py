@@ -376,4 +376,5 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown, upload: gr.State | None = N
     folders.wire("Experiments", "remember_experiment", upload if upload is not None else folders.shared_upload(),
                  dataset=dataset, note=upload_note, zip_file=zip_file, folder=folder, folder_paths=folder_paths)  # fmt: skip
     open_button.click(open_run, inputs=runs, outputs=[chooser, opened], api_name="open_run")
-    return SimpleNamespace(dataset=dataset, preset=preset, seeds=seeds, epochs=epochs, vary=vary, values=values)
+    return SimpleNamespace(dataset=dataset, preset=preset, seeds=seeds, epochs=epochs, vary=vary, values=values,
+                           limit=limit, target=target)  # fmt: skip
