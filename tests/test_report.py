@@ -137,3 +137,68 @@ def test_the_overlay_draws_chance_on_both_panels():
         chance = [line for line in axes.get_lines() if line.get_label().startswith("chance")]
         assert len(chance) == 1 and list(chance[0].get_ydata()) == [0.8, 0.8]  # the error of guessing
         assert "chance: 80% error (1/5 right)" in [text.get_text() for text in axes.get_legend().get_texts()]
+
+
+def _saved_experiment():
+    from playground.training.experiments import PRESETS
+
+    recipe = PRESETS["relu-vs-tanh"]
+    runs = [
+        outcome(label, {"activation": label.lower()}, seed, _finished(accuracies), Target(0.3))
+        for label, seed, accuracies in (
+            ("ReLU", 0, [0.5, 0.75, 0.8]), ("ReLU", 1, [0.4, 0.6, 0.7]),
+            ("tanh", 0, [0.3, 0.5, 0.6]), ("tanh", 1, [0.35, 0.45, 0.72]),
+        )
+    ]  # fmt: skip
+    return summarise(recipe, ["ReLU", "tanh"], runs, Target(0.3), dataset_name="synthetic", planned=5, capped=True,
+                     seconds=12.0)  # fmt: skip
+
+
+def test_a_saved_experiment_reads_back_to_the_same_table_notes_and_curves():
+    import json
+
+    from playground.training.report import overlay_of, result_of
+
+    result = _saved_experiment()
+    back = result_of(json.loads(json.dumps(result.to_json())))
+    assert back.table() == result.table() and back.notes == result.notes and back.title == result.title
+    assert back.outcomes == result.outcomes and back.theirs == result.theirs
+    assert np.array_equal(np.asarray(overlay_of(back).image()), np.asarray(overlay_of(result).image()))
+
+
+def test_a_saved_table_is_recomputed_from_its_runs_not_read():
+    from playground.training.report import result_of
+
+    saved = _saved_experiment().to_json()
+    saved["summary"][0]["val. accuracy"] = "99.9%"  # a forged cell
+    saved["notes"] = ["ReLU beat the paper"]
+    back = result_of(saved)
+    assert back.table()[0]["val. accuracy"] == _saved_experiment().table()[0]["val. accuracy"]
+    assert "ReLU beat the paper" not in back.notes
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        (lambda d: d.update(runs="all of them"), "no list of runs"),
+        (lambda d: d.update(runs=[]), "1 to 500 are accepted"),
+        (lambda d: d["runs"][0].update(val_accuracy=1.5), "validation accuracy is not a number from 0 to 1"),
+        (lambda d: d["runs"][0].update(val_accuracy=float("nan")), "validation accuracy is not a number from 0 to 1"),
+        (lambda d: d["runs"][0].update(seed="0; DROP TABLE"), "seed is not a whole number"),
+        (lambda d: d["runs"][0].pop("history"), "a run has no history"),
+        (lambda d: d["runs"][0].update(epochs=2), "epochs do not match its history"),
+        (lambda d: d["runs"][0]["history"][1].update(epoch=7), "not numbered 1, 2, 3"),
+        (lambda d: d["runs"][0].update(label="x" * 101), "a run's name is not a text"),
+        (lambda d: d["runs"][0].update(settings={"a": [1, 2]}), "settings are not a few named values"),
+        (lambda d: d.update(target={"error": 3, "on": "validation"}), "target is not an error between 0 and 1"),
+        (lambda d: d.update(runs=d["runs"] * 200), "holds 800 runs"),
+    ],
+)
+def test_a_damaged_saved_experiment_is_refused_with_a_sentence(damage, says):
+    from playground.training.report import result_of
+
+    saved = _saved_experiment().to_json()
+    damage(saved)
+    with pytest.raises(ValueError, match="The saved experiment is damaged") as caught:
+        result_of(saved)
+    assert says in str(caught.value)

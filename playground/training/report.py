@@ -253,6 +253,142 @@ class ExperimentResult:
         }
 
 
+# --- reading a saved result back (a project file: untrusted) ---------------------------------------------
+
+MAX_RUNS = 500  # runs (times seeds) a saved result may hold
+MAX_EPOCHS = 1000
+_TEXT = 2000  # characters of one saved sentence (a notice)
+
+
+def _bad(what: str) -> ValueError:
+    return ValueError(f"The saved experiment is damaged: {what}.")
+
+
+def _fraction(value, what: str, *, optional: bool = False) -> float | None:
+    if optional and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise _bad(f"{what} is not a number from 0 to 1")
+    return float(value)
+
+
+def _count(value, what: str, low: int, high: int, *, optional: bool = False) -> int | None:
+    if optional and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _bad(f"{what} is not a whole number from {low:,} to {high:,}")
+    return value
+
+
+def _seconds(value, what: str, *, optional: bool = False) -> float | None:
+    if optional and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e9:
+        raise _bad(f"{what} is not a number of seconds")
+    return float(value)
+
+
+def _text(value, what: str, most: int = _TEXT) -> str:
+    if not isinstance(value, str) or len(value) > most:
+        raise _bad(f"{what} is not a text of at most {most:,} characters")
+    return value
+
+
+def _history(value) -> list[dict]:
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_EPOCHS:
+        raise _bad(f"a run's history is not a list of 1 to {MAX_EPOCHS:,} epochs")
+    epochs = []
+    for number, entry in enumerate(value, start=1):
+        if not isinstance(entry, dict) or len(entry) > 20:
+            raise _bad("an epoch of a run's history is not a record")
+        for key, item in entry.items():
+            if not isinstance(key, str) or len(key) > 40:
+                raise _bad("an epoch of a run's history has a strange name")
+            if item is not None and (isinstance(item, bool) or not isinstance(item, int | float) or not math.isfinite(item)):
+                raise _bad(f"an epoch's {key[:40]} is not a number")
+        if entry.get("epoch") != number:
+            raise _bad("a run's epochs are not numbered 1, 2, 3, ...")
+        _fraction(entry.get("accuracy"), "an epoch's training accuracy")
+        _fraction(entry.get("val_accuracy"), "an epoch's validation accuracy")
+        epochs.append(dict(entry))
+    return epochs
+
+
+def outcome_of(record) -> RunOutcome:
+    """A run as :meth:`RunOutcome.record` wrote it, every field checked (a saved file is untrusted).
+
+    Raises:
+        ValueError: a sentence naming the first field that is missing or out of range.
+    """
+    if not isinstance(record, dict):
+        raise _bad("a run is not a record")
+    names = {field.name for field in dataclasses.fields(RunOutcome)}
+    missing = sorted(names - set(record) - {"notice", "stopped_at_cap", "classes", "at_chance"})
+    if missing:
+        raise _bad(f"a run has no {missing[0]}")
+    settings = record["settings"]
+    if not isinstance(settings, dict) or len(settings) > 40 or not all(
+        isinstance(k, str) and len(k) <= 40 and (v is None or isinstance(v, str | int | float | bool)) for k, v in settings.items()
+    ):
+        raise _bad("a run's settings are not a few named values")
+    if any(isinstance(v, str) and len(v) > 200 for v in settings.values()):
+        raise _bad("a run's setting is too long")
+    history = _history(record["history"])
+    epochs = _count(record["epochs"], "a run's epochs", 1, MAX_EPOCHS)
+    if epochs != len(history):
+        raise _bad("a run's epochs do not match its history")
+    return RunOutcome(
+        label=_text(record["label"], "a run's name", 100) or "run",
+        settings=dict(settings),
+        seed=_count(record["seed"], "a run's seed", 0, 2**63 - 1),
+        val_accuracy=_fraction(record["val_accuracy"], "a run's validation accuracy"),
+        top5_error=_fraction(record["top5_error"], "a run's top-5 error", optional=True),
+        train_accuracy=_fraction(record["train_accuracy"], "a run's training accuracy"),
+        epochs=epochs,
+        epochs_to_target=_count(record["epochs_to_target"], "a run's epochs to target", 1, epochs, optional=True),
+        seconds_to_target=_seconds(record["seconds_to_target"], "a run's seconds to target", optional=True),
+        seconds=_seconds(record["seconds"], "a run's seconds"),
+        parameters=_count(record["parameters"], "a run's parameters", 0, 10**11),
+        history=history,
+        notice=_text(record.get("notice", ""), "a run's notice"),
+        stopped_at_cap=bool(record.get("stopped_at_cap", False)),
+        classes=_count(record.get("classes", 0), "a run's classes", 0, 100_000),
+        at_chance=_text(record.get("at_chance", ""), "a run's note"),
+    )
+
+
+def result_of(data) -> ExperimentResult:
+    """An experiment as :meth:`ExperimentResult.to_json` saved it. Only the runs are read from the file: the
+    table, the verdicts and the notes are computed from them again (as :func:`summarise` computed them when
+    the experiment ran), so a saved file cannot show a table its own runs do not give.
+
+    Raises:
+        ValueError: a sentence naming what is missing or out of range.
+    """
+    from playground.training.experiments import PRESETS
+
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
+        raise _bad("it has no list of runs")
+    if not 1 <= len(data["runs"]) <= MAX_RUNS:
+        raise _bad(f"it holds {len(data['runs']):,} runs; 1 to {MAX_RUNS:,} are accepted")
+    outcomes = [outcome_of(record) for record in data["runs"]]
+    target = data.get("target")
+    if not isinstance(target, dict) or set(target) != {"error", "on"}:
+        raise _bad("its target is not an error and what it is measured on")
+    try:
+        goal = Target(float(target["error"]), str(target["on"]))
+        goal.check()
+    except (TypeError, ValueError):
+        raise _bad("its target is not an error between 0 and 1 on training or validation images") from None
+    title = _text(data.get("experiment", ""), "its title", 200)
+    preset = next((recipe for recipe in PRESETS.values() if recipe.title == title), None)
+    labels = list(dict.fromkeys(o.label for o in outcomes))  # the order they ran in
+    planned = _count(data.get("planned_runs", len(outcomes)), "its planned runs", 1, MAX_RUNS)
+    return summarise(preset, labels, outcomes, goal, dataset_name=_text(data.get("dataset", ""), "its dataset", 200),
+                     planned=max(planned, len(outcomes)), capped=planned > len(outcomes),
+                     seconds=_seconds(data.get("seconds", 0.0), "its seconds"))  # fmt: skip
+
+
 def summarise(
     preset, labels: list[str], outcomes: list[RunOutcome], target: Target, *, dataset_name, planned, capped, seconds
 ) -> ExperimentResult:

@@ -37,6 +37,7 @@ class ModelInfo:
     description: str  # one sentence for the UI
     classes: tuple[str, ...]  # names of the outputs, in order
     notice: str = ""  # set when the weights are not what was asked for, with how to fix it
+    options: tuple[tuple[str, object], ...] = ()  # the model options it was built with (those not the defaults)
 
     @property
     def pretrained(self) -> bool:
@@ -87,7 +88,9 @@ def load(
         return _load_imagenet(generator)
     path = Path(weights)
     model, classes = load_checkpoint(name, path, admit=admit)
-    info = ModelInfo(name, "file", f"weights from your file {path.name} ({len(classes)} classes)", classes)
+    options = tuple(sorted(_options(open_weights(path)).items()))
+    info = ModelInfo(name, "file", f"weights from your file {path.name} ({len(classes)} classes)", classes,
+                     options=options)  # fmt: skip
     return model.eval(), info
 
 
@@ -216,7 +219,8 @@ def load_user_checkpoint(
         model = _assembled(name, num_classes, state, options=options)
         classes = tuple(file.metadata.get("classes") or _generic_classes(num_classes))
         built = f"{name} ({describe_options(options)})" if options else name
-        info = ModelInfo(name, "file", f"{built} with weights from {file.name} ({num_classes} classes)", classes)
+        info = ModelInfo(name, "file", f"{built} with weights from {file.name} ({num_classes} classes)", classes,
+                         options=tuple(sorted(options.items())))  # fmt: skip
         return model, info
     raise ValueError(f"These weights fit none of the AlexNet variants. {first_error}")
 

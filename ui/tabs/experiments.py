@@ -292,7 +292,7 @@ def open_run(run, request: gr.Request = None):
 
     def loader(admit):  # charged to the store from the file's headers, before the model is built
         model, info = checkpoints.load_user_checkpoint(kept.checkpoints[index], admit=admit)
-        return model, ModelInfo(info.name, "file", f"experiment: {kept.descriptions[index]}", info.classes)
+        return model, dataclasses.replace(info, description=f"experiment: {kept.descriptions[index]}")
 
     key = STORE.load(session, loader, visitor=address(request))
     return refresh_choices(key, request), f"Opened **{kept.descriptions[index]}**: it is now the chosen model."

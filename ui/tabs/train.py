@@ -220,6 +220,7 @@ def _finish(outcome: jobs.TrainingOutcome, session, report, curves: Curves, requ
                 result.val_accuracy,
             ),
             result.classes,
+            options=tuple(sorted(result.config.model_options().items())),
         )
         outputs["chooser"] = refresh_choices(
             STORE.add(session, result.model(), info, visitor=address(request)), request
