@@ -204,24 +204,40 @@ def load_user_checkpoint(
     named = file.metadata.get("variant")
     if named in BASELINES:
         return _load_baseline(file, named, admit)
+    name, num_classes = _variant_of(file)
+    state, _ = _state(name, file, admit, num_classes)
+    options = _options(file)
+    model = _assembled(name, num_classes, state, options=options)
+    classes = tuple(file.metadata.get("classes") or _generic_classes(num_classes))
+    built = f"{name} ({describe_options(options)})" if options else name
+    info = ModelInfo(name, "file", f"{built} with weights from {file.name} ({num_classes} classes)", classes,
+                     options=tuple(sorted(options.items())))  # fmt: skip
+    return model, info
+
+
+def check_convolutional_checkpoint(path: str | os.PathLike) -> tuple[str, int]:
+    """Which AlexNet variant (and how many classes) a file's weights fit, from its headers alone: nothing is
+    read, nothing is built.
+
+    Raises:
+        ValueError: an unreadable file, a pickle that is not plain tensors, or weights that fit no variant.
+    """
+    return _variant_of(open_weights(Path(path)))
+
+
+def _variant_of(file: WeightsFile) -> tuple[str, int]:
+    """The variant the file's names and shapes fit (the one its metadata names first), and its classes."""
+    named = file.metadata.get("variant")
     candidates = ([named] if named in MODELS else []) + [name for name in MODELS if name != named]
     first_error = None
     for name in candidates:
         try:
-            num_classes = _fit(name, file)
+            return name, _fit(name, file)
         except _KeyMismatch as error:
             first_error = first_error or error
             continue
         except ValueError as error:  # the names fit this variant, the values do not: that is the news
             raise ValueError(f"These weights have {name}'s layout but cannot be used: {error}") from None
-        state, _ = _state(name, file, admit, num_classes)
-        options = _options(file)
-        model = _assembled(name, num_classes, state, options=options)
-        classes = tuple(file.metadata.get("classes") or _generic_classes(num_classes))
-        built = f"{name} ({describe_options(options)})" if options else name
-        info = ModelInfo(name, "file", f"{built} with weights from {file.name} ({num_classes} classes)", classes,
-                         options=tuple(sorted(options.items())))  # fmt: skip
-        return model, info
     raise ValueError(f"These weights fit none of the AlexNet variants. {first_error}")
 
 
