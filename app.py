@@ -18,7 +18,7 @@ from starlette.middleware import Middleware
 
 from playground.config import get_limits
 from playground.serving import workers
-from ui import a11y, folders, guard, links, model_panel, sessions, state
+from ui import a11y, folders, guard, links, model_panel, my_work, sessions, state
 from ui.tabs import activations as activations_tab
 from ui.tabs import architecture as architecture_tab
 from ui.tabs import conv_lab as conv_lab_tab
@@ -48,6 +48,7 @@ def build_demo() -> gr.Blocks:
     ) as demo:
         gr.Markdown(HEADER)
         chooser = model_panel.build_panel(demo)
+        work = my_work.build_panel()  # Save my work / Open my work
         upload = folders.shared_upload()  # one upload per session, which Train and Experiments both follow
         rows = {}  # each tab's "Link to this view" button and box
         with gr.Tabs() as tabs:
@@ -82,6 +83,8 @@ def build_demo() -> gr.Blocks:
                  "explain": explain, "train": train, "experiments": experiments}  # fmt: skip
         lessons_tab.wire_show_me(lessons, tabs, chooser, views)
         links.wire(demo, tabs, chooser, {**views, "lessons": lessons, "units": units_view}, rows)
+        my_work.wire(demo, work, chooser, {**views, "lessons": lessons, "units": units_view}, lessons, train,
+                     experiments, [train.save_work, experiments.save_work])  # fmt: skip
         demo.unload(state.forget_session)  # one clean-up for everything a session holds, whichever tabs it used
         hide_share_off_a_space(demo)
     return demo

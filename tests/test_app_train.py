@@ -155,7 +155,7 @@ def test_choosing_a_confusion_cell_shows_those_mistakes(tmp_path):
     thumbnails = {i: Image.new("RGB", (8, 8)) for i, *_ in result.misclassified}
     state.JOBS.keep(request.session_hash, TrainingRun(result, thumbnails, str(tmp_path / "run")))
     index, truth, guess, _ = result.misclassified[0]
-    table = train_tab._confusion_table(result)
+    table = train_tab._confusion_table(result.classes, result.confusion)
 
     class Click:
         index = [truth, guess + 1]

@@ -123,9 +123,9 @@ def test_bad_train_units_and_experiments_values_are_named(query, says):
 
 
 def test_a_train_link_round_trips_and_leaves_an_upload_out():
-    view, note = links.current_view("train", ["dataset", "network", "lr", "epochs"], ["your zip", "alexnet", 0.003, 8.0])
-    assert view.values == {"network": "alexnet", "lr": 0.003, "epochs": 8} and "uploads them again" in note
-    query = dict(
-        item.split("=") for item in links.address("http://h/", view).split("?")[1].split("&")
+    view, note = links.current_view(
+        "train", ["dataset", "network", "lr", "epochs"], ["your zip", "alexnet", 0.003, 8.0]
     )
+    assert view.values == {"network": "alexnet", "lr": 0.003, "epochs": 8} and "uploads them again" in note
+    query = dict(item.split("=") for item in links.address("http://h/", view).split("?")[1].split("&"))
     assert links.parse(query) == (view, [])

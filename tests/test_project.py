@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from playground import project
 from playground.models import build
+from playground.sharing import project
 from playground.weights.checkpoints import load_user_checkpoint, save_checkpoint
 from tests.test_report import _saved_experiment
 
@@ -70,7 +70,9 @@ def test_saved_work_opens_as_it_was(tmp_path):
         for (key, a), (_, b) in zip(before.state_dict().items(), after.state_dict().items(), strict=True):
             assert torch.equal(a, b), key
     assert dict(load_user_checkpoint(back.models[1].path)[1].options) == {"activation": "tanh"}
-    assert np.array_equal(np.asarray(Image.open(io.BytesIO(back.photos["lab"]))), np.asarray(Image.open(io.BytesIO(_png()))))
+    assert np.array_equal(
+        np.asarray(Image.open(io.BytesIO(back.photos["lab"]))), np.asarray(Image.open(io.BytesIO(_png())))
+    )
     with zipfile.ZipFile(path) as archive:  # the files a person reads are there too
         assert {"experiment/results.csv", "experiment/summary.csv", "experiment/curves.png"} <= set(archive.namelist())
 
@@ -130,7 +132,10 @@ class _Boom:
         (lambda m: m.update({"photos/lab.png": b"GIF89a" + b"\0" * 40}), "a photo"),
         (lambda m: _manifest(m, format="something else"), "not an AlexNet Playground project"),
         (lambda m: _manifest(m, version=99), "format version 99"),
-        (lambda m: _manifest(m, models=[{"file": "../x.safetensors", "description": "x"}]), "names weights it cannot hold"),
+        (
+            lambda m: _manifest(m, models=[{"file": "../x.safetensors", "description": "x"}]),
+            "names weights it cannot hold",
+        ),
         (lambda m: _manifest(m, photos={"lab": "photos/../../x.png"}), "names a photo it cannot hold"),
         (lambda m: m.pop("project.json"), "has no project.json"),
         (lambda m: m.update({"training.json": json.dumps({"classes": ["a"]}).encode()}), "training's numbers"),

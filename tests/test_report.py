@@ -160,7 +160,9 @@ def test_a_saved_experiment_reads_back_to_the_same_table_notes_and_curves():
     from playground.training.report import overlay_of, result_of
 
     result = _saved_experiment()
-    back = result_of(json.loads(json.dumps(result.to_json())))
+    from playground.training.experiments import PRESETS
+
+    back = result_of(json.loads(json.dumps(result.to_json())), PRESETS.values())
     assert back.table() == result.table() and back.notes == result.notes and back.title == result.title
     assert back.outcomes == result.outcomes and back.theirs == result.theirs
     assert np.array_equal(np.asarray(overlay_of(back).image()), np.asarray(overlay_of(result).image()))

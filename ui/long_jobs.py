@@ -286,3 +286,17 @@ def units_kind(*, quick: bool = False) -> JobKind:
         max_running=limits.units_quick_running if quick else limits.units_jobs_running, grace_seconds=0.0,
         lane="Units quick" if quick else "Units", queue=UNITS_QUICK if quick else UNITS,
     )  # fmt: skip
+
+
+GOES_WITH_THE_SESSION = (
+    "Your models and results live on the server only while this page is open: closing it (or the server "
+    "restarting) frees them. **Save my work** at the top of the page keeps them, with every tab's settings and "
+    "your lesson progress, in one file that **Open my work** brings back, here or on another server."
+)
+
+
+def session_note(tab: str) -> gr.Button:
+    """Train's and Experiments' note that their models go with the session, and a Save my work of their own."""
+    with gr.Row():
+        gr.Markdown(GOES_WITH_THE_SESSION, elem_id=f"{tab}-session-note")
+        return gr.Button("Save my work", size="sm", scale=0, min_width=160, elem_id=f"{tab}-save-work")

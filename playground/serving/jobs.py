@@ -36,9 +36,11 @@ UNITS_QUICK = "unit-quick-jobs"  # ... and the queue of one channel's visualisat
 class TrainingRun:
     """What a session keeps of its last finished training (freed when the session ends)."""
 
-    result: FinetuneResult  # without its weights: those live in the files and in the model store
+    result: FinetuneResult | None  # without its weights (those live in the files and the model store); None:
+    # opened from a project file, which keeps the numbers (``summary``) but not the validation images
     thumbnails: dict[int, Image.Image]  # dataset index -> small picture, for misclassified validation images
     folder: str  # where the downloads were written
+    summary: dict | None = None  # the numbers a project file keeps (playground.sharing.project.training_summary)
 
     def mistakes(self, true_class: str, predicted_class: str) -> tuple[list[tuple[Image.Image, float]], int]:
         """The validation images of ``true_class`` taken for ``predicted_class``, most confident first, as
@@ -47,6 +49,9 @@ class TrainingRun:
         Raises:
             ValueError: a class that is not in this run's dataset.
         """
+        if self.result is None:
+            raise ValueError("A project file keeps a training's numbers, not its images: train again to browse "
+                             "the misclassified ones.")  # fmt: skip
         classes = list(self.result.classes)
         if true_class not in classes or predicted_class not in classes:
             raise ValueError("Choose a true and a predicted class from your dataset.")

@@ -232,6 +232,12 @@ class ModelStore:
         if not self._sessions[session]:
             del self._sessions[session]
 
+    def own(self, session: str) -> list[tuple[str, nn.Module, ModelInfo]]:
+        """The session's own models, (key, model, info), in the order they arrived (what "Save my work" saves)."""
+        with self._lock:
+            kept = list(self._sessions.get(session or "", {}).items())
+        return [(key, k.model, k.info) for key, k in sorted(kept, key=lambda item: item[1].order)]
+
     def drop_session(self, session: str) -> None:
         """Forget every model of a session that has ended."""
         with self._lock:

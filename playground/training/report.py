@@ -304,7 +304,9 @@ def _history(value) -> list[dict]:
         for key, item in entry.items():
             if not isinstance(key, str) or len(key) > 40:
                 raise _bad("an epoch of a run's history has a strange name")
-            if item is not None and (isinstance(item, bool) or not isinstance(item, int | float) or not math.isfinite(item)):
+            if item is not None and (
+                isinstance(item, bool) or not isinstance(item, int | float) or not math.isfinite(item)
+            ):
                 raise _bad(f"an epoch's {key[:40]} is not a number")
         if entry.get("epoch") != number:
             raise _bad("a run's epochs are not numbered 1, 2, 3, ...")
@@ -327,8 +329,13 @@ def outcome_of(record) -> RunOutcome:
     if missing:
         raise _bad(f"a run has no {missing[0]}")
     settings = record["settings"]
-    if not isinstance(settings, dict) or len(settings) > 40 or not all(
-        isinstance(k, str) and len(k) <= 40 and (v is None or isinstance(v, str | int | float | bool)) for k, v in settings.items()
+    if (
+        not isinstance(settings, dict)
+        or len(settings) > 40
+        or not all(
+            isinstance(k, str) and len(k) <= 40 and (v is None or isinstance(v, str | int | float | bool))
+            for k, v in settings.items()
+        )
     ):
         raise _bad("a run's settings are not a few named values")
     if any(isinstance(v, str) and len(v) > 200 for v in settings.values()):
@@ -357,16 +364,16 @@ def outcome_of(record) -> RunOutcome:
     )
 
 
-def result_of(data) -> ExperimentResult:
+def result_of(data, presets=()) -> ExperimentResult:
     """An experiment as :meth:`ExperimentResult.to_json` saved it. Only the runs are read from the file: the
     table, the verdicts and the notes are computed from them again (as :func:`summarise` computed them when
-    the experiment ran), so a saved file cannot show a table its own runs do not give.
+    the experiment ran), so a saved file cannot show a table its own runs do not give. ``presets``: the
+    experiments' presets (:data:`playground.training.experiments.PRESETS`' values), so a preset's result keeps
+    its question and the paper's numbers.
 
     Raises:
         ValueError: a sentence naming what is missing or out of range.
     """
-    from playground.training.experiments import PRESETS
-
     if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
         raise _bad("it has no list of runs")
     if not 1 <= len(data["runs"]) <= MAX_RUNS:
@@ -381,7 +388,7 @@ def result_of(data) -> ExperimentResult:
     except (TypeError, ValueError):
         raise _bad("its target is not an error between 0 and 1 on training or validation images") from None
     title = _text(data.get("experiment", ""), "its title", 200)
-    preset = next((recipe for recipe in PRESETS.values() if recipe.title == title), None)
+    preset = next((recipe for recipe in presets if recipe.title == title), None)
     labels = list(dict.fromkeys(o.label for o in outcomes))  # the order they ran in
     planned = _count(data.get("planned_runs", len(outcomes)), "its planned runs", 1, MAX_RUNS)
     return summarise(preset, labels, outcomes, goal, dataset_name=_text(data.get("dataset", ""), "its dataset", 200),

@@ -19,7 +19,6 @@ from playground.serving import jobs
 from playground.training.experiments import PRESETS, SETTINGS, ExperimentConfig, Queued, Step, plan, vary
 from playground.training.report import Overlay, Target, summarise, write_results
 from playground.weights import checkpoints
-from playground.weights.checkpoints import ModelInfo
 from ui import controls, folders, long_jobs, runner
 from ui.handlers import Clock, keyed, user_errors
 from ui.model_panel import refresh_choices
@@ -274,6 +273,21 @@ def _stopped(kept, config, labels, outcomes, goal, dataset, overlay) -> dict:
     }
 
 
+def shown_run(kept: jobs.ExperimentRun) -> dict:
+    """The tab's results for an experiment opened from a project file (its files written again beside its runs)."""
+    result = kept.result
+    files = [str(path) for path in write_results(result, kept.folder)]
+    return {
+        "status": f"<p>Opened from your project: {len(result.outcomes)} of {result.planned} runs of "
+        f"{html.escape(result.title)} on {html.escape(result.dataset)}.</p>",
+        "curves": overlay_image(files),
+        "table": _table(result),
+        "notes": _notes(result),
+        "downloads": files,
+        "runs": _run_choices(kept),
+    }
+
+
 def _run_choices(kept: jobs.ExperimentRun | None):
     choices = [(text, str(index)) for index, text in sorted(kept.descriptions.items())] if kept else []
     return gr.update(choices=choices, value=choices[-1][1] if choices else None)
@@ -358,6 +372,7 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown, upload: gr.State | None = N
         runs = controls.Dropdown([], label="A finished run", elem_id="experiment-runs", scale=2)
         open_button = gr.Button("Open it in the other tabs", elem_id="experiment-open")
         opened = gr.Markdown(elem_id="experiment-opened")
+    save_work = long_jobs.session_note("experiments")
 
     outputs = {"status": status, "report": report, "curves": curves, "table": table, "notes": notes,
                "downloads": downloads, "runs": runs}  # fmt: skip
@@ -377,4 +392,4 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown, upload: gr.State | None = N
                  dataset=dataset, note=upload_note, zip_file=zip_file, folder=folder, folder_paths=folder_paths)  # fmt: skip
     open_button.click(open_run, inputs=runs, outputs=[chooser, opened], api_name="open_run")
     return SimpleNamespace(dataset=dataset, preset=preset, seeds=seeds, epochs=epochs, vary=vary, values=values,
-                           limit=limit, target=target)  # fmt: skip
+                           limit=limit, target=target, outputs=outputs, save_work=save_work)  # fmt: skip

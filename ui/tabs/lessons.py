@@ -433,6 +433,14 @@ def _wire(demo: gr.Blocks, model: gr.Dropdown, t: LessonsLayout) -> None:
     gr.api(check_answer, api_name="check_answer")
 
 
+def reopen(event, model: gr.Dropdown, t: LessonsLayout) -> None:
+    """After ``event`` set the progress (a project file opened), show the lesson with it."""
+    shown = [t.text, t.picture, *[part for slot in t.slots for part in slot.parts()], t.progress_line]
+    event.then(open_lesson, [t.chooser, model, t.progress], shown, api_visibility="private").then(
+        draw_lesson_picture, [t.chooser, model], t.picture, api_visibility="private"
+    )
+
+
 def build_tab(demo: gr.Blocks, model: gr.Dropdown) -> LessonsLayout:
     """Lay out the tab inside ``demo`` and wire it (endpoints: ``/lessons``, ``/check_answer``); "Show me" is
     wired by :func:`wire_show_me` once the other tabs exist."""

@@ -4,12 +4,14 @@ model in every other tab (for this browser session only)."""
 from __future__ import annotations
 
 import dataclasses
+import html
 import os
 import shutil
 import time
 from types import SimpleNamespace
 
 import gradio as gr
+import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
@@ -20,6 +22,7 @@ from playground.data import datasets as data
 from playground.filters import filter_grid
 from playground.serving import jobs
 from playground.serving.store import trained_description
+from playground.sharing import project
 from playground.training.curves import Curves
 from playground.training.finetune import (
     SCRATCH_RECIPE,
@@ -85,10 +88,51 @@ def _track(curves: Curves, record: Progress, last_val_epoch: int) -> int:
     return last_val_epoch
 
 
-def _confusion_table(result: FinetuneResult) -> pd.DataFrame:
-    table = pd.DataFrame(result.confusion, columns=list(result.classes))
-    table.insert(0, "true \\ predicted", list(result.classes))
+def _confusion_table(classes, confusion) -> pd.DataFrame:
+    table = pd.DataFrame(np.asarray(confusion), columns=list(classes))
+    table.insert(0, "true \\ predicted", list(classes))
     return table
+
+
+def _per_class_table(classes, per_class_accuracy, confusion) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "class": list(classes),
+            "accuracy": [f"{a:.0%}" for a in per_class_accuracy],
+            "validation images": np.asarray(confusion).sum(axis=1).tolist(),
+        }
+    )
+
+
+def summary_of(result: FinetuneResult, dataset: str) -> dict:
+    """The numbers of a finished training that a project file keeps."""
+    return project.training_summary(
+        dataset=dataset, variant=result.variant, mode=result.config.mode, classes=result.classes,
+        history=result.history, val_accuracy=result.val_accuracy, per_class_accuracy=result.per_class_accuracy,
+        confusion=result.confusion, images_per_second=result.images_per_second, seconds=result.seconds,
+        notice=result.notice,
+    )  # fmt: skip
+
+
+def shown_summary(summary: dict) -> dict:
+    """The tab's results for a training opened from a project file: its curves by epoch and its tables."""
+    curves = Curves(classes=len(summary["classes"]))
+    for epoch in summary["history"]:
+        curves.add(
+            "loss", "training loss", epoch["epoch"], epoch["loss"] if epoch["loss"] is not None else float("nan")
+        )
+        curves.add("accuracy", "training accuracy", epoch["epoch"], epoch["accuracy"])
+        if epoch["val_accuracy"] is not None:
+            curves.add("accuracy", "validation accuracy", epoch["epoch"], epoch["val_accuracy"])
+    classes, confusion = summary["classes"], summary["confusion"]
+    status = (
+        f"<p>Opened from your project: trained on {html.escape(summary['dataset'])} · {html.escape(summary['variant'])} "
+        f"· {'head only' if summary['mode'] == 'head' else html.escape(summary['mode'])} · "
+        f"{len(summary['history'])} epoch(s) · validation accuracy <b>{summary['val_accuracy']:.1%}</b> (chance: "
+        f"{1 / len(classes):.1%}). The misclassified images are not in a project file.</p>"
+    )
+    return {"status": status, "curves": curves.image(x_label="epoch"), "confusion": _confusion_table(classes, confusion),
+            "per_class": _per_class_table(classes, summary["per_class_accuracy"], confusion)}  # fmt: skip
 
 
 @user_errors
@@ -187,7 +231,8 @@ def _finish(outcome: jobs.TrainingOutcome, session, report, curves: Curves, requ
     result = outcome.result
     # The weights now live in the files and in the chooser; the run record needs only the numbers.
     folder = os.path.dirname(outcome.files[0])
-    JOBS.keep(session, jobs.TrainingRun(dataclasses.replace(result, state_dict={}), outcome.thumbnails, folder))
+    JOBS.keep(session, jobs.TrainingRun(dataclasses.replace(result, state_dict={}), outcome.thumbnails, folder,
+                                        summary_of(result, outcome.dataset_name)))  # fmt: skip
     summary = (
         f"<p><b>Done</b>: validation accuracy <b>{result.val_accuracy:.1%}</b> (chance: {1 / len(result.classes):.1%}, "
         f"1 of {len(result.classes)} classes) after {len(result.history)} epoch(s) at "
@@ -196,14 +241,9 @@ def _finish(outcome: jobs.TrainingOutcome, session, report, curves: Curves, requ
         + (f"<div class='notice'>⚠️ {result.notice}</div>" if result.notice else f"<p>{_started(result)}</p>")
         + (f"<div class='notice'>⚠️ {stuck}</div>" if (stuck := stayed_at_chance(result)) else "")
     )
-    per_class = pd.DataFrame(
-        {
-            "class": list(result.classes),
-            "accuracy": [f"{a:.0%}" for a in result.per_class_accuracy],
-            "validation images": result.confusion.sum(axis=1).tolist(),
-        }
-    )
-    outputs = {"confusion": _confusion_table(result), "per_class": per_class, "downloads": outcome.files}
+    per_class = _per_class_table(result.classes, result.per_class_accuracy, result.confusion)
+    outputs = {"confusion": _confusion_table(result.classes, result.confusion), "per_class": per_class,
+               "downloads": outcome.files}  # fmt: skip
     if models.spec(result.variant).convolutional:
         outputs["filters"] = _pair(
             filter_grid(result.initial_first_conv), filter_grid(result.state_dict["features.0.weight"])
@@ -345,6 +385,7 @@ def _layout() -> SimpleNamespace:
             c.report = gr.Markdown(label="Dataset", elem_id="train-report")
             c.curves = result_image(label="Loss and accuracy", elem_id="train-curves")
     _results_layout(c)
+    c.save_work = long_jobs.session_note("train")
     return c
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from playground.config import Limits, get_limits
 from playground.data.uploads import _check_directory, _check_member
 from playground.images import load_image
+from playground.training.experiments import PRESETS
 from playground.training.report import ExperimentResult, result_of, write_results
 from playground.weights.checkpoints import check_convolutional_checkpoint
 
@@ -107,7 +108,9 @@ def write(work: Work, path: str | Path, *, max_bytes: int | None = None) -> list
             "views": dict(work.views),
             "lessons": work.lessons,
             "chosen": work.chosen if not work.chosen.startswith("model-") or work.chosen in models else "",
-            "models": [{"file": f"models/{key}.safetensors", "description": m.description} for key, m in models.items()],
+            "models": [
+                {"file": f"models/{key}.safetensors", "description": m.description} for key, m in models.items()
+            ],
             "training": TRAINING if work.training is not None else None,
             "experiment": None
             if work.experiment is None
@@ -222,7 +225,7 @@ def _read_project(source, folder: Path, limits: Limits) -> Work:
         if experiment is not None:
             if not isinstance(experiment, dict):
                 raise _bad("its experiment entry is not a record.")
-            work.experiment = result_of(_json(archive, members, RESULTS))
+            work.experiment = result_of(_json(archive, members, RESULTS), PRESETS.values())
             for entry in _list(experiment.get("runs"), "experiment runs", limits.experiment_runs):
                 index = entry.get("index")
                 if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < limits.experiment_runs:
@@ -371,6 +374,12 @@ def _lessons(value) -> dict:
     return value
 
 
+def _need(condition: bool) -> None:
+    """A check that holds under ``python -O`` too (an assert would not be run there)."""
+    if not condition:
+        raise ValueError("not a training's numbers")
+
+
 def _training(value) -> dict:
     """A saved training's numbers, checked to be what :func:`training_summary` writes."""
     if not isinstance(value, dict):
@@ -381,18 +390,20 @@ def _training(value) -> dict:
         confusion = [[int(c) for c in row] for row in value["confusion"]]
         per_class = [float(a) for a in value["per_class_accuracy"]]
         history = value["history"]
-        assert 2 <= k and len(confusion) == k and all(len(row) == k for row in confusion)
-        assert len(per_class) == k and all(0 <= a <= 1 for a in per_class)
-        assert all(c >= 0 for row in confusion for c in row)
-        assert isinstance(history, list) and 1 <= len(history) <= 1000
+        _need(k >= 2 and len(confusion) == k and all(len(row) == k for row in confusion))
+        _need(len(per_class) == k and all(0 <= a <= 1 for a in per_class))
+        _need(all(c >= 0 for row in confusion for c in row))
+        _need(isinstance(history, list) and 1 <= len(history) <= 1000)
         for number, epoch in enumerate(history, start=1):
-            assert isinstance(epoch, dict) and epoch.get("epoch") == number
+            _need(isinstance(epoch, dict) and epoch.get("epoch") == number)
             for key in ("loss", "accuracy", "val_accuracy", "seconds"):
                 item = epoch.get(key)
-                assert item is None or (isinstance(item, int | float) and not isinstance(item, bool))
-            assert 0 <= epoch["accuracy"] <= 1 and (epoch.get("val_accuracy") is None or 0 <= epoch["val_accuracy"] <= 1)
+                _need(item is None or (isinstance(item, int | float) and not isinstance(item, bool)))
+            _need(
+                0 <= epoch["accuracy"] <= 1 and (epoch.get("val_accuracy") is None or 0 <= epoch["val_accuracy"] <= 1)
+            )
         accuracy = float(value["val_accuracy"])
-        assert 0 <= accuracy <= 1
+        _need(0 <= accuracy <= 1)
         summary = training_summary(
             dataset=str(value["dataset"])[:200], variant=str(value["variant"])[:40], mode=str(value["mode"])[:10],
             classes=classes, history=[{k2: epoch.get(k2) for k2 in ("epoch", "loss", "accuracy", "val_accuracy", "seconds")}
@@ -401,7 +412,7 @@ def _training(value) -> dict:
             images_per_second=float(value.get("images_per_second", 0.0)), seconds=float(value.get("seconds", 0.0)),
             notice=str(value.get("notice", ""))[:2000],
         )  # fmt: skip
-    except (KeyError, TypeError, ValueError, AssertionError):
+    except (KeyError, TypeError, ValueError):
         raise _bad("training.json does not hold a training's numbers.") from None
     return summary
 
