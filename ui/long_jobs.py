@@ -290,7 +290,7 @@ def units_kind(*, quick: bool = False) -> JobKind:
 
 GOES_WITH_THE_SESSION = (
     "Your models and results live on the server only while this page is open: closing it (or the server "
-    "restarting) frees them. **Save my work** at the top of the page keeps them, with every tab's settings and "
+    "restarting) frees them. **Save my work** (here, or under the model chooser) keeps them, with every tab's settings and "
     "your lesson progress, in one file that **Open my work** brings back, here or on another server."
 )
 

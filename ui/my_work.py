@@ -98,7 +98,9 @@ def save(session: str, **page) -> tuple[str, str]:
             raise ValueError("The server's disk is full right now; please try again in a few minutes.")
         path = out / FILE_NAME
         left_out = project.write(work, path)
-    said = f"Saved {_what(work)} in {FILE_NAME} ({path.stat().st_size / 2**20:,.1f} MB)."
+    size = path.stat().st_size
+    shown = f"{size / 2**20:,.1f} MB" if size >= 2**20 else f"{max(1, round(size / 1024))} KB"
+    said = f"Saved {_what(work)} in {FILE_NAME} ({shown})."
     return str(path), " ".join([said, *left_out])
 
 
@@ -262,7 +264,7 @@ def wire(demo, panel, chooser, views: dict, lessons, train, experiments, save_bu
     from ui.tabs.lessons import reopen as reopen_lessons
 
     @user_errors
-    def save_page(chooser_key, progress, *values, request: gr.Request = None):
+    def save_page(request: gr.Request, chooser_key, progress, *values):  # the request first: *values takes the rest
         from ui.tabs.lessons import _clean
 
         shots, settings = values[: len(PHOTO_TABS)], list(values[len(PHOTO_TABS) :])

@@ -42,7 +42,15 @@ LINKS = [
     ({"tab": "activations", "layer": "features.4", "channel": "3"}, "Activations & predictions",
      lambda p: "features.4" in _value(p, "act-layer")),
     ({"tab": "explain", "method": "gradcam"}, "Explain", lambda p: _value(p, "explain-method") == "Grad-CAM"),
-    ({"tab": "experiments", "preset": "dropout"}, "Experiments", lambda p: _value(p, "experiment-preset") == "Dropout"),
+    ({"tab": "experiments", "preset": "dropout", "seeds": "3", "epochs": "4"}, "Experiments",
+     lambda p: _value(p, "experiment-preset") == "Dropout" and _value(p, "experiment-seeds") == "3"
+     and _value(p, "experiment-epochs") == "4"),
+    ({"tab": "train", "dataset": "synthetic", "network": "alexnet_compact", "epochs": "7", "lr": "0.01"}, "Train",
+     lambda p: _value(p, "train-dataset") == "synthetic" and _value(p, "train-model") == "alexnet_compact"
+     and _value(p, "train-epochs") == "7" and _value(p, "train-lr") == "0.01"),
+    ({"tab": "units", "layer": "features.3", "channel": "5", "method": "guided_backprop"}, "Units",
+     lambda p: "features.3" in _value(p, "units-layer") and _value(p, "units-channel") == "5"
+     and p.locator("#units-method").get_by_label("guided backprop").is_checked()),
     ({"tab": "lessons", "lesson": "5"}, "Lessons",
      lambda p: p.locator("#lesson-text").get_by_text("Lesson 5:").is_visible()),
 ]  # fmt: skip

@@ -368,7 +368,7 @@ def _layout() -> SimpleNamespace:
                 c.epochs = controls.Slider(1, 50, value=10, step=1, label="Epochs", elem_id="train-epochs")
                 c.batch_size = controls.Slider(1, 256, value=16, step=1, label="Batch size")
             with gr.Row():
-                c.lr = controls.Number(1e-3, label="Learning rate", minimum=1e-6, maximum=1.0)
+                c.lr = controls.Number(1e-3, label="Learning rate", minimum=1e-6, maximum=1.0, elem_id="train-lr")
                 c.optimizer = controls.Radio(["adam", "sgd"], value="adam", label="Optimizer")
             c.weight_decay = controls.Number(
                 0.0, label="Weight decay (the paper: 0.0005, with SGD)", minimum=0.0, maximum=1.0, elem_id="train-decay"

@@ -359,6 +359,7 @@ def _layout() -> SimpleNamespace:
                 [("deconvnet", "deconvnet"), ("guided backprop", "guided_backprop")],
                 value="deconvnet",
                 label="On the photo",
+                elem_id="units-method",
             )
             with gr.Row():
                 c.negative = controls.Checkbox(False, label="Negative (what silences it)")
