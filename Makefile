@@ -5,12 +5,12 @@ PY := $(VENV)/bin/python
 export GRADIO_ANALYTICS_ENABLED := False
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test lint format bench install install-dev browser clean
+.PHONY: run test lint format bench install install-dev browser database clean
 
 run: install
 	$(PY) app.py
 
-test: install-dev browser lint
+test: install-dev browser database lint
 	$(PY) -m pytest
 
 # Style is checked, not argued about: `make format` rewrites, `make lint` (part of `make test`) refuses drift.
@@ -44,6 +44,11 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 AXE := tests/e2e/node_modules_root/node_modules/axe-core/axe.min.js
 browser: $(AXE)
 	@bash tests/e2e/ensure_chromium.sh
+
+# PostgreSQL's server programs for the class board's tests (apt-get, when missing and we are root); the tests
+# start a throwaway server of their own.
+database:
+	@bash tests/ensure_postgres.sh
 
 $(AXE):
 	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }

@@ -17,7 +17,9 @@ from ui.state import JOBS, STORE
 def test_a_sessions_work_saved_and_opened_in_another_session(tmp_path, monkeypatch):
     monkeypatch.setenv("PLAYGROUND_RUNS_DIR", str(tmp_path / "runs"))
     model = build("alexnet_compact", num_classes=2, generator=torch.Generator().manual_seed(0), activation="tanh")
-    info = ModelInfo("alexnet_compact", "file", "trained here on cups", ("cup", "mug"), options=(("activation", "tanh"),))
+    info = ModelInfo(
+        "alexnet_compact", "file", "trained here on cups", ("cup", "mug"), options=(("activation", "tanh"),)
+    )
     key = STORE.add("alice", model, info)
     JOBS.keep("alice", jobs.TrainingRun(None, {}, jobs.new_run_folder(), _training()), "train")
     JOBS.keep("alice", jobs.ExperimentRun(_saved_experiment(), {}, {}, jobs.new_run_folder()), "experiment")
@@ -27,7 +29,9 @@ def test_a_sessions_work_saved_and_opened_in_another_session(tmp_path, monkeypat
         work, chosen, opened = my_work.restore("bob", path, "127.0.0.1")
         assert opened[0].startswith("Opened 1 model") and work.views == {"lab": "tab=lab&stride=3"}
         restored, restored_info = STORE.get(chosen, "bob")
-        assert restored_info.description == "trained here on cups" and dict(restored_info.options) == {"activation": "tanh"}
+        assert restored_info.description == "trained here on cups" and dict(restored_info.options) == {
+            "activation": "tanh"
+        }
         for (name, a), (_, b) in zip(model.state_dict().items(), restored.state_dict().items(), strict=True):
             assert torch.equal(a, b), name
         assert JOBS.last_run("bob", "train").summary == _training()
