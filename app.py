@@ -18,7 +18,7 @@ from starlette.middleware import Middleware
 
 from playground.config import get_limits
 from playground.serving import workers
-from ui import a11y, folders, guard, links, model_panel, my_work, sessions, state
+from ui import a11y, class_board, folders, guard, links, model_panel, my_work, sessions, state
 from ui.tabs import activations as activations_tab
 from ui.tabs import architecture as architecture_tab
 from ui.tabs import conv_lab as conv_lab_tab
@@ -85,6 +85,7 @@ def build_demo() -> gr.Blocks:
         links.wire(demo, tabs, chooser, {**views, "lessons": lessons, "units": units_view}, rows)
         my_work.wire(demo, work, chooser, {**views, "lessons": lessons, "units": units_view}, lessons, train,
                      experiments, [train.save_work, experiments.save_work])  # fmt: skip
+        class_board.register()  # /create_class, /join_class, /publish_result, /board, /hide_entry
         demo.unload(state.forget_session)  # one clean-up for everything a session holds, whichever tabs it used
         hide_share_off_a_space(demo)
     return demo

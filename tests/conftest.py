@@ -41,7 +41,8 @@ def start_app(tmp_path_factory, **settings):
     log_path = tmp_path_factory.mktemp("server") / "app.log"
     # Each server's run folders in a temporary folder of its own: a stopped server never frees its sessions' runs,
     # and left in the shared default they would count against the next servers' disk budget.
-    settings = {"PLAYGROUND_RUNS_DIR": str(tmp_path_factory.mktemp("runs")), **settings}
+    settings = {"PLAYGROUND_RUNS_DIR": str(tmp_path_factory.mktemp("runs")),
+                "PLAYGROUND_DATA_DIR": str(tmp_path_factory.mktemp("data")), **settings}  # fmt: skip
     env = dict(
         os.environ,
         GRADIO_SERVER_NAME="127.0.0.1",

@@ -1,0 +1,107 @@
+"""The class board over HTTP: create a class, join it, publish the session's latest result, read the board, hide
+an entry (:mod:`playground.sharing.board` does the work; this layer adds sessions, addresses and sentences).
+
+``/create_class(name)``, ``/join_class(code, learner)``, ``/publish_result(code, learner, kind)``,
+``/board(code)``, ``/hide_entry(code, teacher_key, entry)``.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import threading
+import time
+
+import gradio as gr
+
+from playground.sharing.board import Board
+from ui.handlers import user_errors
+from ui.queueing import address
+from ui.state import JOBS, session_of
+
+JOINS_PER_MINUTE = 20  # per network address: enough for a class behind one school address to join in a minute or two
+_joins: dict[str, collections.deque] = {}
+_joins_lock = threading.Lock()
+
+
+@functools.cache
+def board() -> Board:
+    """The server's board: the database named by ``PLAYGROUND_DATABASE_URL``, else SQLite under the data folder."""
+    return Board()
+
+
+def _join_allowed(visitor: str) -> None:
+    now = time.monotonic()
+    with _joins_lock:
+        recent = _joins.setdefault(visitor, collections.deque())
+        while recent and now - recent[0] > 60:
+            recent.popleft()
+        if len(recent) >= JOINS_PER_MINUTE:
+            raise ValueError("Too many joins from this address in the last minute; please wait a moment.")
+        recent.append(now)
+        if len(_joins) > 10_000:  # bounded: the oldest addresses go
+            for stale in [key for key, times in _joins.items() if not times or now - times[-1] > 60]:
+                _joins.pop(stale, None)
+
+
+def latest(session: str, kind: str) -> dict:
+    """What the session publishes as ``kind``: its last training's numbers or its last experiment's runs.
+
+    Raises:
+        ValueError: the session has nothing of that kind yet.
+    """
+    if kind == "training":
+        run = JOBS.last_run(session, "train")
+        if run is None or run.summary is None:
+            raise ValueError("Train a model first: its summary is what is published.")
+        return run.summary
+    if kind == "experiment":
+        run = JOBS.last_run(session, "experiment")
+        if run is None or run.result is None:
+            raise ValueError("Run an experiment first (and let it finish): its runs are what is published.")
+        return run.result.to_json()
+    raise ValueError(f"Over HTTP one publishes a training or an experiment, not {str(kind)[:20]!r}.")
+
+
+@user_errors
+def create_class(name: str) -> tuple[str, str]:
+    """A new class: its code (for the whiteboard) and its teacher key (shown once; keep it)."""
+    made = board().create_class(name)
+    return made.code, made.teacher_key
+
+
+@user_errors
+def join_class(code: str, learner: str, request: gr.Request) -> str:
+    """Join a class with its code and a display name (no account); a sentence."""
+    _join_allowed(address(request) or session_of(request))
+    name = board().join(code, learner)
+    return f"{name} joined the class {str(code).strip().upper()}."
+
+
+@user_errors
+def publish_result(code: str, learner: str, kind: str, request: gr.Request) -> str:
+    """Publish the calling session's latest ``training`` or ``experiment`` to the class; a sentence."""
+    entry = board().publish(code, learner, kind, latest(session_of(request), kind))
+    return f"Published your {kind} to the class as entry {entry}."
+
+
+@user_errors
+def class_board(code: str) -> dict:
+    """The class's board: its entries and the pooled experiment tables."""
+    return board().board(code)
+
+
+@user_errors
+def hide_entry(code: str, teacher_key: str, entry: int) -> str:
+    """The teacher hides one entry from the board."""
+    board().hide(code, teacher_key, entry)
+    return f"Entry {entry} is hidden."
+
+
+def register() -> None:
+    """The endpoints, on the Blocks being built."""
+    gr.api(create_class, api_name="create_class")
+    gr.api(join_class, api_name="join_class")
+    gr.api(publish_result, api_name="publish_result")
+    gr.api(class_board, api_name="board")
+    gr.api(hide_entry, api_name="hide_entry")
