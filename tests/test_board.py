@@ -11,6 +11,8 @@ import pytest
 from playground.sharing.board import Board, BoardLimits, schema_version
 from playground.training.report import RunOutcome, Target, summarise
 
+KERNEL = {"name": "laplacian", "kernel": [[0, 1, 0], [1, -4, 1], [0, 1, 0]]}
+
 
 def _result(seeds: dict[str, list[float]], start_seed: int = 0) -> dict:
     """An experiment's JSON: for each run label, one seed per validation accuracy."""
@@ -94,7 +96,7 @@ def test_the_board_survives_a_restart_and_the_schema_is_versioned(url):
     first = Board(url)
     made = first.create_class("c")
     first.join(made.code, "ada")
-    first.publish(made.code, "ada", "kernel", {"kernel": [[0, 1, 0], [1, -4, 1], [0, 1, 0]]})
+    first.publish(made.code, "ada", "kernel", KERNEL)
     first.engine.dispose()
     again = Board(url)  # a new process would do the same: open, migrate (nothing to do), read
     assert schema_version(again.engine) == "0001"
@@ -108,14 +110,18 @@ def test_names_are_data_and_bounds_hold(url):
     board.join(made.code, "Robert'); DROP TABLE learners;--")
     assert board.board(made.code)["class"] == "'); DROP TABLE classes; --"
     for _ in range(2):
-        board.publish(made.code, "Robert'); DROP TABLE learners;--", "kernel", {"k": 1})
+        board.publish(made.code, "Robert'); DROP TABLE learners;--", "kernel", KERNEL)
     with pytest.raises(ValueError, match="the most one learner may"):
-        board.publish(made.code, "Robert'); DROP TABLE learners;--", "kernel", {"k": 1})
+        board.publish(made.code, "Robert'); DROP TABLE learners;--", "kernel", KERNEL)
     with pytest.raises(ValueError, match="has not joined this class"):
-        board.publish(made.code, "mallory", "kernel", {"k": 1})
-    with pytest.raises(ValueError, match="too large to publish"):
-        board.join(made.code, "big")
-        board.publish(made.code, "big", "kernel", {"k": "x" * 600_000})
+        board.publish(made.code, "mallory", "kernel", KERNEL)
+    board.join(made.code, "big")
+    with pytest.raises(ValueError, match="rows of finite numbers"):
+        board.publish(made.code, "big", "kernel", {"kernel": [[1, float("nan")]]})
+    with pytest.raises(ValueError, match="rows of finite numbers"):
+        board.publish(made.code, "big", "kernel", {"kernel": [[1] * 12] * 12})
+    with pytest.raises(ValueError, match="not a training's numbers"):
+        board.publish(made.code, "big", "training", {"val_accuracy": 2})
     with pytest.raises(ValueError, match="not 'pickle'"):
         board.publish(made.code, "big", "pickle", {})
     with pytest.raises(ValueError, match="The saved experiment is damaged"):
@@ -131,15 +137,15 @@ def test_publishes_per_minute_are_bounded(url):
     made = board.create_class("c")
     board.join(made.code, "ada")
     for _ in range(3):
-        board.publish(made.code, "ada", "kernel", {"k": 1})
+        board.publish(made.code, "ada", "kernel", KERNEL)
     with pytest.raises(ValueError, match="At most 3 results a minute"):
-        board.publish(made.code, "ada", "kernel", {"k": 1})
+        board.publish(made.code, "ada", "kernel", KERNEL)
 
 
 def test_the_teacher_key_hides_entries_and_closes_the_class(board):
     made = board.create_class("c")
     board.join(made.code, "ada")
-    entry = board.publish(made.code, "ada", "kernel", {"k": 1})
+    entry = board.publish(made.code, "ada", "kernel", KERNEL)
     with pytest.raises(ValueError, match="does not open this class"):
         board.hide(made.code, made.teacher_key[:-1] + "x", entry)
     board.hide(made.code, made.teacher_key, entry)
@@ -198,7 +204,7 @@ def test_two_servers_on_one_postgresql_show_the_same_board(postgres):
         assert one.board(made.code)["pooled"][0]["learners"] == 2
         one.close_class(made.code, made.teacher_key)
         with pytest.raises(ValueError, match="closed by its teacher"):
-            two.publish(made.code, "ada", "kernel", {"k": 1})
+            two.publish(made.code, "ada", "kernel", KERNEL)
     finally:
         import sqlalchemy as sa
 
@@ -206,3 +212,37 @@ def test_two_servers_on_one_postgresql_show_the_same_board(postgres):
             connection.execute(sa.text("DROP TABLE IF EXISTS entries, learners, classes, alembic_version CASCADE"))
         one.engine.dispose()
         two.engine.dispose()
+
+
+def test_an_entry_past_its_size_is_refused(url):
+    board = Board(url, limits=BoardLimits(entry_bytes=1_000))
+    made = board.create_class("c")
+    board.join(made.code, "ada")
+    with pytest.raises(ValueError, match="too large to publish"):
+        board.publish(made.code, "ada", "experiment", _result({"ReLU": [0.8] * 5, "tanh": [0.6] * 5}))
+    board.engine.dispose()
+
+
+def test_fine_tuning_accuracies_spread_by_setting_and_the_teachers_download(board):
+    from tests.test_project import _training
+
+    made = board.create_class("c")
+    for learner, accuracy in (("ada", 0.6), ("bo", 0.8), ("cy", 0.7)):
+        board.join(made.code, learner)
+        board.publish(made.code, learner, "training", {**_training(), "val_accuracy": accuracy})
+    board.publish(made.code, "ada", "kernel", KERNEL)
+    board.publish(made.code, "bo", "experiment", _result({"ReLU": [0.8, 0.7], "tanh": [0.6, 0.5]}))
+    (spread,) = board.board(made.code)["trainings"]
+    assert spread["trainings"] == 3 and spread["mean"] == pytest.approx(0.7)
+    assert spread["spread"] == pytest.approx(statistics.stdev([0.6, 0.8, 0.7]))
+    assert (spread["lowest"], spread["highest"]) == (0.6, 0.8)
+    with pytest.raises(ValueError, match="does not open this class"):
+        board.export(made.code, "guess", "csv")
+    import csv
+    import io
+    import json
+
+    rows = list(csv.DictReader(io.StringIO(board.export(made.code, made.teacher_key, "csv"))))
+    assert [r["kind"] for r in rows] == ["training"] * 3 + ["kernel"] + ["experiment"] * 4
+    assert [float(r["val_accuracy"]) for r in rows if r["kind"] == "experiment"] == [0.8, 0.7, 0.6, 0.5]
+    assert json.loads(board.export(made.code, made.teacher_key, "json")) == board.board(made.code)

@@ -13,13 +13,17 @@ pools every learner's runs of the same preset and settings into one table with t
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime as dt
 import hashlib
 import hmac
+import io
 import json
+import math
 import os
 import secrets
+import statistics
 import threading
 from pathlib import Path
 
@@ -208,6 +212,11 @@ class Board:
         if kind == "experiment":
             result = result_of(payload)  # every run checked, as a project file's are
             group = _group(result)
+        elif kind == "kernel":
+            payload = kernel_entry(payload)
+        else:
+            payload = training_entry(payload)
+            group = json.dumps([payload["dataset"], payload["variant"], payload["mode"]])[:400]
         text = json.dumps(payload)
         if len(text) > self.limits.entry_bytes:
             raise ValueError(f"This result is too large to publish ({len(text) / 1024:,.0f} KB; at most "
@@ -273,7 +282,37 @@ class Board:
             "ends": _aware(found.expires).isoformat(),
             "entries": entries,
             "pooled": pooled([e for e in entries if e["kind"] == "experiment"]),
+            "trainings": spread([e for e in entries if e["kind"] == "training"]),
         }
+
+    def export(self, code: str, teacher_key: str, form: str = "json") -> str:
+        """The teacher's download of the whole board: JSON (everything) or CSV (a row per entry, and for an
+        experiment a row per run and seed)."""
+        with self._sessions() as db:
+            self._teacher(db, code, teacher_key)
+        shown = self.board(code)
+        if form == "json":
+            return json.dumps(shown, indent=2)
+        if form != "csv":
+            raise ValueError("The board downloads as json or csv.")
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["entry", "learner", "kind", "published", "what", "seed", "val_accuracy", "settings"])
+        for e in shown["entries"]:
+            result = e["result"]
+            if e["kind"] == "experiment":
+                for run in result["runs"]:
+                    writer.writerow([e["entry"], e["learner"], "experiment", e["published"],
+                                     f"{result['experiment']}: {run['label']}", run["seed"], run["val_accuracy"],
+                                     json.dumps(run["settings"], sort_keys=True)])  # fmt: skip
+            elif e["kind"] == "training":
+                writer.writerow([e["entry"], e["learner"], "training", e["published"],
+                                 f"{result['variant']} {result['mode']} on {result['dataset']}", "",
+                                 result["val_accuracy"], ""])  # fmt: skip
+            else:
+                writer.writerow([e["entry"], e["learner"], "kernel", e["published"], result["name"], "", "",
+                                 json.dumps(result["kernel"])])  # fmt: skip
+        return buffer.getvalue()
 
 
 def _group(result: ExperimentResult) -> str:
@@ -309,6 +348,45 @@ def pooled(entries: list[dict]) -> list[dict]:
             "theirs": summary.theirs,
         })  # fmt: skip
     return tables
+
+
+def kernel_entry(payload) -> dict:
+    """A kernel as the board keeps it: its name and its numbers (at most 11 x 11, finite), nothing else."""
+    if not isinstance(payload, dict):
+        raise ValueError("A kernel is published as its name and its rows of numbers.")
+    rows = payload.get("kernel")
+    if (
+        not isinstance(rows, list)
+        or not 1 <= len(rows) <= 11
+        or not all(isinstance(row, list) and len(row) == len(rows[0]) and 1 <= len(row) <= 11 for row in rows)
+        or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for row in rows for v in row
+        )
+    ):
+        raise ValueError("A kernel is 1 x 1 to 11 x 11 rows of finite numbers, every row as long.")
+    name = str(payload.get("name") or "custom")[:60]
+    return {"name": name, "kernel": [[float(v) for v in row] for row in rows]}
+
+
+def training_entry(payload) -> dict:
+    """A training's summary as a project file keeps it (:func:`playground.sharing.project.training_summary`),
+    every number checked."""
+    from playground.sharing.project import checked_training
+
+    return checked_training(payload)
+
+
+def spread(entries: list[dict]) -> list[dict]:
+    """Fine-tuning accuracies by setting (dataset, model, mode): how many, their mean, spread and range."""
+    groups: dict[tuple, list[float]] = {}
+    for entry in entries:
+        r = entry["result"]
+        groups.setdefault((r["dataset"], r["variant"], r["mode"]), []).append(r["val_accuracy"])
+    return [
+        {"dataset": d, "model": v, "mode": m, "trainings": len(a), "mean": statistics.mean(a),
+         "spread": statistics.stdev(a) if len(a) > 1 else None, "lowest": min(a), "highest": max(a)}
+        for (d, v, m), a in groups.items()
+    ]  # fmt: skip
 
 
 def _sqlite_pragmas(connection, _record) -> None:

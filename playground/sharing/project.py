@@ -381,9 +381,21 @@ def _need(condition: bool) -> None:
 
 
 def _training(value) -> dict:
-    """A saved training's numbers, checked to be what :func:`training_summary` writes."""
+    try:
+        return checked_training(value)
+    except ValueError:
+        raise _bad("training.json does not hold a training's numbers.") from None
+
+
+def checked_training(value) -> dict:
+    """A training's numbers, checked to be what :func:`training_summary` writes (a project file's, a class
+    board's entry).
+
+    Raises:
+        ValueError: they are not.
+    """
     if not isinstance(value, dict):
-        raise _bad("training.json is not a record.")
+        raise ValueError("A training's summary is not a record.")
     try:
         classes = [str(c)[:100] for c in value["classes"]][:100]
         k = len(classes)
@@ -413,7 +425,9 @@ def _training(value) -> dict:
             notice=str(value.get("notice", ""))[:2000],
         )  # fmt: skip
     except (KeyError, TypeError, ValueError):
-        raise _bad("training.json does not hold a training's numbers.") from None
+        raise ValueError(
+            "These are not a training's numbers (classes, curves, accuracies, confusion matrix)."
+        ) from None
     return summary
 
 
