@@ -94,7 +94,7 @@ def test_a_typo_in_the_kernel_keeps_the_last_result_and_says_why_beside_the_edit
     *pictures, status, chooser = conv_lab.apply_custom_kernel(photo, "1 -1", "gray", 1, 0, 1, "none", 2, 2)
     assert pictures[0].size == (599, 400) and status == "" and chooser == "custom"
     # The settings behind the picture on screen stay those of the last kernel that worked.
-    assert conv_lab.remember_settings("not a number", "custom", "1 2 x", *[None] * 7) == (gr.skip(),) * 3
+    assert conv_lab.remember_settings(None, "not a number", "custom", "1 2 x", *[None] * 7) == (gr.skip(),) * 3
 
 
 def test_handler_turns_core_errors_into_gradio_errors(tmp_path):
@@ -138,7 +138,7 @@ def _click(x: int, y: int) -> gr.SelectData:
 
 def test_a_click_is_explained_with_the_settings_that_made_the_picture():
     photo = example_paths()[0]
-    applied, explanation, patch = conv_lab.remember_settings("", "laplacian", "", "gray", 1, 1, 1, "none", 2, 2)
+    applied, explanation, patch = conv_lab.remember_settings(None, "", "laplacian", "", "gray", 1, 1, 1, "none", 2, 2)
     assert explanation == "" and patch is None  # a new picture clears the last pixel's explanation and patch
     x, y, explanation, *_ = conv_lab.pick_pixel(photo, applied, _click(10, 20))
     assert (x, y) == (10, 20) and explanation == conv_lab.explain_pixel(photo, *applied, 10, 20)
@@ -159,7 +159,7 @@ def test_a_small_result_is_shown_enlarged_and_a_click_on_it_finds_its_own_pixel(
     blocks = np.asarray(shown.convert("RGB")).reshape(height, zoom, width, zoom, 3)
     assert (blocks == blocks[:, :1, :, :1]).all()  # whole pixels, nearest neighbour: no blur between them
 
-    applied = conv_lab.remember_settings("", *settings)[0]
+    applied = conv_lab.remember_settings(None, "", *settings)[0]
     x, y, explanation, marked, patch = conv_lab.pick_pixel(photo, applied, _click(41 * zoom + zoom - 1, 17 * zoom))
     assert (x, y) == (41, 17) and explanation == conv_lab.explain_pixel(photo, *settings, 41, 17)
     assert marked.size == shown.size and patch.size == (600, 400)

@@ -61,5 +61,7 @@ def test_bad_codes_and_names_get_a_sentence(app_url):
     with pytest.raises(AppError, match="1 to 60 printable characters"):
         client.predict(code, "\x00evil", api_name="/join_class")
     assert "'); DROP TABLE" in client.predict(code, "x'); DROP TABLE learners;--", api_name="/join_class")
+    with pytest.raises(AppError, match="Apply a kernel in the Convolution lab first"):
+        client.predict(code, "x'); DROP TABLE learners;--", "kernel", api_name="/publish_result")
     with pytest.raises(AppError, match="not 'pickle'"):
         client.predict(code, "x'); DROP TABLE learners;--", "pickle", api_name="/publish_result")

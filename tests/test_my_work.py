@@ -50,3 +50,22 @@ def test_the_train_tab_shows_a_saved_trainings_tables():
     assert shown["per_class"]["accuracy"].tolist() == ["50%", "70%"]
     assert shown["per_class"]["validation images"].tolist() == [10, 10]
     assert "validation accuracy <b>60.0%</b>" in shown["status"] and shown["curves"].width > 600
+
+
+def test_the_last_kernel_applied_in_the_lab_is_the_one_a_learner_publishes():
+    from types import SimpleNamespace
+
+    from playground.sharing.board import kernel_entry
+    from ui import class_board
+    from ui.state import KERNELS
+    from ui.tabs import conv_lab
+
+    request = SimpleNamespace(session_hash="carol")
+    try:
+        conv_lab.remember_settings(request, "", "custom", "0 1 0\n1 -4 1\n0 1 0", "gray", 1, 0, 1, "none", 2, 2)
+        published = class_board.latest("carol", "kernel")
+        assert kernel_entry(published) == {"name": "custom", "kernel": [[0, 1, 0], [1, -4, 1], [0, 1, 0]]}
+        conv_lab.remember_settings(request, "Not applied: a typo", "custom", "1 x", "gray", 1, 0, 1, "none", 2, 2)
+        assert class_board.latest("carol", "kernel") == published  # a refused kernel changes nothing
+    finally:
+        KERNELS.forget("carol")

@@ -17,7 +17,7 @@ import gradio as gr
 from playground.sharing.board import Board
 from ui.handlers import user_errors
 from ui.queueing import address
-from ui.state import JOBS, session_of
+from ui.state import JOBS, KERNELS, session_of
 
 JOINS_PER_MINUTE = 20  # per network address: enough for a class behind one school address to join in a minute or two
 _joins: dict[str, collections.deque] = {}
@@ -45,7 +45,8 @@ def _join_allowed(visitor: str) -> None:
 
 
 def latest(session: str, kind: str) -> dict:
-    """What the session publishes as ``kind``: its last training's numbers or its last experiment's runs.
+    """What the session publishes as ``kind``: its last training's numbers, its last experiment's runs, or the
+    last kernel it applied in the Convolution lab (its numbers; the board draws what it does to the cup).
 
     Raises:
         ValueError: the session has nothing of that kind yet.
@@ -60,7 +61,12 @@ def latest(session: str, kind: str) -> dict:
         if run is None or run.result is None:
             raise ValueError("Run an experiment first (and let it finish): its runs are what is published.")
         return run.result.to_json()
-    raise ValueError(f"Over HTTP one publishes a training or an experiment, not {str(kind)[:20]!r}.")
+    if kind == "kernel":
+        kernel = KERNELS.last(session)
+        if kernel is None:
+            raise ValueError("Apply a kernel in the Convolution lab first: its numbers are what is published.")
+        return kernel
+    raise ValueError(f"One publishes a training, an experiment or a kernel, not {str(kind)[:20]!r}.")
 
 
 @user_errors
@@ -80,7 +86,7 @@ def join_class(code: str, learner: str, request: gr.Request) -> str:
 
 @user_errors
 def publish_result(code: str, learner: str, kind: str, request: gr.Request) -> str:
-    """Publish the calling session's latest ``training`` or ``experiment`` to the class; a sentence."""
+    """Publish the calling session's latest ``training``, ``experiment`` or ``kernel`` to the class; a sentence."""
     entry = board().publish(code, learner, kind, latest(session_of(request), kind))
     return f"Published your {kind} to the class as entry {entry}."
 

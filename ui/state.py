@@ -49,10 +49,38 @@ class SessionUploads:
             self._uploads.pop(session, None)
 
 
+class LastKernels:
+    """Each session's last kernel applied in the Convolution lab (its name and numbers): what "publish a kernel"
+    publishes. Bounded in sessions, because API callers never close a tab."""
+
+    def __init__(self, sessions: int = 1_000):
+        self._sessions = sessions
+        self._kernels: collections.OrderedDict[str, dict] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, session: str, name: str, rows: list[list[float]]) -> None:
+        if not session:
+            return
+        with self._lock:
+            self._kernels.pop(session, None)
+            self._kernels[session] = {"name": name, "kernel": rows}
+            while len(self._kernels) > self._sessions:
+                self._kernels.popitem(last=False)
+
+    def last(self, session: str) -> dict | None:
+        with self._lock:
+            return self._kernels.get(session or "")
+
+    def forget(self, session: str) -> None:
+        with self._lock:
+            self._kernels.pop(session, None)
+
+
 STORE = ModelStore()  # the shared variants (read-only) and each session's own models
 JOBS = Jobs()  # per session one training or experiment, one Units pass; the last finished runs
 UPLOADS = SessionUploads()  # each session's last zip or folder, from any tab: "your zip"/"your folder", Units' "my zip"
 UNIT_RESULTS = UnitResults()  # finished Units passes, bounded in bytes; a user's own data keyed by session
+KERNELS = LastKernels()  # each session's last kernel in the lab, to publish to a class
 CANVAS_BLOBS = CanvasBlobs()  # the Explain editor's pictures until their event uses them
 
 
@@ -68,6 +96,7 @@ def forget(session: str) -> None:
     JOBS.forget(session)
     STORE.drop_session(session)
     UPLOADS.forget(session)
+    KERNELS.forget(session)
 
 
 @user_errors

@@ -25,6 +25,7 @@ from playground.render import format_number
 from ui import controls
 from ui.handlers import bounded, user_errors
 from ui.photos import example_paths, open_photo, photo_input, result_image
+from ui.state import KERNELS, session_of
 
 INTRO = """
 A **kernel** is a small grid of weights. Slide it over the photo; at every position multiply the
@@ -166,12 +167,14 @@ def explain_pixel(image, settings, x, y):
 
 
 @user_errors
-def remember_settings(status, *settings):
+def remember_settings(request: gr.Request, status, *settings):  # the request first: *settings takes the rest
     """After an apply: keep the settings that made the picture (a click is explained with these, not with
     whatever the controls show now) and clear the old explanation and patch; after one refused (``status``
-    says why), keep those of the picture still on screen."""
+    says why), keep those of the picture still on screen. The kernel is the session's to publish to a class."""
     if status:
         return gr.skip(), gr.skip(), gr.skip()
+    applied = lab_settings(settings)
+    KERNELS.remember(session_of(request), applied.kernel, applied.weights().tolist())
     return list(settings), "", None
 
 
