@@ -326,6 +326,15 @@ def model_chosen(model="alexnet", mode="head"):
 
 
 @user_errors
+def model_on_load(model="alexnet", mode="head", lr=None, epochs=None):
+    """As :func:`model_chosen`, as a page loads: a learning rate or epochs that stay the same are left alone (a
+    link may have set them since this event read them)."""
+    switch, note, new_lr, new_epochs = model_chosen(model, mode)
+    same = lr is not None and epochs is not None and float(new_lr) == float(lr) and int(new_epochs) == int(epochs)
+    return (switch, note, gr.skip(), gr.skip()) if same else (switch, note, new_lr, new_epochs)
+
+
+@user_errors
 def start_chosen(model="alexnet", mode="head", pretrained=True):
     """What the run will really start from and train (a sentence), and its start's learning rate and epochs."""
     defaults = recipe(model, bool(pretrained), mode)
@@ -340,7 +349,8 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown, upload: gr.State | None = N
     c = _layout()
     _wire(c, chooser, upload if upload is not None else folders.shared_upload())
     # ImageNet weights may arrive after the page was built (an online app fetches them as it starts).
-    demo.load(model_chosen, [c.model, c.mode], [c.pretrained, c.start_note, c.lr, c.epochs], show_progress="hidden")
+    demo.load(model_on_load, [c.model, c.mode, c.lr, c.epochs], [c.pretrained, c.start_note, c.lr, c.epochs],
+              show_progress="hidden", api_visibility="private")  # fmt: skip
     return c
 
 
@@ -365,10 +375,15 @@ def _layout() -> SimpleNamespace:
                 )
             c.start_note = gr.Markdown(describe_start("alexnet", "head", possible), elem_id="train-start-note")
             with gr.Row():
-                c.epochs = controls.Slider(1, 50, value=10, step=1, label="Epochs", elem_id="train-epochs")
+                start = recipe(
+                    "alexnet", possible, "head"
+                )  # what the page's load would set (so it leaves a link's alone)
+                c.epochs = controls.Slider(1, 50, value=start["epochs"], step=1, label="Epochs", elem_id="train-epochs")
                 c.batch_size = controls.Slider(1, 256, value=16, step=1, label="Batch size")
             with gr.Row():
-                c.lr = controls.Number(1e-3, label="Learning rate", minimum=1e-6, maximum=1.0, elem_id="train-lr")
+                c.lr = controls.Number(
+                    start["lr"], label="Learning rate", minimum=1e-6, maximum=1.0, elem_id="train-lr"
+                )
                 c.optimizer = controls.Radio(["adam", "sgd"], value="adam", label="Optimizer")
             c.weight_decay = controls.Number(
                 0.0, label="Weight decay (the paper: 0.0005, with SGD)", minimum=0.0, maximum=1.0, elem_id="train-decay"

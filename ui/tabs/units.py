@@ -98,6 +98,14 @@ def _records(job: UnitJob, request, progress=None):
 
 
 @user_errors
+def layer_choices_on_load(model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Request = None):
+    """The layer chooser's choices as a page loads; a value that stays the same is left alone (a link may have
+    set the chooser since this event read it)."""
+    update = layer_choices(model_key, layer, request)
+    return gr.update(choices=update["choices"]) if update["value"] == layer else update
+
+
+@user_errors
 def layer_choices(model_key="alexnet", layer=DEFAULT_LAYER, request: gr.Request = None):
     """The chosen model's convolution layers for the layer chooser."""
     model, _, _ = _model(model_key, request)
@@ -316,14 +324,8 @@ def build_tab(demo: gr.Blocks, chooser: gr.Dropdown, *, activations=None, tabs=N
     ``tabs``: the app's tab set, to switch to this one; ``tab``: this tab, whose opening draws the photo views."""
     gr.Markdown(HELP)
     c = _layout()
-    gr.on(
-        [demo.load, chooser.change],
-        layer_choices,
-        inputs=[chooser, c.layer],
-        outputs=c.layer,
-        api_name="unit_layers",
-        api_visibility="undocumented",
-    )
+    chooser.change(layer_choices, [chooser, c.layer], c.layer, api_name="unit_layers", api_visibility="undocumented")
+    demo.load(layer_choices_on_load, [chooser, c.layer], c.layer, api_visibility="private")
     _wire_passes(c, chooser)
     _wire_photo_views(c, chooser, tab)
     if activations is not None:
