@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import types
 
 import pytest
 import torch
@@ -37,7 +38,9 @@ def test_a_job_reads_trains_and_writes_its_downloads(tmp_path):
 
 def test_the_cap_covers_reading_the_data(tmp_path, monkeypatch):
     clock = iter(range(0, 10_000, 100))  # every look at the clock is 100 s later
-    monkeypatch.setattr(jobs.time, "monotonic", lambda: next(clock))
+    # The job's own clock only: patching time.monotonic itself would hand this clock's ticks to every other thread
+    # of the test process too (and take theirs), which made the test depend on what else was running.
+    monkeypatch.setattr(jobs, "time", types.SimpleNamespace(monotonic=lambda: next(clock)))
     config = FinetuneConfig(
         model="alexnet_compact", mode="full", pretrained=False, image_size=64, epochs=1, max_seconds=150
     )
