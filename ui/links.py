@@ -228,6 +228,14 @@ def targets(views: dict[str, object], wanted: dict[str, set[str]]) -> list[tuple
     return found
 
 
+def all_targets(views: dict[str, object]) -> list[tuple[str, str, object]]:
+    """(tab, field, component) for every setting a link can carry, on every tab (the lab's custom kernel too)."""
+    wanted = {
+        tab: set(fields.values()) | ({"custom_kernel"} if tab == "lab" else set()) for tab, fields in FIELDS.items()
+    }
+    return targets(views, wanted)
+
+
 def values_for(view: View, targets_: list[tuple[str, str, object]]) -> list:
     """What the page is sent to open ``view``: the tab, the model chooser's value, then each target's value
     (``gr.skip()`` where the view leaves it alone)."""
@@ -299,8 +307,7 @@ def wire(demo: gr.Blocks, tabs: gr.Tabs, chooser, views: dict[str, object], rows
     """A link opens its view when the page loads; each tab's button makes the link of what it shows."""
     from ui.handlers import user_errors
 
-    every = targets(views, {tab: set(fields.values()) | ({"custom_kernel"} if tab == "lab" else set())
-                            for tab, fields in FIELDS.items()})  # fmt: skip
+    every = all_targets(views)
 
     @user_errors
     def opened(request: gr.Request):

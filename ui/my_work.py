@@ -253,8 +253,7 @@ SAVED_JS = "() => { window.__playgroundUnsaved = false; }"
 
 def wire(demo, panel, chooser, views: dict, lessons, train, experiments, save_buttons: list) -> None:
     """Save and open every tab's settings and photos, the progress, the models and the runs."""
-    every = [(tab, field, c) for tab, field, c in links.targets(views, {t: set(f.values()) | ({"custom_kernel"} if t == "lab" else set())
-             for t, f in links.FIELDS.items()}) if field != "photo"]  # fmt: skip
+    every = [(tab, field, c) for tab, field, c in links.all_targets(views) if field != "photo"]  # photos: their own
     photos = [getattr(views[tab], "image", None) or views[tab].photo for tab in PHOTO_TABS]
     fields = [(tab, field) for tab, field, _ in every]
     train_outputs = [train.status, train.curves, train.confusion, train.per_class]
