@@ -21,6 +21,7 @@ from playground.serving import workers
 from ui import a11y, class_board, folders, guard, links, model_panel, my_work, sessions, state
 from ui.tabs import activations as activations_tab
 from ui.tabs import architecture as architecture_tab
+from ui.tabs import class_board as class_board_tab
 from ui.tabs import conv_lab as conv_lab_tab
 from ui.tabs import experiments as experiments_tab
 from ui.tabs import explain as explain_tab
@@ -51,12 +52,14 @@ def build_demo() -> gr.Blocks:
         work = my_work.build_panel()  # Save my work / Open my work
         upload = folders.shared_upload()  # one upload per session, which Train and Experiments both follow
         rows = {}  # each tab's "Link to this view" button and box
+        member, publish = class_board_tab.membership(), []  # the class this page joined; "Publish to my class"
         with gr.Tabs() as tabs:
             with gr.Tab("Lessons", id="lessons"):
                 lessons = lessons_tab.build_tab(demo, chooser)
                 rows["lessons"] = links.link_row("lessons")
             with gr.Tab("Convolution lab", id="lab"):
                 lab = conv_lab_tab.build_tab(demo)
+                publish.append(class_board_tab.publish_row("kernel", "lab"))
                 rows["lab"] = links.link_row("lab")
             with gr.Tab("Architecture", id="architecture"):
                 architecture = architecture_tab.build_tab(demo, chooser)
@@ -75,17 +78,23 @@ def build_demo() -> gr.Blocks:
                 rows["explain"] = links.link_row("explain")
             with gr.Tab("Train", id="train"):
                 train = train_tab.build_tab(demo, chooser, upload)
+                publish.append(class_board_tab.publish_row("training", "train"))
                 rows["train"] = links.link_row("train")
             with gr.Tab("Experiments", id="experiments"):
                 experiments = experiments_tab.build_tab(demo, chooser, upload)
+                publish.append(class_board_tab.publish_row("experiment", "experiments"))
                 rows["experiments"] = links.link_row("experiments")
+            with gr.Tab("Class board", id="board"):
+                board = class_board_tab.build_tab(demo, member, publish)
+                rows["board"] = links.link_row("board")
         views = {"lab": lab, "architecture": architecture, "filters": filters, "activations": activations,
                  "explain": explain, "train": train, "experiments": experiments}  # fmt: skip
         lessons_tab.wire_show_me(lessons, tabs, chooser, views)
-        links.wire(demo, tabs, chooser, {**views, "lessons": lessons, "units": units_view}, rows)
-        my_work.wire(demo, work, chooser, {**views, "lessons": lessons, "units": units_view}, lessons, train,
+        every = {**views, "lessons": lessons, "units": units_view, "board": board}
+        links.wire(demo, tabs, chooser, every, rows)
+        my_work.wire(demo, work, chooser, every, lessons, train,
                      experiments, [train.save_work, experiments.save_work])  # fmt: skip
-        class_board.register()  # /create_class, /join_class, /publish_result, /board, /hide_entry
+        class_board.register()  # /create_class, /join_class, /publish_result, /board, /hide_entry, /close_class, ...
         demo.unload(state.forget_session)  # one clean-up for everything a session holds, whichever tabs it used
         hide_share_off_a_space(demo)
     return demo

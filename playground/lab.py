@@ -112,6 +112,21 @@ def run_lab(image: Image.Image, settings: LabSettings = LabSettings()) -> LabRes
     )
 
 
+def kernel_on(image: Image.Image, weights, name: str = "", *, max_pixels: int = 90_000) -> Image.Image:
+    """What a published kernel does to ``image`` (a small gray copy, stride 1, no padding), drawn as the lab
+    draws a result: light and shadow when ``name`` is a preset of that kind with exactly these numbers."""
+    weights = K.kernel_weights(np.asarray(weights, dtype=np.float32))
+    small = shrink_to_working_size(image, max_pixels)
+    if weights.shape[0] > small.height or weights.shape[1] > small.width:
+        raise ValueError("This kernel is larger than the photo.")
+    light = (
+        name in K.KERNELS
+        and K.KERNELS[name].light_and_shadow
+        and np.array_equal(K.KERNELS[name].weights, weights)
+    )
+    return render_output(K.convolve(input_values(small, "gray"), weights), light_and_shadow=light)[0]
+
+
 def shown_image(result: LabResult) -> Image.Image:
     """The result as the tab shows it: each result pixel a ``zoom`` × ``zoom`` block, so a small one can be read."""
     return render.enlarge(result.image, result.zoom)

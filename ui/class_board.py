@@ -2,7 +2,8 @@
 an entry (:mod:`playground.sharing.board` does the work; this layer adds sessions, addresses and sentences).
 
 ``/create_class(name)``, ``/join_class(code, learner)``, ``/publish_result(code, learner, kind)``,
-``/board(code)``, ``/hide_entry(code, teacher_key, entry)``.
+``/board(code)``, ``/hide_entry(code, teacher_key, entry)``, ``/close_class(code, teacher_key)``,
+``/export_board(code, teacher_key, form)``. The Class board tab (:mod:`ui.tabs.class_board`) calls the same.
 """
 
 from __future__ import annotations
@@ -104,6 +105,19 @@ def hide_entry(code: str, teacher_key: str, entry: int) -> str:
     return f"Entry {entry} is hidden."
 
 
+@user_errors
+def close_class(code: str, teacher_key: str) -> str:
+    """The teacher closes the class: nothing more can be joined or published, the board is no longer shown."""
+    board().close_class(code, teacher_key)
+    return f"The class {str(code).strip().upper()} is closed: its board stays in your download, nobody can publish."
+
+
+@user_errors
+def export_board(code: str, teacher_key: str, form: str = "json") -> str:
+    """The whole board for its teacher: ``json`` (everything) or ``csv`` (a row per entry, and per run and seed)."""
+    return board().export(code, teacher_key, str(form))
+
+
 def register() -> None:
     """The endpoints, on the Blocks being built."""
     gr.api(create_class, api_name="create_class")
@@ -111,3 +125,5 @@ def register() -> None:
     gr.api(publish_result, api_name="publish_result")
     gr.api(class_board, api_name="board")
     gr.api(hide_entry, api_name="hide_entry")
+    gr.api(close_class, api_name="close_class")
+    gr.api(export_board, api_name="export_board")

@@ -24,7 +24,7 @@ from playground.training.experiments import PRESETS
 from ui.photos import example_paths
 
 EXAMPLES = ("cup", "cat", "astronaut", "rocket", "cameraman")  # the example photos, in their order
-TABS = ("lessons", "lab", "architecture", "filters", "activations", "units", "explain", "train", "experiments")
+TABS = ("lessons", "lab", "architecture", "filters", "activations", "units", "explain", "train", "experiments", "board")
 MODEL_TABS = ("architecture", "filters", "activations", "units", "explain")
 # Which keys each tab reads, and the field of its layout each sets ("photo": its photo input).
 FIELDS: dict[str, dict[str, str]] = {
@@ -66,6 +66,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "values": "values",
         "target": "target",
     },  # fmt: skip
+    "board": {"class": "code"},  # a class's code: the link a teacher gives the class
 }
 KEYS = ("tab", "model", *sorted({key for fields in FIELDS.values() for key in fields}))
 
@@ -153,6 +154,13 @@ def _one(tab: str, key: str, text: str) -> dict[str, object]:
         return {"photo": EXAMPLES.index(text)}
     if key == "kernel":
         return _kernel(text, tab)
+    if key == "class":
+        from playground.sharing.board import CODE_ALPHABET, CODE_LENGTH
+
+        code = text.strip().upper()
+        if len(code) != CODE_LENGTH or any(c not in CODE_ALPHABET for c in code):
+            raise ValueError(f"class={text[:20]!r} is not a class code ({CODE_LENGTH} letters and digits)")
+        return {"code": code}
     choices = _choices(tab)
     if key in choices:
         if text not in choices[key]:

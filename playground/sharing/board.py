@@ -32,7 +32,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import orm
 
-from playground.training.report import ExperimentResult, result_of, summarise
+from playground import kernels as K
+from playground.training.report import ExperimentResult, Overlay, result_of, summarise
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read off a whiteboard
 CODE_LENGTH = 6  # 32^6: about a billion codes
@@ -161,19 +162,19 @@ class Board:
                 continue
         raise ValueError("No free class code could be drawn; please try again.")
 
-    def _open_class(self, db, code: str) -> Class:
+    def _open_class(self, db, code: str, *, closed_too: bool = False) -> Class:
         code = str(code or "").strip().upper()[:12]
         found = db.scalars(sa.select(Class).where(Class.code == code)).first()
         if found is None:
             raise ValueError(f"There is no class with the code {code!r}: check the code on the board.")
-        if found.closed:
+        if found.closed and not closed_too:
             raise ValueError(f"The class {found.name!r} has been closed by its teacher.")
         if _aware(found.expires) < _now():
             raise ValueError(f"The class {found.name!r} ended on {_aware(found.expires):%Y-%m-%d}.")
         return found
 
-    def _teacher(self, db, code: str, key: str) -> Class:
-        found = self._open_class(db, code)
+    def _teacher(self, db, code: str, key: str, *, closed_too: bool = False) -> Class:
+        found = self._open_class(db, code, closed_too=closed_too)
         if not hmac.compare_digest(found.key_hash, _hash(str(key or ""))):
             raise ValueError("That teacher key does not open this class.")
         return found
@@ -259,10 +260,23 @@ class Board:
 
     # --- the board ---------------------------------------------------------------------------------------
 
-    def board(self, code: str) -> dict:
-        """The class's board as JSON: its entries (hidden ones left out) and the pooled experiment tables."""
+    def version(self, code: str) -> str:
+        """A value that changes whenever the board does (an entry published or hidden, a learner joined): a live
+        page redraws only when it has changed. Raises as :meth:`board` does (a closed class says so)."""
         with self._sessions() as db:
             found = self._open_class(db, code)
+            entries, newest, hidden = db.execute(
+                sa.select(sa.func.count(), sa.func.max(Entry.id), sa.func.sum(sa.case((Entry.hidden, 1), else_=0)))
+                .where(Entry.class_id == found.id)
+            ).one()
+            learners = db.scalar(sa.select(sa.func.count()).select_from(Learner).where(Learner.class_id == found.id))
+        return f"{found.code}:{entries}:{newest or 0}:{hidden or 0}:{learners}"
+
+    def board(self, code: str, *, closed_too: bool = False) -> dict:
+        """The class's board as JSON: its entries (hidden ones left out) and the pooled experiment tables
+        (``closed_too``: a closed class's too, for its teacher's download)."""
+        with self._sessions() as db:
+            found = self._open_class(db, code, closed_too=closed_too)
             rows = db.execute(
                 sa.select(Entry, Learner.name)
                 .join(Learner, Entry.learner_id == Learner.id)
@@ -278,6 +292,7 @@ class Board:
         return {
             "class": found.name,
             "code": found.code,
+            "closed": found.closed,
             "learners": learners,
             "ends": _aware(found.expires).isoformat(),
             "entries": entries,
@@ -289,8 +304,8 @@ class Board:
         """The teacher's download of the whole board: JSON (everything) or CSV (a row per entry, and for an
         experiment a row per run and seed)."""
         with self._sessions() as db:
-            self._teacher(db, code, teacher_key)
-        shown = self.board(code)
+            self._teacher(db, code, teacher_key, closed_too=True)  # a closed class's teacher keeps the download
+        shown = self.board(code, closed_too=True)
         if form == "json":
             return json.dumps(shown, indent=2)
         if form != "csv":
@@ -321,33 +336,62 @@ def _group(result: ExperimentResult) -> str:
     return json.dumps([result.title, result.target.error, result.target.on, runs])[:400]
 
 
-def pooled(entries: list[dict]) -> list[dict]:
-    """Every learner's runs of the same experiment and settings in one table (the report's own summary over all
-    the class's seeds), with how many learners and seeds went in."""
+def _pools(entries: list[dict]) -> list[list[tuple[str, ExperimentResult]]]:
+    """Experiment entries grouped by preset and settings: each group's (learner, result) pairs."""
     from playground.training.experiments import PRESETS
 
     groups: dict[str, list[tuple[str, ExperimentResult]]] = {}
     for entry in entries:
         result = result_of(entry["result"], PRESETS.values())
         groups.setdefault(_group(result), []).append((entry["learner"], result))
+    return list(groups.values())
+
+
+def pooled(entries: list[dict]) -> list[dict]:
+    """Every learner's runs of the same experiment and settings in one table (the report's own summary over all
+    the class's seeds), with how many learners and seeds went in."""
+    from playground.training.experiments import PRESETS
+
     tables = []
-    for members in groups.values():
+    for members in _pools(entries):
         first = members[0][1]
         outcomes = [o for _, r in members for o in r.outcomes]  # every learner's seeds, as one experiment's
         labels = list(dict.fromkeys(o.label for o in outcomes))
         preset = next((p for p in PRESETS.values() if p.title == first.title), None)
-        summary = summarise(preset, labels, outcomes, first.target, dataset_name=", ".join(sorted({r.dataset for _, r in members})),
+        # Each run's own "stayed at chance" sentence is its learner's to read; the class reads how many did.
+        quiet = [dataclasses.replace(o, at_chance="") for o in outcomes]
+        summary = summarise(preset, labels, quiet, first.target, dataset_name=", ".join(sorted({r.dataset for _, r in members})),
                             planned=len(outcomes), capped=False, seconds=sum(r.seconds for _, r in members))  # fmt: skip
+        stuck = {label: sum(1 for o in outcomes if o.label == label and o.at_chance) for label in labels}
+        at_chance = [
+            f"{label}: {count} of {sum(1 for o in outcomes if o.label == label)} runs stayed at chance (each "
+            "learner's own Experiments tab says why and what to change)."
+            for label, count in stuck.items() if count
+        ]  # fmt: skip
         tables.append({
             "experiment": first.title,
             "learners": len({name for name, _ in members}),
             "entries": len(members),
             "seeds": len(outcomes),
             "table": summary.table(),
-            "notes": list(summary.notes),
+            "notes": [*summary.notes, *at_chance],
             "theirs": summary.theirs,
         })  # fmt: skip
     return tables
+
+
+def pooled_curves(entries: list[dict]) -> list[Overlay]:
+    """For each pooled table (in :func:`pooled`'s order), every learner's runs overlaid on one figure."""
+    figures = []
+    for members in _pools(entries):
+        first, outcomes = members[0][1], [o for _, r in members for o in r.outcomes]
+        learners = len({name for name, _ in members})
+        plot = Overlay(list(dict.fromkeys(o.label for o in outcomes)), first.target,
+                       f"{first.title}: {learners} learner{'s' * (learners != 1)}, {len(outcomes)} runs")  # fmt: skip
+        for n, run in enumerate(outcomes):  # learners' seeds repeat (0, 1, ...): each run its own line
+            plot.settle(dataclasses.replace(run, seed=n))
+        figures.append(plot)
+    return figures
 
 
 def kernel_entry(payload) -> dict:
@@ -365,7 +409,10 @@ def kernel_entry(payload) -> dict:
     ):
         raise ValueError("A kernel is 1 x 1 to 11 x 11 rows of finite numbers, every row as long.")
     name = str(payload.get("name") or "custom")[:60]
-    return {"name": name, "kernel": [[float(v) for v in row] for row in rows]}
+    numbers = [[float(v) for v in row] for row in rows]
+    if name not in K.KERNELS:  # typed in the editor: a classic kernel's numbers are still that kernel
+        name = next((n for n, k in K.KERNELS.items() if k.weights.tolist() == numbers), "custom")
+    return {"name": name, "kernel": numbers}
 
 
 def training_entry(payload) -> dict:
