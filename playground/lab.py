@@ -119,11 +119,7 @@ def kernel_on(image: Image.Image, weights, name: str = "", *, max_pixels: int = 
     small = shrink_to_working_size(image, max_pixels)
     if weights.shape[0] > small.height or weights.shape[1] > small.width:
         raise ValueError("This kernel is larger than the photo.")
-    light = (
-        name in K.KERNELS
-        and K.KERNELS[name].light_and_shadow
-        and np.array_equal(K.KERNELS[name].weights, weights)
-    )
+    light = name in K.KERNELS and K.KERNELS[name].light_and_shadow and np.array_equal(K.KERNELS[name].weights, weights)
     return render_output(K.convolve(input_values(small, "gray"), weights), light_and_shadow=light)[0]
 
 

@@ -266,8 +266,9 @@ class Board:
         with self._sessions() as db:
             found = self._open_class(db, code)
             entries, newest, hidden = db.execute(
-                sa.select(sa.func.count(), sa.func.max(Entry.id), sa.func.sum(sa.case((Entry.hidden, 1), else_=0)))
-                .where(Entry.class_id == found.id)
+                sa.select(
+                    sa.func.count(), sa.func.max(Entry.id), sa.func.sum(sa.case((Entry.hidden, 1), else_=0))
+                ).where(Entry.class_id == found.id)
             ).one()
             learners = db.scalar(sa.select(sa.func.count()).select_from(Learner).where(Learner.class_id == found.id))
         return f"{found.code}:{entries}:{newest or 0}:{hidden or 0}:{learners}"

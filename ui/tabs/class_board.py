@@ -320,4 +320,3 @@ def opened(request: gr.Request) -> dict:
         return show(str(query["class"]).strip().upper()[:12])
     except ValueError as error:
         return {**EMPTY, "summary": _plain(str(error))}
-
