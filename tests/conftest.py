@@ -22,6 +22,9 @@ os.environ["PLAYGROUND_OFFLINE"] = "1"  # in-process tests must not download wei
 if "PLAYGROUND_RUNS_DIR" not in os.environ:  # nor fill the real runs folder
     os.environ["PLAYGROUND_RUNS_DIR"] = tempfile.mkdtemp(prefix="playground-test-runs-")
     atexit.register(shutil.rmtree, os.environ["PLAYGROUND_RUNS_DIR"], True)
+if "PLAYGROUND_DATA_DIR" not in os.environ:  # nor the real class board's database
+    os.environ["PLAYGROUND_DATA_DIR"] = tempfile.mkdtemp(prefix="playground-test-data-")
+    atexit.register(shutil.rmtree, os.environ["PLAYGROUND_DATA_DIR"], True)
 
 
 def _free_port() -> int:

@@ -246,3 +246,57 @@ def test_fine_tuning_accuracies_spread_by_setting_and_the_teachers_download(boar
     assert [r["kind"] for r in rows] == ["training"] * 3 + ["kernel"] + ["experiment"] * 4
     assert [float(r["val_accuracy"]) for r in rows if r["kind"] == "experiment"] == [0.8, 0.7, 0.6, 0.5]
     assert json.loads(board.export(made.code, made.teacher_key, "json")) == board.board(made.code)
+
+
+def test_the_boards_version_changes_with_every_publish_hide_and_join(board):
+    """A live page redraws only when the version changed: it must change whenever what the board shows does."""
+    made = board.create_class("c")
+    seen = [board.version(made.code)]
+    board.join(made.code, "ada")
+    seen.append(board.version(made.code))
+    entry = board.publish(made.code, "ada", "kernel", KERNEL)
+    seen.append(board.version(made.code))
+    assert board.version(made.code) == seen[-1]  # nothing changed: the same version
+    board.hide(made.code, made.teacher_key, entry)
+    seen.append(board.version(made.code))
+    board.publish(made.code, "ada", "kernel", KERNEL)
+    seen.append(board.version(made.code))
+    assert len(set(seen)) == len(seen), seen
+    board.close_class(made.code, made.teacher_key)
+    with pytest.raises(ValueError, match="closed by its teacher"):
+        board.version(made.code)
+    # The teacher's download outlives the class; a wrong key still opens nothing.
+    assert len(board.export(made.code, made.teacher_key, "json")) > 0
+    with pytest.raises(ValueError, match="does not open this class"):
+        board.export(made.code, "guess", "json")
+
+
+def test_a_typed_kernel_with_a_classic_kernels_numbers_is_named_after_it(board):
+    from playground import kernels as K
+
+    made = board.create_class("c")
+    board.join(made.code, "ada")
+    board.publish(made.code, "ada", "kernel", {"name": "custom", "kernel": K.KERNELS["sobel_x"].weights.tolist()})
+    board.publish(made.code, "ada", "kernel", {"name": "custom", "kernel": [[1, 2], [3, 4]]})
+    names = [e["result"]["name"] for e in board.board(made.code)["entries"]]
+    assert names == ["sobel_x", "custom"]
+
+
+def test_runs_at_chance_are_counted_over_the_class_not_told_seed_by_seed(board):
+    """Each learner's run has its own "stayed at chance" sentence; pooled, seed numbers repeat across learners,
+    so the board says how many of the class's runs did instead."""
+    import dataclasses
+
+    from playground.training.report import outcome_of
+
+    made = board.create_class("c")
+    for learner in ("ada", "bo"):
+        board.join(made.code, learner)
+        result = _result({"ReLU": [0.34, 0.9], "tanh": [0.8, 0.7]})
+        runs = [outcome_of(r) for r in result["runs"]]
+        runs[0] = dataclasses.replace(runs[0], at_chance="It guessed one class for every image.")
+        result["runs"] = [run.record() for run in runs]
+        board.publish(made.code, learner, "experiment", result)
+    (table,) = board.board(made.code)["pooled"]
+    assert "ReLU: 2 of 4 runs stayed at chance" in " ".join(table["notes"])
+    assert not any("seed" in note and "guessed" in note for note in table["notes"])

@@ -61,6 +61,14 @@ _SCRIPT = r"""
         zone.setAttribute("aria-label", label ? label + ": " + seen : seen);
       }
     }
+    // A gallery tile with a caption is named "Thumbnail 1 of 3": its caption goes first in its name.
+    for (const tile of root.querySelectorAll(".thumbnail-item[aria-label]")) {
+      const caption = tile.querySelector(".caption-label");
+      const seen = caption && caption.textContent.trim();
+      if (seen && !tile.getAttribute("aria-label").includes(seen)) {
+        tile.setAttribute("aria-label", seen + " (" + tile.getAttribute("aria-label") + ")");
+      }
+    }
     // Untranslated message keys ("common.upload") are never read out.
     for (const el of root.querySelectorAll("[aria-label], [title]")) {
       for (const name of ["aria-label", "title"]) {

@@ -83,7 +83,7 @@ def test_no_serious_violation_on_any_tab(browser, app_url, axe, width):
     try:
         page.add_script_tag(path=str(axe))
         names = tab_names(page)
-        assert len(names) == 9, names
+        assert len(names) == 10, names
         found = {}
         for name in names:
             show_tab(page, name)

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 TIMEOUT = 240_000
 PHONE, DESKTOP = {"width": 390, "height": 844}, {"width": 1440, "height": 900}
 TABS = ("Lessons", "Convolution lab", "Architecture", "Filters", "Activations & predictions", "Units", "Explain", "Train",
-        "Experiments")  # fmt: skip
+        "Experiments", "Class board")  # fmt: skip
 
 # Each word of every visible header and cell of the table is on one line: a cell wraps only between words.
 BROKEN_WORDS = """

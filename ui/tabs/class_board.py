@@ -39,6 +39,7 @@ REFRESH_SECONDS = 5
 SHOWN_COLUMNS = ("run", "differs in", "seeds", "val. accuracy", "chance", "top-1 error", "train accuracy",
                  "epochs to target", "against the first run")  # fmt: skip
 DOWNLOADS = Path(tempfile.gettempdir()) / "alexnet-playground-board"  # the teacher's CSV/JSON, swept after an hour
+PARTS = ("curves", "trainings", "kernels", "entries")  # hidden while empty
 EMPTY = {"summary": "", "pooled": "", "curves": None, "trainings": None, "kernels": None, "entries": None}
 
 
@@ -136,9 +137,8 @@ def show(code: str) -> dict:
 
 def _shown(drawn: dict) -> dict:
     """The drawn board as updates: a part with nothing in it yet is hidden."""
-    parts = {"curves": gr.Gallery, "trainings": gr.Dataframe, "kernels": gr.Gallery}
     return {
-        name: (parts[name](value=value, visible=value is not None and len(value) > 0) if name in parts else value)
+        name: gr.update(value=value, visible=value is not None and len(value) > 0) if name in PARTS else value
         for name, value in drawn.items()
     }
 
@@ -152,7 +152,7 @@ def refresh(code: str, seen: str) -> dict:
     try:
         version = class_board.board().version(code)
     except ValueError as error:
-        return {**EMPTY, "summary": _plain(str(error)), "seen": "", "timer": gr.Timer(active=False)}
+        return {**_shown(EMPTY), "summary": _plain(str(error)), "seen": "", "timer": gr.Timer(active=False)}
     if version == seen:
         return {}
     return {**_shown(_drawn(version)), "seen": version}
@@ -198,7 +198,7 @@ def hide(code: str, key: str, entry) -> str:
 @user_errors
 def close(code: str, key: str) -> dict:
     said = class_board.close_class(code, key)
-    return {**EMPTY, "teacher_said": said, "summary": said, "seen": "", "timer": gr.Timer(active=False)}
+    return {**_shown(EMPTY), "teacher_said": said, "summary": said, "seen": "", "timer": gr.Timer(active=False)}
 
 
 @user_errors
@@ -256,7 +256,7 @@ def build_tab(demo: gr.Blocks, member: gr.State, rows: list[SimpleNamespace]) ->
         made = gr.Markdown(elem_id="board-made")
         key = gr.Textbox(label="Teacher key", type="password", max_length=100, elem_id="board-key")
         with gr.Row():
-            entry = gr.Number(None, label="Entry number", precision=0, minimum=1, elem_id="board-entry", scale=1)
+            entry = gr.Number(None, label="Entry number", precision=0, elem_id="board-entry", scale=1)
             hide_button = gr.Button("Hide this entry", elem_id="board-hide", scale=0, min_width=140)
             close_button = gr.Button("Close the class", variant="stop", elem_id="board-close", scale=0, min_width=140)
         with gr.Row():
@@ -267,13 +267,14 @@ def build_tab(demo: gr.Blocks, member: gr.State, rows: list[SimpleNamespace]) ->
     summary = gr.Markdown(elem_id="board-summary")
     gr.Markdown("### Experiments, pooled over the class")
     pooled = gr.Markdown(elem_id="board-pooled")
-    curves = gr.Gallery(label="Every learner's runs overlaid", columns=4, height=460, object_fit="contain", preview=True,
+    curves = gr.Gallery(label="Every learner's runs overlaid", columns=4, height=460, object_fit="contain", preview=True, format="png",
                         visible=False, elem_id="board-curves")  # fmt: skip
     trainings = gr.Dataframe(label="Fine-tuning accuracies by setting", interactive=False, visible=False,
                              elem_id="board-trainings")  # fmt: skip
-    kernels = gr.Gallery(label="Kernels, each on the coffee cup", columns=4, height=420, object_fit="contain",
+    kernels = gr.Gallery(label="Kernels, each on the coffee cup", columns=4, fit_columns=False, height="auto", format="png",
                          visible=False, elem_id="board-kernels")  # fmt: skip
-    entries = gr.Dataframe(label="Entries, newest first", interactive=False, max_height=400, elem_id="board-entries")
+    entries = gr.Dataframe(label="Entries, newest first", interactive=False, max_height=400, visible=False,
+                           elem_id="board-entries")  # fmt: skip
     seen = gr.State("")
     timer = gr.Timer(REFRESH_SECONDS, active=False)
     outputs = {"summary": summary, "pooled": pooled, "curves": curves, "trainings": trainings, "kernels": kernels,
@@ -319,4 +320,4 @@ def opened(request: gr.Request) -> dict:
     try:
         return show(str(query["class"]).strip().upper()[:12])
     except ValueError as error:
-        return {**EMPTY, "summary": _plain(str(error))}
+        return {**_shown(EMPTY), "summary": _plain(str(error))}
