@@ -56,7 +56,7 @@ def test_the_tab_shows_the_pooled_table_of_the_whole_class(tab):
     assert "2 learners, 8 runs pooled" in shown["pooled"]
     assert shown["curves"]["visible"] and len(shown["curves"]["value"]) == 1
     assert not shown["kernels"]["visible"] and not shown["trainings"]["visible"]  # nothing of those yet: hidden
-    assert list(shown["entries"]["learner"]) == ["bo", "ada"]  # newest first
+    assert list(shown["entries"]["value"]["learner"]) == ["bo", "ada"]  # newest first
 
 
 def test_a_live_page_redraws_only_when_the_board_changed(tab):
@@ -89,7 +89,7 @@ def test_names_are_shown_as_written_never_as_markdown(tab):
     assert "\\[click me\\]\\(http://evil\\.example\\)" in shown["summary"]
     assert "<script>" not in shown["summary"] and "\\<script\\>" in shown["summary"]
     assert shown["kernels"]["value"][0][1].startswith("**bold** _bo_: laplacian")  # a caption is plain text already
-    assert shown["entries"]["learner"][0] == "**bold** _bo_"
+    assert shown["entries"]["value"]["learner"][0] == "**bold** _bo_"
 
 
 def test_publishing_from_a_tab_needs_a_class_and_a_result(tab):
