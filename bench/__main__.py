@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import conv_lab, experiments, explain, model_tabs, training, units
+from bench import class_board, conv_lab, experiments, explain, model_tabs, training, units
 from bench.common import machine
 
 
@@ -25,6 +25,8 @@ def main() -> None:
     units.run()
     print("\n## Experiments (the lecture's ladder, the paper's ablations)", flush=True)
     experiments.run()
+    print("\n## Class board (a class of forty; PostgreSQL too with PLAYGROUND_BENCH_DATABASE_URL)", flush=True)
+    class_board.run()
 
 
 if __name__ == "__main__":
