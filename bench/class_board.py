@@ -97,6 +97,16 @@ def _one(url: str, name: str) -> None:
             return tab.show(made.code)
 
         report(f"{name}: the tab draws the board (once per change)", median_ms(drawn, repeat=3, warmup=1))
+        import gradio as gr
+
+        shown = tab.show(made.code)
+        kernels, curves = gr.Gallery(format="png"), gr.Gallery(format="png")
+
+        def sent():  # what Gradio does for each page the change reaches: the pictures' files into its cache
+            kernels.postprocess(shown["kernels"]["value"])
+            curves.postprocess(shown["curves"]["value"])
+
+        report(f"{name}: each watching page's share of a change (pictures handed over)", median_ms(sent))
     finally:
         os.environ.pop("PLAYGROUND_DATABASE_URL")
         class_board.board().engine.dispose()

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
+import os
+import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -39,6 +43,10 @@ REFRESH_SECONDS = 5
 SHOWN_COLUMNS = ("run", "differs in", "seeds", "val. accuracy", "chance", "top-1 error", "train accuracy",
                  "epochs to target", "against the first run")  # fmt: skip
 DOWNLOADS = Path(tempfile.gettempdir()) / "alexnet-playground-board"  # the teacher's CSV/JSON, swept after an hour
+# The board's pictures as PNG files, written once per change of a board and handed to every page that shows it
+# (a picture handed over as an image would be encoded again for each page). The newest KEPT boards stay.
+DRAWN = Path(tempfile.gettempdir()) / "alexnet-playground-board-drawn" / str(os.getpid())
+KEPT = 64
 PARTS = ("curves", "trainings", "kernels", "entries")  # hidden while empty
 EMPTY = {"summary": "", "pooled": "", "curves": None, "trainings": None, "kernels": None, "entries": None}
 
@@ -85,6 +93,23 @@ def _kernel_picture(rows: tuple, name: str):
     return kernel_on(cup(), np.array(rows, dtype=np.float32), name)
 
 
+def _folder(version: str) -> Path:
+    """A new folder for one version's pictures; the oldest beyond the newest KEPT go (more than the cache holds)."""
+    folder = DRAWN / hashlib.sha256(version.encode()).hexdigest()[:24]
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in sorted(DRAWN.iterdir(), key=lambda p: p.stat().st_mtime)[:-KEPT]:
+        shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def _saved(picture, path: Path) -> str:
+    """``picture`` as a PNG at ``path``, written whole before it appears (two pages may draw one version at once)."""
+    partial = path.with_name(f".{path.name}.{threading.get_ident()}")
+    picture.save(partial, format="png", compress_level=1)
+    os.replace(partial, path)
+    return str(path)
+
+
 @functools.lru_cache(maxsize=32)
 def _drawn(version: str) -> dict:
     """The board as the tab shows it, drawn once per change of the class's board (``version``), however many
@@ -105,8 +130,9 @@ def _drawn(version: str) -> dict:
           "lowest": f"{t['lowest']:.1%}", "highest": f"{t['highest']:.1%}"} for t in shown["trainings"]],
         columns=["dataset", "model", "mode", "trainings", "mean accuracy", "spread", "lowest", "highest"],
     )  # fmt: skip
+    folder = _folder(version)
     kernels = [
-        (_kernel_picture(tuple(map(tuple, e["result"]["kernel"])), e["result"]["name"]),
+        (_saved(_kernel_picture(tuple(map(tuple, e["result"]["kernel"])), e["result"]["name"]), folder / f"k{e['entry']}.png"),
          f"{e['learner']}: {e['result']['name']} (entry {e['entry']})")
         for e in entries if e["kind"] == "kernel"
     ][-24:]  # fmt: skip
@@ -118,7 +144,11 @@ def _drawn(version: str) -> dict:
     return {
         "summary": summary,
         "pooled": _pooled_markdown(shown["pooled"]),
-        "curves": [(plot.image(), plot.title) for plot in pooled_curves(experiments)][:6] or None,
+        "curves": [
+            (_saved(plot.image(), folder / f"curves-{n}.png"), plot.title)
+            for n, plot in enumerate(pooled_curves(experiments)[:6])
+        ]
+        or None,  # fmt: skip
         "trainings": trainings,
         "kernels": kernels or None,
         "entries": listed,
