@@ -300,3 +300,35 @@ def test_runs_at_chance_are_counted_over_the_class_not_told_seed_by_seed(board):
     (table,) = board.board(made.code)["pooled"]
     assert "ReLU: 2 of 4 runs stayed at chance" in " ".join(table["notes"])
     assert not any("seed" in note and "guessed" in note for note in table["notes"])
+
+
+def test_a_database_that_cannot_be_reached_says_so_in_a_sentence(tmp_path):
+    import shutil
+
+    folder = tmp_path / "db"
+    folder.mkdir()
+    board = Board(f"sqlite:///{folder / 'board.sqlite'}")
+    made = board.create_class("c")
+    board.engine.dispose()
+    shutil.rmtree(folder)  # the database is gone: every call must say so, not raise a driver's error
+    for call in (lambda: board.board(made.code), lambda: board.version(made.code), lambda: board.join(made.code, "a")):
+        with pytest.raises(ValueError, match="cannot be reached just now"):
+            call()
+    with pytest.raises(ValueError, match="cannot be reached just now"):
+        Board("postgresql+psycopg://nobody@127.0.0.1:1/none")  # a server that is not there
+
+
+def test_the_same_name_joining_from_two_pages_at_once_is_one_learner(board):
+    made = board.create_class("c")
+    start, said = threading.Barrier(8), []
+
+    def join():
+        start.wait()
+        said.append(board.join(made.code, "ada"))
+
+    threads = [threading.Thread(target=join) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert said == ["ada"] * 8 and board.board(made.code)["learners"] == 1

@@ -147,3 +147,19 @@ def test_a_kernels_picture_is_the_convolution_scipy_computes():
         K.convolve(gray, sobel.weights), light_and_shadow=sobel.light_and_shadow)[0]))  # fmt: skip
     with pytest.raises(ValueError, match="larger than the photo"):
         kernel_on(cup().resize((4, 4)), np.ones((5, 5)))
+
+
+def test_a_database_outage_keeps_the_live_board_asking(tab, monkeypatch):
+    from playground.sharing.board import UNREACHABLE, Board
+
+    started = tab.create("c", "")
+
+    def down(self, code):
+        raise ValueError(UNREACHABLE)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Board, "version", down)
+        said = tab.refresh(started["code"], started["seen"])
+    assert "cannot be reached" in said["summary"] and "timer" not in said and said["seen"] == ""
+    back = tab.refresh(started["code"], said["seen"])
+    assert "Class code" in back["summary"]  # redrawn once the database answers again

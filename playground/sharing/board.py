@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import io
@@ -120,6 +121,22 @@ def _name(text, what: str, limits: BoardLimits) -> str:
     return text
 
 
+UNREACHABLE = "The class board's database cannot be reached just now; please try again in a minute."
+
+
+def _reached(method):
+    """A database that is down or refuses the connection becomes a sentence (ValueError), never a traceback."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except sa.exc.DBAPIError as error:
+            raise ValueError(UNREACHABLE) from error
+
+    return wrapper
+
+
 @dataclasses.dataclass(frozen=True)
 class NewClass:
     code: str
@@ -130,6 +147,7 @@ class NewClass:
 class Board:
     """One database of classes; safe to share between threads and between servers on one PostgreSQL."""
 
+    @_reached
     def __init__(self, url: str | None = None, *, limits: BoardLimits | None = None):
         self.url = url or database_url()
         self.limits = limits or BoardLimits()
@@ -144,6 +162,7 @@ class Board:
 
     # --- classes -----------------------------------------------------------------------------------------
 
+    @_reached
     def create_class(self, name: str, *, days: int | None = None) -> NewClass:
         name = _name(name, "class name", self.limits)
         days = days or self.limits.class_days
@@ -179,21 +198,26 @@ class Board:
             raise ValueError("That teacher key does not open this class.")
         return found
 
+    @_reached
     def close_class(self, code: str, teacher_key: str) -> None:
         with self._sessions.begin() as db:
             self._teacher(db, code, teacher_key).closed = True
 
+    @_reached
     def join(self, code: str, learner: str) -> str:
         """Join a class as ``learner`` (joining again with the same name is the same learner); their name."""
         name = _name(learner, "display name", self.limits)
-        with self._sessions.begin() as db:
-            found = self._open_class(db, code)
-            if self._learner(db, found, name) is not None:
-                return name
-            count = db.scalar(sa.select(sa.func.count()).select_from(Learner).where(Learner.class_id == found.id))
-            if count >= self.limits.learners_per_class:
-                raise ValueError(f"The class is full ({self.limits.learners_per_class} learners).")
-            db.add(Learner(class_id=found.id, name=name, joined=_now()))
+        try:
+            with self._sessions.begin() as db:
+                found = self._open_class(db, code)
+                if self._learner(db, found, name) is not None:
+                    return name
+                count = db.scalar(sa.select(sa.func.count()).select_from(Learner).where(Learner.class_id == found.id))
+                if count >= self.limits.learners_per_class:
+                    raise ValueError(f"The class is full ({self.limits.learners_per_class} learners).")
+                db.add(Learner(class_id=found.id, name=name, joined=_now()))
+        except sa.exc.IntegrityError:  # the same name joined in the same instant from another page: one learner
+            return name
         return name
 
     def _learner(self, db, found: Class, name: str) -> Learner | None:
@@ -201,6 +225,7 @@ class Board:
 
     # --- publishing --------------------------------------------------------------------------------------
 
+    @_reached
     def publish(self, code: str, learner: str, kind: str, payload: dict) -> int:
         """Publish one entry (a training's summary, an experiment's runs, a kernel); its number.
 
@@ -250,6 +275,7 @@ class Board:
                 raise ValueError(f"At most {self.limits.publishes_per_minute} results a minute; please wait a moment.")
             self._publishes[learner_id] = [*recent, now]
 
+    @_reached
     def hide(self, code: str, teacher_key: str, entry: int) -> None:
         with self._sessions.begin() as db:
             found = self._teacher(db, code, teacher_key)
@@ -260,6 +286,7 @@ class Board:
 
     # --- the board ---------------------------------------------------------------------------------------
 
+    @_reached
     def version(self, code: str) -> str:
         """A value that changes whenever the board does (an entry published or hidden, a learner joined): a live
         page redraws only when it has changed. Raises as :meth:`board` does (a closed class says so)."""
@@ -273,6 +300,7 @@ class Board:
             learners = db.scalar(sa.select(sa.func.count()).select_from(Learner).where(Learner.class_id == found.id))
         return f"{found.code}:{entries}:{newest or 0}:{hidden or 0}:{learners}"
 
+    @_reached
     def board(self, code: str, *, closed_too: bool = False) -> dict:
         """The class's board as JSON: its entries (hidden ones left out) and the pooled experiment tables
         (``closed_too``: a closed class's too, for its teacher's download)."""
@@ -301,6 +329,7 @@ class Board:
             "trainings": spread([e for e in entries if e["kind"] == "training"]),
         }
 
+    @_reached
     def export(self, code: str, teacher_key: str, form: str = "json") -> str:
         """The teacher's download of the whole board: JSON (everything) or CSV (a row per entry, and for an
         experiment a row per run and seed)."""

@@ -20,7 +20,7 @@ import gradio as gr
 import pandas as pd
 
 from playground.lab import kernel_on
-from playground.sharing.board import pooled_curves
+from playground.sharing.board import UNREACHABLE, pooled_curves
 from ui import class_board
 from ui.course import cup
 from ui.handlers import keyed, user_errors
@@ -182,6 +182,8 @@ def refresh(code: str, seen: str) -> dict:
     try:
         version = class_board.board().version(code)
     except ValueError as error:
+        if str(error) == UNREACHABLE:  # a passing outage: say so, keep asking, redraw once it is back
+            return {"summary": _plain(str(error)), "seen": ""}
         return {**_shown(EMPTY), "summary": _plain(str(error)), "seen": "", "timer": gr.Timer(active=False)}
     if version == seen:
         return {}
