@@ -31,7 +31,10 @@ def tab(tmp_path, monkeypatch):
 
 
 def _request(session: str):
-    return SimpleNamespace(session_hash=session, headers={}, client=SimpleNamespace(host="10.0.0.1"))
+    """A page's request: its session, and a network address of its own."""
+    return SimpleNamespace(
+        session_hash=session, headers={}, client=SimpleNamespace(host=f"10.0.0.{len(session)}-{session}")
+    )
 
 
 def test_the_tab_shows_the_pooled_table_of_the_whole_class(tab):
@@ -46,7 +49,7 @@ def test_the_tab_shows_the_pooled_table_of_the_whole_class(tab):
         joined = tab.join(code, learner, _request(learner))
         assert joined["membership"] == {"code": code, "learner": learner} and "joined the class" in joined["said"]
         class_board.board().publish(code, learner, "experiment", _result(seeds))
-    shown = tab.look(code.lower())
+    shown = tab.look(code.lower(), _request("t"))
     assert "2 learners · 2 entries" in shown["summary"]
     for label in ("ReLU", "tanh"):
         accuracies = [a for seeds in mine.values() for a in seeds[label]]
@@ -85,7 +88,7 @@ def test_names_are_shown_as_written_never_as_markdown(tab):
     code = started["code"]
     tab.join(code, "**bold** _bo_", _request("b"))
     class_board.board().publish(code, "**bold** _bo_", "kernel", KERNEL)
-    shown = tab.look(code)
+    shown = tab.look(code, _request("t"))
     assert "\\[click me\\]\\(http://evil\\.example\\)" in shown["summary"]
     assert "<script>" not in shown["summary"] and "\\<script\\>" in shown["summary"]
     assert shown["kernels"]["value"][0][1].startswith("**bold** _bo_: laplacian")  # a caption is plain text already
@@ -109,7 +112,7 @@ def test_publishing_from_a_tab_needs_a_class_and_a_result(tab):
     with pytest.raises(ValueError, match="Type the number of the entry"):
         tab.hide(started["code"], started["key"], None)
     assert "is hidden" in tab.hide(started["code"], started["key"], 1.0)
-    assert "0 entries" in tab.look(started["code"])["summary"]
+    assert "0 entries" in tab.look(started["code"], _request("t"))["summary"]
 
 
 def test_the_teachers_download_is_the_boards_export(tab):
@@ -163,3 +166,21 @@ def test_a_database_outage_keeps_the_live_board_asking(tab, monkeypatch):
     assert "cannot be reached" in said["summary"] and "timer" not in said and said["seen"] == ""
     back = tab.refresh(started["code"], said["seen"])
     assert "Class code" in back["summary"]  # redrawn once the database answers again
+
+
+def test_guessing_class_codes_and_joining_are_bounded_per_address(tab, monkeypatch):
+    from ui import class_board
+
+    monkeypatch.setattr(class_board, "MISSES", class_board.PerMinute(3, "Too many class codes"))
+    monkeypatch.setattr(class_board, "JOINS", class_board.PerMinute(4, "Too many joins"))
+    started = tab.create("c", "")
+    for guess in ("AAAAAA", "BBBBBB", "CCCCCC"):
+        with pytest.raises(ValueError, match="no class with the code"):
+            tab.look(guess, _request("guesser"))
+    with pytest.raises(ValueError, match="Too many class codes"):
+        tab.look(started["code"], _request("guesser"))  # even a right code, once the guesses are spent
+    assert "Class code" in tab.look(started["code"], _request("t"))["summary"]  # another address is not held up
+    for n in range(4):
+        tab.join(started["code"], f"learner {n}", _request("school"))
+    with pytest.raises(ValueError, match="Too many joins"):
+        tab.join(started["code"], "learner 5", _request("school"))

@@ -20,10 +20,6 @@ from ui.handlers import user_errors
 from ui.queueing import address
 from ui.state import JOBS, KERNELS, session_of
 
-JOINS_PER_MINUTE = 20  # per network address: enough for a class behind one school address to join in a minute or two
-_joins: dict[str, collections.deque] = {}
-_joins_lock = threading.Lock()
-
 
 @functools.cache
 def board() -> Board:
@@ -31,18 +27,57 @@ def board() -> Board:
     return Board()
 
 
-def _join_allowed(visitor: str) -> None:
-    now = time.monotonic()
-    with _joins_lock:
-        recent = _joins.setdefault(visitor, collections.deque())
+JOINS_PER_MINUTE = 20  # per network address: enough for a class behind one school address to join in a minute or two
+MISSES_PER_MINUTE = 30  # codes that name no class, per address: guessing a class's code stays out of reach
+
+
+class PerMinute:
+    """At most ``most`` events a minute per visitor (this server's count); bounded in visitors."""
+
+    def __init__(self, most: int, sentence: str):
+        self.most, self.sentence = most, sentence
+        self._times: dict[str, collections.deque] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, visitor: str, now: float) -> collections.deque:
+        recent = self._times.setdefault(visitor, collections.deque())
         while recent and now - recent[0] > 60:
             recent.popleft()
-        if len(recent) >= JOINS_PER_MINUTE:
-            raise ValueError("Too many joins from this address in the last minute; please wait a moment.")
-        recent.append(now)
-        if len(_joins) > 10_000:  # bounded: the oldest addresses go
-            for stale in [key for key, times in _joins.items() if not times or now - times[-1] > 60]:
-                _joins.pop(stale, None)
+        if len(self._times) > 10_000:  # bounded: the addresses quiet for a minute go
+            for stale in [key for key, times in self._times.items() if not times or now - times[-1] > 60]:
+                self._times.pop(stale, None)
+        return recent
+
+    def check(self, visitor: str) -> None:
+        """Raise the sentence when the visitor has had ``most`` events in the last minute."""
+        with self._lock:
+            if len(self._recent(visitor, time.monotonic())) >= self.most:
+                raise ValueError(self.sentence)
+
+    def count(self, visitor: str) -> None:
+        with self._lock:
+            self._recent(visitor, time.monotonic()).append(time.monotonic())
+
+
+JOINS = PerMinute(JOINS_PER_MINUTE, "Too many joins from this address in the last minute; please wait a moment.")
+MISSES = PerMinute(MISSES_PER_MINUTE, "Too many class codes that name no class from this address; please wait a "
+                                      "minute and check the code on the board.")  # fmt: skip
+
+
+def visitor(request) -> str:
+    return address(request) or session_of(request)
+
+
+def looked_up(code: str, request, fn):
+    """``fn()`` for a class named by ``code``; a code that names no class counts against the visitor's guesses."""
+    who = visitor(request)
+    MISSES.check(who)
+    try:
+        return fn()
+    except ValueError as error:
+        if str(error).startswith("There is no class with the code"):
+            MISSES.count(who)
+        raise
 
 
 def latest(session: str, kind: str) -> dict:
@@ -80,8 +115,9 @@ def create_class(name: str) -> tuple[str, str]:
 @user_errors
 def join_class(code: str, learner: str, request: gr.Request) -> str:
     """Join a class with its code and a display name (no account); a sentence."""
-    _join_allowed(address(request) or session_of(request))
-    name = board().join(code, learner)
+    JOINS.check(visitor(request))
+    JOINS.count(visitor(request))
+    name = looked_up(code, request, lambda: board().join(code, learner))
     return f"{name} joined the class {str(code).strip().upper()}."
 
 
@@ -93,9 +129,9 @@ def publish_result(code: str, learner: str, kind: str, request: gr.Request) -> s
 
 
 @user_errors
-def class_board(code: str) -> dict:
+def class_board(code: str, request: gr.Request) -> dict:
     """The class's board: its entries and the pooled experiment tables."""
-    return board().board(code)
+    return looked_up(code, request, lambda: board().board(code))
 
 
 @user_errors

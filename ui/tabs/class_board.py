@@ -191,9 +191,10 @@ def refresh(code: str, seen: str) -> dict:
 
 
 @user_errors
-def look(code: str) -> dict:
+def look(code: str, request: gr.Request) -> dict:
     """Show a class's board without joining it (a teacher's, or a visitor's with the code)."""
-    return show(str(code or "").strip().upper())
+    code = str(code or "").strip().upper()
+    return class_board.looked_up(code, request, lambda: show(code))
 
 
 @user_errors
@@ -350,6 +351,7 @@ def opened(request: gr.Request) -> dict:
     if query.get("tab") != "board" or not query.get("class"):
         return {}
     try:
-        return show(str(query["class"]).strip().upper()[:12])
+        code = str(query["class"]).strip().upper()[:12]
+        return class_board.looked_up(code, request, lambda: show(code))
     except ValueError as error:
         return {**_shown(EMPTY), "summary": _plain(str(error))}
