@@ -184,3 +184,10 @@ def test_guessing_class_codes_and_joining_are_bounded_per_address(tab, monkeypat
         tab.join(started["code"], f"learner {n}", _request("school"))
     with pytest.raises(ValueError, match="Too many joins"):
         tab.join(started["code"], "learner 5", _request("school"))
+
+
+def test_a_run_label_in_a_pooled_note_is_never_a_link():
+    from ui.tabs.class_board import _note
+
+    shown = _note("**[click](http://evil.example)** needed 1.5× the epochs of <b>ReLU</b>")
+    assert shown == "**\\[click\\](http://evil.example)** needed 1.5× the epochs of \\<b\\>ReLU\\</b\\>"

@@ -47,6 +47,7 @@ DOWNLOADS = Path(tempfile.gettempdir()) / "alexnet-playground-board"  # the teac
 # (a picture handed over as an image would be encoded again for each page). The newest KEPT boards stay.
 DRAWN = Path(tempfile.gettempdir()) / "alexnet-playground-board-drawn" / str(os.getpid())
 KEPT = 64
+GALLERY, CURVES = 24, 6  # the newest kernels drawn on the cup; the pooled experiments whose curves are drawn
 PARTS = ("curves", "trainings", "kernels", "entries")  # hidden while empty
 EMPTY = {"summary": "", "pooled": "", "curves": None, "trainings": None, "kernels": None, "entries": None}
 
@@ -55,6 +56,13 @@ def _plain(text) -> str:
     """A learner's or class's text inside Markdown: shown as written, never as a link, heading or HTML."""
     text = " ".join(str(text).split())
     for mark in "\\`*_{}[]()<>#+-.!|~":
+        text = text.replace(mark, "\\" + mark)
+    return text
+
+
+def _note(text: str) -> str:
+    """A pooled table's note: the report's own Markdown (bold, ×), but a run's label in it never a link or HTML."""
+    for mark in "\\[]<>":
         text = text.replace(mark, "\\" + mark)
     return text
 
@@ -82,7 +90,7 @@ def _pooled_markdown(tables: list[dict]) -> str:
         parts.append("| " + " | ".join(_plain(c) for c in columns) + " |")
         parts.append("|" + "---|" * len(columns))
         parts.extend("| " + " | ".join(_plain(row[c]) for c in columns) + " |" for row in table["table"])
-        parts.extend(f"- {note}" for note in table["notes"])
+        parts.extend(f"- {_note(note)}" for note in table["notes"])
     return "\n".join(parts)
 
 
@@ -131,22 +139,23 @@ def _drawn(version: str) -> dict:
         columns=["dataset", "model", "mode", "trainings", "mean accuracy", "spread", "lowest", "highest"],
     )  # fmt: skip
     folder = _folder(version)
+    newest = [e for e in entries if e["kind"] == "kernel"][-GALLERY:]
     kernels = [
         (_saved(_kernel_picture(tuple(map(tuple, e["result"]["kernel"])), e["result"]["name"]), folder / f"k{e['entry']}.png"),
          f"{e['learner']}: {e['result']['name']} (entry {e['entry']})")
-        for e in entries if e["kind"] == "kernel"
-    ][-24:]  # fmt: skip
+        for e in newest
+    ]  # fmt: skip
     listed = pd.DataFrame(
         [{"entry": e["entry"], "learner": e["learner"], "kind": e["kind"], "what": _what(e)[0], "result": _what(e)[1],
-          "published": dt.datetime.fromisoformat(e["published"]).strftime("%H:%M:%S")} for e in reversed(entries)],
-        columns=["entry", "learner", "kind", "what", "result", "published"],
+          "published (UTC)": dt.datetime.fromisoformat(e["published"]).strftime("%H:%M:%S")} for e in reversed(entries)],
+        columns=["entry", "learner", "kind", "what", "result", "published (UTC)"],
     )  # fmt: skip
     return {
         "summary": summary,
         "pooled": _pooled_markdown(shown["pooled"]),
         "curves": [
             (_saved(plot.image(), folder / f"curves-{n}.png"), plot.title)
-            for n, plot in enumerate(pooled_curves(experiments)[:6])
+            for n, plot in enumerate(pooled_curves(experiments)[:CURVES])
         ]
         or None,  # fmt: skip
         "trainings": trainings,
