@@ -191,3 +191,18 @@ def test_a_run_label_in_a_pooled_note_is_never_a_link():
 
     shown = _note("**[click](http://evil.example)** needed 1.5× the epochs of <b>ReLU</b>")
     assert shown == "**\\[click\\](http://evil.example)** needed 1.5× the epochs of \\<b\\>ReLU\\</b\\>"
+
+
+def test_a_training_entry_says_its_accuracy_and_over_how_many_images(tab):
+    from tests.test_project import _training
+    from ui import class_board
+
+    started = tab.create("c", "")
+    tab.join(started["code"], "ada", _request("a"))
+    training = {**_training(), "val_accuracy": 0.6}
+    class_board.board().publish(started["code"], "ada", "training", training)
+    shown = tab.look(started["code"], _request("t"))
+    images = sum(map(sum, training["confusion"]))
+    assert shown["entries"]["value"]["result"][0] == f"60.0% of {images} validation images"
+    spread = shown["trainings"]["value"]
+    assert spread["mean accuracy"][0] == "60.0%" and spread["trainings"][0] == 1

@@ -70,7 +70,11 @@ def _note(text: str) -> str:
 def _what(entry: dict) -> tuple[str, str]:
     result = entry["result"]
     if entry["kind"] == "training":
-        return f"{result['variant']} ({result['mode']}) on {result['dataset']}", f"{result['val_accuracy']:.1%}"
+        checked = sum(map(sum, result["confusion"]))  # the validation images the accuracy is over
+        return (
+            f"{result['variant']} ({result['mode']}) on {result['dataset']}",
+            f"{result['val_accuracy']:.1%} of {checked} validation images",
+        )
     if entry["kind"] == "experiment":
         return f"{result['experiment']} on {result['dataset']}", f"{len(result['runs'])} runs"
     rows = result["kernel"]
