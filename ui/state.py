@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import threading
+from typing import Generic, TypeVar
 
 import gradio as gr
 
@@ -20,60 +21,58 @@ from playground.units.probes import UnitResults
 from ui.canvas_blobs import CanvasBlobs
 from ui.handlers import user_errors
 
-
-class SessionUploads:
-    """The last zip or folder each session uploaded, in any tab, or trained on: the one upload that Train,
-    Experiments and Units all read. Bounded in sessions, because API callers never close a tab."""
-
-    def __init__(self, sessions: int | None = None):
-        self._sessions = sessions or get_limits().zips_remembered
-        self._uploads: collections.OrderedDict[str, DatasetSource] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def remember(self, session: str, upload: DatasetSource) -> None:
-        """``upload`` is now the session's (a built-in dataset is nobody's upload, and is not kept)."""
-        if not session or not upload.own():
-            return
-        with self._lock:
-            self._uploads.pop(session, None)
-            self._uploads[session] = upload
-            while len(self._uploads) > self._sessions:
-                self._uploads.popitem(last=False)
-
-    def last(self, session: str) -> DatasetSource | None:
-        with self._lock:
-            return self._uploads.get(session or "")
-
-    def forget(self, session: str) -> None:
-        with self._lock:
-            self._uploads.pop(session, None)
+T = TypeVar("T")
 
 
-class LastKernels:
-    """Each session's last kernel applied in the Convolution lab (its name and numbers): what "publish a kernel"
-    publishes. Bounded in sessions, because API callers never close a tab."""
+class PerSession(Generic[T]):
+    """The newest value of each session, bounded in sessions (API callers never close a tab): the sessions
+    quiet longest go first."""
 
-    def __init__(self, sessions: int = 1_000):
+    def __init__(self, sessions: int):
         self._sessions = sessions
-        self._kernels: collections.OrderedDict[str, dict] = collections.OrderedDict()
+        self._values: collections.OrderedDict[str, T] = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def remember(self, session: str, name: str, rows: list[list[float]]) -> None:
+    def keep(self, session: str, value: T) -> None:
         if not session:
             return
         with self._lock:
-            self._kernels.pop(session, None)
-            self._kernels[session] = {"name": name, "kernel": rows}
-            while len(self._kernels) > self._sessions:
-                self._kernels.popitem(last=False)
+            self._values.pop(session, None)
+            self._values[session] = value
+            while len(self._values) > self._sessions:
+                self._values.popitem(last=False)
 
-    def last(self, session: str) -> dict | None:
+    def last(self, session: str) -> T | None:
         with self._lock:
-            return self._kernels.get(session or "")
+            return self._values.get(session or "")
 
     def forget(self, session: str) -> None:
         with self._lock:
-            self._kernels.pop(session, None)
+            self._values.pop(session, None)
+
+
+class SessionUploads(PerSession[DatasetSource]):
+    """The last zip or folder each session uploaded, in any tab, or trained on: the one upload that Train,
+    Experiments and Units all read."""
+
+    def __init__(self, sessions: int | None = None):
+        super().__init__(sessions or get_limits().zips_remembered)
+
+    def remember(self, session: str, upload: DatasetSource) -> None:
+        """``upload`` is now the session's (a built-in dataset is nobody's upload, and is not kept)."""
+        if upload.own():
+            self.keep(session, upload)
+
+
+class LastKernels(PerSession[dict]):
+    """Each session's last kernel applied in the Convolution lab (its name and numbers): what "publish a kernel"
+    publishes."""
+
+    def __init__(self, sessions: int = 1_000):
+        super().__init__(sessions)
+
+    def remember(self, session: str, name: str, rows: list[list[float]]) -> None:
+        self.keep(session, {"name": name, "kernel": rows})
 
 
 STORE = ModelStore()  # the shared variants (read-only) and each session's own models
