@@ -20,6 +20,7 @@ SETTINGS = {
     "PLAYGROUND_PROXY_HOPS",  # how many proxies stand in front of the app (0 is a valid answer)
     "PLAYGROUND_RUNS_DIR",  # where every run's folder lives (a path, not a limit)
     "PLAYGROUND_DATABASE_URL",  # the class board's database (an address, not a limit)
+    "PLAYGROUND_BENCH_DATABASE_URL",  # the PostgreSQL the class-board benchmark may also measure
 }
 
 

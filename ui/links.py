@@ -258,7 +258,7 @@ def values_for(view: View, targets_: list[tuple[str, str, object]]) -> list:
     return values
 
 
-def _example_of(path) -> int | None:
+def example_of(path) -> int | None:
     """Which example photo ``path`` is (Gradio hands an example over as a copy under the same name)."""
     import os
 
@@ -271,7 +271,7 @@ def current_view(tab: str, fields: list[str], values: list) -> tuple[View, str]:
     """The view a tab's controls show now, and a note on what a link cannot carry (an uploaded photo)."""
     settings, note = dict(zip(fields, values)), ""
     if "photo" in settings:
-        example = _example_of(settings["photo"])
+        example = example_of(settings["photo"])
         if example is None:
             settings.pop("photo")
             note = " Your own photo is not in the link: whoever opens it uploads it again (the cup opens meanwhile)."

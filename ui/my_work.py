@@ -120,7 +120,7 @@ def _page_views(fields: list[tuple[str, str]], values: list, chooser: str) -> di
 def _own_photo(value) -> bytes | None:
     """A tab's photo as PNG when it is the learner's own (an example is a setting, not a photo)."""
     path = uploaded_path(value) if value is not None else None
-    if not path or links._example_of(path) is not None:
+    if not path or links.example_of(path) is not None:
         return None
     buffer = io.BytesIO()
     load_image(path).save(buffer, format="PNG")
@@ -264,18 +264,18 @@ def wire(demo, panel, chooser, views: dict, lessons, train, experiments, save_bu
 
     @user_errors
     def save_page(request: gr.Request, chooser_key, progress, *values):  # the request first: *values takes the rest
-        from ui.tabs.lessons import _clean
+        from ui.tabs.lessons import clean_progress
 
         shots, settings = values[: len(PHOTO_TABS)], list(values[len(PHOTO_TABS) :])
         own = {tab: png for tab, value in zip(PHOTO_TABS, shots, strict=True) if (png := _own_photo(value))}
         path, said = save(session_of(request), chosen=chooser_key or "", views=_page_views(fields, settings, chooser_key),
-                          photos=own, lessons=_clean(progress))  # fmt: skip
+                          photos=own, lessons=clean_progress(progress))  # fmt: skip
         return path, said
 
     @user_errors
     def open_page(file, request: gr.Request = None):
         from ui.tabs.experiments import shown_run
-        from ui.tabs.lessons import _clean
+        from ui.tabs.lessons import clean_progress
         from ui.tabs.train import shown_summary
 
         skip = [gr.skip()] * (2 + len(PHOTO_TABS) + len(every) + len(train_outputs) + len(experiment_outputs))
@@ -304,7 +304,7 @@ def wire(demo, panel, chooser, views: dict, lessons, train, experiments, save_bu
         trained = shown_summary(work.training) if work.training else {}
         run = JOBS.last_run(session_of(request), "experiment") if work.experiment else None
         shown = shown_run(run) if run is not None else {}
-        progress = _clean(work.lessons) if work.lessons else gr.skip()
+        progress = clean_progress(work.lessons) if work.lessons else gr.skip()
         session = session_of(request)
         choice = refresh_choices(chosen, request) if chosen else gr.update(choices=STORE.choices(session))
         return [

@@ -48,7 +48,7 @@ def empty_progress() -> dict:
     return {"done": [], "answers": {}}
 
 
-def _clean(progress) -> dict:
+def clean_progress(progress) -> dict:
     """A progress record as stored, whatever the browser sent (a hand-edited one is not trusted)."""
     progress = progress if isinstance(progress, dict) else {}
     done = [n for n in progress.get("done", []) if isinstance(n, int) and n in course.BY_NUMBER]
@@ -151,7 +151,7 @@ def _lesson_markdown(lesson: course.Lesson, model_key: str, progress: dict) -> s
 @user_errors
 def open_lesson(number=1, model_key=DEFAULT_MODEL, progress=None):
     """The lesson's words, its exercises (with the learner's last replies), and the progress line."""
-    lesson, progress = _lesson(number), _clean(progress)
+    lesson, progress = _lesson(number), clean_progress(progress)
     exercises = _exercises(lesson.number, model_key)
     updates = []
     for slot in range(SLOTS):
@@ -180,7 +180,7 @@ def draw_lesson_picture(number=1, model_key=DEFAULT_MODEL):
 @user_errors
 def check_slot(slot: int, number, model_key, reply, choice, progress):
     """Check one exercise's reply; the verdict, and the progress with the reply kept."""
-    lesson, progress = _lesson(number), _clean(progress)
+    lesson, progress = _lesson(number), clean_progress(progress)
     exercises = _exercises(lesson.number, model_key)
     if slot >= len(exercises):
         raise ValueError("This lesson has no such exercise.")
@@ -208,7 +208,7 @@ def reveal_slot(slot: int, number, model_key):
 
 @user_errors
 def mark_done(number, progress):
-    progress = _clean(progress)
+    progress = clean_progress(progress)
     progress["done"] = sorted(set(progress["done"]) | {_lesson(number).number})
     return progress, _progress_line(progress)
 
@@ -230,7 +230,7 @@ def _data_url(picture) -> str:
 
 def notes_html(progress: dict, model_key: str) -> str:
     """The learner's notes: each lesson done or answered, their answers and verdicts, and its picture."""
-    progress = _clean(progress)
+    progress = clean_progress(progress)
     parts = [
         "<!doctype html><html lang='en'><meta charset='utf-8'><title>My AlexNet Playground notes</title>",
         "<style>body{font-family:sans-serif;max-width:52em;margin:2em auto;line-height:1.45}"
@@ -402,7 +402,7 @@ def lesson_from_link(progress=None, request: gr.Request = None):
         except ValueError:
             gr.Warning(f"There is no lesson {str(asked)[:20]!r}; opening lesson 1.")
             return 1
-    done = set(_clean(progress)["done"])
+    done = set(clean_progress(progress)["done"])
     return next((lesson.number for lesson in course.LESSONS if lesson.number not in done), 1)
 
 
