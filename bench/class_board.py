@@ -9,6 +9,7 @@ SQLite in a temporary folder; PostgreSQL too when ``PLAYGROUND_BENCH_DATABASE_UR
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import tempfile
@@ -16,7 +17,8 @@ import threading
 import time
 
 from bench.common import median_ms, report
-from playground.sharing.board import Board, BoardLimits
+from playground.config import get_limits
+from playground.sharing.board import Board
 from playground.training.experiments import PRESETS
 from playground.training.report import RunOutcome, Target, summarise
 
@@ -54,7 +56,7 @@ def _training(rng: random.Random) -> dict:
 def _one(url: str, name: str) -> None:
     from ui.tabs import class_board as tab
 
-    board = Board(url, limits=BoardLimits(publishes_per_minute=100))
+    board = Board(url, limits=dataclasses.replace(get_limits(), board_publishes_per_minute=100))
     made = board.create_class("bench")
     rng = random.Random(0)
     names = [f"learner {i}" for i in range(LEARNERS)]

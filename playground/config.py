@@ -133,6 +133,19 @@ class Limits:
     # A browser drains its event stream as messages arrive; this many unread means nobody is listening.
     unread_messages_when_gone: int = 8
     download_timeout_seconds: float = 15.0  # ImageNet weights and datasets, when online
+    # The class board: a class's life unless its teacher closes it, a class's or a learner's name, and how much a class,
+    # a learner and one entry may hold (an experiment of 24 runs with their curves is ~60 KB as JSON).
+    board_class_days: int = 30
+    board_name_chars: int = 60
+    board_learners_per_class: int = 200
+    board_entries_per_class: int = 2_000
+    board_entries_per_learner: int = 50
+    board_entry_bytes: int = 512 * 1024
+    # Per minute, counted by each server: a learner's publishes; joins from one network address (a class behind one
+    # school address joins in a minute or two); codes that name no class from one address (guessing stays out of reach).
+    board_publishes_per_minute: int = 10
+    board_joins_per_minute: int = 20
+    board_misses_per_minute: int = 30
 
 
 def _parse(field: dataclasses.Field, text: str):

@@ -52,7 +52,9 @@ def test_a_right_answer_is_kept_and_completing_a_lesson_marks_it_done():
 
 
 def test_a_hand_edited_progress_is_cleaned_not_trusted():
-    clean = T.clean_progress({"done": [1, 99, "x", 2, 2], "answers": {"1/a": {"reply": "x" * 5000, "right": 1}, "b": 3}})
+    clean = T.clean_progress(
+        {"done": [1, 99, "x", 2, 2], "answers": {"1/a": {"reply": "x" * 5000, "right": 1}, "b": 3}}
+    )
     assert clean["done"] == [1, 2] and clean["answers"] == {"1/a": {"reply": "x" * 400, "right": True}}
     assert T.clean_progress("nonsense") == T.empty_progress()
 

@@ -3,12 +3,14 @@ numbers are the class's seeds recomputed here, bounds, a restart, and forty publ
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import threading
 
 import pytest
 
-from playground.sharing.board import Board, BoardLimits, schema_version
+from playground.config import get_limits
+from playground.sharing.board import Board, schema_version
 from playground.training.report import RunOutcome, Target, summarise
 
 KERNEL = {"name": "laplacian", "kernel": [[0, 1, 0], [1, -4, 1], [0, 1, 0]]}
@@ -105,7 +107,9 @@ def test_the_board_survives_a_restart_and_the_schema_is_versioned(url):
 
 
 def test_names_are_data_and_bounds_hold(url):
-    board = Board(url, limits=BoardLimits(entries_per_learner=2, publishes_per_minute=100))
+    board = Board(
+        url, limits=dataclasses.replace(get_limits(), board_entries_per_learner=2, board_publishes_per_minute=100)
+    )
     made = board.create_class("'); DROP TABLE classes; --")
     board.join(made.code, "Robert'); DROP TABLE learners;--")
     assert board.board(made.code)["class"] == "'); DROP TABLE classes; --"
@@ -133,7 +137,7 @@ def test_names_are_data_and_bounds_hold(url):
 
 
 def test_publishes_per_minute_are_bounded(url):
-    board = Board(url, limits=BoardLimits(publishes_per_minute=3))
+    board = Board(url, limits=dataclasses.replace(get_limits(), board_publishes_per_minute=3))
     made = board.create_class("c")
     board.join(made.code, "ada")
     for _ in range(3):
@@ -215,7 +219,7 @@ def test_two_servers_on_one_postgresql_show_the_same_board(postgres):
 
 
 def test_an_entry_past_its_size_is_refused(url):
-    board = Board(url, limits=BoardLimits(entry_bytes=1_000))
+    board = Board(url, limits=dataclasses.replace(get_limits(), board_entry_bytes=1_000))
     made = board.create_class("c")
     board.join(made.code, "ada")
     with pytest.raises(ValueError, match="too large to publish"):

@@ -15,6 +15,7 @@ import time
 
 import gradio as gr
 
+from playground.config import get_limits
 from playground.sharing.board import Board
 from ui.handlers import user_errors
 from ui.queueing import address
@@ -25,10 +26,6 @@ from ui.state import JOBS, KERNELS, session_of
 def board() -> Board:
     """The server's board: the database named by ``PLAYGROUND_DATABASE_URL``, else SQLite under the data folder."""
     return Board()
-
-
-JOINS_PER_MINUTE = 20  # per network address: enough for a class behind one school address to join in a minute or two
-MISSES_PER_MINUTE = 30  # codes that name no class, per address: guessing a class's code stays out of reach
 
 
 class PerMinute:
@@ -59,8 +56,10 @@ class PerMinute:
             self._recent(visitor, time.monotonic()).append(time.monotonic())
 
 
-JOINS = PerMinute(JOINS_PER_MINUTE, "Too many joins from this address in the last minute; please wait a moment.")
-MISSES = PerMinute(MISSES_PER_MINUTE, "Too many class codes that name no class from this address; please wait a "
+JOINS = PerMinute(
+    get_limits().board_joins_per_minute, "Too many joins from this address in the last minute; please wait a moment."
+)
+MISSES = PerMinute(get_limits().board_misses_per_minute, "Too many class codes that name no class from this address; please wait a "
                                       "minute and check the code on the board.")  # fmt: skip
 
 

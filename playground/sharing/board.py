@@ -34,6 +34,7 @@ from alembic.config import Config
 from sqlalchemy import orm
 
 from playground import kernels as K
+from playground.config import Limits, get_limits
 from playground.training.report import ExperimentResult, Overlay, result_of, summarise
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read off a whiteboard
@@ -41,17 +42,6 @@ CODE_LENGTH = 6  # 32^6: about a billion codes
 KINDS = ("training", "experiment", "kernel")
 DATABASE_ENV = "PLAYGROUND_DATABASE_URL"
 DATA_DIR_ENV = "PLAYGROUND_DATA_DIR"
-
-
-@dataclasses.dataclass(frozen=True)
-class BoardLimits:
-    class_days: int = 30  # a class lives this long unless its teacher closes it
-    name_chars: int = 60  # a class's or a learner's name
-    learners_per_class: int = 200
-    entries_per_learner: int = 50
-    entries_per_class: int = 2_000
-    entry_bytes: int = 512 * 1024  # one entry as JSON (an experiment of 24 runs with their curves: ~60 KB)
-    publishes_per_minute: int = 10  # per learner
 
 
 class Base(orm.DeclarativeBase):
@@ -114,10 +104,10 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
 
 
-def _name(text, what: str, limits: BoardLimits) -> str:
+def _name(text, what: str, limits: Limits) -> str:
     text = " ".join(str(text or "").split())
-    if not text or len(text) > limits.name_chars or not text.isprintable():
-        raise ValueError(f"A {what} is 1 to {limits.name_chars} printable characters.")
+    if not text or len(text) > limits.board_name_chars or not text.isprintable():
+        raise ValueError(f"A {what} is 1 to {limits.board_name_chars} printable characters.")
     return text
 
 
@@ -148,9 +138,9 @@ class Board:
     """One database of classes; safe to share between threads and between servers on one PostgreSQL."""
 
     @_reached
-    def __init__(self, url: str | None = None, *, limits: BoardLimits | None = None):
+    def __init__(self, url: str | None = None, *, limits: Limits | None = None):
         self.url = url or database_url()
-        self.limits = limits or BoardLimits()
+        self.limits = limits or get_limits()
         options = {"connect_args": {"timeout": 30}} if self.url.startswith("sqlite") else {"pool_pre_ping": True}
         self.engine = sa.create_engine(self.url, **options)
         if self.url.startswith("sqlite"):
@@ -165,7 +155,7 @@ class Board:
     @_reached
     def create_class(self, name: str, *, days: int | None = None) -> NewClass:
         name = _name(name, "class name", self.limits)
-        days = days or self.limits.class_days
+        days = days or self.limits.board_class_days
         if not 1 <= days <= 365:
             raise ValueError("A class lives 1 to 365 days.")
         key = secrets.token_urlsafe(24)  # 192 bits
@@ -213,8 +203,8 @@ class Board:
                 if self._learner(db, found, name) is not None:
                     return name
                 count = db.scalar(sa.select(sa.func.count()).select_from(Learner).where(Learner.class_id == found.id))
-                if count >= self.limits.learners_per_class:
-                    raise ValueError(f"The class is full ({self.limits.learners_per_class} learners).")
+                if count >= self.limits.board_learners_per_class:
+                    raise ValueError(f"The class is full ({self.limits.board_learners_per_class} learners).")
                 db.add(Learner(class_id=found.id, name=name, joined=_now()))
         except sa.exc.IntegrityError:  # the same name joined in the same instant from another page: one learner
             return name
@@ -244,9 +234,9 @@ class Board:
             payload = training_entry(payload)
             group = json.dumps([payload["dataset"], payload["variant"], payload["mode"]])[:400]
         text = json.dumps(payload)
-        if len(text) > self.limits.entry_bytes:
+        if len(text) > self.limits.board_entry_bytes:
             raise ValueError(f"This result is too large to publish ({len(text) / 1024:,.0f} KB; at most "
-                             f"{self.limits.entry_bytes / 1024:,.0f} KB).")  # fmt: skip
+                             f"{self.limits.board_entry_bytes / 1024:,.0f} KB).")  # fmt: skip
         name = _name(learner, "display name", self.limits)
         with self._sessions.begin() as db:
             found = self._open_class(db, code)
@@ -255,10 +245,10 @@ class Board:
                 raise ValueError(f"{name!r} has not joined this class: join it with its code first.")
             self._throttle(who.id)
             mine = db.scalar(sa.select(sa.func.count()).select_from(Entry).where(Entry.learner_id == who.id))
-            if mine >= self.limits.entries_per_learner:
+            if mine >= self.limits.board_entries_per_learner:
                 raise ValueError(f"You have published {mine} results to this class, the most one learner may.")
             total = db.scalar(sa.select(sa.func.count()).select_from(Entry).where(Entry.class_id == found.id))
-            if total >= self.limits.entries_per_class:
+            if total >= self.limits.board_entries_per_class:
                 raise ValueError("This class's board is full.")
             entry = Entry(
                 class_id=found.id, learner_id=who.id, kind=kind, group_key=group, payload=text, created=_now()
@@ -271,8 +261,10 @@ class Board:
         now = _now()
         with self._lock:
             recent = [t for t in self._publishes.get(learner_id, []) if now - t < dt.timedelta(minutes=1)]
-            if len(recent) >= self.limits.publishes_per_minute:
-                raise ValueError(f"At most {self.limits.publishes_per_minute} results a minute; please wait a moment.")
+            if len(recent) >= self.limits.board_publishes_per_minute:
+                raise ValueError(
+                    f"At most {self.limits.board_publishes_per_minute} results a minute; please wait a moment."
+                )
             self._publishes[learner_id] = [*recent, now]
 
     @_reached
