@@ -8,15 +8,12 @@ an entry (:mod:`playground.sharing.board` does the work; this layer adds session
 
 from __future__ import annotations
 
-import collections
 import functools
-import threading
-import time
 
 import gradio as gr
 
 from playground.config import get_limits
-from playground.sharing.board import Board
+from playground.sharing.board import Board, PerMinute
 from ui.handlers import user_errors
 from ui.queueing import address
 from ui.state import JOBS, KERNELS, session_of
@@ -26,34 +23,6 @@ from ui.state import JOBS, KERNELS, session_of
 def board() -> Board:
     """The server's board: the database named by ``PLAYGROUND_DATABASE_URL``, else SQLite under the data folder."""
     return Board()
-
-
-class PerMinute:
-    """At most ``most`` events a minute per visitor (this server's count); bounded in visitors."""
-
-    def __init__(self, most: int, sentence: str):
-        self.most, self.sentence = most, sentence
-        self._times: dict[str, collections.deque] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, visitor: str, now: float) -> collections.deque:
-        recent = self._times.setdefault(visitor, collections.deque())
-        while recent and now - recent[0] > 60:
-            recent.popleft()
-        if len(self._times) > 10_000:  # bounded: the addresses quiet for a minute go
-            for stale in [key for key, times in self._times.items() if not times or now - times[-1] > 60]:
-                self._times.pop(stale, None)
-        return recent
-
-    def check(self, visitor: str) -> None:
-        """Raise the sentence when the visitor has had ``most`` events in the last minute."""
-        with self._lock:
-            if len(self._recent(visitor, time.monotonic())) >= self.most:
-                raise ValueError(self.sentence)
-
-    def count(self, visitor: str) -> None:
-        with self._lock:
-            self._recent(visitor, time.monotonic()).append(time.monotonic())
 
 
 JOINS = PerMinute(
@@ -114,8 +83,7 @@ def create_class(name: str) -> tuple[str, str]:
 @user_errors
 def join_class(code: str, learner: str, request: gr.Request) -> str:
     """Join a class with its code and a display name (no account); a sentence."""
-    JOINS.check(visitor(request))
-    JOINS.count(visitor(request))
+    JOINS.take(visitor(request))
     name = looked_up(code, request, lambda: board().join(code, learner))
     return f"{name} joined the class {str(code).strip().upper()}."
 

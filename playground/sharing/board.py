@@ -13,6 +13,7 @@ pools every learner's runs of the same preset and settings into one table with t
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import datetime as dt
@@ -26,6 +27,7 @@ import os
 import secrets
 import statistics
 import threading
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -42,6 +44,42 @@ CODE_LENGTH = 6  # 32^6: about a billion codes
 KINDS = ("training", "experiment", "kernel")
 DATABASE_ENV = "PLAYGROUND_DATABASE_URL"
 DATA_DIR_ENV = "PLAYGROUND_DATA_DIR"
+
+
+class PerMinute:
+    """At most ``most`` events a minute per visitor (this server's count); bounded in visitors."""
+
+    def __init__(self, most: int, sentence: str):
+        self.most, self.sentence = most, sentence
+        self._times: dict[object, collections.deque] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, visitor, now: float) -> collections.deque:
+        recent = self._times.setdefault(visitor, collections.deque())
+        while recent and now - recent[0] > 60:
+            recent.popleft()
+        if len(self._times) > 10_000:  # bounded: the addresses quiet for a minute go
+            for stale in [key for key, times in self._times.items() if not times or now - times[-1] > 60]:
+                self._times.pop(stale, None)
+        return recent
+
+    def check(self, visitor) -> None:
+        """Raise the sentence when the visitor has had ``most`` events in the last minute."""
+        with self._lock:
+            if len(self._recent(visitor, time.monotonic())) >= self.most:
+                raise ValueError(self.sentence)
+
+    def count(self, visitor) -> None:
+        with self._lock:
+            self._recent(visitor, time.monotonic()).append(time.monotonic())
+
+    def take(self, visitor) -> None:
+        """Check and count in one step (two events at once cannot both take the last place)."""
+        with self._lock:
+            recent = self._recent(visitor, time.monotonic())
+            if len(recent) >= self.most:
+                raise ValueError(self.sentence)
+            recent.append(time.monotonic())
 
 
 class Base(orm.DeclarativeBase):
@@ -147,8 +185,8 @@ class Board:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         migrate(self.engine)
         self._sessions = orm.sessionmaker(self.engine, expire_on_commit=False)
-        self._publishes: dict[int, list[dt.datetime]] = {}  # learner -> this minute's publishes (this server)
-        self._lock = threading.Lock()
+        most = self.limits.board_publishes_per_minute  # per learner, counted by this server
+        self._publishes = PerMinute(most, f"At most {most} results a minute; please wait a moment.")
 
     # --- classes -----------------------------------------------------------------------------------------
 
@@ -243,7 +281,7 @@ class Board:
             who = self._learner(db, found, name)
             if who is None:
                 raise ValueError(f"{name!r} has not joined this class: join it with its code first.")
-            self._throttle(who.id)
+            self._publishes.take(who.id)
             mine = db.scalar(sa.select(sa.func.count()).select_from(Entry).where(Entry.learner_id == who.id))
             if mine >= self.limits.board_entries_per_learner:
                 raise ValueError(f"You have published {mine} results to this class, the most one learner may.")
@@ -256,16 +294,6 @@ class Board:
             db.add(entry)
             db.flush()
             return entry.id
-
-    def _throttle(self, learner_id: int) -> None:
-        now = _now()
-        with self._lock:
-            recent = [t for t in self._publishes.get(learner_id, []) if now - t < dt.timedelta(minutes=1)]
-            if len(recent) >= self.limits.board_publishes_per_minute:
-                raise ValueError(
-                    f"At most {self.limits.board_publishes_per_minute} results a minute; please wait a moment."
-                )
-            self._publishes[learner_id] = [*recent, now]
 
     @_reached
     def hide(self, code: str, teacher_key: str, entry: int) -> None:
